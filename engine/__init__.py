@@ -1,0 +1,1 @@
+"""Policy-as-code access decisions for multi-agency information sharing."""

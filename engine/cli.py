@@ -1,0 +1,147 @@
+"""The `engine` command: one thin cmd_<name>() per subcommand.
+
+Each subcommand parses its arguments here and hands the work to the module of
+its stage; every one returns the process exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from engine.checking import run_check
+
+    return run_check(args.path, args.format)
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from engine.deciding import run_decide
+
+    return run_decide(args)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from engine.testing import run_tests
+
+    return run_tests(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from api.server import serve
+
+    return serve(args)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from api.audit import run_audit
+
+    return run_audit(args)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from engine.matrix import run_matrix
+
+    return run_matrix(args)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from engine.diff import run_diff
+
+    return run_diff(args)
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from engine.formatter import run_fmt
+
+    return run_fmt(args)
+
+
+def cmd_doc(args: argparse.Namespace) -> int:
+    from engine.document import run_doc
+
+    return run_doc(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="engine", description="Policy-as-code access decisions.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, fn: Command, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("check", cmd_check, "Check a policy set and report every mistake.")
+    p.add_argument("path", nargs="?", default=None, help="policy directory or file (default: policies/)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = add("decide", cmd_decide, "Decide one request (JSON or YAML file, or - for standard input).")
+    p.add_argument("request", help="request file, or - to read standard input")
+    p.add_argument("--policy", default=None, help="policy directory (default: policies/)")
+    p.add_argument("--explain", action="store_true", help="print the decision as text a caseworker can read")
+
+    p = add("test", cmd_test, "Run the policy tests (*.test.yaml) of a policy set.")
+    p.add_argument("path", nargs="?", default=None, help="policy directory (default: policies/)")
+    p.add_argument("-k", dest="keyword", default=None, help="run only cases whose name contains TEXT")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every case")
+    p.add_argument("--coverage-min", type=float, default=None, metavar="PCT")
+    p.add_argument("--junit", default=None, metavar="FILE", help="write JUnit XML")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = add("serve", cmd_serve, "Serve decisions over HTTP.")
+    p.add_argument("path", nargs="?", default=None, help="policy directory (default: the example policies)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--audit-log", default=None, metavar="FILE")
+    p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
+
+    p = add("audit", cmd_audit, "Work with the audit trail.")
+    audit = p.add_subparsers(dest="audit_command", metavar="ACTION")
+    audit.required = True
+    v = audit.add_parser("verify", help="Verify an audit log's hash chain.")
+    v.add_argument("file")
+
+    p = add("matrix", cmd_matrix, "Who can see what, for which purpose.")
+    p.add_argument("path", nargs="?", default=None)
+    p.add_argument("--date", default=None)
+    p.add_argument("--context", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--format", choices=["text", "md", "csv", "html"], default="text")
+
+    p = add("diff", cmd_diff, "What changes between two policy sets.")
+    p.add_argument("old", nargs="?", default=None)
+    p.add_argument("new", nargs="?", default=None)
+    p.add_argument("--git", default=None, metavar="REV")
+    p.add_argument("--date", default=None)
+    p.add_argument("--context", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--format", choices=["text", "md", "json"], default="text")
+
+    p = add("fmt", cmd_fmt, "Lay out policy files canonically.")
+    p.add_argument("path", nargs="?", default=None)
+    p.add_argument("--check", action="store_true")
+    p.add_argument("--diff", action="store_true")
+
+    p = add("doc", cmd_doc, "The policy set as a plain-English document.")
+    p.add_argument("path", nargs="?", default=None)
+    p.add_argument("--format", choices=["md", "html"], default="md")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

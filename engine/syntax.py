@@ -1,0 +1,510 @@
+"""Parse policy text into the syntax tree: Lark parse tree -> ast nodes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from engine import ast
+from engine.errors import PolicySyntaxError
+from engine.source import Source, Span, point
+
+# Words that may not be used as names (LANGUAGE.md section 1).
+KEYWORDS = frozenset(
+    """policy actions roles purposes categories classifications agencies group attributes
+    agreement permit deny on action role agency purpose data owner under when unless
+    obligation because and or not in is has any up to from parties valid reference version
+    combine default one of true false bool number string date category classification""".split()
+)
+
+# A line continues after these tokens ...
+_CONTINUE_AFTER = frozenset({",", "{", "(", "or", "and", "not", "==", "!=", "<", "<=", ">", ">=", "in", "is"})
+# ... or when the next line starts with one of these ...
+_CONTINUE_BEFORE = frozenset({"or", "and", ")", "}"})
+# ... but a clause or declaration keyword at the start of a line always starts anew.
+_STARTS_ANEW = frozenset(
+    """policy actions roles purposes categories classifications agencies group attributes
+    agreement permit deny on action role agency purpose data owner under when unless
+    obligation because parties from to valid reference version combine""".split()
+)
+
+
+def _word(token: Token) -> str | None:
+    """The keyword or punctuation a token is, or None for names and literals."""
+    if token.type in ("NAME", "DOTTED", "STRING", "NUMBER", "DATE", "_NL"):
+        return None
+    return token.value
+
+
+class _Newlines:
+    """Post-lexer: keep only the newlines that end a declaration or clause."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        previous: Token | None = None
+        pending: Token | None = None
+        for token in stream:
+            if token.type == "_NL":
+                if pending is None:
+                    pending = token
+                continue
+            if pending is not None:
+                if self._keeps(previous, token):
+                    yield pending
+                pending = None
+            yield token
+            previous = token
+        if pending is not None and previous is not None:
+            yield pending
+
+    @staticmethod
+    def _keeps(previous: Token | None, following: Token) -> bool:
+        if previous is None or _word(previous) == "{":
+            return False
+        if _word(following) in _STARTS_ANEW:
+            return True
+        return _word(previous) not in _CONTINUE_AFTER and _word(following) not in _CONTINUE_BEFORE
+
+
+def grammar_text() -> str:
+    """The grammar, from the source tree or from the installed package."""
+    beside = Path(__file__).resolve().parent.parent / "grammar" / "policy.lark"
+    if beside.is_file():
+        return beside.read_text(encoding="utf-8")
+    return resources.files("engine.grammar").joinpath("policy.lark").read_text(encoding="utf-8")
+
+
+# Comments are skipped by the grammar but kept for the formatter: the lexer
+# hands each one to whichever parse is running on this thread.
+_comments = threading.local()
+
+
+def _keep_comment(token: Token) -> Token:
+    sink = getattr(_comments, "sink", None)
+    if sink is not None:
+        sink.append(token)
+    return token
+
+
+@functools.cache
+def _parser() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="basic",
+        postlex=_Newlines(),
+        propagate_positions=True,
+        maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": _keep_comment},
+    )
+
+
+def parse(source: Source) -> ast.PolicyFile:
+    """Parse one policy file; raise PolicySyntaxError pointing at the mistake."""
+    text = source.text
+    _comments.sink = tokens = []
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(source, exc) from None
+    finally:
+        _comments.sink = None
+    comments = [ast.Comment(t.value[1:], _token_span(source, t)) for t in tokens]
+    try:
+        declarations = _ToAst(source).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, PolicySyntaxError):
+            raise exc.orig_exc from None
+        raise
+    whole = Span(source, 1, 1, max(1, text.count("\n") + 1), 1)
+    return ast.PolicyFile(source.path, tuple(declarations), tuple(comments), whole)
+
+
+# --- syntax errors -------------------------------------------------------------
+
+_EXPECTED_WORDS = {
+    "NAME": "a name",
+    "DOTTED": "a dotted name",
+    "STRING": 'a "string"',
+    "NUMBER": "a number",
+    "DATE": "a date like 2025-06-01",
+    "COMPARE": "a comparison",
+    "COMBINING": "deny-overrides, permit-overrides or first-applicable",
+    "_NL": "a new line",
+    "$END": "the end of the file",
+}
+
+
+def _describe_expected(expected: set[str], parser: Lark) -> str:
+    words = set()
+    for name in expected:
+        if name in _EXPECTED_WORDS:
+            words.add(_EXPECTED_WORDS[name])
+            continue
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            words.add(name.lower())
+            continue
+        words.add(f"`{pattern.value}`" if pattern.type == "str" else name.lower())
+    ordered = sorted(words)
+    if len(ordered) > 6:
+        ordered = ordered[:6] + ["..."]
+    return ", ".join(ordered)
+
+
+def _found(token: Token) -> str:
+    if token.type == "$END":
+        return "the end of the file"
+    if token.type == "_NL":
+        return "end of line"
+    if token.type == "STRING":
+        return f"string {token.value}"
+    if token.value in KEYWORDS:
+        return f"keyword `{token.value}`"
+    return f"`{token.value}`"
+
+
+def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
+    parser = _parser()
+    if isinstance(exc, UnexpectedCharacters):
+        char = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
+        span = point(source, exc.line, exc.column)
+        if char == '"':
+            rest = source.line(exc.line)[exc.column - 1 :]
+            return PolicySyntaxError(
+                "unterminated string",
+                point(source, exc.line, exc.column, len(rest)),
+                'a string ends with `"` on the same line; write `\\"` for a quote inside it',
+            )
+        return PolicySyntaxError(f"unexpected character `{char}`", span, _char_help(char))
+    if isinstance(exc, UnexpectedEOF):
+        lines = source.text.rstrip().split("\n")
+        span = point(source, len(lines), len(lines[-1]) + 1)
+        return PolicySyntaxError("unexpected end of file", span, f"expected {_describe_expected(exc.expected, parser)}")
+    assert isinstance(exc, UnexpectedToken)
+    token = exc.token
+    if token.type == "$END":
+        lines = source.text.rstrip().split("\n")
+        span = point(source, len(lines), len(lines[-1]) + 1)
+        return PolicySyntaxError(
+            "unexpected end of file", span, f"expected {_describe_expected(exc.expected, parser)}"
+        )
+    span = _token_span(source, token)
+    if token.type == "_NL":
+        line = source.line(token.line).rstrip()
+        span = point(source, token.line, len(line) + 1)
+    expected = exc.expected
+    message = f"unexpected {_found(token)}"
+    help = f"expected {_describe_expected(expected, parser)}"
+    if token.value in KEYWORDS and ("NAME" in expected or "DOTTED" in expected):
+        message = f"`{token.value}` is a keyword and cannot be used as a name"
+        help = f"choose another name, such as `{token.value}_`"
+    elif token.type == "NAME" and _close_keyword(token.value, expected, parser):
+        message = f"unknown word `{token.value}`"
+        help = f"did you mean `{_close_keyword(token.value, expected, parser)}`?"
+    elif token.value == "}" and "RBRACE" not in expected:
+        message = "unexpected `}`: no block is open here"
+        help = "remove it, or add the `{` it should close"
+    return PolicySyntaxError(message, span, help)
+
+
+def _is_keyword(terminal: str, parser: Lark) -> bool:
+    try:
+        pattern = parser.get_terminal(terminal).pattern
+    except KeyError:
+        return False
+    return pattern.type == "str" and pattern.value.isalpha()
+
+
+def _close_keyword(word: str, expected: set[str], parser: Lark) -> str | None:
+    import difflib
+
+    options = [parser.get_terminal(e).pattern.value for e in expected if _is_keyword(e, parser)]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _char_help(char: str) -> str | None:
+    if char == "'":
+        return 'strings use double quotes: "like this"'
+    if char in "&|!":
+        return "write `and`, `or` and `not` as words"
+    return None
+
+
+# --- parse tree -> ast -----------------------------------------------------------
+
+
+def _token_span(source: Source, token: Token) -> Span:
+    return Span(source, token.line, token.column, token.end_line, token.end_column)
+
+
+def _string(token: Token) -> str:
+    return token.value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+
+
+def _opt_string(token: Token | None) -> str | None:
+    return None if token is None else _string(token)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Turns Lark's parse tree into ast nodes with spans."""
+
+    def __init__(self, source: Source):
+        super().__init__()
+        self.source = source
+
+    def _span(self, meta) -> Span:
+        if getattr(meta, "empty", True):
+            return point(self.source, 1, 1)
+        return Span(self.source, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _name(self, token: Token) -> ast.Name:
+        return ast.Name(token.value, _token_span(self.source, token))
+
+    def _fail(self, message: str, span: Span, help: str | None = None):
+        raise PolicySyntaxError(message, span, help)
+
+    # file
+    def start(self, meta, children):
+        return [c for c in children if c is not None]
+
+    # header
+    def policy_header(self, meta, children):
+        title, *items = children
+        fields: dict[str, object] = {}
+        for key, value, span in (i for i in items if i is not None):
+            if key in fields:
+                self._fail(f"`{key}` is given twice in the policy header", span)
+            fields[key] = value
+        return ast.PolicyHeader(
+            _string(title), fields.get("version"), fields.get("owner"), fields.get("combine"), self._span(meta)
+        )
+
+    def header_version(self, meta, children):
+        return ("version", _string(children[0]), self._span(meta))
+
+    def header_owner(self, meta, children):
+        return ("owner", _string(children[0]), self._span(meta))
+
+    def header_combine(self, meta, children):
+        return ("combine", ast.Combine(children[0].value), self._span(meta))
+
+    # vocabulary
+    def vocab_item(self, meta, children):
+        name, label = children
+        return ast.VocabItem(self._name(name), _opt_string(label), self._span(meta))
+
+    def _items(self, children):
+        return tuple(c for c in children if c is not None)
+
+    def actions_decl(self, meta, children):
+        return ast.ActionsDecl(self._items(children), self._span(meta))
+
+    def agencies_decl(self, meta, children):
+        return ast.AgenciesDecl(self._items(children), self._span(meta))
+
+    def role_item(self, meta, children):
+        name, label, *parents = children
+        parents = tuple(p for p in parents if p is not None)
+        return ast.RoleItem(self._name(name), _opt_string(label), parents, self._span(meta))
+
+    def roles_decl(self, meta, children):
+        return ast.RolesDecl(self._items(children), self._span(meta))
+
+    def tree_node(self, meta, children):
+        name, label, *kids = children
+        return ast.TreeNode(self._name(name), _opt_string(label), self._items(kids), self._span(meta))
+
+    def purposes_decl(self, meta, children):
+        return ast.PurposesDecl(self._items(children), self._span(meta))
+
+    def categories_decl(self, meta, children):
+        return ast.CategoriesDecl(self._items(children), self._span(meta))
+
+    def classifications_decl(self, meta, children):
+        return ast.ClassificationsDecl(tuple(children), self._span(meta))
+
+    def group_decl(self, meta, children):
+        name, *members = children
+        return ast.GroupDecl(self._name(name), self._items(members), self._span(meta))
+
+    def attributes_decl(self, meta, children):
+        return ast.AttributesDecl(self._items(children), self._span(meta))
+
+    def attribute_decl(self, meta, children):
+        path, type_, default = children
+        return ast.AttributeDecl(self._name(path), type_, default, self._span(meta))
+
+    def simple_type(self, meta, children):
+        return ast.AttrType(children[0].value, (), self._span(meta))
+
+    def one_of_type(self, meta, children):
+        return ast.AttrType("one_of", self._items(children), self._span(meta))
+
+    def agreement_decl(self, meta, children):
+        name, title, *items = children
+        fields: dict[str, object] = {}
+        for key, value, span in (i for i in items if i is not None):
+            if key in fields:
+                self._fail(f"`{key}` is given twice in agreement `{name.value}`", span)
+            fields[key] = value
+        return ast.AgreementDecl(
+            self._name(name),
+            _opt_string(title),
+            fields.get("parties"),
+            fields.get("from"),
+            fields.get("to"),
+            fields.get("valid"),
+            fields.get("reference"),
+            self._span(meta),
+        )
+
+    def agreement_parties(self, meta, children):
+        return ("parties", children[0], self._span(meta))
+
+    def agreement_from(self, meta, children):
+        return ("from", children[0], self._span(meta))
+
+    def agreement_to(self, meta, children):
+        return ("to", children[0], self._span(meta))
+
+    def agreement_valid(self, meta, children):
+        start, end = (ast.DateLit(self._date(t), _token_span(self.source, t)) for t in children)
+        return ("valid", ast.Validity(start, end, self._span(meta)), self._span(meta))
+
+    def agreement_reference(self, meta, children):
+        return ("reference", _string(children[0]), self._span(meta))
+
+    # rules
+    def effect(self, meta, children):
+        return ast.Effect(children[0].value)
+
+    def outcome(self, meta, children):
+        return ast.Outcome(children[0].value)
+
+    def rule(self, meta, children):
+        effect, name, description, *clauses = children
+        return ast.Rule(effect, self._name(name), _opt_string(description), self._items(clauses), self._span(meta))
+
+    def refs(self, meta, children):
+        return tuple(children)
+
+    def _match(self, kind, meta, children):
+        return ast.MatchClause(kind, children[0], self._span(meta))
+
+    def action_clause(self, meta, children):
+        return self._match(ast.ClauseKind.ACTION, meta, children)
+
+    def role_clause(self, meta, children):
+        return self._match(ast.ClauseKind.ROLE, meta, children)
+
+    def agency_clause(self, meta, children):
+        return self._match(ast.ClauseKind.AGENCY, meta, children)
+
+    def purpose_clause(self, meta, children):
+        return self._match(ast.ClauseKind.PURPOSE, meta, children)
+
+    def owner_clause(self, meta, children):
+        return self._match(ast.ClauseKind.OWNER, meta, children)
+
+    def under_clause(self, meta, children):
+        return self._match(ast.ClauseKind.UNDER, meta, children)
+
+    def data_clause(self, meta, children):
+        categories, up_to = children
+        return ast.DataClause(categories, up_to, self._span(meta))
+
+    def data_any_clause(self, meta, children):
+        return ast.DataClause((), children[0], self._span(meta))
+
+    def when(self, meta, children):
+        return ast.ConditionClause(False, children[0], self._span(meta))
+
+    def unless(self, meta, children):
+        return ast.ConditionClause(True, children[0], self._span(meta))
+
+    def because_clause(self, meta, children):
+        return ast.BecauseClause(_string(children[0]), self._span(meta))
+
+    def obligation(self, meta, children):
+        name, *rest = children
+        condition = rest.pop() if rest else None
+        args = tuple(a for a in rest if a is not None)
+        return ast.ObligationClause(name.value, args, condition, self._span(meta))
+
+    def policy_obligation(self, meta, children):
+        outcome, obligation = children
+        return ast.PolicyObligation(outcome, obligation, self._span(meta))
+
+    # expressions
+    def or_expr(self, meta, children):
+        return ast.BoolOp("or", tuple(children), self._span(meta))
+
+    def and_expr(self, meta, children):
+        return ast.BoolOp("and", tuple(children), self._span(meta))
+
+    def not_op(self, meta, children):
+        return ast.Not(children[0], self._span(meta))
+
+    def compare(self, meta, children):
+        left, op, right = children
+        return ast.Compare(op, left, right, self._span(meta))
+
+    def compare_op(self, meta, children):
+        return children[0].value
+
+    def in_set(self, meta, children):
+        operand, *values = children
+        return ast.InSet(operand, self._items(values), self._span(meta))
+
+    def in_group(self, meta, children):
+        operand, group = children
+        return ast.InGroup(operand, group, self._span(meta))
+
+    def is_op(self, meta, children):
+        operand, node = children
+        return ast.Is(operand, node, self._span(meta))
+
+    def has_op(self, meta, children):
+        return ast.Has(children[0], self._span(meta))
+
+    # values
+    def name(self, meta, children):
+        return self._name(children[0])
+
+    builtin_path = name
+
+    def string(self, meta, children):
+        return ast.StringLit(_string(children[0]), self._span(meta))
+
+    def number(self, meta, children):
+        text = children[0].value
+        value = float(text) if "." in text else int(text)
+        return ast.NumberLit(value, self._span(meta))
+
+    def date(self, meta, children):
+        return ast.DateLit(self._date(children[0]), self._span(meta))
+
+    def true(self, meta, children):
+        return ast.BoolLit(True, self._span(meta))
+
+    def false(self, meta, children):
+        return ast.BoolLit(False, self._span(meta))
+
+    def _date(self, token: Token) -> dt.date:
+        try:
+            return dt.date.fromisoformat(token.value)
+        except ValueError:
+            self._fail(f"`{token.value}` is not a real date", _token_span(self.source, token),
+                       "dates are written year-month-day, like 2025-06-01")
