@@ -1,0 +1,79 @@
+"""Policy sets: read every *.policy file under a directory, in path order."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+from engine import ast
+from engine.errors import Diagnostic, PolicyError, PolicyLoadError, error
+from engine.source import Source
+from engine.syntax import parse
+
+
+def default_policy_dir() -> Path:
+    """The example policies: beside the source tree, or inside the installed package."""
+    beside = Path(__file__).resolve().parent.parent / "policies"
+    if any(beside.glob("*.policy")):
+        return beside
+    return Path(str(resources.files("engine.policies")))
+
+
+def policy_paths(path: str | Path | None) -> tuple[Path, list[Path]]:
+    """The root and the policy files it holds, in path order.
+
+    Raises PolicyLoadError when the path does not exist or holds no policy.
+    """
+    root = Path(path) if path is not None else default_policy_dir()
+    if root.is_file():
+        return root, [root]
+    if not root.is_dir():
+        raise PolicyLoadError(f"{root}: no such file or directory")
+    files = sorted(p for p in root.rglob("*.policy") if p.is_file())
+    if not files:
+        raise PolicyLoadError(f"{root}: no .policy files found")
+    return root, files
+
+
+def read_sources(path: str | Path | None) -> list[Source]:
+    """Every policy file as a Source, shown by its path as the user gave it."""
+    root, files = policy_paths(path)
+    sources = []
+    for file in files:
+        shown = str(file) if path is not None else f"policies/{file.relative_to(root)}"
+        try:
+            sources.append(Source.read(file, shown))
+        except UnicodeDecodeError as exc:
+            raise PolicyLoadError(f"{shown}: not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise PolicyLoadError(f"{shown}: cannot be read ({exc.strerror})") from None
+    return sources
+
+
+def content_hash(sources: list[Source]) -> str:
+    """The policy version: a hash of every file's name and text, in set order."""
+    digest = hashlib.sha256()
+    for source in sources:
+        name = Path(source.path).name.encode()
+        text = source.text.encode()
+        digest.update(len(name).to_bytes(4, "big") + name + len(text).to_bytes(8, "big") + text)
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def parse_sources(sources: list[Source]) -> tuple[ast.PolicySet, list[Diagnostic]]:
+    """Parse every file; a file with a syntax error is left out and reported."""
+    files, diagnostics = [], []
+    for source in sources:
+        try:
+            files.append(parse(source))
+        except PolicyError as exc:
+            diagnostics.append(exc.to_diagnostic())
+        except RecursionError:
+            diagnostics.append(error("policy_parse_error", "expression nested too deeply", None))
+    return ast.PolicySet(tuple(files), content_hash(sources)), diagnostics
+
+
+def load_set(path: str | Path | None) -> tuple[ast.PolicySet, list[Diagnostic]]:
+    """Read and parse a policy set: the tree and any syntax errors."""
+    return parse_sources(read_sources(path))
