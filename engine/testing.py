@@ -1,0 +1,308 @@
+"""Policy tests: run *.test.yaml cases against a policy set, behind `engine test`.
+
+`run_test_files()` is the library entry: it decides every case and returns a
+`TestReport` (data). `run_tests()` is the command: it finds the policy set and
+its test files, runs them, and prints the report as text, JSON or JUnit XML
+(engine/_testreport.py words it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from engine._testfile import Case, Problem, TestFile, read_test_file
+from engine.ast import ObligationClause
+from engine.errors import PolicyLoadError, RequestError, did_you_mean
+
+TEST_FILE_GLOB = "*.test.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseError:
+    """Why a case could not be decided: a mistake in the case, or an invalid request."""
+
+    kind: str  # "invalid_case" | "invalid_request" | "engine_error"
+    message: str
+    path: str
+    line: int
+    field: str | None = None
+    help: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"kind": self.kind, "message": self.message, "file": self.path, "line": self.line}
+        if self.field:
+            data["field"] = self.field
+        if self.help:
+            data["help"] = self.help
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    """One case's outcome: the decision it got (when decided) and what differed."""
+
+    case: Case
+    passed: bool
+    decision: Any = None  # engine.decision.Decision, or None when not decided
+    mismatches: tuple[str, ...] = ()  # "decision", "by", "obligations"
+    errors: tuple[CaseError, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "passed" if self.passed else "failed"
+
+    @property
+    def reason_rules(self) -> tuple[str, ...]:
+        return tuple(r.rule for r in self.decision.reasons) if self.decision is not None else ()
+
+    @property
+    def obligation_names(self) -> tuple[str, ...]:
+        if self.decision is None:
+            return ()
+        return tuple(dict.fromkeys(o.name for o in self.decision.obligations))
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    """One test file: its case results, or the problem that kept it from loading."""
+
+    path: str
+    results: tuple[CaseResult, ...] = ()
+    problem: Problem | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRef:
+    rule: str
+    effect: str
+    path: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Which rules some passing case made decide (was among its reasons)."""
+
+    covered: tuple[RuleRef, ...]
+    uncovered: tuple[RuleRef, ...]
+
+    @property
+    def total(self) -> int:
+        return len(self.covered) + len(self.uncovered)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * len(self.covered) / self.total if self.total else 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class TestReport:
+    """Everything a run found, in test-file order; rendering is separate."""
+
+    __test__ = False  # not a pytest test class
+
+    policy_version: str
+    files: tuple[FileReport, ...]
+    coverage: Coverage
+    keyword: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def results(self) -> list[CaseResult]:
+        return [result for file in self.files for result in file.results]
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for result in self.results if result.passed)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for result in self.results if not result.passed)
+
+    @property
+    def file_problems(self) -> list[Problem]:
+        return [file.problem for file in self.files if file.problem is not None]
+
+    def coverage_short(self, minimum: float | None) -> bool:
+        # Compare at the precision we print, so "90.0%" never fails a 90 minimum.
+        return minimum is not None and round(self.coverage.percent, 1) < minimum
+
+    def exit_code(self, coverage_min: float | None = None) -> int:
+        """0 all passed, 1 a case failed or coverage short, 2 a test file did not load."""
+        if self.file_problems:
+            return 2
+        if self.failed or self.coverage_short(coverage_min):
+            return 1
+        return 0
+
+
+# --- running ------------------------------------------------------------------
+
+
+def run_test_files(policy: Any, paths: Iterable[str | Path], keyword: str | None = None) -> TestReport:
+    """Run the cases of each test file against a loaded `engine.Policy`.
+
+    `keyword` keeps only cases whose name contains it, ignoring case.
+    """
+    return _run(policy, [(Path(path), str(path)) for path in paths], keyword)
+
+
+def _run(policy: Any, paths: list[tuple[Path, str]], keyword: str | None) -> TestReport:
+    started = time.perf_counter()
+    rule_ids = {rule.id.text for rule in policy.rules}
+    obligation_names = _obligation_names(policy)
+    files = []
+    for path, shown in paths:
+        test_file = read_test_file(path, shown, rule_ids)
+        cases = _select(test_file, keyword)
+        results = tuple(_run_case(policy, case, obligation_names) for case in cases)
+        files.append(FileReport(test_file.path, results, test_file.problem))
+    coverage = _coverage(policy, [r for f in files for r in f.results])
+    return TestReport(policy.version, tuple(files), coverage, keyword, time.perf_counter() - started)
+
+
+def _select(test_file: TestFile, keyword: str | None) -> tuple[Case, ...]:
+    if not keyword:
+        return test_file.cases
+    wanted = keyword.casefold()
+    return tuple(case for case in test_file.cases if case.named and wanted in case.name.casefold())
+
+
+def _run_case(policy: Any, case: Case, obligation_names: frozenset[str]) -> CaseResult:
+    if case.problems:
+        errors = tuple(CaseError("invalid_case", p.message, p.path, p.line, help=p.help) for p in case.problems)
+        return CaseResult(case, False, errors=errors)
+    started = time.perf_counter()
+    try:
+        decision = policy.decide(case.request, use_cache=False)
+    except RequestError as exc:
+        error = CaseError("invalid_request", exc.message, case.path, case.line_of(exc.field), exc.field, exc.help)
+        return CaseResult(case, False, errors=(error,), seconds=time.perf_counter() - started)
+    except Exception as exc:  # a case must never stop the run; show what the engine said
+        error = CaseError("engine_error", f"{type(exc).__name__}: {exc}", case.path, case.line)
+        return CaseResult(case, False, errors=(error,), seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    mismatches = _mismatches(case, decision)
+    errors = _unknown_obligations(case, obligation_names) if "obligations" in mismatches else ()
+    return CaseResult(case, not mismatches, decision, mismatches, errors, seconds)
+
+
+def _mismatches(case: Case, decision: Any) -> tuple[str, ...]:
+    found = []
+    if decision.decision != case.expect:
+        found.append("decision")
+    reasons = {reason.rule for reason in decision.reasons}
+    if any(rule not in reasons for rule in case.by):
+        found.append("by")
+    if case.obligations is not None:
+        if set(case.obligations) != {obligation.name for obligation in decision.obligations}:
+            found.append("obligations")
+    return tuple(found)
+
+
+def _unknown_obligations(case: Case, known: frozenset[str]) -> tuple[CaseError, ...]:
+    """A hint when an expected obligation is named nowhere in the policy set."""
+    if not known:
+        return ()
+    return tuple(
+        CaseError("unknown_obligation", f"no rule or policy-wide obligation is called `{name}`",
+                  case.path, case.line_of("obligations"), help=did_you_mean(name, known))
+        for name in case.obligations or () if name not in known
+    )
+
+
+def _obligation_names(policy: Any) -> frozenset[str]:
+    names = {c.name for rule in policy.rules for c in rule.clauses if isinstance(c, ObligationClause)}
+    vocabulary = getattr(policy, "vocabulary", None)
+    names.update(o.obligation.name for o in getattr(vocabulary, "policy_obligations", ()))
+    return frozenset(names)
+
+
+def _coverage(policy: Any, results: list[CaseResult]) -> Coverage:
+    decided = {rule for result in results if result.passed for rule in result.reason_rules}
+    refs = [RuleRef(r.id.text, r.effect.value, r.span.path, r.span.line) for r in policy.rules]
+    return Coverage(tuple(r for r in refs if r.rule in decided), tuple(r for r in refs if r.rule not in decided))
+
+
+# --- the command ------------------------------------------------------------------
+
+
+def discover(path: str | None) -> tuple[str | None, list[Path], str | None]:
+    """The policy path to load, the test files to run, and their shown root.
+
+    No PATH: `policies/` here when it exists, else the example set. A PATH that
+    is one test file runs just that file against the set in its directory.
+    """
+    if path is None and Path("policies").is_dir():
+        path = "policies"
+    if path is None:
+        from engine.loader import default_policy_dir
+
+        root = default_policy_dir()
+        return None, sorted(root.rglob(TEST_FILE_GLOB)), str(root)
+    given = Path(path)
+    if given.is_file() and given.name.endswith(TEST_FILE_GLOB[1:]):
+        return str(given.parent), [given], None
+    if given.is_dir():
+        return path, sorted(p for p in given.rglob(TEST_FILE_GLOB) if p.is_file()), None
+    return path, [], None
+
+
+def run_tests(args: argparse.Namespace) -> int:
+    """`engine test`: exit 0 all passed, 1 a case failed or coverage short, 2 nothing to run on."""
+    from engine import _testreport as out
+
+    fmt = getattr(args, "format", "text")
+    coverage_min = getattr(args, "coverage_min", None)
+    if coverage_min is not None and not 0 <= coverage_min <= 100:
+        print(f"engine test: --coverage-min must be between 0 and 100, not {coverage_min:g}", file=sys.stderr)
+        return 2
+    policy_path, test_paths, embedded_root = discover(args.path)
+    try:
+        policy = _load(policy_path)
+    except PolicyLoadError as err:
+        if fmt == "json":
+            print(out.load_error_json(err))
+        else:
+            print(err.render(), file=sys.stderr)
+        return 2
+    shown = [_shown(p, embedded_root) for p in test_paths]
+    report = _run(policy, list(zip(test_paths, shown)), args.keyword)
+    if args.junit:
+        out.write_junit(report, args.junit)
+    if fmt == "json":
+        print(out.render_json(report, coverage_min))
+    else:
+        text = out.render_text(report, verbose=args.verbose, colour=wants_colour(sys.stdout),
+                               coverage_min=coverage_min)
+        print(text)
+    return report.exit_code(coverage_min)
+
+
+def wants_colour(stream: TextIO, environ: dict[str, str] | None = None) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (to anything)."""
+    environ = os.environ if environ is None else environ
+    if "NO_COLOR" in environ:
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _load(policy_path: str | None) -> Any:
+    import engine
+
+    return engine.load(policy_path)
+
+
+def _shown(path: Path, embedded_root: str | None) -> str:
+    if embedded_root is None:
+        return str(path)
+    return f"policies/{path.relative_to(embedded_root)}"
+
