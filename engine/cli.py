@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--audit-log", default=None, metavar="FILE")
     p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
+    p.add_argument("--access-log", action="store_true", help="log every HTTP request (off: decisions go to the audit log)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
     p = add("audit", cmd_audit, "Work with the audit trail.")
     audit = p.add_subparsers(dest="audit_command", metavar="ACTION")

@@ -1,0 +1,315 @@
+"""The decision service: a FastAPI app over one hot-swappable Policy.
+
+`create_app()` builds it; `app_from_env()` is the factory uvicorn imports in
+each worker process when serving with `--workers N`, configured through the
+environment (ENGINE_POLICY_PATH, ENGINE_WATCH, ENGINE_ADMIN_TOKEN,
+ENGINE_API_KEYS, ENGINE_AUDIT_LOG, ENGINE_MAX_BODY_BYTES).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import Any, AsyncIterator, Callable, Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+from starlette.responses import PlainTextResponse, Response
+
+from api import schemas
+from api.audit import AuditLog
+from api.auth import ApiKeys, check_admin, parse_api_keys
+from api.bodies import DEFAULT_MAX_BODY, read_json, require_object
+from api.errors import ApiError, install_handlers, json_response, load_error_body
+from api.metrics import Metrics
+from api.reloading import PolicyHolder
+from api.telemetry import Telemetry
+from engine.errors import RequestError
+
+log = logging.getLogger("engine.api")
+
+# A batch this size or larger is decided in a worker thread, so that small
+# requests arriving meanwhile are not held up behind it on the event loop.
+_THREAD_BATCH = 64
+
+
+def _default_loader(path: str | None) -> Any:
+    import engine
+
+    return engine.load(path)
+
+
+class Service:
+    """Everything a request handler needs, built once per app."""
+
+    def __init__(self, holder: PolicyHolder, *, keys: ApiKeys, admin_token: str | None,
+                 audit: AuditLog | None, telemetry: Telemetry, max_body: int, watch: bool):
+        self.holder = holder
+        self.keys = keys
+        self.admin_token = admin_token
+        self.audit = audit
+        self.telemetry = telemetry
+        self.max_body = max_body
+        self.watch = watch
+        self.metrics = Metrics()
+
+    def current(self) -> Any:
+        """The Policy to decide with; read once per request."""
+        policy = self.holder.policy
+        if policy is None:
+            raise ApiError(503, "not_ready", "no policy set is loaded yet", location={"in": "server"})
+        return policy
+
+    def record(self, data: dict, request: Any, caller: str | None, cached: bool | None,
+               started_ns: int, ended_ns: int, parent: Any) -> None:
+        self.metrics.decided(data["decision"])
+        if self.audit is not None:
+            self.audit.record(caller, request, data)
+        if self.telemetry.enabled:
+            self.telemetry.decided(data, cached, caller, started_ns, ended_ns, parent)
+
+    def metrics_text(self) -> str:
+        audit = self.audit
+        if audit is None:
+            return self.metrics.render(self.holder)
+        return self.metrics.render(self.holder, audit.written, audit.failed, audit.pending)
+
+
+def _was_cached(decision: Any) -> bool | None:
+    return getattr(decision, "cached", None)
+
+
+def _answer(decision: Any) -> tuple[dict, bool | None]:
+    data = decision.to_dict()
+    cached = _was_cached(decision)
+    if cached is not None:
+        data["cached"] = cached
+    return data, cached
+
+
+def _decide_all(policy: Any, requests: list) -> list[tuple[dict, bool | None]]:
+    return [_answer(decision) for decision in policy.decide_many(requests)]
+
+
+def _vocabulary_counts(vocabulary: Any) -> dict[str, int]:
+    counts = {}
+    for kind in ("actions", "roles", "purposes", "categories", "classifications", "agencies",
+                 "groups", "agreements", "attributes"):
+        value = getattr(vocabulary, kind, None)
+        if value is None:
+            continue
+        names = getattr(value, "names", value)
+        if kind == "attributes":
+            names = [a for a in value.values() if not getattr(a, "builtin", False)]
+        counts[kind] = len(names)
+    return counts
+
+
+def policy_info(policy: Any) -> dict[str, Any]:
+    """What `GET /policy` says about the served set."""
+    return {
+        "version": policy.version,
+        "title": policy.title,
+        "label": policy.label,
+        "combine": getattr(getattr(policy, "combine", None), "value", getattr(policy, "combine", None)),
+        "files": [str(path) for path in policy.files],
+        "rules": len(policy.rules),
+        "vocabulary": _vocabulary_counts(policy.vocabulary),
+        "loaded_at": policy.loaded_at.isoformat(),
+        "warnings": [warning.to_json() for warning in policy.warnings],
+    }
+
+
+def _routes(app: FastAPI, service: Service) -> None:
+    holder = service.holder
+    metrics = service.metrics
+
+    @app.post("/decide", response_model=schemas.Decision, tags=["decisions"],
+              openapi_extra=schemas.body_doc("DecisionRequest"),
+              responses=schemas.error_responses(400, 401, 413, 415, 422, 503))
+    async def decide(request: Request) -> Response:
+        """Decide one request (LANGUAGE.md section 4): permit or deny, with reasons and obligations."""
+        try:
+            caller = service.keys.caller(request.headers)
+            body = require_object(await read_json(request, service.max_body), "a decision request")
+            policy = service.current()
+            started = time.time_ns()
+            decision = policy.decide(body)
+        except (ApiError, RequestError) as err:
+            metrics.reject(err.code)
+            raise
+        ended = time.time_ns()
+        data, cached = _answer(decision)
+        metrics.latency["decide"].observe((ended - started) / 1e9)
+        service.record(data, body, caller, cached, started, ended, service.telemetry.parent(request.headers))
+        return json_response(data)
+
+    @app.post("/decide/batch", response_model=schemas.BatchDecisions, tags=["decisions"],
+              openapi_extra=schemas.body_doc("BatchRequest"),
+              responses=schemas.error_responses(400, 401, 413, 415, 422, 503))
+    async def decide_batch(request: Request) -> Response:
+        """Decide up to 1,000 requests with one policy version; decisions come back in order."""
+        try:
+            caller = service.keys.caller(request.headers)
+            requests = _batch_requests(require_object(await read_json(request, service.max_body), "a batch"))
+            policy = service.current()
+            started = time.time_ns()
+            if len(requests) >= _THREAD_BATCH:
+                answers = await asyncio.to_thread(_decide_all, policy, requests)
+            else:
+                answers = _decide_all(policy, requests)
+        except (ApiError, RequestError) as err:
+            metrics.reject(err.code)
+            raise
+        ended = time.time_ns()
+        metrics.latency["batch"].observe((ended - started) / 1e9)
+        parent = service.telemetry.parent(request.headers)
+        for request_body, (data, cached) in zip(requests, answers):
+            service.record(data, request_body, caller, cached, started, ended, parent)
+        return json_response({"decisions": [data for data, _ in answers]})
+
+    @app.get("/policy", response_model=schemas.PolicyInfo, tags=["policy"],
+             responses=schemas.error_responses(503))
+    async def policy() -> Response:
+        """The served policy set: version, title, files, rule and vocabulary counts, warnings."""
+        return json_response(policy_info(service.current()))
+
+    @app.post("/policy/reload", response_model=schemas.Reloaded, tags=["policy"],
+              responses=schemas.error_responses(401, 403, 409))
+    async def reload(request: Request) -> Response:
+        """Load the policy set again (needs the admin token); a set with errors is refused."""
+        check_admin(request.headers, service.admin_token)
+        result = await holder.reload("reload endpoint")
+        if not result.ok:
+            return json_response(load_error_body(result.error, result.current), 409)
+        status = "reloaded" if result.changed else "unchanged"
+        return json_response({"status": status, "previous_version": result.previous,
+                              "policy": policy_info(service.current())})
+
+    @app.get("/healthz", response_model=schemas.Health, tags=["health"])
+    async def healthz() -> Response:
+        """The process is up."""
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", response_model=schemas.Health, tags=["health"], responses=schemas.error_responses(503))
+    async def readyz() -> Response:
+        """Ready once a policy set is loaded."""
+        policy = holder.policy
+        if policy is None:
+            raise ApiError(503, "not_ready", "no policy set is loaded yet", location={"in": "server"})
+        return json_response({"status": "ready", "policy_version": policy.version})
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+    async def metrics_endpoint() -> Response:
+        """Prometheus text format: decisions, latency, cache, reloads, the policy version."""
+        return PlainTextResponse(service.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _batch_requests(body: dict[str, Any]) -> list:
+    extra = sorted(set(body) - {"requests"})
+    if extra:
+        raise ApiError(422, "invalid_request", f"unknown field `{extra[0]}`; a batch is {{\"requests\": [...]}}",
+                       field=extra[0])
+    requests = body.get("requests")
+    if not isinstance(requests, list):
+        what = "missing" if requests is None else "not an array"
+        raise ApiError(422, "invalid_request", f"`requests` is {what}: give an array of decision requests",
+                       field="requests")
+    if len(requests) > schemas.MAX_BATCH:
+        raise ApiError(422, "invalid_request",
+                       f"a batch holds at most {schemas.MAX_BATCH} requests, this one has {len(requests)}",
+                       field="requests")
+    for index, item in enumerate(requests):
+        if not isinstance(item, dict):
+            raise ApiError(422, "invalid_request", "each request must be a JSON object", field=f"requests[{index}]")
+    return requests
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description,
+                                   routes=app.routes)
+            _, defs = models_json_schema([(model, "validation") for model in schemas.REQUEST_BODY_MODELS.values()],
+                                         ref_template="#/components/schemas/{model}")
+            document.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    return build
+
+
+def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        holder = service.holder
+        if holder.policy is None:
+            await holder.reload("start")
+        if service.audit is not None:
+            service.audit.start()
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(holder.watch(stop)) if service.watch else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if watcher is not None:
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(watcher, 5.0)
+            if service.audit is not None:
+                await asyncio.to_thread(service.audit.close)
+            service.telemetry.shutdown()
+
+    return lifespan
+
+
+def create_app(
+    policy_path: str | os.PathLike | None = None,
+    *,
+    admin_token: str | None = None,
+    api_keys: Mapping[str, str] | str | None = None,
+    audit_log: str | os.PathLike | None = None,
+    watch: bool = True,
+    max_body: int | None = None,
+    policy: Any = None,
+    loader: Callable[[Any], Any] | None = None,
+    telemetry: Telemetry | None = None,
+) -> FastAPI:
+    """The decision service app. Arguments left as None are read from ENGINE_* variables.
+
+    `policy` is an already loaded Policy for `policy_path` (so `engine serve`
+    loads it once); without it the set is loaded when the app starts.
+    """
+    env = os.environ
+    if admin_token is None:
+        admin_token = env.get("ENGINE_ADMIN_TOKEN") or None
+    if api_keys is None or isinstance(api_keys, str):
+        api_keys = parse_api_keys(env.get("ENGINE_API_KEYS") if api_keys is None else api_keys)
+    if audit_log is None:
+        audit_log = env.get("ENGINE_AUDIT_LOG") or None
+    if max_body is None:
+        max_body = int(env.get("ENGINE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY)
+    path = str(policy_path) if policy_path is not None else None
+    holder = PolicyHolder(path, loader or _default_loader, policy)
+    service = Service(holder, keys=ApiKeys(api_keys), admin_token=admin_token,
+                      audit=AuditLog(audit_log) if audit_log else None,
+                      telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch)
+    app = FastAPI(title="Sharing policy decision service", version="1",
+                  description="Permit or deny multi-agency information sharing, with the reasons "
+                              "in the words of the rule that decided.",
+                  lifespan=_lifespan(service))
+    app.state.service = service
+    install_handlers(app)
+    _routes(app, service)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The factory each uvicorn worker calls (`api.app:app_from_env`, factory=True)."""
+    return create_app(os.environ.get("ENGINE_POLICY_PATH") or None,
+                      watch=os.environ.get("ENGINE_WATCH", "1") != "0")

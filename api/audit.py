@@ -1,0 +1,326 @@
+"""The audit trail: every decision as a hash-chained JSON line, and `engine audit verify`.
+
+Each line is one entry `{decision_id, time, caller, request, decision,
+reasons, obligations, policy_version, prev_hash, hash}`. `hash` is the
+SHA-256 of the entry's canonical JSON (sorted keys, no spaces, UTF-8) without
+`hash` itself; `prev_hash` is the line before's `hash` (64 zeros for the
+first line), so altering, removing, inserting or reordering a line breaks the
+chain where it happened.
+
+Writing never blocks the event loop: decisions are queued, and a writer thread
+appends them in batches, one write() per batch, then fsyncs every
+`fsync_every` lines or `fsync_interval` seconds, whichever comes first, and on
+close. Each batch is appended under an exclusive flock and chained to the
+file's last line, so several worker processes can share one trail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger("engine.api.audit")
+
+GENESIS = "0" * 64  # prev_hash of a trail's first line
+_BATCH = 512  # entries written with one write() call at most
+_STOP = object()
+
+
+class AuditError(Exception):
+    """The audit trail cannot be opened or continued."""
+
+
+def canonical(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    """SHA-256 of the entry's canonical JSON, leaving out its own `hash`."""
+    body = {key: value for key, value in entry.items() if key != "hash"}
+    return hashlib.sha256(canonical(body).encode()).hexdigest()
+
+
+def _timestamp(when: float) -> str:
+    moment = dt.datetime.fromtimestamp(when, dt.timezone.utc)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def make_entry(when: float, caller: str | None, request: Any, decision: dict[str, Any], prev_hash: str) -> dict:
+    """The chained entry for one decision (`decision` is Decision.to_dict())."""
+    entry = {
+        "decision_id": decision["decision_id"],
+        "time": _timestamp(when),
+        "caller": caller,
+        "request": request,
+        "decision": decision["decision"],
+        "reasons": [reason["rule"] for reason in decision["reasons"]],
+        "obligations": decision["obligations"],
+        "policy_version": decision["policy_version"],
+        "prev_hash": prev_hash,
+    }
+    entry["hash"] = entry_hash(entry)
+    return entry
+
+
+def _last_line(fd: int, size: int) -> bytes:
+    """The file's last line (without its newline), reading backwards from the end."""
+    end = size
+    tail = b""
+    while end > 0:
+        start = max(0, end - 65536)
+        tail = os.pread(fd, end - start, start) + tail
+        end = start
+        cut = tail.rfind(b"\n", 0, len(tail) - 1)
+        if cut >= 0:
+            return tail[cut + 1:].rstrip(b"\n")
+    return tail.rstrip(b"\n")
+
+
+def _tail_hash(fd: int, path: str) -> str:
+    """The hash to chain the next entry to: the last line's, or GENESIS when empty."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return GENESIS
+    line = _last_line(fd, size)
+    complete = os.pread(fd, 1, size - 1) == b"\n"
+    try:
+        last = json.loads(line)
+        if complete and isinstance(last, dict) and isinstance(last.get("hash"), str):
+            return last["hash"]
+    except ValueError:
+        pass
+    raise AuditError(f"audit log {path}: its last line is not a complete audit entry, so the chain "
+                     f"cannot be continued; check it with `engine audit verify {path}`")
+
+
+class AuditLog:
+    """Appends decisions to a hash-chained JSON-lines file from a background thread."""
+
+    def __init__(self, path: str | os.PathLike, *, fsync_every: int = 1000, fsync_interval: float = 1.0):
+        self.path = str(path)
+        self.fsync_every = fsync_every
+        self.fsync_interval = fsync_interval
+        self.written = 0
+        self.failed = 0
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as err:
+            raise AuditError(f"cannot open audit log {self.path}: {err.strerror}") from None
+        try:
+            self._last_hash = _tail_hash(self._fd, self.path)
+        except Exception:
+            os.close(self._fd)
+            raise
+        self._size = os.fstat(self._fd).st_size
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def record(self, caller: str | None, request: Any, decision: dict[str, Any]) -> None:
+        """Queue one decision; cheap enough for the event loop."""
+        self._queue.put((time.time(), caller, request, decision))
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued, fsync and close the file."""
+        if self._started:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        else:
+            self._write(list(self._drain()))
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+
+    # --- the writer thread ---------------------------------------------------
+
+    def _drain(self) -> Iterator[Any]:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                yield item
+
+    def _run(self) -> None:
+        unsynced = 0
+        synced_at = time.monotonic()
+        while True:
+            wait = None if not unsynced else max(0.0, synced_at + self.fsync_interval - time.monotonic())
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                item = None
+            batch, stop = self._batch(item)
+            if batch:
+                self._write(batch)
+                unsynced += len(batch)
+            if stop:
+                return
+            if unsynced and (unsynced >= self.fsync_every or time.monotonic() - synced_at >= self.fsync_interval):
+                self._fsync()
+                unsynced, synced_at = 0, time.monotonic()
+
+    def _batch(self, first: Any) -> tuple[list[Any], bool]:
+        if first is None:
+            return [], False
+        if first is _STOP:
+            return list(self._drain()), True
+        batch = [first]
+        while len(batch) < _BATCH:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch + list(self._drain()), True
+            batch.append(item)
+        return batch, False
+
+    def _write(self, batch: list[Any]) -> None:
+        if not batch:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                size = os.fstat(self._fd).st_size
+                if size != self._size:  # another worker appended since our last write
+                    self._last_hash = _tail_hash(self._fd, self.path)
+                lines = []
+                for when, caller, request, decision in batch:
+                    entry = make_entry(when, caller, request, decision, self._last_hash)
+                    self._last_hash = entry["hash"]
+                    lines.append(canonical(entry))
+                data = ("\n".join(lines) + "\n").encode()
+                _write_all(self._fd, data)
+                self._size = size + len(data)
+                self.written += len(batch)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except Exception:
+            self.failed += len(batch)
+            log.exception("could not append %d decisions to the audit log %s", len(batch), self.path)
+
+    def _fsync(self) -> None:
+        try:
+            os.fsync(self._fd)
+        except OSError:
+            log.exception("could not fsync the audit log %s", self.path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# --- verifying ------------------------------------------------------------------
+
+
+def verify(data: bytes) -> tuple[int, list[tuple[int, str]]]:
+    """(number of lines, [(line number, problem), ...]) for an audit trail's bytes."""
+    raw = data.split(b"\n")
+    problems: list[tuple[int, str]] = []
+    if raw[-1] == b"":
+        raw.pop()
+    elif raw:
+        problems.append((len(raw), "incomplete: the log does not end with a newline"))
+    entries = [_parse(number, line, problems) for number, line in enumerate(raw, 1)]
+    hashes = [entry.get("hash") if entry else None for entry in entries]
+    where: dict[str, int] = {}
+    for number, digest in enumerate(hashes, 1):
+        if digest is None:
+            continue
+        if digest in where:
+            problems.append((number, f"inserted: it repeats line {where[digest]}"))
+        else:
+            where[digest] = number
+    followed = {entry.get("prev_hash") for entry in entries if entry}
+    for number, entry in enumerate(entries, 1):
+        if entry is not None:
+            _check_link(number, entry, hashes, where, followed, problems)
+    problems.sort(key=lambda problem: problem[0])
+    return len(raw), problems
+
+
+def _parse(number: int, line: bytes, problems: list[tuple[int, str]]) -> dict | None:
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except ValueError:
+        problems.append((number, "altered: not a JSON audit entry"))
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str) or "prev_hash" not in entry:
+        problems.append((number, "altered: not an audit entry (no hash or prev_hash)"))
+        return None
+    if entry_hash(entry) != entry["hash"]:
+        problems.append((number, "altered: its content does not match its hash"))
+    return entry
+
+
+def _check_link(number: int, entry: dict, hashes: list, where: dict[str, int],
+                followed: set, problems: list[tuple[int, str]]) -> None:
+    prev = entry["prev_hash"]
+    expected = hashes[number - 2] if number > 1 else GENESIS
+    if prev == expected or expected is None:
+        return
+    if number == 1:
+        target = where.get(prev)
+        if target is not None:
+            problems.append((1, f"out of order: it follows line {target}"))
+        else:
+            problems.append((1, "the entries before it were removed (it chains to an entry not in the log)"))
+        return
+    before = number - 1
+    if number > 2 and prev == hashes[number - 3] and hashes[before - 1] not in followed:
+        problems.append((before, f"inserted: line {number} chains to line {number - 2}, not to it"))
+        return
+    target = where.get(prev)
+    if target is not None:
+        problems.append((number, f"out of order: it follows line {target}, not line {before}"))
+    else:
+        problems.append((number, f"does not follow line {before}: an entry was removed before it, "
+                                 f"or line {before} was altered and re-hashed"))
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """`engine audit verify FILE`: 0 intact, 1 tampered with, 2 unreadable."""
+    if args.audit_command != "verify":
+        print(f"engine audit: unknown action {args.audit_command!r}", file=sys.stderr)
+        return 2
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        print(f"engine audit verify: cannot read {path}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    count, problems = verify(data)
+    for number, problem in problems:
+        print(f"{path}:{number}: {problem}")
+    if problems:
+        lines = len({number for number, _ in problems})
+        print(f"{path}: NOT intact: {len(problems)} problem{'s' * (len(problems) != 1)} "
+              f"on {lines} line{'s' * (lines != 1)} of {count}")
+        return 1
+    print(f"{path}: {count} entries verified")
+    return 0

@@ -1,0 +1,94 @@
+"""Request bodies: content type, size limit and JSON, checked before any deciding.
+
+The decision request's schema is defined by the policy set, so the engine
+validates it; here we only make sure there is a JSON object to give it. The
+standard library's parser is used directly rather than a pydantic model: it
+is the hot path, and the engine checks every field anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from api.errors import ApiError
+
+DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB; ENGINE_MAX_BODY_BYTES changes it
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON, and could not be audited canonically.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The parsed JSON body, or an ApiError with status 413, 415 or 400."""
+    headers = request.headers
+    content_type = headers.get("content-type", "")
+    if not _is_json(content_type):
+        got = f"got {content_type!r}" if content_type else "no Content-Type was given"
+        raise ApiError(415, "unsupported_media_type", f"send the request as application/json; {got}",
+                       location={"in": "header", "name": "content-type"})
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise _too_large(limit)
+    body = await _read_limited(request, limit)
+    return parse_json(body)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"the request body is larger than the limit of {limit} bytes",
+                    location={"in": "body"})
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON text -> Python value, or a 400 naming the line and column at fault."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except json.JSONDecodeError as err:
+        location = {"in": "body", "line": err.lineno, "column": err.colno}
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {err.msg}", location=location) from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not UTF-8 text", location={"in": "body"}) from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the body is nested too deeply", location={"in": "body"}) from None
+    except ValueError as err:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {err}", location={"in": "body"}) from None
+
+
+def require_object(value: Any, what: str) -> dict[str, Any]:
+    """The body as a JSON object, or a 422 saying what was expected instead."""
+    if isinstance(value, dict):
+        return value
+    raise ApiError(422, "invalid_request", f"{what} must be a JSON object, not {_json_type(value)}",
+                   location={"in": "body"})
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"

@@ -1,0 +1,151 @@
+"""The shapes of the service's requests and answers, for its OpenAPI document.
+
+These models document; they do not validate on the hot path. A decision
+request's schema beyond the built-ins is defined by the policy set being
+served (its `attributes` block), so the engine validates each request and
+names the field at fault; the models below allow extra fields for that reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BATCH = 1000
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Requester(_Open):
+    id: str | None = Field(None, examples=["u-17"])
+    role: str = Field(examples=["social_worker"], description="a declared role")
+    agency: str = Field(examples=["manchester_cs"], description="a declared agency")
+
+
+class Resource(_Open):
+    id: str | None = Field(None, examples=["r-9"])
+    category: str = Field(examples=["health"], description="a declared data category")
+    classification: str = Field(examples=["official_sensitive"], description="a declared classification")
+    owner: str = Field(examples=["mft"], description="the agency that holds the record")
+
+
+class DecisionRequest(_Open):
+    """A request to decide (LANGUAGE.md section 4); attributes beyond these are policy-defined."""
+
+    requester: Requester
+    action: str = Field(examples=["share"])
+    resource: Resource
+    purpose: str = Field(examples=["safeguarding.children"])
+    context: dict[str, Any] = Field(default_factory=dict, examples=[{"date": "2025-06-01", "risk_of_harm": True}],
+                                    description="`date` (today when omitted) and the policy's context.* attributes")
+
+
+class BatchRequest(BaseModel):
+    requests: list[DecisionRequest] = Field(max_length=MAX_BATCH, description=f"at most {MAX_BATCH} requests")
+
+
+class Reason(BaseModel):
+    rule: str
+    effect: Literal["permit", "deny"]
+    description: str | None
+    because: str | None
+    file: str
+    line: int
+
+
+class Obligation(BaseModel):
+    name: str
+    args: list[Any]
+
+
+class FailedClause(BaseModel):
+    clause: str
+    needed: str
+    had: str | None
+    text: str
+
+
+class NearMiss(BaseModel):
+    rule: str
+    description: str | None
+    file: str
+    line: int
+    failed: list[FailedClause]
+
+
+class PolicyLabel(BaseModel):
+    title: str | None
+    version: str | None
+
+
+class Decision(BaseModel):
+    decision: Literal["permit", "deny"]
+    decision_id: str
+    policy_version: str = Field(description="content hash of the policy set, sha256:<16 hex>")
+    policy: PolicyLabel | None = None
+    reasons: list[Reason]
+    obligations: list[Obligation]
+    near_misses: list[NearMiss] = []
+    summary: str
+    cached: bool | None = Field(None, description="answered from the decision cache")
+
+
+class BatchDecisions(BaseModel):
+    decisions: list[Decision]
+
+
+class PolicyInfo(BaseModel):
+    version: str
+    title: str | None
+    label: str | None
+    combine: str | None
+    files: list[str]
+    rules: int
+    vocabulary: dict[str, int] = Field(description="how many of each kind of name the set declares")
+    loaded_at: str
+    warnings: list[dict[str, Any]]
+
+
+class Reloaded(BaseModel):
+    status: Literal["reloaded", "unchanged"]
+    previous_version: str | None
+    policy: PolicyInfo
+
+
+class Health(BaseModel):
+    status: str
+    policy_version: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error: a code, a message, and the request field or other location at fault."""
+
+    code: str = Field(examples=["invalid_request"])
+    message: str = Field(examples=["unknown role `social_wroker`"])
+    field: str | None = Field(None, examples=["requester.role"])
+    location: dict[str, Any] | None = Field(None, examples=[{"in": "body", "line": 1, "column": 9}])
+    help: str | None = Field(None, examples=["did you mean `social_worker`?"])
+    diagnostics: list[dict[str, Any]] | None = Field(None, description="a refused policy set's diagnostics")
+    rendered: str | None = Field(None, description="the diagnostics as the `engine check` command prints them")
+
+
+REQUEST_BODY_MODELS = {"DecisionRequest": DecisionRequest, "BatchRequest": BatchRequest}
+
+
+def body_doc(model: str) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON body read by hand rather than by FastAPI."""
+    schema = {"$ref": f"#/components/schemas/{model}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    meaning = {
+        400: "the body is not JSON", 401: "no or wrong API key / token", 403: "forbidden",
+        409: "the policy set on disk has errors and was refused", 413: "the body is too large",
+        415: "the body is not application/json", 422: "the request is invalid (names the field)",
+        503: "no policy set is loaded yet",
+    }
+    return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}

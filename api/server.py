@@ -1,0 +1,83 @@
+"""`engine serve`: check the policy set, then run the decision service on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from api.audit import AuditError, AuditLog
+from api.auth import parse_api_keys
+from engine.errors import PolicyError, PolicyLoadError
+
+
+def _fail(message: str) -> int:
+    print(f"engine serve: {message}", file=sys.stderr)
+    return 2
+
+
+def _load(path: str | None) -> Any:
+    import engine
+
+    return engine.load(path)
+
+
+def _check_settings(args: argparse.Namespace) -> str | None:
+    """A message for the first setting that cannot work, or None."""
+    if args.workers < 1:
+        return "--workers must be at least 1"
+    try:
+        parse_api_keys(os.environ.get("ENGINE_API_KEYS"))
+    except ValueError as err:
+        return f"ENGINE_API_KEYS: {err}"
+    max_body = os.environ.get("ENGINE_MAX_BODY_BYTES")
+    if max_body and not max_body.isdigit():
+        return f"ENGINE_MAX_BODY_BYTES must be a number of bytes, not {max_body!r}"
+    audit_log = args.audit_log or os.environ.get("ENGINE_AUDIT_LOG")
+    if audit_log:
+        try:
+            AuditLog(audit_log).close()  # opens it and checks its last line continues the chain
+        except AuditError as err:
+            return str(err)
+    return None
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve decisions over HTTP until interrupted; 2 if the policy set cannot be loaded."""
+    import uvicorn
+
+    problem = _check_settings(args)
+    if problem:
+        return _fail(problem)
+    where = args.path or "the example policies"
+    try:
+        policy = _load(args.path)
+    except PolicyLoadError as err:
+        print(err.render(), file=sys.stderr)
+        return _fail(f"the policy set at {where} could not be loaded; nothing is served")
+    except PolicyError as err:
+        return _fail(f"the policy set at {where} could not be loaded: {err}")
+    for warning in policy.warnings:
+        print(warning.render(), file=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    print(f"engine serve: serving {where} ({policy.version}, {len(policy.rules)} rules) "
+          f"on http://{args.host}:{args.port}", file=sys.stderr)
+    options: dict[str, Any] = dict(host=args.host, port=args.port, timeout_graceful_shutdown=10,
+                                   access_log=getattr(args, "access_log", False),
+                                   log_level=getattr(args, "log_level", "info"))
+    if args.workers == 1:
+        from api.app import create_app
+
+        app = create_app(args.path, audit_log=args.audit_log, watch=not args.no_watch, policy=policy)
+        uvicorn.run(app, **options)
+        return 0
+    # Each worker process builds its own app from the environment.
+    os.environ["ENGINE_WATCH"] = "0" if args.no_watch else "1"
+    if args.path:
+        os.environ["ENGINE_POLICY_PATH"] = os.path.abspath(args.path)
+    if args.audit_log:
+        os.environ["ENGINE_AUDIT_LOG"] = os.path.abspath(args.audit_log)
+    uvicorn.run("api.app:app_from_env", factory=True, workers=args.workers, **options)
+    return 0
