@@ -155,6 +155,8 @@ def _describe_expected(expected: set[str], parser: Lark) -> str:
             words.add(name.lower())
             continue
         words.add(f"`{pattern.value}`" if pattern.type == "str" else name.lower())
+    if "a name" in words:
+        words.discard("a dotted name")
     ordered = sorted(words)
     if len(ordered) > 6:
         ordered = ordered[:6] + ["..."]
@@ -186,35 +188,96 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
                 'a string ends with `"` on the same line; write `\\"` for a quote inside it',
             )
         return PolicySyntaxError(f"unexpected character `{char}`", span, _char_help(char))
-    if isinstance(exc, UnexpectedEOF):
-        lines = source.text.rstrip().split("\n")
-        span = point(source, len(lines), len(lines[-1]) + 1)
-        return PolicySyntaxError("unexpected end of file", span, f"expected {_describe_expected(exc.expected, parser)}")
+    if isinstance(exc, UnexpectedEOF) or exc.token.type == "$END":
+        return _end_of_file(source, exc, parser)
     assert isinstance(exc, UnexpectedToken)
     token = exc.token
-    if token.type == "$END":
-        lines = source.text.rstrip().split("\n")
-        span = point(source, len(lines), len(lines[-1]) + 1)
-        return PolicySyntaxError(
-            "unexpected end of file", span, f"expected {_describe_expected(exc.expected, parser)}"
-        )
     span = _token_span(source, token)
     if token.type == "_NL":
         line = source.line(token.line).rstrip()
         span = point(source, token.line, len(line) + 1)
-    expected = exc.expected
+    # LALR's own expected set can include tokens of merged states; asking the
+    # parser which tokens it would accept here is exact.
+    expected = _accepted(exc)
     message = f"unexpected {_found(token)}"
     help = f"expected {_describe_expected(expected, parser)}"
+    close = _close_keyword(token.value, expected, parser) if token.type != "STRING" else None
     if token.value in KEYWORDS and ("NAME" in expected or "DOTTED" in expected):
         message = f"`{token.value}` is a keyword and cannot be used as a name"
         help = f"choose another name, such as `{token.value}_`"
-    elif token.type == "NAME" and _close_keyword(token.value, expected, parser):
-        message = f"unknown word `{token.value}`"
-        help = f"did you mean `{_close_keyword(token.value, expected, parser)}`?"
-    elif token.value == "}" and "RBRACE" not in expected:
+    elif close and (token.type == "NAME" or token.value in KEYWORDS):
+        message = f"unknown word `{token.value}`" if token.type == "NAME" else message
+        help = f"did you mean `{close}`?"
+    elif _previous_char(source.text, token.start_pos) == "," and ("NAME" in expected or "DOTTED" in expected):
+        message = "a list cannot end with `,`"
+        span = point(source, *_line_column(source.text, _previous_index(source.text, token.start_pos)))
+        help = "remove the `,`, or add the next value after it"
+    elif token.value == "}" and not _open_braces(source.text, token.start_pos):
         message = "unexpected `}`: no block is open here"
         help = "remove it, or add the `{` it should close"
     return PolicySyntaxError(message, span, help)
+
+
+def _end_of_file(source: Source, exc: UnexpectedInput, parser: Lark) -> PolicySyntaxError:
+    lines = source.text.rstrip().split("\n")
+    span = point(source, len(lines), len(lines[-1]) + 1)
+    opened = _open_braces(source.text, len(source.text))
+    if opened:
+        line, column = _line_column(source.text, opened[-1])
+        return PolicySyntaxError(
+            "unexpected end of file: a block is not closed", span,
+            f"add the `}}` that closes the `{{` at line {line}, column {column}",
+        )
+    expected = exc.expected if isinstance(exc, UnexpectedEOF) else _accepted(exc)
+    return PolicySyntaxError("unexpected end of file", span, f"expected {_describe_expected(expected, parser)}")
+
+
+def _accepted(exc: UnexpectedInput) -> set[str]:
+    interactive = getattr(exc, "interactive_parser", None)
+    if interactive is not None:
+        try:
+            return set(interactive.accepts())
+        except Exception:  # fall back to Lark's own (wider) set
+            pass
+    return set(exc.expected)
+
+
+def _open_braces(text: str, end: int) -> list[int]:
+    """Offsets of the `{` still open at offset `end` (strings and comments skipped)."""
+    opened: list[int] = []
+    i = 0
+    while i < end:
+        char = text[i]
+        if char == "#":
+            i = text.find("\n", i)
+            i = end if i < 0 else i
+        elif char == '"':
+            i += 1
+            while i < end and text[i] not in '"\n':
+                i += 2 if text[i] == "\\" else 1
+        elif char == "{":
+            opened.append(i)
+        elif char == "}" and opened:
+            opened.pop()
+        i += 1
+    return opened
+
+
+def _previous_index(text: str, end: int) -> int:
+    i = end - 1
+    while i >= 0 and text[i].isspace():
+        i -= 1
+    return i
+
+
+def _previous_char(text: str, end: int) -> str:
+    i = _previous_index(text, end)
+    return text[i] if i >= 0 else ""
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _is_keyword(terminal: str, parser: Lark) -> bool:
