@@ -287,7 +287,7 @@ def _check_link(number: int, entry: dict, hashes: list, where: dict[str, int],
     if number == 1:
         target = where.get(prev)
         if target is not None:
-            problems.append((1, f"out of order: it follows line {target}"))
+            problems.append((1, f"out of order: in the chain it comes after line {target}"))
         else:
             problems.append((1, "the entries before it were removed (it chains to an entry not in the log)"))
         return
@@ -297,7 +297,7 @@ def _check_link(number: int, entry: dict, hashes: list, where: dict[str, int],
         return
     target = where.get(prev)
     if target is not None:
-        problems.append((number, f"out of order: it follows line {target}, not line {before}"))
+        problems.append((number, f"out of order: in the chain it comes after line {target}, not line {before}"))
     else:
         problems.append((number, f"does not follow line {before}: an entry was removed before it, "
                                  f"or line {before} was altered and re-hashed"))
