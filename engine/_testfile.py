@@ -188,6 +188,21 @@ _FILE_SHAPE = "a test file is a mapping with `cases` (a list) and optional `defa
 
 def _read_document(shown: str, node: yaml.Node | None, data: Any, duplicates: list[yaml.Node],
                    rule_ids: Collection[str]) -> TestFile:
+    fields = _top_level(shown, node, data)
+    defaults, default_lines = _defaults(shown, fields, data)
+    cases_node, cases = fields["cases"][1], data.get("cases")
+    outside = [key for key in duplicates if not _within(key, cases_node)]
+    if outside:
+        raise _FileProblem(_duplicate(shown, outside[0]))
+    if cases is None:
+        return TestFile(shown)
+    if not isinstance(cases_node, yaml.SequenceNode) or not isinstance(cases, list):
+        raise _FileProblem(_at(shown, cases_node, "`cases` must be a list of cases"))
+    reader = _CaseReader(shown, defaults, default_lines, duplicates, rule_ids)
+    return TestFile(shown, tuple(reader.read(n, d, i) for i, (n, d) in enumerate(zip(cases_node.value, cases))))
+
+
+def _top_level(shown: str, node: yaml.Node | None, data: Any) -> dict[str, tuple[yaml.Node, yaml.Node]]:
     if node is None:
         raise _FileProblem(Problem(shown, 1, 1, "the file is empty", _FILE_SHAPE))
     if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
@@ -199,28 +214,17 @@ def _read_document(shown: str, node: yaml.Node | None, data: Any, duplicates: li
             raise _FileProblem(_at(shown, key_node, f"unknown top-level field `{key}`", help))
     if "cases" not in fields:
         raise _FileProblem(_at(shown, node, "no `cases` list", _FILE_SHAPE))
-    defaults, default_lines = {}, {}
-    if "defaults" in fields:
-        defaults_node = fields["defaults"][1]
-        defaults = data.get("defaults")
-        if defaults is None:
-            defaults = {}
-        elif not isinstance(defaults, dict):
-            raise _FileProblem(_at(shown, defaults_node, "`defaults` must be a mapping of request fields"))
-        else:
-            default_lines = _field_lines(defaults_node)
-    cases_node = fields["cases"][1]
-    outside = [key for key in duplicates if not _within(key, cases_node)]
-    if outside:
-        raise _FileProblem(_duplicate(shown, outside[0]))
-    cases = data.get("cases")
-    if cases is None:
-        return TestFile(shown)
-    if not isinstance(cases_node, yaml.SequenceNode) or not isinstance(cases, list):
-        raise _FileProblem(_at(shown, cases_node, "`cases` must be a list of cases"))
-    defaults = _plain(defaults)
-    reader = _CaseReader(shown, defaults, default_lines, duplicates, rule_ids)
-    return TestFile(shown, tuple(reader.read(n, d, i) for i, (n, d) in enumerate(zip(cases_node.value, cases))))
+    return fields
+
+
+def _defaults(shown: str, fields: dict, data: dict) -> tuple[dict, dict[str, int]]:
+    """The `defaults` request fields (dates as text) and the line of each."""
+    if "defaults" not in fields or data.get("defaults") is None:
+        return {}, {}
+    node, defaults = fields["defaults"][1], data["defaults"]
+    if not isinstance(defaults, dict):
+        raise _FileProblem(_at(shown, node, "`defaults` must be a mapping of request fields"))
+    return _plain(defaults), _field_lines(node)
 
 
 def _within(inner: yaml.Node, outer: yaml.Node) -> bool:

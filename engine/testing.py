@@ -259,31 +259,32 @@ def run_tests(args: argparse.Namespace) -> int:
     """`engine test`: exit 0 all passed, 1 a case failed or coverage short, 2 nothing to run on."""
     from engine import _testreport as out
 
-    fmt = getattr(args, "format", "text")
-    coverage_min = getattr(args, "coverage_min", None)
-    if coverage_min is not None and not 0 <= coverage_min <= 100:
-        print(f"engine test: --coverage-min must be between 0 and 100, not {coverage_min:g}", file=sys.stderr)
-        return 2
+    if args.coverage_min is not None and not 0 <= args.coverage_min <= 100:
+        return _usage(f"--coverage-min must be between 0 and 100, not {args.coverage_min:g}")
     policy_path, test_paths, embedded_root = discover(args.path)
     try:
         policy = _load(policy_path)
     except PolicyLoadError as err:
-        if fmt == "json":
-            print(out.load_error_json(err))
-        else:
-            print(err.render(), file=sys.stderr)
+        print(out.load_error_json(err) if args.format == "json" else err.render(),
+              file=sys.stdout if args.format == "json" else sys.stderr)
         return 2
-    shown = [_shown(p, embedded_root) for p in test_paths]
-    report = _run(policy, list(zip(test_paths, shown)), args.keyword)
+    report = _run(policy, [(p, _shown(p, embedded_root)) for p in test_paths], args.keyword)
     if args.junit:
-        out.write_junit(report, args.junit)
-    if fmt == "json":
-        print(out.render_json(report, coverage_min))
+        try:
+            out.write_junit(report, args.junit)
+        except OSError as exc:
+            return _usage(f"cannot write {args.junit}: {exc.strerror}")
+    if args.format == "json":
+        print(out.render_json(report, args.coverage_min))
     else:
-        text = out.render_text(report, verbose=args.verbose, colour=wants_colour(sys.stdout),
-                               coverage_min=coverage_min)
-        print(text)
-    return report.exit_code(coverage_min)
+        print(out.render_text(report, verbose=args.verbose, colour=wants_colour(sys.stdout),
+                              coverage_min=args.coverage_min))
+    return report.exit_code(args.coverage_min)
+
+
+def _usage(message: str) -> int:
+    print(f"engine test: {message}", file=sys.stderr)
+    return 2
 
 
 def wants_colour(stream: TextIO, environ: dict[str, str] | None = None) -> bool:

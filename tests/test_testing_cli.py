@@ -201,6 +201,12 @@ def test_junit_xml_shows_a_test_file_that_could_not_load(capsys, policies, tmp_p
     assert error.text.startswith(f"{bad}:4:1: ")
 
 
+def test_a_junit_file_that_cannot_be_written_is_said_plainly(capsys, policies, tmp_path):
+    code, _, err = run(capsys, str(policies.root), "--junit", str(tmp_path / "missing" / "junit.xml"))
+    assert code == 2
+    assert err.startswith(f"engine test: cannot write {tmp_path / 'missing' / 'junit.xml'}: ")
+
+
 def test_json_format_reports_cases_coverage_and_totals(capsys, policies):
     more = policies("more.test.yaml", FAILING)
     code, out, _ = run(capsys, str(policies.root), "--format", "json", "--coverage-min", "50")
