@@ -98,12 +98,16 @@ def _tree_names(nodes: Iterable[ast.TreeNode], prefix: str) -> Iterator[tuple[st
 def check_duplicates(ctx: Context) -> list[Diagnostic]:
     """A name declared twice in its namespace: point at the second, name the first."""
     first: dict[tuple[str, str], tuple[str, Span]] = {}
+    repeated: set[tuple[str, str]] = set()
     found = []
     for kind, full, name in _declared_names(ctx.policy_set):
         key = (_NAMESPACE.get(kind, kind), full)
         if key not in first:
             first[key] = (kind, name.span)
             continue
+        repeated.add(key)
+        if (key[0], full.rpartition(".")[0]) in repeated:
+            continue  # below a repeated tree node: that one report covers it
         first_kind, first_span = first[key]
         if first_kind == kind:
             message = f"{kind} `{full}` is declared twice"

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine import checker, loader
+from engine import ast, checker, loader
 from engine.errors import Diagnostic, PolicyLoadError, error, sorted_diagnostics
 
 # Codes that may only be echoes of a file that did not parse: a name declared
@@ -14,18 +14,26 @@ from engine.errors import Diagnostic, PolicyLoadError, error, sorted_diagnostics
 _ECHOES = ("unknown_name", "unknown_attribute", "unknown_value", "bad_obligation_argument")
 
 
+def diagnose(path: str | Path | None) -> tuple[ast.PolicySet, list[Diagnostic]]:
+    """Every syntax and check diagnostic of the set at `path`, sorted.
+
+    Raises PolicyLoadError only when the path cannot be read.
+    """
+    policy_set, syntax = loader.load_set(path)
+    _vocab, found = checker.check(policy_set)
+    if syntax:
+        found = [d for d in found if d.code not in _ECHOES]
+    return policy_set, sorted_diagnostics(syntax + found)
+
+
 def run_check(path: str | None, format: str = "text") -> int:
     """Check the set at `path`; 0 clean (warnings allowed), 1 errors, 2 unreadable."""
     target = path if path is not None else ("policies" if Path("policies").is_dir() else None)
     shown = target if target is not None else "policies"
     try:
-        policy_set, syntax = loader.load_set(target)
+        policy_set, diagnostics = diagnose(target)
     except PolicyLoadError as exc:
         return _unreadable(exc, format)
-    _vocab, found = checker.check(policy_set)
-    if syntax:
-        found = [d for d in found if d.code not in _ECHOES]
-    diagnostics = sorted_diagnostics(syntax + found)
     errors = sum(d.is_error for d in diagnostics)
     if format == "json":
         print(json.dumps(_json(diagnostics), indent=2))
