@@ -1,1 +1,12 @@
 """Policy-as-code access decisions for multi-agency information sharing."""
+
+from engine.decision import Decision, FailedClause, NearMiss, Obligation, Reason
+from engine.errors import Diagnostic, PolicyError, PolicyLoadError, PolicySyntaxError, RequestError
+from engine.explain import explain_text
+from engine.policy import CheckResult, Policy, check_path, load
+
+__all__ = [
+    "load", "check_path", "Policy", "CheckResult",
+    "Decision", "Reason", "Obligation", "NearMiss", "FailedClause", "explain_text",
+    "PolicyError", "PolicyLoadError", "PolicySyntaxError", "RequestError", "Diagnostic",
+]

@@ -1,0 +1,271 @@
+"""Compile `when`/`unless` expressions to closures with three-valued logic.
+
+A closure takes the request environment (path -> canonical value, see
+request.py) and returns True, False or None: None is *unknown*, the value of
+a condition that needs an omitted attribute with no default. Bare names are
+values of the attribute they are compared with, resolved here once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import operator
+from typing import Any, Callable
+
+from engine import ast
+from engine.request import RAW, RequestSchema
+from engine.symbols import NameLookupError, Vocabulary
+
+Env = dict[str, Any]
+Test = Callable[[Env], Any]  # -> True | False | None (unknown)
+
+_HIERARCHIES = ("role", "purpose", "category")
+_ORDER = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+          ">": operator.gt, ">=": operator.ge}
+
+
+def negate(test: Test) -> Test:
+    """`not`: unknown stays unknown."""
+
+    def not_(env: Env) -> Any:
+        value = test(env)
+        return None if value is None else not value
+
+    return not_
+
+
+class ExprCompiler:
+    """Turns expression nodes into closures; one compile_<Node> per node type."""
+
+    def __init__(self, vocab: Vocabulary, schema: RequestSchema):
+        self.vocab = vocab
+        self.schema = schema
+        self._reads: set[str] = set()
+
+    def condition(self, expr: ast.Expr) -> tuple[Test, frozenset[str]]:
+        """The closure for a condition and the attribute paths it reads."""
+        self._reads = set()
+        test = self.compile(expr)
+        return test, frozenset(self._reads)
+
+    def compile(self, expr: ast.Expr) -> Test:
+        handler = getattr(self, f"compile_{type(expr).__name__}", None)
+        if handler is None:
+            raise NameLookupError(f"`{type(expr).__name__}` is not a condition")
+        return handler(expr)
+
+    def words(self, path: str) -> Callable[[Env], Any]:
+        """An obligation argument: the attribute's value as the request names it (None when omitted)."""
+        kind = self.vocab.attributes[path].kind
+        if kind == "classification":
+            names = tuple(self.vocab.classifications)
+            return lambda env: None if env.get(path) is None else names[env[path]]
+        if kind == "date":
+            return lambda env: None if env.get(path) is None else env[path].isoformat()
+        return lambda env: env.get(path)
+
+    # --- logic ----------------------------------------------------------------
+
+    def compile_BoolOp(self, expr: ast.BoolOp) -> Test:
+        parts = tuple(self.compile(e) for e in expr.operands)
+        stop = expr.op == "or"  # `or` stops at true, `and` at false
+
+        def bool_op(env: Env) -> Any:
+            unknown = False
+            for part in parts:
+                value = part(env)
+                if value is None:
+                    unknown = True
+                elif value is stop:
+                    return stop
+            return None if unknown else not stop
+
+        return bool_op
+
+    def compile_Not(self, expr: ast.Not) -> Test:
+        return negate(self.compile(expr.operand))
+
+    def compile_Name(self, expr: ast.Name) -> Test:
+        path = self._attribute(expr)
+        return lambda env: env.get(path)
+
+    def compile_BoolLit(self, expr: ast.BoolLit) -> Test:
+        value = expr.value
+        return lambda env: value
+
+    def compile_Has(self, expr: ast.Has) -> Test:
+        path = self._attribute(expr.path)
+        parts = tuple(path.split("."))
+
+        def has(env: Env) -> bool:
+            node: Any = env[RAW]
+            for part in parts:
+                if not isinstance(node, dict):
+                    return False
+                node = node.get(part)
+            return node is not None
+
+        return has
+
+    # --- comparisons --------------------------------------------------------------
+
+    def compile_Compare(self, expr: ast.Compare) -> Test:
+        kind = self._kind(expr.left) or self._kind(expr.right)
+        left, right = self._operand(expr.left, kind), self._operand(expr.right, kind)
+        compare = _ORDER[expr.op]
+        if isinstance(left, _Const) and isinstance(right, _Const):
+            value = compare(left.value, right.value)
+            return lambda env: value
+        if isinstance(right, _Const):
+            path, constant = left.path, right.value
+
+            def compare_to_constant(env: Env) -> Any:
+                value = env.get(path)
+                return None if value is None else compare(value, constant)
+
+            return compare_to_constant
+        if isinstance(left, _Const):
+            constant, path = left.value, right.path
+
+            def constant_compared(env: Env) -> Any:
+                value = env.get(path)
+                return None if value is None else compare(constant, value)
+
+            return constant_compared
+        left_path, right_path = left.path, right.path
+
+        def compare_attributes(env: Env) -> Any:
+            a, b = env.get(left_path), env.get(right_path)
+            return None if a is None or b is None else compare(a, b)
+
+        return compare_attributes
+
+    def compile_InSet(self, expr: ast.InSet) -> Test:
+        kind = self._kind(expr.operand) or next(filter(None, map(self._kind, expr.values)), None)
+        operand = self._operand(expr.operand, kind)
+        values = [self._operand(v, kind) for v in expr.values]
+        if all(isinstance(v, _Const) for v in values):
+            return self._member(operand, frozenset(v.value for v in values))
+        # A value that is itself an attribute: compare one by one.
+        return _any_of(tuple(self.compile_Compare(ast.Compare("==", expr.operand, v, expr.span))
+                             for v in expr.values))
+
+    def compile_InGroup(self, expr: ast.InGroup) -> Test:
+        operand = self._operand(expr.operand, "agency")
+        return self._member(operand, self.vocab.agencies_named(expr.group.text))
+
+    def compile_Is(self, expr: ast.Is) -> Test:
+        kind = self._kind(expr.operand)
+        operand = self._operand(expr.operand, kind)
+        text = expr.node.text
+        if kind in _HIERARCHIES:
+            tree = self.vocab.hierarchy(kind)
+            return self._member(operand, tree.descendants[tree.resolve(text)])
+        if kind == "agency" and text in self.vocab.groups:
+            return self._member(operand, self.vocab.groups[text])
+        return self._member(operand, frozenset((self._constant(text, kind),)))
+
+    def _member(self, operand: "_Const | _Attr", values: frozenset) -> Test:
+        if isinstance(operand, _Const):
+            found = operand.value in values
+            return lambda env: found
+        path = operand.path
+
+        def member(env: Env) -> Any:
+            value = env.get(path)
+            return None if value is None else value in values
+
+        return member
+
+    # --- operands -------------------------------------------------------------------
+
+    def _kind(self, value: ast.Value) -> str | None:
+        if isinstance(value, ast.Name):
+            attribute = self.vocab.attributes.get(value.text)
+            return attribute.kind if attribute is not None else None
+        return None
+
+    def _operand(self, value: ast.Value, kind: str | None) -> "_Const | _Attr":
+        if isinstance(value, ast.Name):
+            if value.text in self.vocab.attributes:
+                self._reads.add(value.text)
+                return _Attr(value.text)
+            return _Const(self._constant(value.text, kind))
+        if isinstance(value, (ast.StringLit, ast.NumberLit, ast.BoolLit, ast.DateLit)):
+            return _Const(value.value)
+        raise NameLookupError("a nested condition cannot be compared")
+
+    def _constant(self, text: str, kind: str | None) -> Any:
+        """A bare name as a value of `kind`, in canonical form."""
+        if kind == "classification":
+            return self.vocab.classifications[self.vocab.resolve(kind, text)]
+        if kind in ("action", "agency", "role", "purpose", "category"):
+            return self.vocab.resolve(kind, text)
+        return text
+
+    def _attribute(self, name: ast.Name) -> str:
+        if name.text not in self.vocab.attributes:
+            raise NameLookupError(f"unknown attribute `{name.text}`")
+        self._reads.add(name.text)
+        return name.text
+
+
+class _Const:
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+class _Attr:
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+
+def _any_of(tests: tuple[Test, ...]) -> Test:
+    def any_of(env: Env) -> Any:
+        unknown = False
+        for test in tests:
+            value = test(env)
+            if value is True:
+                return True
+            if value is None:
+                unknown = True
+        return None if unknown else False
+
+    return any_of
+
+
+# --- showing values in explanations ---------------------------------------------------
+
+
+def show(vocab: Vocabulary, path: str, value: Any) -> str:
+    """A canonical value as the policy language would write it."""
+    attribute = vocab.attributes.get(path)
+    kind = attribute.kind if attribute is not None else ""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if kind == "classification" and isinstance(value, int):
+        return list(vocab.classifications)[value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if kind == "string":
+        return json.dumps(value)
+    return str(value)
+
+
+def span_text(span) -> str:
+    """The source text a span covers, on one line."""
+    if span is None:
+        return ""
+    lines = span.source.text.splitlines()[span.line - 1: span.end_line]
+    if not lines:
+        return ""
+    if len(lines) == 1:
+        text = lines[0][span.column - 1: span.end_column - 1]
+    else:
+        text = " ".join([lines[0][span.column - 1:], *lines[1:-1], lines[-1][: span.end_column - 1]])
+    return " ".join(text.split())

@@ -1,0 +1,438 @@
+"""Compile a checked policy set into closures over frozensets, and an index over them.
+
+Each rule becomes a tuple of clause closures (`test(env) -> True | False |
+None`, None meaning unknown) that keep their clause for explanations. The
+clauses that test a single built-in value (`action`, `role`, `agency`,
+`purpose`, `data`, `owner`) and `under` are also folded into an index: for
+every declared value, the bitset of rules whose clause holds for it (rules
+without that clause are in every bucket). A request ANDs one bitset per
+clause position and evaluates `when`/`unless` only for the rules left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from engine import ast
+from engine.errors import PolicyError
+from engine.request import RAW, RequestSchema
+from engine.symbols import NameLookupError, Vocabulary
+from engine import _expressions as expressions
+from engine._expressions import Env, Test
+
+# The built-in attribute each indexed clause kind reads.
+_MATCH_PATHS = {
+    ast.ClauseKind.ACTION: "action",
+    ast.ClauseKind.ROLE: "requester.role",
+    ast.ClauseKind.AGENCY: "requester.agency",
+    ast.ClauseKind.PURPOSE: "purpose",
+    ast.ClauseKind.OWNER: "resource.owner",
+}
+_KIND_OF_PATH = {"action": "action", "requester.role": "role", "requester.agency": "agency",
+                 "purpose": "purpose", "resource.owner": "agency", "resource.category": "category",
+                 "resource.classification": "classification"}
+
+# The built-ins a decision's summary names: always part of the cache key.
+SUMMARY_PATHS = ("requester.role", "requester.agency", "action", "resource.category",
+                 "resource.owner", "purpose")
+
+
+class CompileError(PolicyError):
+    """A checked policy set the compiler still cannot use (the checker should have said)."""
+
+    code = "policy_compile_error"
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledClause:
+    """One condition of a rule: its kind word, the clause, and how to test it."""
+
+    kind: str  # action role agency purpose data owner under when unless
+    clause: ast.Clause
+    test: Test
+    reads: frozenset[str]  # attribute paths the test reads
+
+    @property
+    def span(self):
+        return self.clause.span
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledObligation:
+    """An obligation with its place in set order, its arguments and its condition."""
+
+    seq: int
+    name: str
+    args: tuple[Callable[[Env], Any], ...]
+    condition: Test | None
+    static: tuple | None  # (name, args) when nothing depends on the request
+
+
+@dataclass(slots=True)
+class CompiledRule:
+    index: int
+    rule: ast.Rule
+    effect: ast.Effect
+    clauses: tuple[CompiledClause, ...]
+    conditions: tuple[Test, ...]  # the when/unless tests: what the index cannot decide
+    obligations: tuple[CompiledObligation, ...]
+    because: str | None
+
+    @property
+    def id(self) -> str:
+        return self.rule.id.text
+
+
+@dataclass(slots=True)
+class _Position:
+    """One indexed clause position: a kind and its occurrence within a rule (the 2nd `purpose`...)."""
+
+    name: tuple[str, int]
+    paths: tuple[str, ...]
+    accepts: dict[int, Any] = field(default_factory=dict)  # rule index -> what its clause accepts
+
+
+@dataclass(slots=True)
+class Dimension:
+    """An indexed clause position: `hold(env)` is the bitset of rules it lets through."""
+
+    name: tuple[str, int]
+    lookups: tuple[tuple[str, dict[Any, int]], ...]  # (path, value -> bitset), ANDed
+    under: "_UnderIndex | None" = None
+
+    def hold(self, env: Env) -> int:
+        if self.under is not None:
+            return self.under.hold(env)
+        bits = -1
+        for path, table in self.lookups:
+            bits &= table[env[path]]
+        return bits
+
+
+class _UnderIndex:
+    """The rules an `under` position lets through for a requester agency, owner and date."""
+
+    def __init__(self, vocab: Vocabulary, accepts: dict[int, tuple[str, ...]], everyone: int):
+        self.vocab = vocab
+        self.base = everyone
+        self.by_agreement: dict[str, int] = {}
+        for index, names in accepts.items():
+            self.base &= ~(1 << index)
+            for name in names:
+                self.by_agreement[name] = self.by_agreement.get(name, 0) | (1 << index)
+        self._pairs: dict[tuple[str, str], tuple] = {}
+
+    def hold(self, env: Env) -> int:
+        pair = (env["requester.agency"], env["resource.owner"])
+        found = self._pairs.get(pair)
+        if found is None:
+            found = self._pairs[pair] = self._for_pair(*pair)
+        bits = self.base
+        date = env["context.date"]
+        for start, end, rules in found:
+            if start is None or start <= date <= end:
+                bits |= rules
+        return bits
+
+    def _for_pair(self, agency: str, owner: str) -> tuple:
+        found = []
+        for name, rules in self.by_agreement.items():
+            agreement = self.vocab.agreements[name]
+            # The parties alone: a date inside the valid range (any date when there is none).
+            if agreement.covers(agency, owner, agreement.start or dt.date.today()):
+                found.append((agreement.start, agreement.end, rules))
+        return tuple(found)
+
+
+@dataclass(slots=True)
+class CompiledPolicy:
+    """A policy set ready to decide: rules, index, obligations and the request schema."""
+
+    vocab: Vocabulary
+    schema: RequestSchema
+    combine: ast.Combine
+    rules: tuple[CompiledRule, ...]
+    everyone: int
+    permits: int
+    denies: int
+    conditional: int  # rules with when/unless clauses
+    dimensions: tuple[Dimension, ...]
+    lookups: tuple[tuple[str, dict[Any, int]], ...]  # every plain dimension's lookups, flattened
+    unders: tuple[Any, ...]
+    obligations: dict[str, tuple[CompiledObligation, ...]]  # outcome -> policy-wide obligations
+    reads: frozenset[str]  # attribute paths any rule or obligation reads
+    class_names: tuple[str, ...]  # rank -> classification name
+
+    def candidates(self, env: Env) -> int:
+        """The rules whose indexed clauses all hold for the request."""
+        bits = self.everyone
+        for path, table in self.lookups:
+            bits &= table[env[path]]
+        for under in self.unders:
+            if bits:
+                bits &= under.hold(env)
+        return bits
+
+
+def compile_policy(policy_set: ast.PolicySet, vocab: Vocabulary, schema: RequestSchema | None = None) -> CompiledPolicy:
+    """Compile every rule and obligation of a checked set; CompileError if a name does not resolve."""
+    return _Compiler(vocab, schema or RequestSchema(vocab)).run(policy_set)
+
+
+class _Compiler:
+    def __init__(self, vocab: Vocabulary, schema: RequestSchema):
+        self.vocab = vocab
+        self.schema = schema
+        self.exprs = expressions.ExprCompiler(vocab, schema)
+        self.positions: dict[tuple[str, int], _Position] = {}
+        self.reads: set[str] = set()
+
+    def run(self, policy_set: ast.PolicySet) -> CompiledPolicy:
+        rules: list[CompiledRule] = []
+        policy_wide: dict[str, list[CompiledObligation]] = {"permit": [], "deny": []}
+        seq = 0
+        for decl in policy_set.declarations():
+            if isinstance(decl, ast.Rule):
+                rules.append(self.compile_Rule(decl, len(rules), seq))
+                seq += len(decl.clauses) + 1
+            elif isinstance(decl, ast.PolicyObligation):
+                compiled = self.compile_obligation(decl.obligation, seq)
+                seq += 1
+                for outcome in (("permit", "deny") if decl.outcome is ast.Outcome.ANY else (decl.outcome.value,)):
+                    policy_wide[outcome].append(compiled)
+        everyone = (1 << len(rules)) - 1
+        mask = lambda effect: sum(1 << r.index for r in rules if r.effect is effect)  # noqa: E731
+        dimensions = tuple(self._dimension(p, everyone) for p in self.positions.values())
+        return CompiledPolicy(
+            vocab=self.vocab,
+            schema=self.schema,
+            combine=self.vocab.combine,
+            rules=tuple(rules),
+            everyone=everyone,
+            permits=mask(ast.Effect.PERMIT),
+            denies=mask(ast.Effect.DENY),
+            conditional=sum(1 << r.index for r in rules if r.conditions),
+            dimensions=dimensions,
+            lookups=tuple(pair for d in dimensions for pair in d.lookups),
+            unders=tuple(d.under for d in dimensions if d.under is not None),
+            obligations={k: tuple(v) for k, v in policy_wide.items()},
+            reads=frozenset(self.reads),
+            class_names=tuple(self.vocab.classifications),
+        )
+
+    # --- rules -----------------------------------------------------------------
+
+    def compile_Rule(self, rule: ast.Rule, index: int, seq: int) -> CompiledRule:
+        clauses, obligations = [], []
+        seen: dict[str, int] = {}
+        because = None
+        for number, clause in enumerate(rule.clauses):
+            if isinstance(clause, ast.ObligationClause):
+                obligations.append(self.compile_obligation(clause, seq + number))
+            elif isinstance(clause, ast.BecauseClause):
+                because = clause.text if because is None else because
+            else:
+                compiled = self.compile_clause(clause)
+                clauses.append(compiled)
+                occurrence = seen.get(compiled.kind, 0)
+                seen[compiled.kind] = occurrence + 1
+                self._index(compiled, index, occurrence)
+        conditions = tuple(c.test for c in clauses if c.kind in ("when", "unless"))
+        return CompiledRule(index, rule, rule.effect, tuple(clauses), conditions, tuple(obligations), because)
+
+    def compile_clause(self, clause: ast.Clause) -> CompiledClause:
+        handler = getattr(self, f"compile_{type(clause).__name__}")
+        return handler(clause)
+
+    def compile_MatchClause(self, clause: ast.MatchClause) -> CompiledClause:
+        kind = clause.kind
+        if kind is ast.ClauseKind.UNDER:
+            names = tuple(self._agreement(v) for v in clause.values)
+            agreements = tuple(self.vocab.agreements[n] for n in names)
+            self.reads.update(("requester.agency", "resource.owner", "context.date"))
+
+            def under(env: Env) -> bool:
+                agency, owner, date = env["requester.agency"], env["resource.owner"], env["context.date"]
+                return any(a.covers(agency, owner, date) for a in agreements)
+
+            return CompiledClause("under", clause, under, frozenset(("requester.agency", "resource.owner",
+                                                                    "context.date")))
+        path = _MATCH_PATHS[kind]
+        accepts = self._accepts(kind, clause.values)
+        self.reads.add(path)
+        return CompiledClause(kind.value, clause, lambda env: env[path] in accepts, frozenset((path,)))
+
+    def compile_DataClause(self, clause: ast.DataClause) -> CompiledClause:
+        categories = None
+        if clause.categories:
+            categories = frozenset().union(*(self._below(self.vocab.categories, c) for c in clause.categories))
+        limit = None if clause.up_to is None else self._rank(clause.up_to)
+        reads = {"resource.category"} if categories is not None else set()
+        if limit is not None:
+            reads.add("resource.classification")
+        self.reads.update(reads)
+
+        def data(env: Env) -> bool:
+            if categories is not None and env["resource.category"] not in categories:
+                return False
+            return limit is None or env["resource.classification"] <= limit
+
+        return CompiledClause("data", clause, data, frozenset(reads))
+
+    def compile_ConditionClause(self, clause: ast.ConditionClause) -> CompiledClause:
+        test, reads = self._expr(clause.expr)
+        if clause.negated:
+            test = expressions.negate(test)
+        return CompiledClause("unless" if clause.negated else "when", clause, test, reads)
+
+    # --- obligations --------------------------------------------------------------
+
+    def compile_obligation(self, clause: ast.ObligationClause, seq: int) -> CompiledObligation:
+        args = tuple(self._argument(a) for a in clause.args)
+        condition = None
+        if clause.condition is not None:
+            condition, _ = self._expr(clause.condition.expr)
+            if clause.condition.negated:
+                condition = expressions.negate(condition)
+        static = None
+        if condition is None and all(isinstance(a, _Constant) for a in args):
+            static = (clause.name, tuple(a.value for a in args))
+        return CompiledObligation(seq, clause.name, args, condition, static)
+
+    def _argument(self, value: ast.Value) -> Callable[[Env], Any]:
+        if isinstance(value, ast.Name) and value.text in self.vocab.attributes:
+            self.reads.add(value.text)
+            return self.exprs.words(value.text)
+        if isinstance(value, ast.Name):
+            return _Constant(value.text)
+        if isinstance(value, ast.DateLit):
+            return _Constant(value.value.isoformat())
+        return _Constant(value.value)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _expr(self, expr: ast.Expr) -> tuple[Test, frozenset[str]]:
+        try:
+            test, reads = self.exprs.condition(expr)
+        except NameLookupError as exc:
+            raise CompileError(exc.message, getattr(expr, "span", None), exc.help) from None
+        self.reads.update(reads)
+        return test, reads
+
+    def _accepts(self, kind: ast.ClauseKind, values: tuple[ast.Name, ...]) -> frozenset[str]:
+        if kind is ast.ClauseKind.ACTION:
+            for value in values:
+                self._resolve("action", value)
+            return frozenset(v.text for v in values)
+        if kind in (ast.ClauseKind.AGENCY, ast.ClauseKind.OWNER):
+            found: set[str] = set()
+            for value in values:
+                try:
+                    found |= self.vocab.agencies_named(value.text)
+                except NameLookupError as exc:
+                    raise CompileError(exc.message, value.span, exc.help) from None
+            return frozenset(found)
+        tree = self.vocab.roles if kind is ast.ClauseKind.ROLE else self.vocab.purposes
+        return frozenset().union(*(self._below(tree, v) for v in values))
+
+    def _below(self, tree, name: ast.Name) -> frozenset[str]:
+        return tree.descendants[self._resolve(tree.kind, name)]
+
+    def _resolve(self, kind: str, name: ast.Name) -> str:
+        try:
+            return self.vocab.resolve(kind, name.text)
+        except NameLookupError as exc:
+            raise CompileError(exc.message, name.span, exc.help) from None
+
+    def _rank(self, name: ast.Name) -> int:
+        return self.vocab.classifications[self._resolve("classification", name)]
+
+    def _agreement(self, name: ast.Name) -> str:
+        if name.text not in self.vocab.agreements:
+            raise CompileError(f"unknown agreement `{name.text}`", name.span)
+        return name.text
+
+    # --- the index ----------------------------------------------------------------
+
+    def _index(self, clause: CompiledClause, index: int, occurrence: int) -> None:
+        if clause.kind in ("when", "unless"):
+            return
+        key = (clause.kind, occurrence)
+        position = self.positions.get(key)
+        if position is None:
+            if clause.kind in ("data", "under"):
+                paths: tuple[str, ...] = ()
+            else:
+                paths = (_MATCH_PATHS[ast.ClauseKind(clause.kind)],)
+            position = self.positions[key] = _Position(key, paths)
+        position.accepts[index] = self._what_accepts(clause)
+
+    def _what_accepts(self, compiled: CompiledClause) -> Any:
+        clause = compiled.clause
+        if isinstance(clause, ast.DataClause):
+            categories = None
+            if clause.categories:
+                categories = frozenset().union(*(self._below(self.vocab.categories, c) for c in clause.categories))
+            limit = None if clause.up_to is None else self._rank(clause.up_to)
+            return categories, limit
+        if clause.kind is ast.ClauseKind.UNDER:
+            return tuple(v.text for v in clause.values)
+        return self._accepts(clause.kind, clause.values)
+
+    def _dimension(self, position: _Position, everyone: int) -> Dimension:
+        kind = position.name[0]
+        if kind == "under":
+            return Dimension(position.name, (), _UnderIndex(self.vocab, position.accepts, everyone))
+        if kind == "data":
+            categories = {i: a[0] for i, a in position.accepts.items() if a[0] is not None}
+            limits = {i: a[1] for i, a in position.accepts.items() if a[1] is not None}
+            lookups = []
+            if categories:
+                lookups.append(("resource.category", _table(self.vocab.categories.names, categories, everyone)))
+            if limits:
+                ranks = range(len(self.vocab.classifications))
+                accepts = {i: frozenset(r for r in ranks if r <= limit) for i, limit in limits.items()}
+                lookups.append(("resource.classification", _table(ranks, accepts, everyone)))
+            return Dimension(position.name, tuple(lookups))
+        path = position.paths[0]
+        domain = self.vocab.values_of(_KIND_OF_PATH[path])
+        return Dimension(position.name, ((path, _table(domain, position.accepts, everyone)),))
+
+
+@dataclass(frozen=True, slots=True)
+class _Constant:
+    """An obligation argument that does not depend on the request."""
+
+    value: Any
+
+    def __call__(self, env: Env) -> Any:
+        return self.value
+
+
+def _table(domain, accepts: dict[int, frozenset], everyone: int) -> dict[Any, int]:
+    """value -> bitset of rules whose clause accepts it, plus every rule without the clause."""
+    base = everyone
+    for index in accepts:
+        base &= ~(1 << index)
+    by_value: dict[Any, list[int]] = {value: [] for value in domain}
+    for index, accepted in accepts.items():
+        for value in accepted:
+            if value in by_value:
+                by_value[value].append(index)
+    return {value: base | _bits(indices) for value, indices in by_value.items()}
+
+
+def _bits(indices: list[int]) -> int:
+    if not indices:
+        return 0
+    size = max(indices) // 8 + 1
+    buffer = bytearray(size)
+    for i in indices:
+        buffer[i >> 3] |= 1 << (i & 7)
+    return int.from_bytes(buffer, "little")
+
+
+__all__ = ["CompiledPolicy", "CompiledRule", "CompiledClause", "CompiledObligation", "CompileError",
+           "Dimension", "compile_policy", "RAW", "SUMMARY_PATHS"]

@@ -1,0 +1,317 @@
+"""Decide: combine the rules that apply, gather obligations, find near misses.
+
+`Decider.decide(env)` follows LANGUAGE.md section 4 on a compiled policy. The
+index (compiler.py) narrows the rules to those whose value clauses hold; only
+their `when`/`unless` clauses run here. A deny rule that *might* apply (no
+clause false, some unknown) counts as applying and its reason names what was
+missing; a permit rule that might apply does not count.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any, Iterator
+
+from engine import ast, explain
+from engine.compiler import CompiledObligation, CompiledPolicy, CompiledRule
+from engine.request import RAW
+
+PERMIT = "permit"
+DENY = "deny"
+_MAX_NEAR_MISSES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A deciding rule; `missing` lists the attributes a fail-closed deny rule lacked."""
+
+    rule: str
+    effect: str
+    description: str | None
+    because: str | None
+    file: str
+    line: int
+    missing: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        data = {"rule": self.rule, "effect": self.effect, "description": self.description,
+                "because": self.because, "file": self.file, "line": self.line}
+        if self.missing:
+            data["missing"] = list(self.missing)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Obligation:
+    name: str
+    args: tuple = ()
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "args": list(self.args)}
+
+
+@dataclass(frozen=True, slots=True)
+class FailedClause:
+    """A clause of a near miss that did not hold: what it needed, what the request had."""
+
+    clause: str
+    needed: str
+    had: str
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"clause": self.clause, "needed": self.needed, "had": self.had, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class NearMiss:
+    rule: str
+    description: str | None
+    file: str
+    line: int
+    failed: tuple[FailedClause, ...]
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "description": self.description, "file": self.file, "line": self.line,
+                "failed": [f.to_dict() for f in self.failed]}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to one request, with everything needed to explain it.
+
+    Not slotted on purpose: a cached decision is re-issued with a fresh
+    `decision_id` by copying its `__dict__`, which is much cheaper than
+    `dataclasses.replace`.
+    """
+
+    decision: str
+    decision_id: str
+    policy_version: str
+    title: str | None
+    label: str | None
+    reasons: tuple[Reason, ...]
+    obligations: tuple[Obligation, ...]
+    near_misses: tuple[NearMiss, ...]
+    summary: str
+
+    @property
+    def permitted(self) -> bool:
+        return self.decision == PERMIT
+
+    def to_dict(self) -> dict:
+        data: dict[str, Any] = {"decision": self.decision, "decision_id": self.decision_id,
+                                "policy_version": self.policy_version}
+        if self.title is not None:
+            data["policy"] = {"title": self.title, "version": self.label}
+        data["reasons"] = [r.to_dict() for r in self.reasons]
+        data["obligations"] = [o.to_dict() for o in self.obligations]
+        data["near_misses"] = [n.to_dict() for n in self.near_misses]
+        data["summary"] = self.summary
+        return data
+
+
+_new = object.__new__
+
+
+def with_id(decision: Decision, decision_id: str) -> Decision:
+    """The same decision under a new id (the fast equivalent of dataclasses.replace)."""
+    issued = _new(Decision)
+    fields = issued.__dict__
+    fields.update(decision.__dict__)
+    fields["decision_id"] = decision_id
+    return issued
+
+
+def _indices(bits: int) -> Iterator[int]:
+    """The set bits of `bits`, lowest (earliest rule) first."""
+    while bits:
+        low = bits & -bits
+        yield low.bit_length() - 1
+        bits ^= low
+
+
+def _status(rule: CompiledRule, env: dict) -> Any:
+    """True, False or None (unknown) for a rule whose indexed clauses hold."""
+    unknown = False
+    for test in rule.conditions:
+        value = test(env)
+        if value is False:
+            return False
+        if value is None:
+            unknown = True
+    return None if unknown else True
+
+
+class Decider:
+    """Decisions for one compiled policy; every per-rule answer is prepared once."""
+
+    def __init__(self, compiled: CompiledPolicy, version: str, title: str | None, label: str | None):
+        self.compiled = compiled
+        self.version = version
+        self.title = title
+        self.label = label
+        self.rules = compiled.rules
+        self.reasons = tuple(_reason(rule) for rule in compiled.rules)
+        self.static = {}
+        for ob in _all_obligations(compiled):
+            if ob.static is not None:
+                self.static[ob.seq] = Obligation(*ob.static)
+
+    # --- combining ------------------------------------------------------------
+
+    def decide(self, env: dict) -> Decision:
+        """The decision for a validated request environment (decision_id left empty)."""
+        compiled = self.compiled
+        bits = compiled.candidates(env)
+        if compiled.combine is ast.Combine.FIRST_APPLICABLE:
+            outcome, reasons = self._first(bits, env)
+        elif compiled.combine is ast.Combine.PERMIT_OVERRIDES:
+            outcome, reasons = PERMIT, self._permits(bits, env)
+            if not reasons:
+                outcome, reasons = DENY, self._denies(bits, env)
+        else:
+            outcome, reasons = DENY, self._denies(bits, env)
+            if not reasons:
+                reasons = self._permits(bits, env)
+                outcome = PERMIT if reasons else DENY
+        rules = [self.rules[i] for i, _ in reasons]
+        obligations = self._obligations(outcome, rules, env)
+        near = self._near_misses(env) if not reasons else ()
+        reason_list = tuple(self._reason_for(i, status, env) for i, status in reasons)
+        summary = explain.summary(outcome, reason_list, near, _said(env))
+        return Decision(outcome, "", self.version, self.title, self.label, reason_list, obligations, near, summary)
+
+    def _denies(self, bits: int, env: dict) -> list[tuple[int, Any]]:
+        """Deny rules that apply or might apply (fail closed)."""
+        found = []
+        for i in _indices(bits & self.compiled.denies):
+            status = _status(self.rules[i], env)
+            if status is not False:
+                found.append((i, status))
+        return found
+
+    def _permits(self, bits: int, env: dict) -> list[tuple[int, Any]]:
+        return [(i, True) for i in _indices(bits & self.compiled.permits) if _status(self.rules[i], env) is True]
+
+    def _first(self, bits: int, env: dict) -> tuple[str, list[tuple[int, Any]]]:
+        for i in _indices(bits):
+            rule = self.rules[i]
+            status = _status(rule, env)
+            if status is True or (status is None and rule.effect is ast.Effect.DENY):
+                return rule.effect.value, [(i, status)]
+        return DENY, []
+
+    def _reason_for(self, index: int, status: Any, env: dict) -> Reason:
+        reason = self.reasons[index]
+        if status is None:
+            return dataclasses.replace(reason, missing=missing_attributes(self.rules[index], env))
+        return reason
+
+    # --- obligations ------------------------------------------------------------
+
+    def _obligations(self, outcome: str, rules: list[CompiledRule], env: dict) -> tuple[Obligation, ...]:
+        pending = list(self.compiled.obligations[outcome])
+        for rule in rules:
+            pending.extend(rule.obligations)
+        if not pending:
+            return ()
+        pending.sort(key=attrgetter("seq"))
+        found: list[Obligation] = []
+        seen: set = set()
+        for ob in pending:
+            obligation = self.static.get(ob.seq) or _evaluate(ob, env)
+            if obligation is None:
+                continue
+            key = (obligation.name, tuple((a.__class__, a) for a in obligation.args))
+            if key not in seen:
+                seen.add(key)
+                found.append(obligation)
+        return tuple(found)
+
+    # --- near misses --------------------------------------------------------------
+
+    def _near_misses(self, env: dict) -> tuple[NearMiss, ...]:
+        """The permit rules with the fewest failed clauses (ties in set order), at most three.
+
+        Counting every clause of every permit rule would cost as much as the
+        set is large, so the index does it: per clause position, the permit
+        rules it fails are added into a bit-sliced counter, giving each rule's
+        number of failed value clauses at once. Rules are then visited by that
+        count, lowest first, adding their failed `when`/`unless` clauses.
+        """
+        compiled = self.compiled
+        permits = compiled.permits
+        planes: list[int] = []
+        for dimension in compiled.dimensions:
+            carry = permits & ~dimension.hold(env)
+            for i, plane in enumerate(planes):
+                if not carry:
+                    break
+                planes[i], carry = plane ^ carry, plane & carry
+            if carry:
+                planes.append(carry)
+        best: list[tuple[int, int]] = []  # (failed clauses, rule index), kept sorted
+        for count in range(1 << len(planes)):
+            if len(best) == _MAX_NEAR_MISSES and best[-1][0] < count:
+                break
+            level = permits
+            for i, plane in enumerate(planes):
+                level &= plane if count >> i & 1 else ~plane
+            for i in _indices(level):
+                if len(best) == _MAX_NEAR_MISSES and best[-1] < (count, i):
+                    break
+                rule = self.rules[i]
+                failed = count + sum(1 for test in rule.conditions if test(env) is not True)
+                bisect.insort(best, (failed, i))
+                del best[_MAX_NEAR_MISSES:]
+        return tuple(self._near_miss(self.rules[i], env) for _, i in best)
+
+    def _near_miss(self, rule: CompiledRule, env: dict) -> NearMiss:
+        vocab = self.compiled.vocab
+        failed = tuple(FailedClause(clause.kind, *explain.failure(clause, env, vocab))
+                       for clause in rule.clauses if clause.test(env) is not True)
+        span = rule.rule.span
+        return NearMiss(rule.id, rule.rule.description, span.path, span.line, failed)
+
+
+def _reason(rule: CompiledRule) -> Reason:
+    span = rule.rule.span
+    return Reason(rule.id, rule.effect.value, rule.rule.description, rule.because, span.path, span.line)
+
+
+def _all_obligations(compiled: CompiledPolicy) -> Iterator[CompiledObligation]:
+    for obligations in compiled.obligations.values():
+        yield from obligations
+    for rule in compiled.rules:
+        yield from rule.obligations
+
+
+def _evaluate(ob: CompiledObligation, env: dict) -> Obligation | None:
+    """A conditional or request-dependent obligation; None when its condition does not hold."""
+    if ob.condition is not None and ob.condition(env) is not True:
+        return None
+    return Obligation(ob.name, tuple(arg(env) for arg in ob.args))
+
+
+def missing_attributes(rule: CompiledRule, env: dict) -> tuple[str, ...]:
+    """The omitted attributes that left a rule's conditions unknown, in the order they are written."""
+    found: list[str] = []
+    for clause in rule.clauses:
+        if clause.kind in ("when", "unless") and clause.test(env) is None:
+            text = explain.clause_text(clause)
+            for path in sorted(clause.reads, key=lambda p: (text.find(p), p)):
+                if path not in env and path not in found:
+                    found.append(path)
+    return tuple(found)
+
+
+def _said(env: dict) -> dict[str, Any]:
+    """The built-ins a summary names, in the request's own words."""
+    raw = env[RAW]
+    requester, resource = raw["requester"], raw["resource"]
+    return {"role": requester["role"], "agency": requester["agency"], "action": raw["action"],
+            "category": resource["category"], "owner": resource["owner"], "purpose": raw["purpose"]}

@@ -1,0 +1,174 @@
+"""Explain decisions in words: the summary sentence, failed clauses, caseworker text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+from engine import ast
+from engine._expressions import show, span_text
+
+if TYPE_CHECKING:
+    from engine.compiler import CompiledClause
+    from engine.decision import Decision, NearMiss, Reason
+    from engine.symbols import Vocabulary
+
+
+def or_list(items: Iterable[str]) -> str:
+    """`a`, `a or b`, `a, b or c`."""
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def and_list(items: Iterable[str]) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# --- the summary sentence -----------------------------------------------------------
+
+
+def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...],
+            said: dict[str, Any]) -> str:
+    """One plain-English sentence a caseworker could read."""
+    who = f"{said['role']} at {said['agency']}"
+    what = f"{said['category']} data owned by {said['owner']} for {said['purpose']}"
+    if not reasons:
+        sentence = f"Denied: no rule permits {who} to {said['action']} {what}"
+        if near_misses:
+            nearest = near_misses[0]
+            sentence += f"; the nearest rule, {nearest.rule}, fails on {and_list(_kinds(nearest))}"
+        return sentence + "."
+    verb = "may" if outcome == "permit" else "may not"
+    sentence = f"{'Permitted' if outcome == 'permit' else 'Denied'}: {who} {verb} {said['action']} {what}"
+    sentence += " under " + _rules(reasons)
+    missing = [path for r in reasons for path in r.missing]
+    if missing:
+        sentence += f", which counts as applying because {and_list(dict.fromkeys(missing))} " \
+                    f"{'was' if len(set(missing)) == 1 else 'were'} not given"
+    return sentence + "."
+
+
+def _rules(reasons: tuple["Reason", ...]) -> str:
+    if len(reasons) == 1:
+        reason = reasons[0]
+        return f"rule {reason.rule}" + (f" ({reason.because})" if reason.because else "")
+    return "rules " + and_list(r.rule for r in reasons)
+
+
+def _kinds(near: "NearMiss") -> list[str]:
+    return list(dict.fromkeys(f.clause for f in near.failed))
+
+
+# --- failed clauses -------------------------------------------------------------------
+
+
+def clause_text(clause: "CompiledClause") -> str:
+    """The expression of a `when`/`unless` clause as written."""
+    return span_text(clause.clause.expr.span)
+
+
+def failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
+    """(needed, had, text) for a clause that did not hold."""
+    node = clause.clause
+    kind = clause.kind
+    if kind in ("when", "unless"):
+        return _condition_failure(clause, env, vocab)
+    if kind == "under":
+        return _under_failure(node, env, vocab)
+    if kind == "data":
+        needed, had = _data_failure(node, env, vocab)
+    else:
+        path = next(iter(clause.reads))
+        needed = or_list(v.text for v in node.values)
+        had = show(vocab, path, env[path])
+    return needed, had, f"{kind}: needs {needed}, request has {had}"
+
+
+def _data_failure(node: ast.DataClause, env: dict, vocab: "Vocabulary") -> tuple[str, str]:
+    category = env["resource.category"]
+    if node.up_to is None:
+        return or_list(c.text for c in node.categories), category
+    marked = show(vocab, "resource.classification", env["resource.classification"])
+    limit = f"up to {node.up_to.text}"
+    needed = f"{or_list(c.text for c in node.categories)} {limit}" if node.categories else f"any data {limit}"
+    return needed, f"{category} marked {marked}"
+
+
+def _under_failure(node: ast.MatchClause, env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
+    agency, owner, date = env["requester.agency"], env["resource.owner"], env["context.date"]
+    problems = []
+    for value in node.values:
+        agreement = vocab.agreements[value.text]
+        why = []
+        if agreement.start is not None and not agreement.start <= date <= agreement.end:
+            why.append(f"{date.isoformat()} is outside its dates "
+                       f"{agreement.start.isoformat()} to {agreement.end.isoformat()}")
+        if agreement.parties is not None:
+            outside = list(dict.fromkeys(a for a in (agency, owner) if a not in agreement.parties))
+            if outside:
+                why.append(f"{and_list(outside)} {'is not a party' if len(outside) == 1 else 'are not parties'}")
+        else:
+            if owner not in (agreement.sources or ()):
+                why.append(f"{owner} is not among those who may disclose under it")
+            if agency not in (agreement.recipients or ()):
+                why.append(f"{agency} is not among those who may receive under it")
+        problems.append(f"{value.text}: {' and '.join(why) or 'does not cover this request'}")
+    needed = or_list(v.text for v in node.values)
+    had = "; ".join(problems)
+    return needed, had, f"under: needs {needed}, but {had}"
+
+
+def _condition_failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
+    needed = clause_text(clause)
+    shown = []
+    for path in sorted(clause.reads, key=lambda p: (needed.find(p), p)):
+        shown.append(f"{path} = {show(vocab, path, env[path])}" if path in env else f"no {path}")
+    had = ", ".join(shown)
+    wanted = f"{needed} to be false" if clause.kind == "unless" else needed
+    text = f"{clause.kind}: needs {wanted}" + (f", request has {had}" if had else "")
+    return needed, had, text
+
+
+# --- text for caseworkers -------------------------------------------------------------
+
+
+def explain_text(decision: "Decision") -> str:
+    """The decision as text a caseworker can read: outcome, rules, obligations, near misses."""
+    lines = [decision.decision.upper(), "", decision.summary, ""]
+    if decision.reasons:
+        lines.append("Decided by:")
+        for reason in decision.reasons:
+            lines.append(f"  {reason.effect} {reason.rule}" + (f" - {reason.description}" if reason.description else ""))
+            if reason.because:
+                lines.append(f"    because: {reason.because}")
+            if reason.missing:
+                lines.append(f"    applies because this was not given: {', '.join(reason.missing)}")
+            lines.append(f"    at {reason.file}:{reason.line}")
+    else:
+        lines.append("No rule applied.")
+    if decision.obligations:
+        lines += ["", "You must:"]
+        for obligation in decision.obligations:
+            args = ", ".join(_arg(a) for a in obligation.args)
+            lines.append(f"  - {obligation.name}" + (f" ({args})" if args else ""))
+    if decision.near_misses:
+        lines += ["", "Nearest rules that did not apply:"]
+        for near in decision.near_misses:
+            lines.append(f"  {near.rule}" + (f" - {near.description}" if near.description else "")
+                         + f" ({near.file}:{near.line})")
+            lines.extend(f"    x {failed.text}" for failed in near.failed)
+    title = f"{decision.title} {decision.label or ''}".strip() if decision.title else "policy"
+    lines += ["", f"{title}, {decision.policy_version}; decision {decision.decision_id}"]
+    return "\n".join(lines)
+
+
+def _arg(value: Any) -> str:
+    if value is True or value is False:
+        return "true" if value else "false"
+    if value is None:
+        return "(not given)"
+    return str(value)

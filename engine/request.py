@@ -1,0 +1,270 @@
+"""Request validation: a JSON/YAML request -> normalised values, or RequestError naming the field.
+
+A request is checked against the set's attribute schema before anything is
+decided. The result is an *environment*: a flat dict from attribute path to
+its value in canonical form (full tree paths, classifications as ranks, dates
+as `datetime.date`), with defaults filled in. Attributes the request omits and
+that have no default are simply absent: the compiled rules read them as
+unknown. The raw request is kept under `RAW` for `has` and for wording.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from engine import ast
+from engine.errors import RequestError, did_you_mean
+from engine.symbols import VOCABULARY_KINDS, Attribute, NameLookupError, Vocabulary
+
+# The environment key holding the raw request (never an attribute path).
+RAW = "@raw"
+
+# Built-ins every request must give, in the order their absence is reported.
+REQUIRED = ("requester.role", "requester.agency", "action", "purpose",
+            "resource.category", "resource.classification", "resource.owner")
+
+# Kinds of check, one per attribute type.
+_VOCAB, _BOOL, _NUMBER, _STRING, _DATE = range(5)
+
+_EXPECTED = {
+    "action": "an action name", "role": "a role name", "agency": "an agency name",
+    "purpose": "a purpose name", "category": "a data category name",
+    "classification": "a classification name", "bool": "true or false", "number": "a number",
+    "string": "a string", "date": "a date like 2025-06-01",
+}
+
+
+class _Today:
+    """Today's date, looked up once a day rather than on every request."""
+
+    __slots__ = ("date", "iso", "_until")
+
+    def __init__(self) -> None:
+        self._until = 0.0
+
+    def __call__(self) -> dt.date:
+        if time.time() >= self._until:
+            self._refresh()
+        return self.date
+
+    def _refresh(self) -> None:
+        self.date = dt.date.today()
+        tomorrow = dt.datetime.combine(self.date + dt.timedelta(days=1), dt.time())
+        self.iso = self.date.isoformat()
+        self._until = tomorrow.timestamp()
+
+
+today = _Today()
+
+
+def describe(value: Any) -> str:
+    """A request value as a person would recognise it in an error message."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return f"a {type(value).__name__}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """How to check one attribute: its path, kind of check and lookup table."""
+
+    path: str
+    check: int
+    attribute: Attribute
+    table: Mapping[str, Any] | None = None
+
+
+class RequestSchema:
+    """The request schema of one vocabulary, with every name's spellings resolved once."""
+
+    def __init__(self, vocab: Vocabulary):
+        self.vocab = vocab
+        self.spellings = {kind: _spellings(vocab, kind) for kind in VOCABULARY_KINDS}
+        self.specs = {path: self._spec(attr) for path, attr in vocab.attributes.items()}
+        # Per dict in the request (the top level, `requester`, ...): key -> spec or sub-dict.
+        self.tree: dict[str, Any] = {}
+        for path, spec in self.specs.items():
+            node = self.tree
+            *parents, leaf = path.split(".")
+            for part in parents:
+                child = node.setdefault(part, {})
+                if isinstance(child, _Spec):  # an attribute and a prefix at once: keep the attribute
+                    break
+                node = child
+            else:
+                node.setdefault(leaf, spec)
+        for root in ("requester", "resource", "context"):
+            self.tree.setdefault(root, {})
+        self.defaults = {path: self.canonical_default(spec) for path, spec in self.specs.items()
+                         if spec.attribute.default is not None}
+        self.default_words = {path: default_words(spec.attribute) for path, spec in self.specs.items()
+                              if spec.attribute.default is not None}
+
+    def _spec(self, attr: Attribute) -> _Spec:
+        if attr.kind in VOCABULARY_KINDS:
+            return _Spec(attr.path, _VOCAB, attr, self.spellings[attr.kind])
+        if attr.kind == "one_of":
+            return _Spec(attr.path, _VOCAB, attr, {v: v for v in attr.values})
+        check = {"bool": _BOOL, "number": _NUMBER, "string": _STRING, "date": _DATE}.get(attr.kind, _STRING)
+        return _Spec(attr.path, check, attr)
+
+    def canonical_default(self, spec: _Spec) -> Any:
+        """An attribute's default in canonical form (a declared name resolved, a rank, a date)."""
+        default = spec.attribute.default
+        if isinstance(default, ast.Name):
+            return (spec.table or {}).get(default.text, default.text)
+        if isinstance(default, ast.DateLit):
+            return default.value
+        return default.value
+
+    # --- validation ----------------------------------------------------------
+
+    def validate(self, request: Any) -> dict[str, Any]:
+        """The request's environment; RequestError for anything that is not a valid request."""
+        if not isinstance(request, dict):
+            raise RequestError("", f"expected a request object, got {describe(request)}")
+        env = dict(self.defaults)
+        self._walk(request, self.tree, "", env)
+        for path in REQUIRED:
+            if path not in env:
+                raise RequestError(path, "required field is missing")
+        if "context.date" not in env:
+            env["context.date"] = today()
+        env[RAW] = request
+        return env
+
+    def _walk(self, given: dict, node: dict, prefix: str, env: dict) -> None:
+        for key, value in given.items():
+            spec = node.get(key) if isinstance(key, str) else None
+            if spec.__class__ is _Spec:
+                if value is not None:
+                    env[spec.path] = self._value(spec, value)
+            elif spec is not None:
+                if value is None:
+                    continue
+                if not isinstance(value, dict):
+                    raise RequestError(prefix + key, f"expected an object of {prefix + key} attributes, "
+                                                     f"got {describe(value)}")
+                self._walk(value, spec, f"{prefix}{key}.", env)
+            else:
+                raise self._undeclared(prefix, key)
+
+    def _value(self, spec: _Spec, value: Any) -> Any:
+        check = spec.check
+        if check == _VOCAB:
+            found = spec.table.get(value) if value.__class__ is str else None
+            if found is None:
+                raise self._bad_name(spec, value)
+            return found
+        if check == _BOOL:
+            if value.__class__ is bool:
+                return value
+        elif check == _NUMBER:
+            if (value.__class__ is int or value.__class__ is float) and math.isfinite(value):
+                return value
+        elif check == _STRING:
+            if isinstance(value, str):
+                return value
+        elif check == _DATE:
+            found = parse_date(value)
+            if found is not None:
+                return found
+        raise RequestError(spec.path, f"expected {_EXPECTED[spec.attribute.kind]}, got {describe(value)}")
+
+    def _bad_name(self, spec: _Spec, value: Any) -> RequestError:
+        attr = spec.attribute
+        if attr.kind == "one_of":
+            choices = ", ".join(attr.values)
+            shown = describe(value)
+            help = did_you_mean(value, attr.values) if isinstance(value, str) else None
+            return RequestError(spec.path, f"expected one of {choices}, got {shown}", help)
+        if not isinstance(value, str):
+            return RequestError(spec.path, f"expected {_EXPECTED[attr.kind]}, got {describe(value)}")
+        try:
+            self.vocab.resolve(attr.kind, value)
+        except NameLookupError as exc:
+            return RequestError(spec.path, exc.message, exc.help)
+        return RequestError(spec.path, f"unknown {attr.kind} `{value}`")  # pragma: no cover
+
+    def _undeclared(self, prefix: str, key: Any) -> RequestError:
+        if not isinstance(key, str):
+            return RequestError(prefix.rstrip("."), f"unexpected key {describe(key)}")
+        path = prefix + key
+        if not prefix:
+            known = [k for k in self.tree]
+            return RequestError(path, "is not part of a request",
+                                did_you_mean(key, known) or f"a request has {', '.join(known)}")
+        return RequestError(path, "is not a declared attribute",
+                            did_you_mean(path, self.specs) or "declare it in an `attributes` block")
+
+
+def parse_date(value: Any) -> dt.date | None:
+    """A `YYYY-MM-DD` string (or a date, as YAML gives) as a date; None when it is not one."""
+    if value.__class__ is dt.date:
+        return value
+    if value.__class__ is str and len(value) == 10 and value[4] == "-" and value[7] == "-":
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def default_words(attr: Attribute) -> Any:
+    """An attribute's default as the policy wrote it (names as text, dates as ISO)."""
+    default = attr.default
+    if isinstance(default, ast.Name):
+        return default.text
+    if isinstance(default, ast.DateLit):
+        return default.value.isoformat()
+    return default.value
+
+
+def _spellings(vocab: Vocabulary, kind: str) -> dict[str, Any]:
+    """Every way a request may name a value of `kind` -> its canonical form.
+
+    Tree nodes answer to their full path and every unique trailing part of it;
+    classifications become their rank.
+    """
+    tree = vocab.hierarchy(kind)
+    if tree is not None:
+        table = {}
+        for name in tree.names:
+            parts = name.split(".")
+            for i in range(len(parts)):
+                spelling = ".".join(parts[i:])
+                if len(tree.candidates(spelling)) == 1:
+                    table[spelling] = name
+        return table
+    if kind == "classification":
+        return dict(vocab.classifications)
+    return {name: name for name in vocab.values_of(kind)}
+
+
+def words(env: dict, path: str, schema: RequestSchema) -> Any:
+    """The value of `path` in the request's own words: as given, else the default, else None."""
+    node: Any = env[RAW]
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if node is None:
+        if path == "context.date":
+            return env["context.date"].isoformat()
+        return schema.default_words.get(path)
+    if isinstance(node, dt.date):
+        return node.isoformat()
+    return node
