@@ -65,6 +65,7 @@ class Case:
     problems: tuple[Problem, ...] = ()
     field_lines: Mapping[str, int] = field(default_factory=dict, repr=False)
     named: bool = True
+    case_lines: Mapping[str, int] = field(default_factory=dict, repr=False)  # `by`, `obligations`, ...
 
     def line_of(self, request_field: str) -> int:
         """The line that gave a request field, else the case's own line."""
@@ -298,6 +299,7 @@ class _CaseReader:
             problems=tuple(problems),
             field_lines=self._lines(fields),
             named=named,
+            case_lines={key: key_node.start_mark.line + 1 for key, (key_node, _) in fields.items()},
         )
 
     def _unknown(self, fields: dict) -> list[Problem]:

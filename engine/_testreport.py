@@ -73,7 +73,8 @@ def _failure(result: CaseResult) -> list[str]:
             lines.append(_obligation_difference(result))
     for error in result.errors:
         field = f"{error.field}: " if error.field else ""
-        lines.append(f"error: {error.path}:{error.line}: {field}{error.message}")
+        label = "note" if error.kind == "unknown_obligation" else "error"
+        lines.append(f"{label}: {error.path}:{error.line}: {field}{error.message}")
         if error.help:
             lines.append(f"  help: {error.help}")
     if result.decision is not None:

@@ -27,7 +27,7 @@ TEST_FILE_GLOB = "*.test.yaml"
 class CaseError:
     """Why a case could not be decided: a mistake in the case, or an invalid request."""
 
-    kind: str  # "invalid_case" | "invalid_request" | "engine_error"
+    kind: str  # "invalid_case" | "invalid_request" | "engine_error" | "unknown_obligation" (a hint)
     message: str
     path: str
     line: int
@@ -213,7 +213,7 @@ def _unknown_obligations(case: Case, known: frozenset[str]) -> tuple[CaseError, 
         return ()
     return tuple(
         CaseError("unknown_obligation", f"no rule or policy-wide obligation is called `{name}`",
-                  case.path, case.line_of("obligations"), help=did_you_mean(name, known))
+                  case.path, case.case_lines.get("obligations", case.line), help=did_you_mean(name, known))
         for name in case.obligations or () if name not in known
     )
 

@@ -175,10 +175,14 @@ def test_a_mistake_in_a_case_fails_it_without_deciding(run):
 
 
 def test_an_expected_obligation_the_set_never_names_gets_a_hint(run):
-    (result,) = run("  - {name: c, request: {}, expect: permit, obligations: [log_acess]}\n").results
+    report = run("  - name: c\n    request: {}\n    expect: permit\n    obligations: [log_acess]\n")
+    (result,) = report.results
     assert not result.passed
-    assert [(e.message, e.help) for e in result.errors] == [
-        ("no rule or policy-wide obligation is called `log_acess`", "did you mean `log_access`?")]
+    assert [(e.message, e.help, e.line) for e in result.errors] == [
+        ("no rule or policy-wide obligation is called `log_acess`", "did you mean `log_access`?",
+         FIRST_CASE_LINE + 3)]
+    text = render_text(report)
+    assert f"note: {result.case.path}:{FIRST_CASE_LINE + 3}: no rule or policy-wide obligation" in text
 
 
 def test_coverage_counts_rules_among_the_reasons_of_passing_cases(policy):
