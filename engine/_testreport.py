@@ -130,6 +130,8 @@ def _explanation(decision: Any) -> list[str]:
 def _coverage_lines(report: TestReport, colour: bool, coverage_min: float | None) -> list[str]:
     coverage = report.coverage
     lines = [f"rule coverage: {len(coverage.covered)}/{coverage.total} rules ({coverage.percent:.1f}%)"]
+    if report.keyword:
+        lines.append(f"  (counting only the cases whose name contains `{report.keyword}`)")
     if coverage.uncovered:
         lines.append("rules no passing case made decide:")
         width = max(len(ref.rule) for ref in coverage.uncovered)

@@ -256,6 +256,19 @@ def test_without_a_path_policies_here_is_used(capsys, policies, monkeypatch):
     assert out.splitlines()[-1] == "7 passed, 2 failed"
 
 
+def test_without_a_path_or_policies_here_the_example_set_and_its_tests_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "-v")
+    cases = [line for line in out.splitlines() if line.startswith(("PASS ", "FAIL "))]
+    assert cases and all(line.split()[1].startswith("policies/") for line in cases)
+    assert code in (0, 1)
+
+
+def test_keyword_says_coverage_counts_only_the_selected_cases(capsys, policies):
+    _, out, _ = run(capsys, str(policies.root), "-k", "clerk")
+    assert "rule coverage: 1/5 rules (20.0%)\n  (counting only the cases whose name contains `clerk`)\n" in out
+
+
 def test_no_test_files_is_said_plainly(capsys, tmp_path):
     shutil.copy(CLINIC / "clinic.policy", tmp_path)
     code, out, _ = run(capsys, str(tmp_path))
