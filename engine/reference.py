@@ -118,13 +118,16 @@ class _Reference:
         return found
 
     def argument(self, value: ast.Value) -> Any:
-        """An obligation argument: a literal, or an attribute's value (None when omitted)."""
+        """An obligation argument as a decision reports it: a literal, or an attribute's
+        value (None when omitted); dates as ISO text, the form they take in JSON."""
         if isinstance(value, ast.Name) and self.is_attribute(value.text):
             got = self.attribute(value.text)
-            return None if got is MISSING else got
-        if isinstance(value, ast.Name):
-            return value.text
-        return value.value
+            got = None if got is MISSING else got
+        elif isinstance(value, ast.Name):
+            got = value.text
+        else:
+            got = value.value
+        return got.isoformat() if isinstance(got, dt.date) else got
 
     # --- clauses (section 3 table) ------------------------------------------
 
@@ -196,8 +199,11 @@ class _Reference:
         if isinstance(expr, ast.Compare):
             return self.compare(expr)
         if isinstance(expr, ast.InSet):
+            # Needs its operand (section 4): unknown without it, even for `in {}`.
             kind = self.kind_of(expr.operand)
             left = self.operand(expr.operand, kind)
+            if left is MISSING:
+                return UNKNOWN
             return _any([_equal(left, self.operand(v, kind)) for v in expr.values])
         if isinstance(expr, ast.InGroup):
             left = self.operand(expr.operand, "agency")

@@ -189,6 +189,11 @@ UNKNOWNS = [
     ("missing in set is unknown", "deny", "when context.approver in {gp}", {}, "deny", ["d"]),
     ("missing is is unknown", "deny", "when context.approver is gp", {}, "deny", ["d"]),
     ("missing in group is unknown", "deny", "when requester.home in partners", {}, "deny", ["d"]),
+    ("missing in empty set is unknown", "deny", "when context.approver in {}", {}, "deny", ["d"]),
+    ("given in empty set is false", "deny", "when requester.role in {}", {}, "permit", ["p"]),
+    ("missing set member, operand matches another", "permit", "when requester.role in {social_worker, context.approver}",
+     {}, "permit", ["p"]),
+    ("missing set member, no other match", "deny", "when requester.role in {gp, context.approver}", {}, "deny", ["d"]),
     ("has is never unknown", "deny", "when has context.risk", {}, "permit", ["p"]),
     ("known false deny does not apply", "deny", "when context.risk", {"context.risk": False}, "permit", ["p"]),
 ]
@@ -296,13 +301,13 @@ deny d1 {
 # (id, request changes, decision, obligations)
 OBLIGATION_CASES = [
     ("rules in reasons and policy-wide, set order, deduplicated", {},
-     "permit", [("record", ()), ("audit", ()), ("redact", ("nhs_number",)), ("notify", ("nhs", 3, True, dt.date(2025, 1, 2))),
+     "permit", [("record", ()), ("audit", ()), ("redact", ("nhs_number",)), ("notify", ("nhs", 3, True, "2025-01-02")),
                 ("tag", (None,))]),
     ("conditional policy-wide when true", {"action": "share", "resource.classification": "secret", "resource.tag": "t"},
      "permit", [("record", ()), ("log", ("share",)), ("audit", ()), ("redact", ("nhs_number",)),
-                ("notify", ("nhs", 3, True, dt.date(2025, 1, 2))), ("tag", ("t",)), ("mark", ("secret",))]),
+                ("notify", ("nhs", 3, True, "2025-01-02")), ("tag", ("t",)), ("mark", ("secret",))]),
     ("unless true drops it; unknown condition drops it", {"requester.role": "gp", "action": "view"},
-     "permit", [("record", ()), ("audit", ()), ("notify", ("nhs", 3, True, dt.date(2025, 1, 2))), ("tag", (None,))]),
+     "permit", [("record", ()), ("audit", ()), ("notify", ("nhs", 3, True, "2025-01-02")), ("tag", (None,))]),
     ("only the deciding rule's obligations", {"action": "export"},
      "permit", [("record", ()), ("log", ("export",)), ("audit", ())]),
     ("deny because nothing permits gets deny obligations", {"action": "export", "requester.role": "gp"},
@@ -324,6 +329,11 @@ def test_obligations(changes, decision, obligations):
 def test_obligations_with_different_arguments_are_kept_apart():
     rules = "on any obligation n 1\non any obligation n 2\non any obligation n 1.0\non any obligation n true\n"
     assert decide(rules).obligations == [("n", (1,)), ("n", (2,)), ("n", (True,))]
+
+
+def test_a_date_argument_is_reported_as_iso_text_and_deduplicated_with_the_same_text():
+    rules = 'on any obligation n 2025-01-01\non any obligation n "2025-01-01"\n'
+    assert decide(rules).obligations == [("n", ("2025-01-01",))]
 
 
 def test_obligation_argument_of_tree_attribute_is_the_full_name():
