@@ -19,9 +19,9 @@ import yaml
 from engine.errors import did_you_mean
 
 try:  # libyaml is several times faster on large test files
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 CASE_FIELDS = ("name", "request", "expect", "by", "obligations")
 REQUIRED_FIELDS = ("name", "request", "expect")
@@ -127,6 +127,43 @@ class _FileProblem(Exception):
         self.problem = problem
 
 
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """The safe loader, remembering repeated keys and the tags of scalars it has seen.
+
+    Test files repeat the same few words thousands of times (`permit`,
+    `requester`, role names); resolving each one's tag with regular expressions
+    is most of the time a large file takes, so each distinct scalar resolves once.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.tags: dict[tuple, str] = {}
+        self.repeated: list[yaml.Node] = []
+        self.checked: set[int] = set()
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        key = (kind, value, implicit)
+        tag = self.tags.get(key)
+        if tag is None:
+            tag = self.tags[key] = super().resolve(kind, value, implicit)
+        return tag
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Checked before `<<` merges are flattened into the mapping; the
+        # constructor calls this once for each mapping node, merged ones too.
+        if id(node) not in self.checked:
+            self.checked.add(id(node))
+            keys = [key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode)]
+            if len(set(keys)) != len(keys):
+                seen: set[str] = set()
+                for key, _ in node.value:
+                    if isinstance(key, yaml.ScalarNode) and key.value != _MERGE_KEY:
+                        if key.value in seen:
+                            self.repeated.append(key)
+                        seen.add(key.value)
+        super().flatten_mapping(node)
+
+
 def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any, list[yaml.Node]]:
     """The node tree, the data, and every key that repeats one before it in its mapping."""
     loader = _Loader(text)
@@ -134,31 +171,11 @@ def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any, list[yaml.
         node = loader.get_single_node()
         if node is None:
             return None, None, []
-        # Found before construction, which flattens `<<` merges into the mappings.
-        duplicates = _duplicate_keys(node)
-        return node, loader.construct_document(node), duplicates
+        data = loader.construct_document(node)
+        repeated = sorted(loader.repeated, key=lambda key: (key.start_mark.line, key.start_mark.column))
+        return node, data, repeated
     finally:
         loader.dispose()
-
-
-def _duplicate_keys(node: yaml.Node) -> list[yaml.Node]:
-    found, seen, stack = [], set(), [node]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:  # aliases share nodes
-            continue
-        seen.add(id(current))
-        if isinstance(current, yaml.MappingNode):
-            keys: set[str] = set()
-            for key, value in current.value:
-                if isinstance(key, yaml.ScalarNode) and key.value != _MERGE_KEY:
-                    if key.value in keys:
-                        found.append(key)
-                    keys.add(key.value)
-                stack.append(value)
-        elif isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
-    return sorted(found, key=lambda key: (key.start_mark.line, key.start_mark.column))
 
 
 def _yaml_problem(shown: str, exc: yaml.YAMLError) -> Problem:
