@@ -163,3 +163,21 @@ def test_a_file_that_is_not_utf8_cannot_load(tmp_path):
     path = tmp_path / "t.test.yaml"
     path.write_bytes(b"cases: []\n# \xff\n")
     assert "not UTF-8" in read_test_file(path, "t.test.yaml", RULES).problem.message
+
+
+def test_quoted_and_plain_scalars_keep_their_own_types(tmp_path):
+    test_file = read(tmp_path, """\
+cases:
+  - name: one
+    request:
+      context: {a: "true", b: true, c: "2025-06-01", d: 2025-06-01, e: "12", f: 12}
+    expect: permit
+  - name: two
+    request:
+      context: {a: true, b: "true", e: 12, f: "12"}
+    expect: permit
+""")
+    one, two = test_file.cases
+    assert one.request["context"] == {"a": "true", "b": True, "c": "2025-06-01", "d": "2025-06-01",
+                                      "e": "12", "f": 12}
+    assert two.request["context"] == {"a": True, "b": "true", "e": 12, "f": "12"}
