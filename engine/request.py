@@ -248,8 +248,10 @@ def _spellings(vocab: Vocabulary, kind: str) -> dict[str, Any]:
             parts = name.split(".")
             for i in range(len(parts)):
                 spelling = ".".join(parts[i:])
-                if len(tree.candidates(spelling)) == 1:
-                    table[spelling] = name
+                try:
+                    table[spelling] = tree.resolve(spelling)
+                except NameLookupError:
+                    pass  # ambiguous: the request must spell it out
         return table
     if kind == "classification":
         return dict(vocab.classifications)

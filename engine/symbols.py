@@ -60,7 +60,13 @@ class Hierarchy:
         return tuple(self._suffixes.get(text, ()))
 
     def resolve(self, text: str) -> str:
-        """The full name `text` stands for, or NameLookupError."""
+        """The full name `text` stands for, or NameLookupError.
+
+        A node's own full path always names it, even when a deeper node's
+        path ends the same way (`beta` beside `alpha.beta`).
+        """
+        if text in self.labels:
+            return text
         found = self._suffixes.get(text)
         if found and len(found) == 1:
             return found[0]
