@@ -24,6 +24,7 @@ from api import schemas
 from api.audit import AuditLog
 from api.auth import ApiKeys, check_admin, parse_api_keys
 from api.bodies import DEFAULT_MAX_BODY, read_json, require_object
+from api.encoding import DecisionEncoder
 from api.errors import ApiError, install_handlers, json_response, load_error_body
 from api.metrics import Metrics
 from api.reloading import PolicyHolder
@@ -56,6 +57,10 @@ class Service:
         self.max_body = max_body
         self.watch = watch
         self.metrics = Metrics()
+        self.encoder = DecisionEncoder()
+        # While a batch is decided in a worker thread, the cache's hit count moves under
+        # a single decision too, so whether that one was a cache hit is not known.
+        self.batches_running = 0
 
     def current(self) -> Any:
         """The Policy to decide with; read once per request."""
@@ -64,13 +69,14 @@ class Service:
             raise ApiError(503, "not_ready", "no policy set is loaded yet", location={"in": "server"})
         return policy
 
-    def record(self, data: dict, request: Any, caller: str | None, cached: bool | None,
+    def record(self, decision: Any, request: Any, caller: str | None, cached: bool | None,
                started_ns: int, ended_ns: int, parent: Any) -> None:
-        self.metrics.decided(data["decision"])
+        """Count, audit and trace one decision made."""
+        self.metrics.decided(decision.decision)
         if self.audit is not None:
-            self.audit.record(caller, request, data)
+            self.audit.record(caller, request, decision)
         if self.telemetry.enabled:
-            self.telemetry.decided(data, cached, caller, started_ns, ended_ns, parent)
+            self.telemetry.decided(decision, cached, caller, started_ns, ended_ns, parent)
 
     def metrics_text(self) -> str:
         audit = self.audit
@@ -79,20 +85,17 @@ class Service:
         return self.metrics.render(self.holder, audit.written, audit.failed, audit.pending)
 
 
-def _was_cached(decision: Any) -> bool | None:
-    return getattr(decision, "cached", None)
+def _hits(policy: Any) -> int:
+    return policy.cache_stats()["hits"]
 
 
-def _answer(decision: Any) -> tuple[dict, bool | None]:
-    data = decision.to_dict()
-    cached = _was_cached(decision)
-    if cached is not None:
-        data["cached"] = cached
-    return data, cached
+def _decide_all(policy: Any, requests: list, encoder: DecisionEncoder) -> tuple[list, list[str]]:
+    decisions = policy.decide_many(requests)
+    return decisions, [encoder.encode(decision, None) for decision in decisions]
 
 
-def _decide_all(policy: Any, requests: list) -> list[tuple[dict, bool | None]]:
-    return [_answer(decision) for decision in policy.decide_many(requests)]
+def _json_bytes(text: str) -> Response:
+    return Response(text.encode(), media_type="application/json")
 
 
 def _vocabulary_counts(vocabulary: Any) -> dict[str, int]:
@@ -137,16 +140,18 @@ def _routes(app: FastAPI, service: Service) -> None:
             caller = service.keys.caller(request.headers)
             body = require_object(await read_json(request, service.max_body), "a decision request")
             policy = service.current()
+            busy = service.batches_running
+            hits = _hits(policy)
             started = time.time_ns()
             decision = policy.decide(body)
         except (ApiError, RequestError) as err:
             metrics.reject(err.code)
             raise
         ended = time.time_ns()
-        data, cached = _answer(decision)
+        cached = None if busy or service.batches_running else _hits(policy) > hits
         metrics.latency["decide"].observe((ended - started) / 1e9)
-        service.record(data, body, caller, cached, started, ended, service.telemetry.parent(request.headers))
-        return json_response(data)
+        service.record(decision, body, caller, cached, started, ended, service.telemetry.parent(request.headers))
+        return _json_bytes(service.encoder.encode(decision, cached))
 
     @app.post("/decide/batch", response_model=schemas.BatchDecisions, tags=["decisions"],
               openapi_extra=schemas.body_doc("BatchRequest"),
@@ -159,18 +164,22 @@ def _routes(app: FastAPI, service: Service) -> None:
             policy = service.current()
             started = time.time_ns()
             if len(requests) >= _THREAD_BATCH:
-                answers = await asyncio.to_thread(_decide_all, policy, requests)
+                service.batches_running += 1
+                try:
+                    decisions, texts = await asyncio.to_thread(_decide_all, policy, requests, service.encoder)
+                finally:
+                    service.batches_running -= 1
             else:
-                answers = _decide_all(policy, requests)
+                decisions, texts = _decide_all(policy, requests, service.encoder)
         except (ApiError, RequestError) as err:
             metrics.reject(err.code)
             raise
         ended = time.time_ns()
         metrics.latency["batch"].observe((ended - started) / 1e9)
         parent = service.telemetry.parent(request.headers)
-        for request_body, (data, cached) in zip(requests, answers):
-            service.record(data, request_body, caller, cached, started, ended, parent)
-        return json_response({"decisions": [data for data, _ in answers]})
+        for request_body, decision in zip(requests, decisions):
+            service.record(decision, request_body, caller, None, started, ended, parent)
+        return _json_bytes('{"decisions":[' + ",".join(texts) + "]}")
 
     @app.get("/policy", response_model=schemas.PolicyInfo, tags=["policy"],
              responses=schemas.error_responses(503))
@@ -302,6 +311,7 @@ def create_app(
                   description="Permit or deny multi-agency information sharing, with the reasons "
                               "in the words of the rule that decided.",
                   lifespan=_lifespan(service))
+    service.telemetry.watch_cache(holder.cache_totals)
     app.state.service = service
     install_handlers(app)
     _routes(app, service)

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from api.encoding import json_default
+
 log = logging.getLogger("engine.api.audit")
 
 GENESIS = "0" * 64  # prev_hash of a trail's first line
@@ -42,7 +44,7 @@ class AuditError(Exception):
 
 
 def canonical(entry: dict[str, Any]) -> str:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_default)
 
 
 def entry_hash(entry: dict[str, Any]) -> str:
@@ -56,17 +58,27 @@ def _timestamp(when: float) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def make_entry(when: float, caller: str | None, request: Any, decision: dict[str, Any], prev_hash: str) -> dict:
-    """The chained entry for one decision (`decision` is Decision.to_dict())."""
+def _fields(decision: Any) -> tuple[str, str, list[str], list[dict], str]:
+    """(decision_id, outcome, rule ids, obligations, policy_version) of a Decision or its to_dict()."""
+    if isinstance(decision, dict):
+        return (decision["decision_id"], decision["decision"], [reason["rule"] for reason in decision["reasons"]],
+                decision["obligations"], decision["policy_version"])
+    return (decision.decision_id, decision.decision, [reason.rule for reason in decision.reasons],
+            [obligation.to_dict() for obligation in decision.obligations], decision.policy_version)
+
+
+def make_entry(when: float, caller: str | None, request: Any, decision: Any, prev_hash: str) -> dict:
+    """The chained entry for one decision (an engine Decision, or Decision.to_dict())."""
+    decision_id, outcome, rules, obligations, version = _fields(decision)
     entry = {
-        "decision_id": decision["decision_id"],
+        "decision_id": decision_id,
         "time": _timestamp(when),
         "caller": caller,
         "request": request,
-        "decision": decision["decision"],
-        "reasons": [reason["rule"] for reason in decision["reasons"]],
-        "obligations": decision["obligations"],
-        "policy_version": decision["policy_version"],
+        "decision": outcome,
+        "reasons": rules,
+        "obligations": obligations,
+        "policy_version": version,
         "prev_hash": prev_hash,
     }
     entry["hash"] = entry_hash(entry)
@@ -132,7 +144,7 @@ class AuditLog:
             self._started = True
             self._thread.start()
 
-    def record(self, caller: str | None, request: Any, decision: dict[str, Any]) -> None:
+    def record(self, caller: str | None, request: Any, decision: Any) -> None:
         """Queue one decision; cheap enough for the event loop."""
         self._queue.put((time.time(), caller, request, decision))
 

@@ -9,7 +9,6 @@ request field at fault, with `help` when a close name exists) or `location`
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -18,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from api.encoding import dumps
 from engine.errors import PolicyError, PolicyLoadError, RequestError, render_all
 
 log = logging.getLogger("engine.api")
@@ -75,7 +75,7 @@ def error_body(code: str, message: str, *, field: str | None = None,
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response serialised with the standard library, skipping FastAPI's encoder."""
-    content = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    content = dumps(data).encode()
     return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 

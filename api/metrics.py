@@ -80,7 +80,7 @@ class Metrics:
         hits, misses, size = holder.cache_totals()
         metric("engine_cache_hits_total", "counter", "Decisions answered from the decision cache.",
                [f"engine_cache_hits_total {hits}"])
-        metric("engine_cache_misses_total", "counter", "Decisions computed because the cache had none.",
+        metric("engine_cache_misses_total", "counter", "Decision cache lookups that found nothing.",
                [f"engine_cache_misses_total {misses}"])
         metric("engine_cache_entries", "gauge", "Decisions held in the current policy's cache.",
                [f"engine_cache_entries {size}"])

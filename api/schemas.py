@@ -54,6 +54,7 @@ class Reason(BaseModel):
     because: str | None
     file: str
     line: int
+    missing: list[str] | None = Field(None, description="attributes a fail-closed deny rule lacked")
 
 
 class Obligation(BaseModel):
@@ -90,7 +91,8 @@ class Decision(BaseModel):
     obligations: list[Obligation]
     near_misses: list[NearMiss] = []
     summary: str
-    cached: bool | None = Field(None, description="answered from the decision cache")
+    cached: bool | None = Field(None, description="answered from the decision cache; null when not known "
+                                                  "(in batches, and while a batch is being decided)")
 
 
 class BatchDecisions(BaseModel):

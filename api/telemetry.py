@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from opentelemetry import trace
+from opentelemetry.metrics import Observation
 from opentelemetry.propagate import extract
 
 log = logging.getLogger("engine.api")
@@ -101,8 +102,6 @@ class Telemetry:
                 "engine.decisions", unit="{decision}", description="Decisions made, by outcome")
             self._latency = self.meter.create_histogram(
                 "engine.decision.duration", unit="s", description="Time to decide one request")
-            self._cache = self.meter.create_counter(
-                "engine.cache.lookups", unit="{lookup}", description="Decision cache lookups, by hit")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Telemetry":
@@ -119,15 +118,15 @@ class Telemetry:
         """The trace context a caller sent (W3C traceparent), when tracing is on."""
         return extract(headers) if self.tracer is not None else None
 
-    def decided(self, data: dict, cached: bool | None, caller: str | None,
+    def decided(self, decision: Any, cached: bool | None, caller: str | None,
                 started_ns: int, ended_ns: int, parent: Any = None) -> None:
-        """Record one decision (`data` is Decision.to_dict()) as a span and in the metrics."""
+        """Record one decision (an engine Decision) as a span and in the metrics."""
         if self.tracer is not None:
             attributes = {
-                "engine.decision": data["decision"],
-                "engine.decision_id": data["decision_id"],
-                "engine.policy_version": data["policy_version"],
-                "engine.rules": [reason["rule"] for reason in data["reasons"]],
+                "engine.decision": decision.decision,
+                "engine.decision_id": decision.decision_id,
+                "engine.policy_version": decision.policy_version,
+                "engine.rules": [reason.rule for reason in decision.reasons],
             }
             if cached is not None:
                 attributes["engine.cache_hit"] = cached
@@ -137,10 +136,24 @@ class Telemetry:
                                           attributes=attributes)
             span.end(end_time=ended_ns)
         if self.meter is not None:
-            self._decisions.add(1, {"decision": data["decision"]})
+            self._decisions.add(1, {"decision": decision.decision})
             self._latency.record((ended_ns - started_ns) / 1e9)
-            if cached is not None:
-                self._cache.add(1, {"hit": cached})
+
+    def watch_cache(self, totals: Callable[[], tuple[int, int, int]]) -> None:
+        """Report the decision cache's hits and misses, read when the metrics are collected."""
+        if self.meter is None:
+            return
+
+        def hits(options: Any) -> Iterable[Observation]:
+            yield Observation(totals()[0])
+
+        def misses(options: Any) -> Iterable[Observation]:
+            yield Observation(totals()[1])
+
+        self.meter.create_observable_counter("engine.cache.hits", [hits], unit="{decision}",
+                                             description="Decisions answered from the decision cache")
+        self.meter.create_observable_counter("engine.cache.misses", [misses], unit="{decision}",
+                                             description="Decision cache lookups that found nothing")
 
     def shutdown(self) -> None:
         """Export what is buffered; called once when the service stops."""

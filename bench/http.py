@@ -1,0 +1,301 @@
+"""HTTP benchmark of the decision service against a bare FastAPI endpoint.
+
+Starts `engine serve` and a bare app (same server, same body handling, a
+constant answer) as uvicorn processes on loopback, then drives each with a
+bounded asyncio load generator over keep-alive connections, and reports
+requests/s, decisions/s and latency percentiles:
+
+    python bench/http.py                      # example policies, 32 connections
+    python bench/http.py --requests 50000 --duration 20 --json bench-http.json
+
+The requests are the example policies' test cases (policies/*.test.yaml),
+cycled; --unique-ids gives each request its own requester.id, so that the
+decision cache does not answer them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named http.py: drop its folder from the path before anything
+# imports the standard library's http package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import time
+from typing import Any
+
+REPO = _HERE.parent
+sys.path.insert(0, str(REPO))
+
+from fastapi import Request  # noqa: E402  (module level: FastAPI resolves the endpoint's annotations here)
+from starlette.responses import Response  # noqa: E402
+
+HOST = "127.0.0.1"  # loopback only
+
+
+# --- the bare endpoint -------------------------------------------------------------------
+
+
+def bare_app() -> Any:
+    """A FastAPI app that reads and parses the body like /decide, then answers a constant."""
+    from fastapi import FastAPI
+
+    from api.bodies import read_json, require_object
+    from api.errors import install_handlers, json_response
+
+    app = FastAPI()
+    install_handlers(app)
+    answer = {"decision": "permit", "decision_id": "0", "policy_version": "sha256:0", "reasons": [],
+              "obligations": [], "near_misses": [], "summary": "constant"}
+
+    @app.post("/decide")
+    async def decide(request: Request) -> Response:
+        require_object(await read_json(request, 1024 * 1024), "a decision request")
+        return json_response(answer)
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        return json_response({"status": "ready"})
+
+    return app
+
+
+def _serve_bare(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(bare_app(), host=HOST, port=port, access_log=False, log_level="warning")
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    return over
+
+
+def example_requests(policy_dir: Path) -> list[dict]:
+    """Every valid request of the policy tests under policy_dir, defaults merged in."""
+    import yaml
+
+    import engine
+    from engine.errors import RequestError
+
+    policy = engine.load(str(policy_dir))
+    requests = []
+    for path in sorted(policy_dir.glob("*.test.yaml")):
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for case in document.get("cases", []):
+            request = json.loads(json.dumps(_merge(document.get("defaults", {}), case["request"]), default=str))
+            try:
+                policy.decide(request)
+            except RequestError:
+                continue
+            requests.append(request)
+    return requests
+
+
+def _http_request(path: str, body: bytes) -> bytes:
+    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+class Bodies:
+    """The raw HTTP requests to send, cycled; with unique ids, made on the fly."""
+
+    def __init__(self, path: str, requests: list[dict], batch: int, unique: bool):
+        self.path, self.requests, self.batch, self.unique = path, requests, batch, unique
+        self.counter = 0
+        self.fixed = [self._make(i) for i in range(len(requests))] if not unique else []
+
+    def _body(self, index: int) -> Any:
+        if not self.batch:
+            request = self.requests[index % len(self.requests)]
+            return self._stamp(request)
+        chunk = [self._stamp(self.requests[(index + j) % len(self.requests)]) for j in range(self.batch)]
+        return {"requests": chunk}
+
+    def _stamp(self, request: dict) -> dict:
+        if not self.unique:
+            return request
+        self.counter += 1
+        return {**request, "requester": {**request["requester"], "id": f"bench-{self.counter}"}}
+
+    def _make(self, index: int) -> bytes:
+        return _http_request(self.path, json.dumps(self._body(index)).encode())
+
+    def get(self, index: int) -> bytes:
+        return self.fixed[index % len(self.fixed)] if self.fixed else self._make(index)
+
+
+# --- the load generator ---------------------------------------------------------------------
+
+
+async def _connection(bodies: Bodies, state: dict, latencies: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(HOST, state["port"])
+    try:
+        while state["sent"] < state["limit"] and time.perf_counter() < state["until"]:
+            index = state["sent"]
+            state["sent"] += 1
+            payload = bodies.get(index)
+            started = time.perf_counter()
+            writer.write(payload)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors.append(status)
+    finally:
+        writer.close()
+
+
+async def _drive(port: int, bodies: Bodies, connections: int, limit: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: list[int] = []
+    state = {"port": port, "sent": 0, "limit": limit, "until": time.perf_counter() + seconds}
+    started = time.perf_counter()
+    await asyncio.gather(*(_connection(bodies, state, latencies, errors) for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
+
+    per = max(1, bodies.batch)
+    return {"requests": len(latencies), "seconds": round(elapsed, 3), "errors": len(errors),
+            "requests_per_s": round(len(latencies) / elapsed, 1),
+            "decisions_per_s": round(len(latencies) * per / elapsed, 1),
+            "p50_ms": round(pct(0.50), 3), "p99_ms": round(pct(0.99), 3),
+            "mean_ms": round(statistics.fmean(latencies) * 1000, 3) if latencies else 0.0}
+
+
+def measure(port: int, bodies: Bodies, connections: int, limit: int, seconds: float, warmup: float) -> dict:
+    asyncio.run(_drive(port, bodies, connections, 10**9, warmup))
+    return asyncio.run(_drive(port, bodies, connections, limit, seconds))
+
+
+# --- servers ------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _start(command: list[str], port: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "OTEL_"))}
+    env["PYTHONPATH"] = str(REPO)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5) as sock:
+                sock.sendall(f"GET /readyz HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                if b" 200 " in sock.recv(1024):
+                    return process
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise SystemExit("server did not become ready")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policy", default=str(REPO / "policies"), help="policy directory (default: policies/)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=30000, help="stop each run after this many requests")
+    parser.add_argument("--duration", type=float, default=10.0, help="... or after this many seconds")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--batch", type=int, default=1000, help="requests per /decide/batch call")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--unique-ids", action="store_true", help="a new requester.id each time: no cache hits")
+    parser.add_argument("--audit-log", default=None, help="have the service write an audit trail here")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--serve-bare", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_bare:
+        _serve_bare(args.serve_bare)
+        return 0
+
+    requests = example_requests(Path(args.policy))
+    bare_port, engine_port = _free_port(), _free_port()
+    serve = [sys.executable, "-m", "engine", "serve", args.policy, "--host", HOST, "--port", str(engine_port),
+             "--no-watch", "--log-level", "warning", "--workers", str(args.workers)]
+    if args.audit_log:
+        serve += ["--audit-log", args.audit_log]
+    results: dict[str, Any] = {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "settings": {k: v for k, v in vars(args).items() if k != "serve_bare"} | {"distinct_requests": len(requests)},
+    }
+    bare = _start([sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)], bare_port)
+    try:
+        bodies = Bodies("/decide", requests, 0, args.unique_ids)
+        results["bare"] = measure(bare_port, bodies, args.connections, args.requests, args.duration, args.warmup)
+    finally:
+        _stop(bare)
+    service = _start(serve, engine_port)
+    try:
+        bodies = Bodies("/decide", requests, 0, args.unique_ids)
+        results["decide"] = measure(engine_port, bodies, args.connections, args.requests, args.duration, args.warmup)
+        batches = Bodies("/decide/batch", requests, args.batch, args.unique_ids)
+        limit = max(1, args.requests // args.batch * 10)
+        results["batch"] = measure(engine_port, batches, args.connections, limit, args.duration, args.warmup)
+    finally:
+        _stop(service)
+    results["decide_vs_bare"] = round(results["decide"]["requests_per_s"] / results["bare"]["requests_per_s"], 3)
+    _report(results, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _report(results: dict, args: argparse.Namespace) -> None:
+    machine = results["machine"]
+    print(f"nproc {machine['nproc']}, Python {machine['python']}, {args.connections} connections, "
+          f"{results['settings']['distinct_requests']} distinct requests"
+          f"{', unique ids (no cache hits)' if args.unique_ids else ''}")
+    print(f"{'endpoint':<26}{'requests/s':>12}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for name, label in (("bare", "bare FastAPI /decide"), ("decide", "engine /decide"),
+                        ("batch", f"engine /decide/batch x{args.batch}")):
+        row = results[name]
+        print(f"{label:<26}{row['requests_per_s']:>12,.0f}{row['decisions_per_s']:>13,.0f}"
+              f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}")
+    print(f"/decide throughput is {results['decide_vs_bare']:.0%} of the bare endpoint's")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
