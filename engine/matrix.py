@@ -1,0 +1,733 @@
+"""The access matrix: every combination of the vocabulary decided, then compressed for people.
+
+Deciding ~10^6-10^7 combinations one by one would be slow, so the space is
+walked one dimension at a time (action, purpose, category, role,
+classification, requester agency, owner). At each step the values of the
+next dimension are grouped by what the still-applicable rules make of them
+(analysis.reduce): values in one group lead to the same decision whatever
+comes later, so one representative of each group is decided by the engine
+and stands for them all. A branch where no permit rule can apply any more is
+refused without asking the engine (deny is the default in every combining
+algorithm). The result is exact: every combination is decided, most of
+them in bulk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import html
+import io
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
+
+from engine import ast
+from engine.analysis import (
+    DIMENSION_KINDS, DIMENSIONS, FALSE, MISSING, TRUE, UNK, Compiler, Term, attribute_value, context_env, reduce,
+)
+from engine.progress import Progress
+from engine.symbols import NameLookupError, Vocabulary
+
+# The walk's order: the most selective dimensions first, agency just before owner
+# so that `under` clauses resolve on the last step.
+WALK = ("action", "purpose", "resource.category", "requester.role", "resource.classification",
+        "requester.agency", "resource.owner")
+_POSITION = {path: DIMENSIONS.index(path) for path in WALK}
+
+COLUMNS = {
+    "action": "Action", "requester.role": "Role", "requester.agency": "Agency", "purpose": "Purpose",
+    "resource.category": "Data", "resource.classification": "Classification", "resource.owner": "Owner",
+}
+
+
+class ContextError(ValueError):
+    """A --date or --context value that does not fit the attribute schema."""
+
+
+class Outcome(NamedTuple):
+    """What one combination comes to: the decision, deciding rules, obligations as shown."""
+
+    decision: str  # permit, deny, or undeclared (a value the version does not declare)
+    rules: tuple[str, ...]
+    obligations: tuple[str, ...]
+
+
+UNDECLARED = Outcome("undeclared", (), ())
+
+
+# --- one policy version, ready to be walked --------------------------------------
+
+
+@dataclass
+class Version:
+    """A loaded policy set with its rules as terms, bound to a date and context."""
+
+    vocab: Vocabulary
+    decide: Callable[[dict], Any]  # request -> Decision-like (decision, reasons, obligations)
+    date: dt.date
+    given: dict[str, Any] = field(default_factory=dict)  # attribute path -> JSON value
+    restrict: dict[str, frozenset[str]] = field(default_factory=dict)  # dimension -> allowed values
+    title: str | None = None
+    label: str | None = None
+    hash: str = ""
+
+    def __post_init__(self) -> None:
+        compiler = Compiler(self.vocab)
+        self.rules = [compiler.rule(rule) for rule in self.vocab.rules]
+        self.policy_obligations = [compiler.policy_obligation(d) for d in self.vocab.policy_obligations]
+        typed = {p: attribute_value(self.vocab, p, v) for p, v in self.given.items()}
+        self.env = context_env(self.vocab, typed, self.date)
+        self.combine = self.vocab.combine
+        self._symbolic = _symbolic_arguments(self.rules, self.policy_obligations)
+
+    def values(self, path: str) -> list[str]:
+        values = self.vocab.values_of(DIMENSION_KINDS[path])
+        allowed = self.restrict.get(path)
+        return values if allowed is None else [v for v in values if v in allowed]
+
+    def start(self, permits_only: bool) -> tuple:
+        """The walk's first state: every rule reduced by the context, dead ones dropped.
+
+        With `permits_only` (the matrix), what only matters for refusals is
+        left out: deny rules' obligations and `on deny` obligations.
+        """
+        rules = []
+        for rule in self.rules:
+            obligations = () if permits_only and not rule.permit else rule.obligations
+            rules.append((rule.id, rule.permit, rule.term, tuple((o.name, o.condition, o.args) for o in obligations)))
+        policy = tuple((p.outcome, p.obligation.name, p.obligation.condition, p.obligation.args)
+                       for p in self.policy_obligations if not (permits_only and p.outcome == "deny"))
+        return _Step(self.env).state((tuple(rules), policy))
+
+    def request(self, cell: dict[str, str]) -> dict:
+        """The request for one combination, with the context's values."""
+        built: dict = {
+            "requester": {"role": cell["requester.role"], "agency": cell["requester.agency"]},
+            "action": cell["action"],
+            "purpose": cell["purpose"],
+            "resource": {"category": cell["resource.category"],
+                         "classification": cell["resource.classification"],
+                         "owner": cell["resource.owner"]},
+            "context": {"date": self.date.isoformat()},
+        }
+        for path, value in self.given.items():
+            *parents, last = path.split(".")
+            here = built
+            for part in parents:
+                here = here.setdefault(part, {})
+            here[last] = value
+        return built
+
+    def outcome(self, cell: dict[str, str]) -> Outcome:
+        """Decide one combination with the engine and word the result for a table."""
+        decision = self.decide(self.request(cell))
+        rules = tuple(_rule_id(r) for r in decision.reasons)
+        obligations = tuple(self._show(_name(o), _args(o), cell) for o in decision.obligations)
+        return Outcome(decision.decision, rules, obligations)
+
+    def _show(self, name: str, args: Sequence[Any], cell: dict[str, str]) -> str:
+        """An obligation as `name arg, ...`; an argument that is a dimension's value is
+        shown as the attribute (`resource.owner`), so rows can merge across owners."""
+        shown = []
+        for position, arg in enumerate(args):
+            paths = self._symbolic.get((name, position), ())
+            path = next((p for p in paths if cell.get(p) == str(arg)), None)
+            shown.append(path or _literal(arg))
+        return name + (" " + ", ".join(shown) if shown else "")
+
+
+def _symbolic_arguments(rules, policy_obligations) -> dict[tuple[str, int], tuple[str, ...]]:
+    found: dict[tuple[str, int], set[str]] = {}
+    obligations = [o for r in rules for o in r.obligations] + [p.obligation for p in policy_obligations]
+    for obligation in obligations:
+        for position, arg in enumerate(obligation.args):
+            if arg[0] == "a" and arg[1] in DIMENSION_KINDS:
+                found.setdefault((obligation.name, position), set()).add(arg[1])
+    return {key: tuple(sorted(paths)) for key, paths in found.items()}
+
+
+def _rule_id(reason: Any) -> str:
+    return reason if isinstance(reason, str) else getattr(reason, "rule", None) or reason["rule"]
+
+
+def _name(obligation: Any) -> str:
+    return obligation[0] if isinstance(obligation, tuple) else obligation.name
+
+
+def _args(obligation: Any) -> Sequence[Any]:
+    return obligation[1] if isinstance(obligation, tuple) else obligation.args
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dt.date,)):
+        return value.isoformat()
+    text = str(value)
+    if text and all(ch.isalnum() or ch in "_.-" for ch in text):
+        return text
+    return json.dumps(text)
+
+
+# --- reducing the state of the walk ------------------------------------------------
+
+
+class _Step:
+    """Reduces a walk state by some attribute values; memoised, as branches repeat terms.
+
+    `token` names the substitution (one dimension's value) for the memo.
+    """
+
+    def __init__(self, env: dict, memo: dict | None = None, token: Any = None):
+        self.env = env
+        self.memo = memo if memo is not None else {}
+        self.token = token
+
+    def term(self, term: Term) -> Term:
+        key = (term, self.token)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = reduce(term, self.env)
+        return found
+
+    def state(self, state: tuple) -> tuple:
+        """(rules, policy obligations) with dead rules and obligations dropped.
+
+        A permit rule is dead when it is false or unknown (it cannot apply);
+        a deny rule only when false (one that might apply counts as applying).
+        """
+        rules, policy = state
+        kept = []
+        for rule_id, permit, term, obligations in rules:
+            reduced = self.term(term)
+            if reduced == FALSE or (permit and reduced == UNK):
+                continue
+            kept.append((rule_id, permit, reduced, self.obligations(obligations)))
+        return tuple(kept), tuple((o[0], *ob) for o in policy for ob in self.obligations((o[1:],)))
+
+    def obligations(self, obligations: tuple) -> tuple:
+        kept = []
+        for name, condition, args in obligations:
+            condition = self.term(condition)
+            if condition == FALSE or condition == UNK:
+                continue  # unknown counts as not holding
+            kept.append((name, condition, tuple(self.term(a) for a in args)))
+        return tuple(kept)
+
+
+def has_permit(state: tuple | None) -> bool:
+    return state is not None and any(permit for _id, permit, _t, _o in state[0])
+
+
+# --- the walk -------------------------------------------------------------------------
+
+
+Box = tuple[frozenset[str], ...]  # one set of values per dimension, in DIMENSIONS order
+
+
+@dataclass
+class Walk:
+    """Walks the combinations of one or more versions' vocabularies.
+
+    `prune(states)` says a branch needs no more work; `leaf(cell, states)`
+    decides a representative combination and returns what to keep, or None.
+    """
+
+    versions: Sequence[Version]
+    permits_only: bool
+    prune: Callable[[tuple], bool]
+    leaf: Callable[[dict[str, str], tuple], Any]
+    label: str = "deciding"
+    cells: int = 0
+    representatives: int = 0
+    found: list[tuple[Box, Any]] = field(default_factory=list)
+
+    def run(self) -> list[tuple[Box, Any]]:
+        self.values = {path: _union(v.values(path) for v in self.versions) for path in WALK}
+        self.declared = [{p: frozenset(v.values(p)) for p in WALK} for v in self.versions]
+        self.memos = [dict() for _ in self.versions]
+        self.total = _product(len(self.values[p]) for p in WALK)
+        states = tuple(v.start(self.permits_only) for v in self.versions)
+        with Progress(self.total, self.label) as self.progress:
+            self._walk(0, states, {}, [])
+        return self.found
+
+    def _walk(self, level: int, states: tuple, cell: dict, sets: list) -> None:
+        path = WALK[level]
+        groups: dict[tuple, list[str]] = {}
+        for value in self.values[path]:
+            key = tuple(self._step(i, state, path, value) for i, state in enumerate(states))
+            groups.setdefault(key, []).append(value)
+        below = _product(len(self.values[p]) for p in WALK[level + 1:])
+        for key, members in groups.items():
+            cell[path] = members[0]
+            sets.append(frozenset(members))
+            if self.prune(key):
+                self._count(len(members) * below, sets)
+            elif level + 1 < len(WALK):
+                self._walk(level + 1, key, cell, sets)
+            else:
+                self.representatives += 1
+                kept = self.leaf(dict(cell), key)
+                if kept is not None:
+                    self.found.append((_box(sets), kept))
+                self._count(len(members), sets)
+            sets.pop()
+
+    def _step(self, index: int, state: tuple | None, path: str, value: str) -> tuple | None:
+        if state is None or value not in self.declared[index][path]:
+            return None
+        return _Step({path: value}, self.memos[index], (path, value)).state(state)
+
+    def _count(self, amount: int, sets: list) -> None:
+        factor = _product(len(s) for s in sets[:-1])
+        self.cells += amount * factor
+        self.progress.advance(amount * factor)
+
+
+def _box(sets: list[frozenset[str]]) -> Box:
+    ordered: list[frozenset[str]] = [frozenset()] * len(DIMENSIONS)
+    for path, values in zip(WALK, sets):
+        ordered[_POSITION[path]] = values
+    return tuple(ordered)
+
+
+def _union(lists: Iterable[list[str]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for values in lists:
+        for value in values:
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+def _product(numbers: Iterable[int]) -> int:
+    total = 1
+    for n in numbers:
+        total *= n
+    return total
+
+
+# --- the matrix ------------------------------------------------------------------------
+
+
+@dataclass
+class Matrix:
+    """The permitted combinations of one version, compressed into rows."""
+
+    version: Version
+    rows: list[tuple[Box, Outcome]]
+    cells: int
+    permitted: int
+    representatives: int
+    seconds: float
+
+
+def build_matrix(version: Version) -> Matrix:
+    """Decide every combination of the version's vocabulary; keep the permitted ones."""
+
+    def leaf(cell: dict[str, str], states: tuple) -> Outcome | None:
+        outcome = version.outcome(cell)
+        return outcome if outcome.decision == "permit" else None
+
+    started = time.perf_counter()
+    walk = Walk([version], True, lambda states: not has_permit(states[0]), leaf, "matrix")
+    found = walk.run()
+    rows = compress(found)
+    permitted = sum(_product(len(s) for s in box) for box, _o in rows)
+    return Matrix(version, sort_rows(rows, version.vocab), walk.cells, permitted, walk.representatives,
+                  time.perf_counter() - started)
+
+
+def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
+    """Merge rows with the same outcome that differ in one dimension only, until none do."""
+    rows = list(found)
+    order = [DIMENSIONS.index(p) for p in ("action", "resource.classification", "resource.category",
+                                           "purpose", "resource.owner", "requester.agency", "requester.role")]
+    changed = True
+    while changed:
+        changed = False
+        for index in order:
+            groups: dict[tuple, list[frozenset[str]]] = {}
+            for box, outcome in rows:
+                groups.setdefault((outcome, box[:index] + box[index + 1:]), []).append(box[index])
+            if len(groups) < len(rows):
+                changed = True
+                rows = [(rest[:index] + (frozenset().union(*parts),) + rest[index:], outcome)
+                        for (outcome, rest), parts in groups.items()]
+    return rows
+
+
+def sort_rows(rows: list[tuple[Box, Any]], *vocabs: Vocabulary) -> list[tuple[Box, Any]]:
+    """Rows in rule order, then by the declared order of their first values."""
+    rule_order: dict[str, int] = {}
+    for vocab in vocabs:
+        for rule in vocab.rules:
+            rule_order.setdefault(rule.id.text, len(rule_order))
+    value_order = {}
+    for path in DIMENSIONS:
+        values = _union(v.values_of(DIMENSION_KINDS[path]) for v in vocabs)
+        value_order[path] = {v: i for i, v in enumerate(values)}
+
+    def key(row: tuple[Box, Any]) -> tuple:
+        box, outcome = row
+        rules = _outcome_rules(outcome)
+        first = tuple(sorted(rule_order.get(r, len(rule_order)) for r in rules))
+        return (first, tuple(min(value_order[p].get(v, 0) for v in s) for p, s in zip(DIMENSIONS, box)))
+
+    return sorted(rows, key=key)
+
+
+def _outcome_rules(outcome: Any) -> tuple[str, ...]:
+    if isinstance(outcome, Outcome):
+        return outcome.rules
+    return tuple(r for o in outcome for r in o.rules)
+
+
+# --- showing value sets: hierarchy nodes, groups, ranges ----------------------------------
+
+
+class Legend:
+    """Words a set of values by the vocabulary (of one version, or of two together).
+
+    A role, purpose or category stands for itself and everything below it;
+    `name (only)` is that value without the ones below. A group stands for
+    its agencies. Classifications read as ranges (`up to official`).
+    """
+
+    def __init__(self, *vocabs: Vocabulary):
+        self.values = {p: _union(v.values_of(DIMENSION_KINDS[p]) for v in vocabs) for p in DIMENSIONS}
+        self.below: dict[str, dict[str, frozenset[str]]] = {}
+        for kind in ("role", "purpose", "category"):
+            below: dict[str, set[str]] = {}
+            for vocab in vocabs:
+                for node, nodes in vocab.hierarchy(kind).descendants.items():
+                    below.setdefault(node, set()).update(nodes)
+            self.below[kind] = {n: frozenset(s) for n, s in below.items()}
+        self.groups = _shared_groups(vocabs)
+        self.ranks = _union(sorted(v.classifications, key=v.classifications.__getitem__) for v in vocabs)
+
+    def show(self, path: str, values: frozenset[str]) -> list[str]:
+        """The shortest faithful wording of `values` as a list of items."""
+        everything = self.values[path]
+        if len(values) == len(everything) and len(everything) > 1:
+            return ["any"]
+        kind = DIMENSION_KINDS[path]
+        if kind in self.below:
+            return self._nodes(kind, path, values)
+        if kind == "agency":
+            return self._agencies(path, values)
+        if kind == "classification":
+            return self._ranks(values)
+        return [v for v in everything if v in values]
+
+    def expand(self, path: str, values: frozenset[str]) -> list[str]:
+        return [v for v in self.values[path] if v in values]
+
+    def _nodes(self, kind: str, path: str, values: frozenset[str]) -> list[str]:
+        below = self.below[kind]
+        covered: set[str] = set()
+        shown = []
+        for node in self.values[path]:
+            if node not in values or node in covered:
+                continue
+            if below.get(node, frozenset((node,))) <= values:
+                shown.append(node)
+                covered |= below.get(node, frozenset((node,)))
+        for node in self.values[path]:
+            if node in values and node not in covered:
+                shown.append(f"{node} (only)")
+                covered.add(node)
+        order = {v: i for i, v in enumerate(self.values[path])}
+        return sorted(shown, key=lambda s: order[s.split(" ")[0]])
+
+    def _agencies(self, path: str, values: frozenset[str]) -> list[str]:
+        shown, covered = [], set()
+        for name, members in sorted(self.groups.items(), key=lambda g: (-len(g[1]), g[0])):
+            if len(members) > 1 and members <= values and not members <= covered:
+                shown.append(name)
+                covered |= members
+        shown.extend(v for v in self.values[path] if v in values and v not in covered)
+        return shown
+
+    def _ranks(self, values: frozenset[str]) -> list[str]:
+        positions = sorted(self.ranks.index(v) for v in values if v in self.ranks)
+        if positions and positions == list(range(positions[0], positions[-1] + 1)) and len(positions) > 1:
+            low, high = self.ranks[positions[0]], self.ranks[positions[-1]]
+            return [f"up to {high}"] if positions[0] == 0 else [f"{low} to {high}"]
+        return [v for v in self.ranks if v in values]
+
+
+def _shared_groups(vocabs: Sequence[Vocabulary]) -> dict[str, frozenset[str]]:
+    """Groups that mean the same in every version that declares them."""
+    found: dict[str, frozenset[str]] = {}
+    clash: set[str] = set()
+    for vocab in vocabs:
+        for name, members in vocab.groups.items():
+            if name in found and found[name] != members:
+                clash.add(name)
+            found.setdefault(name, members)
+    return {n: m for n, m in found.items() if n not in clash}
+
+
+# --- rendering --------------------------------------------------------------------------
+
+
+def row_cells(legend: Legend, box: Box) -> list[str]:
+    return [", ".join(legend.show(p, s)) for p, s in zip(DIMENSIONS, box)]
+
+
+def render_matrix(matrix: Matrix, fmt: str) -> str:
+    """The matrix as text, md, csv or html."""
+    legend = Legend(matrix.version.vocab)
+    table = [row_cells(legend, box) + [", ".join(o.rules), ", ".join(o.obligations)] for box, o in matrix.rows]
+    headers = [COLUMNS[p] for p in DIMENSIONS] + ["Permitted by", "Obligations"]
+    title = _title(matrix.version)
+    facts = _facts(matrix)
+    if fmt == "csv":
+        return to_csv(headers, table)
+    if fmt == "md":
+        return f"# {title}\n\n{facts}\n\n{to_markdown(headers, table)}"
+    if fmt == "html":
+        expanded = [[legend.expand(p, s) for p, s in zip(DIMENSIONS, box)] for box, _o in matrix.rows]
+        return to_html(title, facts, headers, table, expanded, [legend.values[p] for p in DIMENSIONS])
+    return _matrix_text(title, facts, headers, table)
+
+
+def _title(version: Version) -> str:
+    name = version.title or "Policy set"
+    label = f" {version.label}" if version.label else ""
+    return f"Who can see what: {name}{label} ({version.hash})"
+
+
+def _facts(matrix: Matrix) -> str:
+    version = matrix.version
+    context = ", ".join(f"{k}={v}" for k, v in version.given.items()) or "defaults"
+    return (f"Date {version.date.isoformat()}; context: {context}. "
+            f"{matrix.permitted:,} of {matrix.cells:,} combinations permitted, in {len(matrix.rows)} rows; "
+            f"everything else is refused. A role, purpose or category includes those below it; "
+            f"`(only)` means the value alone.")
+
+
+def _matrix_text(title: str, facts: str, headers: list[str], table: list[list[str]]) -> str:
+    lines = [title, "", facts, ""]
+    width = max(len(h) for h in headers)
+    for number, row in enumerate(table, 1):
+        lines.append(f"{number}. permit")
+        lines.extend(f"   {h.ljust(width)}  {v or '-'}" for h, v in zip(headers, row))
+        lines.append("")
+    if not table:
+        lines.append("Nothing is permitted.")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_csv(headers: list[str], table: list[list[str]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(table)
+    return out.getvalue()
+
+
+def to_markdown(headers: list[str], table: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or "-"
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines.extend("| " + " | ".join(cell(c) for c in row) + " |" for row in table)
+    return "\n".join(lines) + "\n"
+
+
+def to_html(title: str, facts: str, headers: list[str], table: list[list[str]],
+            expanded: list[list[list[str]]], choices: list[list[str]]) -> str:
+    """One self-contained page: a table with a select box per dimension and a text filter.
+
+    Each cell carries every value it stands for (`data-v`), so choosing
+    `safeguarding.adults` keeps the rows that say `safeguarding`.
+    """
+    e = html.escape
+    head = []
+    for index, header in enumerate(headers):
+        if index < len(choices):
+            options = "".join(f'<option value="{e(v)}">{e(v)}</option>' for v in choices[index])
+            control = f'<select data-col="{index}"><option value="">all</option>{options}</select>'
+        else:
+            control = f'<input data-col="{index}" type="search" placeholder="filter">'
+        head.append(f"<th>{e(header)}<br>{control}</th>")
+    body = []
+    for row, values in zip(table, expanded):
+        cells = []
+        for index, text in enumerate(row):
+            covered = " ".join(values[index]) if index < len(values) else ""
+            cells.append(f'<td data-v=" {e(covered)} ">{e(text)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return _PAGE.format(title=e(title), facts=e(facts), head="".join(head), body="\n".join(body),
+                        count=len(table))
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1b1b1b; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; text-align: left; }}
+th {{ background: #f0f2f5; position: sticky; top: 0; }}
+select, input {{ width: 100%; margin-top: 4px; font-size: 12px; }}
+tr:nth-child(even) td {{ background: #fafafa; }}
+#shown {{ color: #555; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>{facts}</p>
+<p><input id="search" type="search" placeholder="Filter every column"> <span id="shown">{count} rows</span></p>
+<table><thead><tr>{head}</tr></thead>
+<tbody>
+{body}
+</tbody></table>
+<script>
+(function () {{
+  var controls = document.querySelectorAll("th select, th input");
+  var search = document.getElementById("search");
+  var rows = document.querySelectorAll("tbody tr");
+  function apply() {{
+    var shown = 0, text = search.value.toLowerCase();
+    rows.forEach(function (row) {{
+      var ok = !text || row.textContent.toLowerCase().indexOf(text) >= 0;
+      controls.forEach(function (c) {{
+        var cell = row.cells[+c.dataset.col], want = c.value;
+        if (!ok || !want) return;
+        if (c.tagName === "SELECT") ok = cell.dataset.v.indexOf(" " + want + " ") >= 0;
+        else ok = cell.textContent.toLowerCase().indexOf(want.toLowerCase()) >= 0;
+      }});
+      row.style.display = ok ? "" : "none";
+      if (ok) shown++;
+    }});
+    document.getElementById("shown").textContent = shown + " rows";
+  }}
+  controls.forEach(function (c) {{ c.addEventListener("input", apply); }});
+  search.addEventListener("input", apply);
+}})();
+</script>
+</body></html>
+"""
+
+
+# --- the command ------------------------------------------------------------------------
+
+
+def parse_date(text: str | None) -> dt.date:
+    if text is None:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ContextError(f"--date {text}: expected a date like 2025-06-01") from None
+
+
+def parse_context(vocab: Vocabulary, items: Sequence[str]) -> tuple[dict[str, Any], dict[str, frozenset[str]]]:
+    """`k=v` pairs typed by the attribute schema: request values, and dimensions to restrict.
+
+    A key is an attribute path or any unique trailing part of one
+    (`emergency` for `context.emergency`). Naming a dimension (`purpose=adults`)
+    limits the matrix to that value and those below it.
+    """
+    given: dict[str, Any] = {}
+    restrict: dict[str, frozenset[str]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ContextError(f"--context {item}: expected KEY=VALUE")
+        path = _attribute_path(vocab, key.strip())
+        value = _typed(vocab, path, text.strip())
+        if path in DIMENSION_KINDS:
+            tree = vocab.hierarchy(DIMENSION_KINDS[path])
+            restrict[path] = tree.descendants[value] if tree is not None else frozenset((value,))
+        else:
+            given[path] = value
+    return given, restrict
+
+
+def _attribute_path(vocab: Vocabulary, key: str) -> str:
+    if key in vocab.attributes:
+        return key
+    found = [p for p in vocab.attributes if p.endswith("." + key)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ContextError(f"--context {key}: ambiguous, could be {', '.join(found)}")
+    from engine.errors import did_you_mean
+
+    hint = did_you_mean(key, list(vocab.attributes))
+    raise ContextError(f"--context {key}: no such attribute" + (f" ({hint})" if hint else ""))
+
+
+def _typed(vocab: Vocabulary, path: str, text: str) -> Any:
+    attribute = vocab.attributes[path]
+    kind = attribute.kind
+    problem = f"--context {path}={text}: "
+    if kind == "bool":
+        lowered = text.lower()
+        if lowered in ("true", "yes", "1"):
+            return True
+        if lowered in ("false", "no", "0"):
+            return False
+        raise ContextError(problem + "expected true or false")
+    if kind == "number":
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                raise ContextError(problem + "expected a number") from None
+    if kind == "date":
+        try:
+            return dt.date.fromisoformat(text).isoformat()
+        except ValueError:
+            raise ContextError(problem + "expected a date like 2025-06-01") from None
+    if kind == "one_of":
+        if text not in attribute.values:
+            raise ContextError(problem + f"expected one of {', '.join(attribute.values)}")
+        return text
+    if kind in DIMENSION_KINDS.values():
+        try:
+            return vocab.resolve(kind, text)
+        except NameLookupError as exc:
+            raise ContextError(problem + exc.message + (f" ({exc.help})" if exc.help else "")) from None
+    return text
+
+
+def load_version(path: str | None, date: dt.date, context: Sequence[str]) -> Version:
+    """Load a policy set with the engine and bind it to the date and context.
+
+    Raises engine.PolicyLoadError or ContextError.
+    """
+    import engine
+
+    policy = engine.load(path)
+    given, restrict = parse_context(policy.vocabulary, context)
+
+    def decide(request: dict) -> Any:
+        return policy.decide(request, use_cache=False)
+
+    return Version(policy.vocabulary, decide, date, given, restrict, policy.title, policy.label, policy.version)
+
+
+def run_matrix(args: argparse.Namespace) -> int:
+    """`engine matrix`: print the compressed matrix; 2 when the set cannot be loaded."""
+    from engine.errors import PolicyLoadError
+
+    try:
+        version = load_version(args.path, parse_date(args.date), args.context)
+    except PolicyLoadError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    except ContextError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render_matrix(build_matrix(version), args.format))
+    return 0
