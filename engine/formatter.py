@@ -33,12 +33,11 @@ _AGREEMENT = 10  # `reference` and a space
 _HEADER = 8  # `version`, `combine` and a space
 _OUTCOME = 6  # `permit`: `on any    obligation` lines up with `on permit obligation`
 
+# For `engine fmt --help` (argparse epilog).
 HELP = """\
-Lay out policy files canonically: two-space indents, clause keywords in a
-column, one item a line where items carry labels, comments kept.
-
-exit status: 0 nothing to do (or files rewritten); 1 with --check, some file
-would change; 2 a file could not be read or parsed (it is left untouched)."""
+exit status: 0 nothing to change, or files rewritten; 1 with --check, some file
+would change; 2 a file could not be read or parsed (it is reported and left
+untouched, and the other files are still formatted)."""
 
 
 # --- values and expressions ---------------------------------------------------

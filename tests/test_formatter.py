@@ -316,7 +316,7 @@ def policy_texts(draw):
     return "".join(out)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policy_texts())
 def test_generated_policies_format_faithfully(text):
     assert_formats_faithfully(text)
