@@ -125,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "md", "json"], default="text")
 
     p = add("fmt", cmd_fmt, "Lay out policy files canonically.")
+    from engine.formatter import HELP as fmt_help
+
+    p.epilog = fmt_help
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("path", nargs="?", default=None)
     p.add_argument("--check", action="store_true")
     p.add_argument("--diff", action="store_true")

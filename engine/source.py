@@ -19,8 +19,10 @@ class Source:
 
     def line(self, number: int) -> str:
         """The text of 1-based line `number`, without its newline."""
-        lines = self.text.splitlines()
-        return lines[number - 1] if 0 < number <= len(lines) else ""
+        # Split on newlines only, as the parser counts lines; str.splitlines
+        # would also break at form feeds and other separators.
+        lines = self.text.split("\n")
+        return lines[number - 1].rstrip("\r") if 0 < number <= len(lines) else ""
 
 
 @dataclass(frozen=True, slots=True)
