@@ -53,7 +53,7 @@ class Outcome(NamedTuple):
 
     decision: str  # permit, deny, or undeclared (a value the version does not declare)
     rules: tuple[str, ...]
-    obligations: tuple[str, ...]
+    obligations: tuple[tuple[str, tuple[str, ...]], ...]  # (name, arguments as shown)
 
 
 UNDECLARED = Outcome("undeclared", (), ())
@@ -129,15 +129,30 @@ class Version:
         obligations = tuple(self._show(_name(o), _args(o), cell) for o in decision.obligations)
         return Outcome(decision.decision, rules, obligations)
 
-    def _show(self, name: str, args: Sequence[Any], cell: dict[str, str]) -> str:
-        """An obligation as `name arg, ...`; an argument that is a dimension's value is
-        shown as the attribute (`resource.owner`), so rows can merge across owners."""
+    def _show(self, name: str, args: Sequence[Any], cell: dict[str, str]) -> tuple[str, tuple[str, ...]]:
+        """An obligation's name and arguments as words; an argument that is a dimension's
+        value is kept as the attribute (`resource.owner`), so rows can merge across owners."""
         shown = []
         for position, arg in enumerate(args):
             paths = self._symbolic.get((name, position), ())
             path = next((p for p in paths if cell.get(p) == str(arg)), None)
             shown.append(path or _literal(arg))
-        return name + (" " + ", ".join(shown) if shown else "")
+        return name, tuple(shown)
+
+
+def show_obligations(obligations: Iterable[tuple[str, tuple[str, ...]]], box: "Box") -> str:
+    """Obligations as `name arg, arg; name`; an attribute argument whose row has one value
+    for it is shown as that value."""
+    single = {p: next(iter(s)) for p, s in zip(DIMENSIONS, box) if len(s) == 1 and s != SAME_AGENCY}
+    if box and box[_OWNER] == SAME_AGENCY:
+        single.pop("resource.owner", None)
+        if "requester.agency" in single:
+            single["resource.owner"] = single["requester.agency"]
+    words = []
+    for name, args in obligations:
+        shown = [single.get(a, a) for a in args]
+        words.append(name + (" " + ", ".join(shown) if shown else ""))
+    return "; ".join(words)
 
 
 def _symbolic_arguments(rules, policy_obligations) -> dict[tuple[str, int], tuple[str, ...]]:
@@ -339,28 +354,69 @@ def build_matrix(version: Version) -> Matrix:
     walk = Walk([version], True, lambda states: not has_permit(states[0]), leaf, "matrix")
     found = walk.run()
     rows = compress(found)
-    permitted = sum(_product(len(s) for s in box) for box, _o in rows)
+    permitted = sum(cells_in(box) for box, _o in rows)
     return Matrix(version, sort_rows(rows, version.vocab), walk.cells, permitted, walk.representatives,
                   time.perf_counter() - started)
 
 
+# In the owner column: the requester's own agency, whichever it is.
+SAME_AGENCY = frozenset(("=requester.agency",))
+_AGENCY, _OWNER = DIMENSIONS.index("requester.agency"), DIMENSIONS.index("resource.owner")
+
+
 def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
-    """Merge rows with the same outcome that differ in one dimension only, until none do."""
-    rows = list(found)
+    """Merge rows with the same outcome that differ in one dimension only, until none do.
+
+    First, rows for one agency and records it owns itself merge across
+    agencies into "owner: the requester's own agency".
+    """
+    rows = _same_agency(found)
     order = [DIMENSIONS.index(p) for p in ("action", "resource.classification", "resource.category",
                                            "purpose", "resource.owner", "requester.agency", "requester.role")]
     changed = True
     while changed:
         changed = False
         for index in order:
-            groups: dict[tuple, list[frozenset[str]]] = {}
-            for box, outcome in rows:
-                groups.setdefault((outcome, box[:index] + box[index + 1:]), []).append(box[index])
+            groups: dict[tuple, list[int]] = {}
+            for number, (box, outcome) in enumerate(rows):
+                key = (outcome, box[:index] + box[index + 1:])
+                if index == _OWNER and box[_OWNER] == SAME_AGENCY:
+                    key = (number,)  # "own agency" does not merge with named owners
+                groups.setdefault(key, []).append(number)
             if len(groups) < len(rows):
                 changed = True
-                rows = [(rest[:index] + (frozenset().union(*parts),) + rest[index:], outcome)
-                        for (outcome, rest), parts in groups.items()]
+                rows = [_merged(rows, numbers, index) for numbers in groups.values()]
     return rows
+
+
+def _merged(rows: list[tuple[Box, Any]], numbers: list[int], index: int) -> tuple[Box, Any]:
+    box, outcome = rows[numbers[0]]
+    values = frozenset().union(*(rows[n][0][index] for n in numbers))
+    return box[:index] + (values,) + box[index + 1:], outcome
+
+
+def _same_agency(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
+    groups: dict[tuple, list[tuple[Box, Any]]] = {}
+    for box, outcome in found:
+        agency, owner = box[_AGENCY], box[_OWNER]
+        key = (outcome, box[:_AGENCY] + box[_AGENCY + 1:_OWNER] + box[_OWNER + 1:]) \
+            if len(agency) == 1 and agency == owner else (len(groups),)
+        groups.setdefault(key, []).append((box, outcome))
+    rows = []
+    for key, members in groups.items():
+        if len(members) == 1:
+            rows.extend(members)
+            continue
+        box, outcome = members[0]
+        agencies = frozenset().union(*(b[_AGENCY] for b, _o in members))
+        rows.append((box[:_AGENCY] + (agencies,) + box[_AGENCY + 1:_OWNER] + (SAME_AGENCY,) + box[_OWNER + 1:],
+                     outcome))
+    return rows
+
+
+def cells_in(box: Box) -> int:
+    """How many combinations a row stands for."""
+    return _product(len(s) for i, s in enumerate(box) if not (i == _OWNER and s == SAME_AGENCY))
 
 
 def sort_rows(rows: list[tuple[Box, Any]], *vocabs: Vocabulary) -> list[tuple[Box, Any]]:
@@ -414,6 +470,8 @@ class Legend:
 
     def show(self, path: str, values: frozenset[str]) -> list[str]:
         """The shortest faithful wording of `values` as a list of items."""
+        if values == SAME_AGENCY:
+            return ["requester's own agency"]
         everything = self.values[path]
         if len(values) == len(everything) and len(everything) > 1:
             return ["any"]
@@ -426,25 +484,43 @@ class Legend:
             return self._ranks(values)
         return [v for v in everything if v in values]
 
-    def expand(self, path: str, values: frozenset[str]) -> list[str]:
-        return [v for v in self.values[path] if v in values]
+    def expand(self, box: Box) -> list[list[str]]:
+        """Every value each column of a row stands for (the owner's own agency: the agencies)."""
+        found = [[v for v in self.values[p] if v in s] for p, s in zip(DIMENSIONS, box)]
+        if box[_OWNER] == SAME_AGENCY:
+            found[_OWNER] = found[_AGENCY]
+        return found
 
     def _nodes(self, kind: str, path: str, values: frozenset[str]) -> list[str]:
         below = self.below[kind]
+        order = self.values[path]
         covered: set[str] = set()
         shown = []
-        for node in self.values[path]:
+        for node in order:
             if node not in values or node in covered:
                 continue
-            if below.get(node, frozenset((node,))) <= values:
+            under = below.get(node, frozenset((node,)))
+            if under <= values:
                 shown.append(node)
+                covered |= under
+                continue
+            missing = self._cover(order, below, under - values)
+            if len(missing) <= 2 and len(under - values) < len(under & values):
+                shown.append(f"{node} (except {' and '.join(missing)})")
+                covered |= under & values
+        shown.extend(f"{node} (only)" for node in order if node in values and node not in covered)
+        position = {v: i for i, v in enumerate(order)}
+        return sorted(shown, key=lambda s: position[s.split(" ")[0]])
+
+    @staticmethod
+    def _cover(order: list[str], below: dict[str, frozenset[str]], values: frozenset[str]) -> list[str]:
+        """The fewest nodes, in declared order, whose subtrees make up exactly `values`."""
+        found, covered = [], set()
+        for node in order:
+            if node in values and node not in covered and below.get(node, frozenset((node,))) <= values:
+                found.append(node)
                 covered |= below.get(node, frozenset((node,)))
-        for node in self.values[path]:
-            if node in values and node not in covered:
-                shown.append(f"{node} (only)")
-                covered.add(node)
-        order = {v: i for i, v in enumerate(self.values[path])}
-        return sorted(shown, key=lambda s: order[s.split(" ")[0]])
+        return found
 
     def _agencies(self, path: str, values: frozenset[str]) -> list[str]:
         shown, covered = [], set()
@@ -485,7 +561,8 @@ def row_cells(legend: Legend, box: Box) -> list[str]:
 def render_matrix(matrix: Matrix, fmt: str) -> str:
     """The matrix as text, md, csv or html."""
     legend = Legend(matrix.version.vocab)
-    table = [row_cells(legend, box) + [", ".join(o.rules), ", ".join(o.obligations)] for box, o in matrix.rows]
+    table = [row_cells(legend, box) + [", ".join(o.rules), show_obligations(o.obligations, box)]
+             for box, o in matrix.rows]
     headers = [COLUMNS[p] for p in DIMENSIONS] + ["Permitted by", "Obligations"]
     title = _title(matrix.version)
     facts = _facts(matrix)
@@ -494,7 +571,7 @@ def render_matrix(matrix: Matrix, fmt: str) -> str:
     if fmt == "md":
         return f"# {title}\n\n{facts}\n\n{to_markdown(headers, table)}"
     if fmt == "html":
-        expanded = [[legend.expand(p, s) for p, s in zip(DIMENSIONS, box)] for box, _o in matrix.rows]
+        expanded = [legend.expand(box) for box, _o in matrix.rows]
         return to_html(title, facts, headers, table, expanded, [legend.values[p] for p in DIMENSIONS])
     return _matrix_text(title, facts, headers, table)
 

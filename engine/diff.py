@@ -1,0 +1,261 @@
+"""The diff of two policy sets: every combination whose decision or obligations change.
+
+Both versions are walked together over the union of their vocabularies
+(matrix.Walk): a branch where the two versions' remaining rules are the same
+terms cannot change and is skipped, so a small amendment costs little. Each
+changed combination is decided by the engine in both versions and explained
+by the rules responsible; rows are compressed like the matrix.
+
+A value one version does not declare counts as refused there; such a
+combination is a change only when the other version permits it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+from engine.analysis import DIMENSIONS
+from engine.matrix import (
+    COLUMNS, UNDECLARED, Box, ContextError, Legend, Outcome, Version, Walk, cells_in, compress, has_permit,
+    parse_context, parse_date, row_cells, show_obligations, sort_rows, to_markdown,
+)
+
+
+class Change(NamedTuple):
+    old: Outcome
+    new: Outcome
+
+
+@dataclass
+class Diff:
+    old: Version
+    new: Version
+    rows: list[tuple[Box, Change]]
+    cells: int
+    changed: int
+    representatives: int
+    seconds: float
+    old_name: str = "old"
+    new_name: str = "new"
+
+
+def changed(old: Outcome, new: Outcome) -> bool:
+    """A change of decision or of obligations; an undeclared side only against a permit."""
+    if old.decision == "undeclared" or new.decision == "undeclared":
+        return "permit" in (old.decision, new.decision)
+    return old.decision != new.decision or set(old.obligations) != set(new.obligations)
+
+
+def build_diff(old: Version, new: Version) -> Diff:
+    """Every combination of either vocabulary whose outcome differs between the versions."""
+    same_combining = old.combine == new.combine
+
+    def prune(states: tuple) -> bool:
+        before, after = states
+        if before is None or after is None:
+            return not has_permit(before) and not has_permit(after)
+        return same_combining and before == after
+
+    def leaf(cell: dict[str, str], states: tuple) -> Change | None:
+        before = old.outcome(cell) if states[0] is not None else UNDECLARED
+        after = new.outcome(cell) if states[1] is not None else UNDECLARED
+        return Change(before, after) if changed(before, after) else None
+
+    started = time.perf_counter()
+    walk = Walk([old, new], False, prune, leaf, "diff")
+    rows = compress(walk.run())
+    return Diff(old, new, sort_rows(rows, new.vocab, old.vocab), walk.cells, sum(cells_in(b) for b, _c in rows),
+                walk.representatives, time.perf_counter() - started)
+
+
+# --- wording -----------------------------------------------------------------------
+
+
+def headline(change: Change, box: Box) -> str:
+    """`now permitted`, `now refused`, or `obligations change: + added; - dropped`."""
+    old, new = change.old.decision, change.new.decision
+    if new == "permit" and old != "permit":
+        return "now permitted"
+    if old == "permit" and new != "permit":
+        return "now refused"
+    added = [o for o in change.new.obligations if o not in change.old.obligations]
+    dropped = [o for o in change.old.obligations if o not in change.new.obligations]
+    parts = [f"+ {show_obligations(added, box)}"] if added else []
+    parts += [f"- {show_obligations(dropped, box)}"] if dropped else []
+    return "obligations change: " + "; ".join(parts)
+
+
+def explain(outcome: Outcome, box: Box) -> str:
+    """`permit by rule x (obligations: a; b)`, `deny (no rule permits)`, ..."""
+    if outcome.decision == "undeclared":
+        return "deny (not declared in this version)"
+    if outcome.rules:
+        rules = ", ".join(outcome.rules)
+        text = f"{outcome.decision} by rule{'s' if len(outcome.rules) > 1 else ''} {rules}"
+    else:
+        text = f"{outcome.decision} (no rule permits)"
+    obligations = show_obligations(outcome.obligations, box) or "none"
+    return f"{text}; obligations: {obligations}"
+
+
+def render_diff(diff: Diff, fmt: str) -> str:
+    legend = Legend(diff.new.vocab, diff.old.vocab)
+    headers = [COLUMNS[p] for p in DIMENSIONS] + ["Change", "Was", "Now"]
+    table = [row_cells(legend, box) + [headline(c, box), explain(c.old, box), explain(c.new, box)]
+             for box, c in diff.rows]
+    summary = (f"{diff.changed:,} of {diff.cells:,} combinations change, in {len(diff.rows)} rows "
+               f"(date {diff.new.date.isoformat()}).")
+    title = f"Changes from {diff.old_name} ({diff.old.hash}) to {diff.new_name} ({diff.new.hash})"
+    if fmt == "json":
+        return json.dumps({"changed": diff.changed, "cells": diff.cells,
+                           "rows": [_json_row(legend, box, c) for box, c in diff.rows]}, indent=2) + "\n"
+    if fmt == "md":
+        if not table:
+            return f"# {title}\n\nNo combination changes ({diff.cells:,} compared).\n"
+        return f"# {title}\n\n{summary}\n\n{to_markdown(headers, table)}"
+    if not table:
+        return f"No combination changes ({diff.cells:,} compared).\n"
+    width = max(len(h) for h in headers)
+    lines = [title, "", summary, ""]
+    for number, row in enumerate(table, 1):
+        lines.append(f"{number}. {row[len(DIMENSIONS)]}")
+        pairs = list(zip(headers, row))
+        lines.extend(f"   {h.ljust(width)}  {v or '-'}" for h, v in pairs[:len(DIMENSIONS)] + pairs[-2:])
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _json_row(legend: Legend, box: Box, change: Change) -> dict:
+    row: dict[str, Any] = {p: legend.show(p, s) for p, s in zip(DIMENSIONS, box)}
+    row["change"] = headline(change, box)
+    for side, outcome in (("was", change.old), ("now", change.new)):
+        row[side] = {"decision": "deny" if outcome.decision == "undeclared" else outcome.decision,
+                     "declared": outcome.decision != "undeclared",
+                     "rules": list(outcome.rules),
+                     "obligations": show_obligations(outcome.obligations, box).split("; ")
+                     if outcome.obligations else []}
+    return row
+
+
+# --- the old version from git ----------------------------------------------------------
+
+
+class GitError(RuntimeError):
+    pass
+
+
+def checkout_policies(rev: str, path: str, into: Path) -> Path:
+    """Write the .policy files under `path` as they were at `rev` into `into`.
+
+    Paths are read relative to the current directory, as git reads them.
+    """
+    listing = _git("ls-tree", "-r", "--name-only", rev, "--", path)
+    names = [n for n in listing.splitlines() if n.endswith(".policy")]
+    if not names:
+        raise GitError(f"no .policy files under {path} at {rev}")
+    base = path if not names == [path] else os.path.dirname(path)
+    for name in names:
+        target = into / os.path.relpath(name, base or ".")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(_git_bytes("show", f"{rev}:./{name}"))
+    return into
+
+
+def _git(*args: str) -> str:
+    return _git_bytes(*args).decode("utf-8", "replace")
+
+
+def _git_bytes(*args: str) -> bytes:
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, check=False)
+    except OSError as exc:
+        raise GitError(f"git could not be run: {exc.strerror}") from None
+    if done.returncode != 0:
+        raise GitError(done.stderr.decode("utf-8", "replace").strip() or f"git {args[0]} failed")
+    return done.stdout
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def load_pair(old_path: str, new_path: str | None, date_text: str | None,
+              context: Sequence[str]) -> tuple[Version, Version]:
+    """Both versions, with the context typed by each one's schema (a key only one knows
+    applies to that one). Raises PolicyLoadError or ContextError."""
+    import engine
+
+    date = parse_date(date_text)
+    policies = []
+    for side, path in (("old", old_path), ("new", new_path)):
+        try:
+            policies.append(engine.load(path))
+        except engine.PolicyLoadError as exc:
+            exc.side = side
+            raise
+    versions = []
+    for policy in policies:
+        given, restrict = {}, {}
+        for item in context:
+            try:
+                more_given, more_restrict = parse_context(policy.vocabulary, [item])
+            except ContextError:
+                if not any(_knows(p.vocabulary, item) for p in policies):
+                    raise
+                continue
+            given.update(more_given)
+            restrict.update(more_restrict)
+
+        def decide(request: dict, policy: Any = policy) -> Any:
+            return policy.decide(request, use_cache=False)
+
+        versions.append(Version(policy.vocabulary, decide, date, given, restrict, policy.title, policy.label,
+                                policy.version))
+    return versions[0], versions[1]
+
+
+def _knows(vocab: Any, item: str) -> bool:
+    try:
+        parse_context(vocab, [item])
+        return True
+    except ContextError:
+        return False
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    """`engine diff OLD NEW` or `engine diff --git REV [PATH]`: 0 same, 1 changes, 2 error."""
+    from engine.errors import PolicyLoadError
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="engine-diff-") as scratch:
+            if args.git:
+                if args.new is not None:
+                    print("error: with --git give at most one PATH", file=sys.stderr)
+                    return 2
+                path = args.old or "policies"
+                old_path, new_path = str(checkout_policies(args.git, path, Path(scratch))), path
+            elif args.old is None or args.new is None:
+                print("error: give OLD and NEW policy paths, or --git REV [PATH]", file=sys.stderr)
+                return 2
+            else:
+                old_path, new_path = args.old, args.new
+            old, new = load_pair(old_path, new_path, args.date, args.context)
+    except PolicyLoadError as exc:
+        print(f"error: the {getattr(exc, 'side', 'policy')} set cannot be loaded", file=sys.stderr)
+        print(exc.render(), file=sys.stderr)
+        return 2
+    except (ContextError, GitError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    diff = build_diff(old, new)
+    diff.old_name, diff.new_name = (f"{args.git}:{new_path}", new_path) if args.git else (old_path, new_path)
+    sys.stdout.write(render_diff(diff, args.format))
+    return 1 if diff.rows else 0
