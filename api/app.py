@@ -23,7 +23,7 @@ from starlette.responses import PlainTextResponse, Response
 from api import schemas
 from api.audit import AuditLog
 from api.auth import ApiKeys, check_admin, parse_api_keys
-from api.bodies import DEFAULT_MAX_BODY, read_json, require_object
+from api.bodies import DEFAULT_MAX_BODY, parse_json, read_body, read_json, require_object
 from api.encoding import DecisionEncoder
 from api.errors import ApiError, install_handlers, json_response, load_error_body
 from api.metrics import Metrics
@@ -33,9 +33,9 @@ from engine.errors import RequestError
 
 log = logging.getLogger("engine.api")
 
-# A batch this size or larger is decided in a worker thread, so that small
-# requests arriving meanwhile are not held up behind it on the event loop.
-_THREAD_BATCH = 64
+# A batch body this size or larger is parsed and decided in a worker thread, so
+# that small requests arriving meanwhile are not held up behind it on the event loop.
+_THREAD_BATCH_BYTES = 16 * 1024
 
 
 def _default_loader(path: str | None) -> Any:
@@ -78,6 +78,18 @@ class Service:
         if self.telemetry.enabled:
             self.telemetry.decided(decision, cached, caller, started_ns, ended_ns, parent)
 
+    def record_batch(self, decisions: list, requests: list, caller: str | None,
+                     started_ns: int, ended_ns: int, parent: Any) -> None:
+        """Count, audit and trace the decisions of one batch."""
+        counts = self.metrics.decisions
+        for decision in decisions:
+            counts[decision.decision] += 1
+        if self.audit is not None:
+            self.audit.record_many(caller, requests, decisions)
+        if self.telemetry.enabled:
+            for decision in decisions:
+                self.telemetry.decided(decision, None, caller, started_ns, ended_ns, parent)
+
     def metrics_text(self) -> str:
         audit = self.audit
         if audit is None:
@@ -89,9 +101,13 @@ def _hits(policy: Any) -> int:
     return policy.cache_stats()["hits"]
 
 
-def _decide_all(policy: Any, requests: list, encoder: DecisionEncoder) -> tuple[list, list[str]]:
+def _decide_batch(body: bytes, policy: Any, encoder: DecisionEncoder) -> tuple[list, list, list[str], int, int]:
+    """Parse, check and decide a batch body: (requests, decisions, their JSON, start and end in ns)."""
+    requests = _batch_requests(require_object(parse_json(body), "a batch"))
+    started = time.time_ns()
     decisions = policy.decide_many(requests)
-    return decisions, [encoder.encode(decision, None) for decision in decisions]
+    ended = time.time_ns()
+    return requests, decisions, [encoder.encode(decision, None) for decision in decisions], started, ended
 
 
 def _json_bytes(text: str) -> Response:
@@ -99,17 +115,17 @@ def _json_bytes(text: str) -> Response:
 
 
 def _vocabulary_counts(vocabulary: Any) -> dict[str, int]:
-    counts = {}
-    for kind in ("actions", "roles", "purposes", "categories", "classifications", "agencies",
-                 "groups", "agreements", "attributes"):
-        value = getattr(vocabulary, kind, None)
-        if value is None:
-            continue
-        names = getattr(value, "names", value)
-        if kind == "attributes":
-            names = [a for a in value.values() if not getattr(a, "builtin", False)]
-        counts[kind] = len(names)
-    return counts
+    return {
+        "actions": len(vocabulary.actions),
+        "roles": len(vocabulary.roles.names),
+        "purposes": len(vocabulary.purposes.names),
+        "categories": len(vocabulary.categories.names),
+        "classifications": len(vocabulary.classifications),
+        "agencies": len(vocabulary.agencies),
+        "groups": len(vocabulary.groups),
+        "agreements": len(vocabulary.agreements),
+        "attributes": sum(1 for attribute in vocabulary.attributes.values() if not attribute.builtin),
+    }
 
 
 def policy_info(policy: Any) -> dict[str, Any]:
@@ -118,7 +134,7 @@ def policy_info(policy: Any) -> dict[str, Any]:
         "version": policy.version,
         "title": policy.title,
         "label": policy.label,
-        "combine": getattr(getattr(policy, "combine", None), "value", getattr(policy, "combine", None)),
+        "combine": policy.combine.value,
         "files": [str(path) for path in policy.files],
         "rules": len(policy.rules),
         "vocabulary": _vocabulary_counts(policy.vocabulary),
@@ -160,25 +176,22 @@ def _routes(app: FastAPI, service: Service) -> None:
         """Decide up to 1,000 requests with one policy version; decisions come back in order."""
         try:
             caller = service.keys.caller(request.headers)
-            requests = _batch_requests(require_object(await read_json(request, service.max_body), "a batch"))
+            body = await read_body(request, service.max_body)
             policy = service.current()
-            started = time.time_ns()
-            if len(requests) >= _THREAD_BATCH:
+            if len(body) >= _THREAD_BATCH_BYTES:
                 service.batches_running += 1
                 try:
-                    decisions, texts = await asyncio.to_thread(_decide_all, policy, requests, service.encoder)
+                    answer = await asyncio.to_thread(_decide_batch, body, policy, service.encoder)
                 finally:
                     service.batches_running -= 1
             else:
-                decisions, texts = _decide_all(policy, requests, service.encoder)
+                answer = _decide_batch(body, policy, service.encoder)
         except (ApiError, RequestError) as err:
             metrics.reject(err.code)
             raise
-        ended = time.time_ns()
+        requests, decisions, texts, started, ended = answer
         metrics.latency["batch"].observe((ended - started) / 1e9)
-        parent = service.telemetry.parent(request.headers)
-        for request_body, decision in zip(requests, decisions):
-            service.record(decision, request_body, caller, None, started, ended, parent)
+        service.record_batch(decisions, requests, caller, started, ended, service.telemetry.parent(request.headers))
         return _json_bytes('{"decisions":[' + ",".join(texts) + "]}")
 
     @app.get("/policy", response_model=schemas.PolicyInfo, tags=["policy"],

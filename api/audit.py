@@ -35,7 +35,7 @@ from api.encoding import json_default
 log = logging.getLogger("engine.api.audit")
 
 GENESIS = "0" * 64  # prev_hash of a trail's first line
-_BATCH = 512  # entries written with one write() call at most
+_BATCH = 1024  # decisions gathered for one write() call (a larger queued batch is written whole)
 _STOP = object()
 
 
@@ -148,6 +148,11 @@ class AuditLog:
         """Queue one decision; cheap enough for the event loop."""
         self._queue.put((time.time(), caller, request, decision))
 
+    def record_many(self, caller: str | None, requests: list, decisions: list) -> None:
+        """Queue the decisions of one batch, in order, with one queue operation."""
+        when = time.time()
+        self._queue.put([(when, caller, request, decision) for request, decision in zip(requests, decisions)])
+
     @property
     def pending(self) -> int:
         return self._queue.qsize()
@@ -167,12 +172,15 @@ class AuditLog:
     # --- the writer thread ---------------------------------------------------
 
     def _drain(self) -> Iterator[Any]:
+        """Every decision queued now, batches flattened, leaving out the stop mark."""
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if item is not _STOP:
+            if isinstance(item, list):
+                yield from item
+            elif item is not _STOP:
                 yield item
 
     def _run(self) -> None:
@@ -184,7 +192,7 @@ class AuditLog:
                 item = self._queue.get(timeout=wait)
             except queue.Empty:
                 item = None
-            batch, stop = self._batch(item)
+            batch, stop = self._collect(item)
             if batch:
                 self._write(batch)
                 unsynced += len(batch)
@@ -194,12 +202,13 @@ class AuditLog:
                 self._fsync()
                 unsynced, synced_at = 0, time.monotonic()
 
-    def _batch(self, first: Any) -> tuple[list[Any], bool]:
+    def _collect(self, first: Any) -> tuple[list[Any], bool]:
+        """The decisions to write next, starting with `first`; and whether to stop after them."""
         if first is None:
             return [], False
         if first is _STOP:
             return list(self._drain()), True
-        batch = [first]
+        batch = list(first) if isinstance(first, list) else [first]
         while len(batch) < _BATCH:
             try:
                 item = self._queue.get_nowait()
@@ -207,7 +216,10 @@ class AuditLog:
                 break
             if item is _STOP:
                 return batch + list(self._drain()), True
-            batch.append(item)
+            if isinstance(item, list):
+                batch.extend(item)
+            else:
+                batch.append(item)
         return batch, False
 
     def _write(self, batch: list[Any]) -> None:

@@ -30,6 +30,11 @@ def _is_json(content_type: str) -> bool:
 
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed JSON body, or an ApiError with status 413, 415 or 400."""
+    return parse_json(await read_body(request, limit))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body of a JSON request, or an ApiError with status 413 or 415."""
     headers = request.headers
     content_type = headers.get("content-type", "")
     if not _is_json(content_type):
@@ -39,8 +44,7 @@ async def read_json(request: Request, limit: int) -> Any:
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise _too_large(limit)
-    body = await _read_limited(request, limit)
-    return parse_json(body)
+    return await _read_limited(request, limit)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -44,10 +44,11 @@ def _policy_files(change: Change, path: str) -> bool:
 def default_policy_dir() -> Path | None:
     """Where the example policies live, to watch them when serving the default set."""
     try:
-        import engine.policies as examples
-    except ImportError:
+        from engine.loader import default_policy_dir as examples
+
+        return examples()
+    except (ImportError, ModuleNotFoundError, OSError):
         return None
-    return Path(examples.__file__).resolve().parent
 
 
 class PolicyHolder:

@@ -97,6 +97,7 @@ class Telemetry:
         self._providers = [p for p in (tracer_provider, meter_provider) if p is not None]
         self.tracer = tracer_provider.get_tracer("engine.api") if tracer_provider is not None else None
         self.meter = meter_provider.get_meter("engine.api") if meter_provider is not None else None
+        self.enabled = self.tracer is not None or self.meter is not None
         if self.meter is not None:
             self._decisions = self.meter.create_counter(
                 "engine.decisions", unit="{decision}", description="Decisions made, by outcome")
@@ -109,10 +110,6 @@ class Telemetry:
         if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return cls()
         return cls(_tracer_provider(env), _meter_provider(env))
-
-    @property
-    def enabled(self) -> bool:
-        return self.tracer is not None or self.meter is not None
 
     def parent(self, headers: Any) -> Any:
         """The trace context a caller sent (W3C traceparent), when tracing is on."""

@@ -238,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--requests", type=int, default=30000, help="stop each run after this many requests")
     parser.add_argument("--duration", type=float, default=10.0, help="... or after this many seconds")
-    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3, help="measure each endpoint this many times, alternating")
     parser.add_argument("--batch", type=int, default=1000, help="requests per /decide/batch call")
+    parser.add_argument("--batch-connections", type=int, default=4,
+                        help="connections for /decide/batch (more only queue: one batch fills the server)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--unique-ids", action="store_true", help="a new requester.id each time: no cache hits")
     parser.add_argument("--audit-log", default=None, help="have the service write an audit trail here")
@@ -262,20 +265,28 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: v for k, v in vars(args).items() if k != "serve_bare"} | {"distinct_requests": len(requests)},
     }
     bare = _start([sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)], bare_port)
-    try:
-        bodies = Bodies("/decide", requests, 0, args.unique_ids)
-        results["bare"] = measure(bare_port, bodies, args.connections, args.requests, args.duration, args.warmup)
-    finally:
-        _stop(bare)
     service = _start(serve, engine_port)
+    runs: dict[str, list[dict]] = {"bare": [], "decide": [], "batch": []}
     try:
-        bodies = Bodies("/decide", requests, 0, args.unique_ids)
-        results["decide"] = measure(engine_port, bodies, args.connections, args.requests, args.duration, args.warmup)
-        batches = Bodies("/decide/batch", requests, args.batch, args.unique_ids)
-        limit = max(1, args.requests // args.batch * 10)
-        results["batch"] = measure(engine_port, batches, args.connections, limit, args.duration, args.warmup)
+        # Rounds alternate between the two servers, so that a busy moment on the
+        # machine does not fall on one of them only; the median round is reported.
+        for _ in range(args.rounds):
+            bodies = Bodies("/decide", requests, 0, args.unique_ids)
+            runs["bare"].append(measure(bare_port, bodies, args.connections, args.requests, args.duration,
+                                        args.warmup))
+            bodies = Bodies("/decide", requests, 0, args.unique_ids)
+            runs["decide"].append(measure(engine_port, bodies, args.connections, args.requests, args.duration,
+                                          args.warmup))
+            batches = Bodies("/decide/batch", requests, args.batch, args.unique_ids)
+            limit = max(1, args.requests // args.batch * 10)
+            runs["batch"].append(measure(engine_port, batches, args.batch_connections, limit, args.duration,
+                                         args.warmup))
     finally:
         _stop(service)
+        _stop(bare)
+    for name, rounds in runs.items():
+        results[name] = sorted(rounds, key=lambda row: row["requests_per_s"])[len(rounds) // 2]
+        results[name]["rounds_requests_per_s"] = [row["requests_per_s"] for row in rounds]
     results["decide_vs_bare"] = round(results["decide"]["requests_per_s"] / results["bare"]["requests_per_s"], 3)
     _report(results, args)
     if args.json:
@@ -285,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(results: dict, args: argparse.Namespace) -> None:
     machine = results["machine"]
-    print(f"nproc {machine['nproc']}, Python {machine['python']}, {args.connections} connections, "
+    print(f"nproc {machine['nproc']}, Python {machine['python']}, {args.connections} connections "
+          f"({args.batch_connections} for batches), {args.workers} worker{'s' * (args.workers != 1)}, "
           f"{results['settings']['distinct_requests']} distinct requests"
           f"{', unique ids (no cache hits)' if args.unique_ids else ''}")
     print(f"{'endpoint':<26}{'requests/s':>12}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
