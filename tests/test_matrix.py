@@ -1,0 +1,260 @@
+import datetime as dt
+import io
+import itertools
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine.analysis import DIMENSIONS
+from engine.cli import main
+from engine.matrix import (
+    ContextError, Legend, Version, build_matrix, load_version, parse_context, render_matrix,
+)
+from engine.progress import Progress
+
+CLINIC = Path(__file__).parent / "fixtures" / "matrix" / "clinic"
+DATE = dt.date(2025, 6, 1)
+HEADER = "| Action | Role | Agency | Purpose | Data | Classification | Owner | Permitted by | Obligations |"
+
+# Worked out by hand from tests/fixtures/matrix/clinic: care_view admits nurses and
+# leads, but lead_no_contact refuses leads contact details; urgent_share is the
+# hospital's doctors only; emergency_police needs context.emergency.
+CLINIC_ROWS = [
+    "| view | nurse | health_partners | care | health | official | health_partners | care_view | audit |",
+    "| view | nurse (only) | health_partners | care | contact | official | health_partners | care_view | audit |",
+    "| view | doctor | hospital | care.urgent | health | any | hospital | urgent_share | - |",
+    "| share | doctor | hospital | care.urgent | health | any | hospital | urgent_share | log_share |",
+]
+EMERGENCY_ROW = ("| view | nurse (only), doctor | police | care.urgent | contact | official | any "
+                 "| emergency_police | notify resource.owner |")
+
+
+def matrix_of(path, *context, date=DATE):
+    return build_matrix(load_version(str(path), date, list(context)))
+
+
+def table_rows(text: str) -> list[str]:
+    lines = text.splitlines()
+    return lines[lines.index(HEADER) + 2:]
+
+
+def test_clinic_matrix_rows_by_hand():
+    matrix = matrix_of(CLINIC)
+    assert table_rows(render_matrix(matrix, "md")) == CLINIC_ROWS
+    assert (matrix.cells, matrix.permitted) == (864, 24 + 12 + 4)
+
+
+def test_context_switches_a_conditional_rule_on():
+    matrix = matrix_of(CLINIC, "emergency=true")
+    assert table_rows(render_matrix(matrix, "md")) == CLINIC_ROWS + [EMERGENCY_ROW]
+    assert matrix.permitted == 40 + 6
+
+
+def test_context_names_a_dimension_to_restrict_to():
+    matrix = matrix_of(CLINIC, "purpose=care.urgent", "action=share")
+    assert table_rows(render_matrix(matrix, "md")) == CLINIC_ROWS[3:]
+    assert matrix.cells == 1 * 3 * 3 * 1 * 2 * 2 * 3
+
+
+def test_csv_has_one_line_per_row():
+    text = render_matrix(matrix_of(CLINIC), "csv")
+    lines = text.splitlines()
+    assert lines[0] == "Action,Role,Agency,Purpose,Data,Classification,Owner,Permitted by,Obligations"
+    assert lines[2] == "view,nurse (only),health_partners,care,contact,official,health_partners,care_view,audit"
+    assert len(lines) == 1 + len(CLINIC_ROWS)
+
+
+def test_text_names_rules_and_obligations():
+    text = render_matrix(matrix_of(CLINIC), "text")
+    assert "40 of 864 combinations permitted, in 4 rows" in text
+    assert "   Permitted by    care_view\n   Obligations     audit" in text
+
+
+def test_html_is_one_escaped_page_with_filters():
+    page = render_matrix(matrix_of(CLINIC), "html")
+    assert page.startswith("<!DOCTYPE html>") and "<script>" in page and "<style>" in page
+    assert "http" not in page.replace("http-equiv", "")  # no external assets
+    assert '<select data-col="1"><option value="">all</option><option value="nurse">' in page
+    # a row saying `nurse` also stands for `lead`, so choosing lead keeps it
+    assert '<td data-v=" nurse lead ">nurse</td>' in page
+    assert page.count("<tr><td") == len(CLINIC_ROWS)
+
+
+def test_html_escapes_names(tmp_path):
+    shutil.copytree(CLINIC, tmp_path / "set")
+    rules = tmp_path / "set" / "10_rules.policy"
+    rules.write_text(rules.read_text().replace('obligation  audit', 'obligation  audit "<b>&"'))
+    page = render_matrix(matrix_of(tmp_path / "set"), "html")
+    assert "&quot;&lt;b&gt;&amp;&quot;" in page and "<b>&" not in page
+
+
+def outcome_table(matrix) -> dict:
+    """Every permitted combination of a matrix, expanded from its rows."""
+    legend = Legend(matrix.version.vocab)
+    found = {}
+    for box, outcome in matrix.rows:
+        for cell in itertools.product(*legend.expand(box)):
+            if box[-1] != frozenset(("=requester.agency",)) or cell[2] == cell[-1]:
+                assert cell not in found, "rows overlap"
+                found[cell] = (outcome.rules, outcome.obligations)
+    return found
+
+
+def decide_everything(version: Version) -> dict:
+    found = {}
+    for cell in itertools.product(*(version.values(p) for p in DIMENSIONS)):
+        outcome = version.outcome(dict(zip(DIMENSIONS, cell)))
+        if outcome.decision == "permit":
+            found[cell] = (outcome.rules, outcome.obligations)
+    return found
+
+
+@pytest.mark.parametrize("combine", ["deny-overrides", "permit-overrides", "first-applicable"])
+@pytest.mark.parametrize("context", [(), ("emergency=true",)], ids=["defaults", "emergency"])
+def test_matrix_equals_deciding_every_combination(tmp_path, combine, context):
+    shutil.copytree(CLINIC, tmp_path / "set")
+    vocabulary = tmp_path / "set" / "00_vocabulary.policy"
+    vocabulary.write_text(vocabulary.read_text().replace("combine deny-overrides", f"combine {combine}"))
+    matrix = matrix_of(tmp_path / "set", *context)
+    assert outcome_table(matrix) == decide_everything(matrix.version)
+
+
+RANDOM_CLAUSES = [
+    "action view", "action share", "action view, share", "role nurse", "role lead", "role doctor, lead",
+    "agency hospital", "agency health_partners", "agency police", "purpose care", "purpose care.urgent",
+    "purpose research", "data health", "data contact up to official", "data any up to official",
+    "owner hospital", "owner council, police", "under care_isa",
+    "when context.emergency", "unless context.emergency", "when resource.owner == requester.agency",
+    "when resource.classification > official or action == share", "when requester.role is nurse",
+    "obligation audit", "obligation notify resource.owner", "obligation mark resource.classification",
+    "obligation warn when purpose is care.urgent", "obligation tell requester.agency unless action == view",
+]
+
+
+def random_rules(seed: int) -> str:
+    chooser = random.Random(seed)
+    rules = []
+    for number in range(chooser.randint(2, 6)):
+        effect = "permit" if chooser.random() < 0.65 else "deny"
+        clauses = chooser.sample(RANDOM_CLAUSES, chooser.randint(1, 4))
+        body = "\n".join(f"  {c}" for c in clauses)
+        rules.append(f'{effect} r{number} {{\n{body}\n  because "test"\n}}\n')
+    return "\n".join(rules)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_matrix_of_random_rules_equals_deciding_every_combination(tmp_path, seed):
+    shutil.copytree(CLINIC, tmp_path / "set")
+    (tmp_path / "set" / "10_rules.policy").write_text(random_rules(seed))
+    combine = ["deny-overrides", "permit-overrides", "first-applicable"][seed % 3]
+    vocabulary = tmp_path / "set" / "00_vocabulary.policy"
+    vocabulary.write_text(vocabulary.read_text().replace("combine deny-overrides", f"combine {combine}"))
+    matrix = matrix_of(tmp_path / "set", *(("emergency=true",) if seed % 2 else ()))
+    assert outcome_table(matrix) == decide_everything(matrix.version)
+
+
+def test_example_policies_sampled_against_the_engine():
+    version = load_version(None, DATE, [])
+    matrix = build_matrix(version)
+    found = outcome_table(matrix)
+    chooser = random.Random(7)
+    cells = [tuple(chooser.choice(version.values(p)) for p in DIMENSIONS) for _ in range(300)]
+    cells += chooser.sample(sorted(found), min(300, len(found)))
+    for cell in cells:
+        outcome = version.outcome(dict(zip(DIMENSIONS, cell)))
+        expected = (outcome.rules, outcome.obligations) if outcome.decision == "permit" else None
+        assert found.get(cell) == expected, cell
+
+
+def test_rows_merge_agencies_that_own_their_own_records(tmp_path):
+    shutil.copytree(CLINIC, tmp_path / "set")
+    (tmp_path / "set" / "10_rules.policy").write_text(
+        'permit own {\n  action view\n  when resource.owner == requester.agency\n  because "x"\n}\n')
+    rows = table_rows(render_matrix(matrix_of(tmp_path / "set"), "md"))
+    assert rows == ["| view | any | any | any | any | any | requester's own agency | own | - |"]
+
+
+# --- wording value sets ----------------------------------------------------------------
+
+
+@pytest.fixture
+def legend():
+    return Legend(engine.load(str(CLINIC)).vocabulary)
+
+
+@pytest.mark.parametrize(("path", "values", "shown"), [
+    ("purpose", {"care", "care.urgent", "care.routine"}, ["care"]),
+    ("purpose", {"care.urgent", "care.routine"}, ["care.urgent", "care.routine"]),
+    ("purpose", {"care", "care.urgent"}, ["care (except care.routine)"]),
+    ("purpose", {"care", "research"}, ["care (only)", "research"]),
+    ("requester.role", {"nurse", "lead", "doctor"}, ["any"]),
+    ("requester.role", {"nurse", "doctor"}, ["nurse (only)", "doctor"]),
+    ("requester.agency", {"hospital", "council"}, ["health_partners"]),
+    ("requester.agency", {"hospital", "police"}, ["hospital", "police"]),
+    ("resource.classification", {"official"}, ["official"]),
+    ("action", {"share"}, ["share"]),
+], ids=lambda v: str(v))
+def test_legend_words_value_sets(legend, path, values, shown):
+    assert legend.show(path, frozenset(values)) == shown
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+def test_cli_matrix_prints_the_table(capsys):
+    assert main(["matrix", str(CLINIC), "--date", "2025-06-01", "--format", "md"]) == 0
+    out, err = capsys.readouterr()
+    assert table_rows(out) == CLINIC_ROWS
+    assert err == ""  # no progress bar when stderr is not a terminal
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--context", "emergncy=true"], "no such attribute (did you mean `context.emergency`?)"),
+    (["--context", "emergency=maybe"], "expected true or false"),
+    (["--context", "purpose=dentistry"], "unknown purpose `dentistry`"),
+    (["--date", "June"], "expected a date like 2025-06-01"),
+])
+def test_cli_matrix_bad_context_exits_2(capsys, argv, message):
+    assert main(["matrix", str(CLINIC), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_matrix_unloadable_set_exits_2_with_diagnostics(tmp_path, capsys):
+    (tmp_path / "a.policy").write_text("permit x {\n  action fly\n}\n")
+    assert main(["matrix", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown action `fly`" in err and "Traceback" not in err
+
+
+def test_context_values_are_typed_by_the_schema():
+    vocab = engine.load(str(CLINIC)).vocabulary
+    assert parse_context(vocab, ["context.emergency=yes", "role=lead"]) == (
+        {"context.emergency": True}, {"requester.role": frozenset({"lead"})})
+    with pytest.raises(ContextError, match="expected KEY=VALUE"):
+        parse_context(vocab, ["emergency"])
+
+
+# --- progress ------------------------------------------------------------------------------
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_silent_when_piped():
+    stream = io.StringIO()
+    with Progress(10, "matrix", stream) as progress:
+        progress.advance(10)
+    assert stream.getvalue() == ""
+
+
+def test_progress_draws_on_a_terminal_and_clears():
+    stream = FakeTerminal()
+    with Progress(4, "matrix", stream) as progress:
+        progress.advance(2)
+    assert "matrix [###############---------------]  50%" in stream.getvalue()
+    assert stream.getvalue().endswith("\r\033[K")
