@@ -146,6 +146,10 @@ class ExprChecker:
         operand = self._operand(expr.operand)
         if operand.type == NAME:
             self._unknown_attribute(expr.operand)
+        elif operand.attribute is None and operand.type != ERROR:
+            self._error("type_mismatch", f"`in` needs an attribute on its left, not `{operand.shown}`",
+                        expr.operand.span, "for example `action in {view, share}`")
+            operand = Typed(ERROR, operand.shown)
         seen: set[object] = set()
         for value in expr.values:
             key = _literal_key(value)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from engine import ast
+from engine._graph import cycles
 from engine._types import ExprChecker, declared_as
 from engine.errors import Diagnostic, did_you_mean, error, sorted_diagnostics, warning
 from engine.source import Span, point
@@ -128,7 +129,7 @@ def check_roles(ctx: Context) -> list[Diagnostic]:
             found.extend(_lookup(ctx, "role", parent) for parent in item.parents)
     roles = ctx.vocab.roles
     edges = {name: [p for p in roles.parents[name] if p in roles.labels] for name in roles.names}
-    for cycle in _cycles(roles.names, edges):
+    for cycle in cycles(roles.names, edges):
         found.append(error("role_cycle", "role inheritance forms a cycle: " + " -> ".join(cycle),
                            roles.spans[cycle[0]], "remove one of these parents"))
     return [d for d in found if d is not None]
@@ -150,7 +151,7 @@ def check_groups(ctx: Context) -> list[Diagnostic]:
         if decl.name.text not in edges:
             edges[decl.name.text] = [m.text for m in decl.members if m.text in ctx.vocab.groups]
             spans[decl.name.text] = decl.name.span
-    for cycle in _cycles(list(edges), edges):
+    for cycle in cycles(list(edges), edges):
         where = "" if len(cycle) == 2 else ": " + " -> ".join(cycle)
         found.append(error("group_cycle", f"group `{cycle[0]}` contains itself{where}", spans[cycle[0]],
                            "a group lists agencies and other groups, never itself"))
@@ -385,79 +386,6 @@ def _repeats(names: Iterable[ast.Name]) -> Iterator[Diagnostic]:
         if name.text in seen:
             yield warning("repeated_value", f"`{name.text}` is listed twice", name.span, "remove one")
         seen.add(name.text)
-
-
-def _cycles(nodes: list[str], edges: dict[str, list[str]]) -> list[list[str]]:
-    """One cycle per strongly connected component, starting at its first node."""
-    order = {name: i for i, name in enumerate(nodes)}
-    cycles = []
-    for component in _components(nodes, edges):
-        start = min(component, key=order.__getitem__)
-        if len(component) == 1 and start not in edges.get(start, ()):
-            continue
-        cycles.append(_path_back(start, component, edges))
-    return sorted(cycles, key=lambda c: order[c[0]])
-
-
-def _components(nodes: list[str], edges: dict[str, list[str]]) -> list[set[str]]:
-    """Tarjan's strongly connected components, iteratively (long chains are fine)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    components = []
-    for root in nodes:
-        if root in index:
-            continue
-        work = [(root, iter(edges.get(root, ())))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(edges.get(child, ()))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                component = set()
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.add(member)
-                    if member == node:
-                        break
-                components.append(component)
-    return components
-
-
-def _path_back(start: str, component: set[str], edges: dict[str, list[str]]) -> list[str]:
-    """The shortest path start -> ... -> start inside one component."""
-    previous: dict[str, str] = {}
-    frontier = [start]
-    while frontier:
-        following = []
-        for node in frontier:
-            for child in edges.get(node, ()):
-                if child == start:
-                    path = [node]
-                    while path[-1] != start:
-                        path.append(previous[path[-1]])
-                    return list(reversed(path)) + [start]
-                if child in component and child not in previous:
-                    previous[child] = node
-                    following.append(child)
-        frontier = following
-    return [start, start]
 
 
 def _of_type(ctx: Context, kind: type) -> Iterator:

@@ -305,6 +305,8 @@ ROWS = [
         "unknown group `partnrs`", "did you mean `partners`?", "partnrs"),
     Row("in a bare value instead of a set", rules(rule("when action in share")), f"{R}:2:18",
         "unknown group `share`", "to test a list of values write `action in {share}`", "share"),
+    Row("in with a literal on the left", rules(rule('when "view" in {view, share}')), f"{R}:2:8",
+        "`in` needs an attribute on its left, not `\"view\"`", "for example `action in {view, share}`", '"view"'),
     Row("in set with unknown value", rules(rule("when action in {view, shar}")), f"{R}:2:25",
         "unknown action `shar`", "did you mean `share`?", "shar"),
     Row("is on a string", rules(rule("when requester.team is MASH")), f"{R}:2:8",
