@@ -170,11 +170,14 @@ def _pair(pairs: frozenset, env: Mapping) -> Term:
     agency, owner = env.get("requester.agency", MISSING), env.get("resource.owner", MISSING)
     if agency is not MISSING and owner is not MISSING:
         return TRUE if (agency, owner) in pairs else FALSE
+    # Both are built-ins every request gives, so no partner at all is plainly false.
     if agency is not MISSING:
-        return ("in", ("a", "resource.owner"), frozenset(("s", o) for a, o in pairs if a == agency))
+        owners = frozenset(("s", o) for a, o in pairs if a == agency)
+        return ("in", ("a", "resource.owner"), owners) if owners else FALSE
     if owner is not MISSING:
-        return ("in", ("a", "requester.agency"), frozenset(("s", a) for a, o in pairs if o == owner))
-    return ("pair", pairs)
+        agencies = frozenset(("s", a) for a, o in pairs if o == owner)
+        return ("in", ("a", "requester.agency"), agencies) if agencies else FALSE
+    return ("pair", pairs) if pairs else FALSE
 
 
 def agreement_pairs(agreements: tuple, date: dt.date | None) -> frozenset:
