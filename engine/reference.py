@@ -39,11 +39,18 @@ _TREES = ("role", "purpose", "category")
 
 @dataclass(frozen=True)
 class RefDecision:
-    """What the reference decides: the outcome, the deciding rule ids, the obligations."""
+    """What the reference decides: the outcome, the deciding rule ids, the obligations.
+
+    `missing` maps each reason that only might apply to the omitted attributes
+    its unknown conditions read; `near_misses` lists (rule id, kinds of the
+    clauses that failed) when the decision is deny because no rule applied.
+    """
 
     decision: str
     reasons: list[str] = field(default_factory=list)
     obligations: list[tuple[str, tuple]] = field(default_factory=list)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    near_misses: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 def reference_decide(policy_set: ast.PolicySet, vocab: Vocabulary, request: dict) -> RefDecision:
@@ -78,7 +85,9 @@ class _Reference:
                 outcome, reasons = "deny", denies
             else:
                 outcome, reasons = ("permit", permits) if permits else ("deny", [])
-        return RefDecision(outcome, [r.id.text for r in reasons], self.obligations(outcome, reasons))
+        missing = {r.id.text: self.missing(r) for r in reasons if self.status(r) is UNKNOWN}
+        near = self.near_misses(rules) if not reasons else []
+        return RefDecision(outcome, [r.id.text for r in reasons], self.obligations(outcome, reasons), missing, near)
 
     def combine(self) -> ast.Combine:
         for decl in self.policy_set.declarations():
@@ -86,12 +95,38 @@ class _Reference:
                 return decl.combine or ast.Combine.DENY_OVERRIDES
         return ast.Combine.DENY_OVERRIDES
 
+    def status(self, rule: ast.Rule):
+        """True when every clause holds, False when one fails, else UNKNOWN (the rule might apply)."""
+        return _all([self.clause_holds(c) for c in rule.clauses])
+
     def counts_as_applying(self, rule: ast.Rule) -> bool:
         """Fail closed: a deny rule that might apply applies, a permit that might apply does not."""
-        status = _all([self.clause_holds(c) for c in rule.clauses])
+        status = self.status(rule)
         if rule.effect is ast.Effect.DENY:
             return status is not False
         return status is True
+
+    # --- explanations (section 4) ----------------------------------------------
+
+    def missing(self, rule: ast.Rule) -> list[str]:
+        """Omitted attributes (no default) read by the rule's unknown conditions, as written."""
+        found: list[str] = []
+        for clause in rule.clauses:
+            if isinstance(clause, ast.ConditionClause) and self.clause_holds(clause) is UNKNOWN:
+                for path in _read_paths(clause.expr):
+                    if self.is_attribute(path) and self.attribute(path) is MISSING and path not in found:
+                        found.append(path)
+        return found
+
+    def near_misses(self, rules: list[ast.Rule]) -> list[tuple[str, list[str]]]:
+        """The permit rules with the fewest failed clauses (unknown counts as failed), ties in
+        set order, at most three; each with the kinds of its failed clauses, as written."""
+        scored = []
+        for order, rule in enumerate(rules):
+            if rule.effect is ast.Effect.PERMIT:
+                failed = [_kind(c) for c in rule.clauses if _kind(c) and self.clause_holds(c) is not True]
+                scored.append((len(failed), order, rule.id.text, failed))
+        return [(rule_id, failed) for _, _, rule_id, failed in sorted(scored)[:3]]
 
     # --- obligations (section 4) --------------------------------------------
 
@@ -277,6 +312,34 @@ class _Reference:
 
 
 # --- small pure helpers ---------------------------------------------------------
+
+
+def _kind(clause: ast.Clause) -> str | None:
+    """The keyword of a clause that is a condition; None for obligation and because."""
+    if isinstance(clause, ast.MatchClause):
+        return clause.kind.value
+    if isinstance(clause, ast.DataClause):
+        return "data"
+    if isinstance(clause, ast.ConditionClause):
+        return "unless" if clause.negated else "when"
+    return None
+
+
+def _read_paths(expr) -> list[str]:
+    """Names in an expression, left to right (`has` only asks whether one was given)."""
+    if isinstance(expr, ast.BoolOp):
+        return [p for e in expr.operands for p in _read_paths(e)]
+    if isinstance(expr, ast.Not):
+        return _read_paths(expr.operand)
+    if isinstance(expr, ast.Compare):
+        return _read_paths(expr.left) + _read_paths(expr.right)
+    if isinstance(expr, ast.InSet):
+        return _read_paths(expr.operand) + [p for v in expr.values for p in _read_paths(v)]
+    if isinstance(expr, (ast.InGroup, ast.Is)):
+        return _read_paths(expr.operand)
+    if isinstance(expr, ast.Name):
+        return [expr.text]
+    return []
 
 
 def _all(values: list):

@@ -19,6 +19,7 @@ import policygen  # noqa: E402
 POLICIES = 100  # random policy sets ...
 REQUESTS = 110  # ... each decided for this many random requests
 AT_LEAST = 10_000  # pairs compared in all
+EXPLAINED = True  # also compare what was missing and the near misses
 
 
 def canonical(arg):
@@ -42,6 +43,15 @@ def reference_outcome(decision) -> tuple:
             [(name, tuple(canonical(a) for a in args)) for name, args in decision.obligations])
 
 
+def fast_explanation(decision) -> tuple:
+    return ({r.rule: list(r.missing) for r in decision.reasons if r.missing},
+            [(n.rule, [f.clause for f in n.failed]) for n in decision.near_misses])
+
+
+def reference_explanation(decision) -> tuple:
+    return ({rule: paths for rule, paths in decision.missing.items() if paths}, decision.near_misses)
+
+
 class PolicyUnderTest:
     """One generated set, loaded by the fast path and read by the reference."""
 
@@ -54,8 +64,11 @@ class PolicyUnderTest:
         self.text = "\n".join(f"# --- {name}\n{text}" for name, text in policygen.render_files(model))
 
     def disagreement(self, request: dict, got, how: str) -> str | None:
-        expected = reference_outcome(reference_decide(self.policy_set, self.vocab, request))
-        actual = fast_outcome(got)
+        reference = reference_decide(self.policy_set, self.vocab, request)
+        expected, actual = reference_outcome(reference), fast_outcome(got)
+        if expected == actual and EXPLAINED:
+            expected, actual = reference_explanation(reference), fast_explanation(got)
+            how += " explanation (missing attributes, near misses)"
         if expected == actual:
             return None
         return (f"{how} decision differs from the reference\npolicy set:\n{self.text}\nrequest: {request!r}\n"
@@ -154,8 +167,9 @@ def both_ways(tmp_path: Path, rules: str, request: dict | None = None) -> tuple[
     policy = engine.load(tmp_path)
     policy_set, _ = load_set(tmp_path)
     request = request or EDGE_REQUEST
-    expected = reference_outcome(reference_decide(policy_set, build_vocabulary(policy_set), request))
-    return expected, fast_outcome(policy.decide(request))
+    reference = reference_decide(policy_set, build_vocabulary(policy_set), request)
+    got = policy.decide(request)
+    return reference_outcome(reference), fast_outcome(got), reference_explanation(reference), fast_explanation(got)
 
 
 EDGES = [
@@ -172,6 +186,11 @@ EDGES = [
     ("null is omitted", "permit p {\n when has context.n\n}\n", {**EDGE_REQUEST, "context": {"n": None}}),
     ("policy-wide obligation before the rule", 'policy "t" {\n combine first-applicable\n}\n'
      "on permit obligation first\npermit p {\n obligation second\n}\npermit q {\n obligation third\n}\n", None),
+    ("missing names only what was read, not what `has` asked about",
+     "deny d {\n when has context.s or context.n > 3 or context.k == x\n}\n", None),
+    ("missing: an attribute whose name starts another's", "deny d {\n when context.k2 == x or context.k == y\n}\n", None),
+    ("near misses with unknown and failed clauses", "permit a {\n action view\n when context.n > 1\n}\n"
+     "permit b {\n purpose beta\n owner b\n}\npermit c {\n owner b\n}\npermit d {\n owner b\n}\n", None),
     ("deny that might apply carries its known obligations", "deny d {\n when context.n > 3\n obligation o context.n\n"
      " obligation q when context.n > 3\n}\n", None),
 ]
@@ -179,8 +198,9 @@ EDGES = [
 
 @pytest.mark.parametrize(("rules", "request_"), [e[1:] for e in EDGES], ids=[e[0] for e in EDGES])
 def test_edge_cases_agree(tmp_path, rules, request_):
-    expected, actual = both_ways(tmp_path, rules, request_)
+    expected, actual, expected_explanation, actual_explanation = both_ways(tmp_path, rules, request_)
     assert actual == expected
+    assert actual_explanation == expected_explanation
 
 
 # --- disagreements found: the fast path is wrong by LANGUAGE.md ---------------------------------
@@ -188,11 +208,11 @@ def test_edge_cases_agree(tmp_path, rules, request_):
 
 def test_full_tree_name_is_never_ambiguous_with_a_deeper_suffix(tmp_path):
     # LANGUAGE.md s.1: a dotted path names its node; `beta` is the top-level node's full path.
-    expected, actual = both_ways(tmp_path, "permit p {\n purpose beta\n}\n", {**EDGE_REQUEST, "purpose": "beta"})
+    expected, actual, *_ = both_ways(tmp_path, "permit p {\n purpose beta\n}\n", {**EDGE_REQUEST, "purpose": "beta"})
     assert expected == actual == ("permit", ["p"], [])
 
 
 def test_equal_numbers_as_obligation_arguments_are_one_obligation(tmp_path):
     # The language's `==` says 1 == 1.0, so "deduplicated by name and arguments" keeps one.
-    expected, actual = both_ways(tmp_path, "on any obligation n 1\non any obligation n 1.0\n")
+    expected, actual, *_ = both_ways(tmp_path, "on any obligation n 1\non any obligation n 1.0\n")
     assert expected == actual == ("deny", [], [("n", (("number", 1),))])

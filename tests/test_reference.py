@@ -351,3 +351,47 @@ def test_obligations_follow_set_order_across_files():
     policy_set = ast.PolicySet(tuple(files))
     got = reference_decide(policy_set, build_vocabulary(policy_set), request({}))
     assert got.obligations == [("first", ()), ("second", ()), ("third", ())]
+
+
+NEAR = """
+permit needs_two {
+  action share
+  role police_officer
+  because "x"
+}
+permit needs_one {
+  purpose research
+  obligation audit
+}
+permit needs_unknown {
+  action view
+  when context.risk
+}
+permit needs_three {
+  action export
+  role gp
+  data education
+}
+permit needs_one_later {
+  owner school
+}
+"""
+
+
+def test_near_misses_fewest_failed_clauses_ties_in_set_order_unknown_counts_as_failed():
+    got = decide(NEAR)
+    assert (got.decision, got.reasons) == ("deny", [])
+    assert got.near_misses == [("needs_one", ["purpose"]), ("needs_unknown", ["when"]),
+                               ("needs_one_later", ["owner"])]
+
+
+def test_no_near_misses_when_a_rule_applied():
+    assert decide(NEAR, {"purpose": "research"}).near_misses == []
+
+
+def test_a_deny_that_might_apply_names_what_was_missing_in_written_order():
+    rules = ("deny d {\n when resource.age < 18 or context.risk or has resource.tag\n"
+             " unless requester.vetted\n when context.approver is gp and resource.age > 3\n}\n")
+    got = decide(rules)
+    assert (got.decision, got.reasons) == ("deny", ["d"])
+    assert got.missing == {"d": ["resource.age", "context.risk", "context.approver"]}
