@@ -274,7 +274,10 @@ class ExprChecker:
                 self.vocab.resolve(kind, text)
             except NameLookupError as exc:
                 code = "ambiguous_name" if exc.candidates else "unknown_name"
-                self._error(code, exc.message, name.span, exc.help or declared_as(self.vocab, text, kind))
+                help = exc.help or declared_as(self.vocab, text, kind)
+                if kind == "agency" and text in self.vocab.groups:
+                    help = f"`{text}` is a group; to test its agencies write `{target.shown} in {text}`"
+                self._error(code, exc.message, name.span, help)
         elif kind in ("bool", "number", "string", "date"):
             self._error("type_mismatch", f"`{text}` is not a value of `{target.shown}`, which is {target.type.describe()}",
                         name.span, self._attribute_hint(text) or _LITERAL_HELP[kind].format(text=text))
