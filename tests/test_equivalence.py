@@ -55,10 +55,10 @@ def reference_explanation(decision) -> tuple:
 class PolicyUnderTest:
     """One generated set, loaded by the fast path and read by the reference."""
 
-    def __init__(self, model: policygen.PolicyModel, directory: Path):
+    def __init__(self, model: policygen.PolicyModel, directory: Path, cache_size: int = 10_000):
         model.write(directory)
         self.model = model
-        self.policy = engine.load(directory)
+        self.policy = engine.load(directory, cache_size=cache_size)
         self.policy_set, _ = load_set(directory)
         self.vocab = build_vocabulary(self.policy_set)
         self.text = "\n".join(f"# --- {name}\n{text}" for name, text in policygen.render_files(model))
@@ -113,7 +113,8 @@ def check_one_set(seed: int, combine: str | None) -> int:
     rng = random.Random(seed)
     model = policygen.random_model(rng, combine)
     with tempfile.TemporaryDirectory() as tmp:
-        under_test = PolicyUnderTest(model, Path(tmp))
+        # A tiny cache evicts all the time; size 0 turns caching off.
+        under_test = PolicyUnderTest(model, Path(tmp), cache_size=rng.choice([10_000, 10_000, 16, 0]))
     policy = under_test.policy
     requests = requests_for(rng, model, REQUESTS)
     for request in requests:
