@@ -41,13 +41,15 @@ class ExprCompiler:
     def __init__(self, vocab: Vocabulary, schema: RequestSchema):
         self.vocab = vocab
         self.schema = schema
-        self._reads: set[str] = set()
+        self._reads: dict[str, None] = {}
+        self._asks: dict[str, None] = {}
 
-    def condition(self, expr: ast.Expr) -> tuple[Test, frozenset[str]]:
-        """The closure for a condition and the attribute paths it reads."""
-        self._reads = set()
+    def condition(self, expr: ast.Expr) -> tuple[Test, tuple[str, ...], tuple[str, ...]]:
+        """The closure for a condition, the attribute paths whose values it reads (left to
+        right) and those `has` asks about."""
+        self._reads, self._asks = {}, {}
         test = self.compile(expr)
-        return test, frozenset(self._reads)
+        return test, tuple(self._reads), tuple(self._asks)
 
     def compile(self, expr: ast.Expr) -> Test:
         handler = getattr(self, f"compile_{type(expr).__name__}", None)
@@ -95,7 +97,7 @@ class ExprCompiler:
         return lambda env: value
 
     def compile_Has(self, expr: ast.Has) -> Test:
-        path = self._attribute(expr.path)
+        path = self._attribute(expr.path, self._asks)
         parts = tuple(path.split("."))
 
         def has(env: Env) -> bool:
@@ -189,7 +191,7 @@ class ExprCompiler:
     def _operand(self, value: ast.Value, kind: str | None) -> "_Const | _Attr":
         if isinstance(value, ast.Name):
             if value.text in self.vocab.attributes:
-                self._reads.add(value.text)
+                self._reads[value.text] = None
                 return _Attr(value.text)
             return _Const(self._constant(value.text, kind))
         if isinstance(value, (ast.StringLit, ast.NumberLit, ast.BoolLit, ast.DateLit)):
@@ -204,10 +206,10 @@ class ExprCompiler:
             return self.vocab.resolve(kind, text)
         return text
 
-    def _attribute(self, name: ast.Name) -> str:
+    def _attribute(self, name: ast.Name, into: dict[str, None] | None = None) -> str:
         if name.text not in self.vocab.attributes:
             raise NameLookupError(f"unknown attribute `{name.text}`")
-        self._reads.add(name.text)
+        (self._reads if into is None else into)[name.text] = None
         return name.text
 
 
@@ -257,11 +259,15 @@ def show(vocab: Vocabulary, path: str, value: Any) -> str:
     return str(value)
 
 
-def span_text(span) -> str:
-    """The source text a span covers, on one line."""
+def span_text(span, cache: dict[int, list[str]] | None = None) -> str:
+    """The source text a span covers, on one line; `cache` keeps each source's lines."""
     if span is None:
         return ""
-    lines = span.source.text.splitlines()[span.line - 1: span.end_line]
+    cache = {} if cache is None else cache
+    key = id(span.source)
+    if key not in cache:
+        cache[key] = span.source.text.splitlines()
+    lines = cache[key][span.line - 1: span.end_line]
     if not lines:
         return ""
     if len(lines) == 1:

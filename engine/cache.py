@@ -20,13 +20,12 @@ from typing import Any, Callable
 
 from cachetools import TTLCache
 
-from engine.request import RequestSchema, parse_date, today
+from engine.request import (_BOOL, _DATE, _NUMBER, _VOCAB, CHECKS, SECTIONS, TOP_KEYS, RequestSchema, parse_date,
+                            section_keys, simple_shape, source_of, today)
 
 # Bump when the shape of a cached Decision changes.
 FORMAT = "decision-1"
 
-_SECTIONS = ("requester", "resource", "context")
-_TOP = frozenset(("requester", "resource", "context", "action", "purpose"))
 
 
 class DecisionCache:
@@ -47,14 +46,17 @@ class DecisionCache:
 
     def get(self, key: tuple) -> Any:
         """The cached value or None; raises TypeError for an unhashable key."""
-        with self._lock:
-            try:
-                value = self._cache[key]
-            except KeyError:
-                self.misses += 1
-                return None
+        lock = self._lock
+        lock.acquire()  # not `with`: this is the cache-hit path, and acquire/release is 4x cheaper
+        try:
+            value = self._cache[key]
             self.hits += 1
             return value
+        except KeyError:
+            self.misses += 1
+            return None
+        finally:
+            lock.release()
 
     def put(self, key: tuple, value: Any) -> None:
         with self._lock:
@@ -102,64 +104,71 @@ def key_paths(schema: RequestSchema, reads: frozenset[str], always: tuple[str, .
 
 # --- the generated key function -------------------------------------------------------
 
-_CHECKS = {
-    # How the fast key checks a value it does not put in the key ({v} the value, {t} its table).
-    "vocab": "{v} not in {t}",
-    "bool": "{v}.__class__ is not bool",
-    "number": "({v}.__class__ is not int and {v}.__class__ is not float or not _finite({v}))",
-    "string": "{v}.__class__ is not str",
-    "date": "_date({v}) is None",
-}
-# ... and the values it does put in the key: only those Python would let collide with a valid one.
-_GUARDS = {
-    "bool": "{v}.__class__ is not bool",
-    "number": "{v}.__class__ is not int and {v}.__class__ is not float",
-}
-
-
-def _check_kind(spec) -> str:
-    kind = spec.attribute.kind
-    if spec.table is not None:
-        return "vocab"
-    return kind if kind in _CHECKS else "string"
-
 
 def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callable[[Any], tuple | None]:
+    """A straight-line `fast_key(request)` for this schema and these key paths.
+
+    Values in the key need no checking: a wrong one makes a key no valid
+    request was ever stored under, except where Python lets values of
+    different types compare equal (True == 1), so bools and numbers are
+    guarded. Values outside the key are checked here, but only when the
+    request has any: a section whose keys are all in the key (or `id`)
+    skips that entirely.
+    """
+    if not simple_shape(schema):
+        return lambda request: None
     specs = schema.specs
-    if any(len(p.split(".")) > 2 or (len(p.split(".")) == 1 and p not in _TOP) for p in specs):
-        return lambda request: None  # deep attribute paths: always validate in full
-    namespace: dict[str, Any] = {"_TAG": tag, "_EMPTY": {}, "_today": today, "_date": parse_date,
-                                 "_finite": math.isfinite, "_TOP": _TOP}
-    lines = ["def fast_key(r):",
-             "    if r.__class__ is not dict or not r.keys() <= _TOP: return None"]
-    for n, section in enumerate(_SECTIONS):
-        allowed = frozenset(p.split(".")[1] for p in specs if p.startswith(section + "."))
-        namespace[f"_K{n}"] = allowed
-        lines.append(f"    s{n} = r.get({section!r})")
-        lines.append(f"    if s{n} is None: s{n} = _EMPTY")
-        lines.append(f"    elif s{n}.__class__ is not dict or not s{n}.keys() <= _K{n}: return None")
-    key_values = []
-    for i, (path, spec) in enumerate(specs.items()):
-        parts = path.split(".")
-        source = f"r.get({parts[0]!r})" if len(parts) == 1 else f"s{_SECTIONS.index(parts[0])}.get({parts[1]!r})"
-        v = f"v{i}"
-        lines.append(f"    {v} = {source}")
-        kind = _check_kind(spec)
-        if path in paths:
-            guard = _GUARDS.get(kind)
-            if guard:
-                lines.append(f"    if {v} is not None and {guard.format(v=v)}: return None")
-            if path == "context.date":
-                lines.append(f"    if {v} is None: {v} = _today()")
-            key_values.append((paths.index(path), v))
+    namespace: dict[str, Any] = {"_TAG": tag, "_today": today, "_date": parse_date, "_finite": math.isfinite}
+    in_key = {section: frozenset(p.split(".")[1] for p in paths if p.startswith(section + "."))
+              for section in SECTIONS}
+    namespace.update(_TOP=TOP_KEYS, _EMPTY={})
+    lines = ["def fast_key(r):", "    if r.__class__ is not dict or not r.keys() <= _TOP: return None"]
+    required = [p for p in specs if specs[p].attribute.required and p not in paths]
+    for n, section in enumerate(SECTIONS):
+        always = {p.split(".")[1] for p in required if p.startswith(section + ".")}
+        namespace[f"_K{n}"] = in_key[section] | always | ({"id"} if section != "context" else set())
+        lines += [f"    s{n} = r.get({section!r})",
+                  f"    if s{n} is None: s{n} = _EMPTY",
+                  f"    elif s{n}.__class__ is not dict: return None",
+                  f"    if not s{n}.keys() <= _K{n}:"]
+        unread = [p for p in specs if p.startswith(section + ".") and p not in paths and p not in required
+                  and not p.endswith(".id")]
+        if not unread:
+            lines.append("        return None")
             continue
-        namespace[f"_T{i}"] = spec.table
-        check = _CHECKS[kind].format(v=v, t=f"_T{i}")
-        if spec.attribute.required:
-            lines.append(f"    if {v} is None or {check}: return None")
-        else:
-            lines.append(f"    if {v} is not None and {check}: return None")
-    ordered = ", ".join(v for _, v in sorted(key_values))
-    lines.append(f"    return (_TAG, {ordered},)")
+        # Attributes outside the key: checked only when the section has any.
+        namespace[f"_A{n}"] = section_keys(schema, section)
+        lines.append(f"        if not s{n}.keys() <= _A{n}: return None")
+        for i, path in enumerate(unread):
+            lines += _check_lines(namespace, f"_T{n}_{i}", path, specs[path], "        ")
+    for i, path in enumerate(required):  # built-ins every request gives, though no rule reads them
+        lines += _check_lines(namespace, f"_R{i}", path, specs[path], "    ")
+    for path in ("requester.id", "resource.id"):
+        lines += [f"    v = {source_of(path)}", "    if v is not None and v.__class__ is not str: return None"]
+    values = []
+    for i, path in enumerate(paths):
+        spec = specs[path]
+        lines.append(f"    k{i} = {source_of(path)}")
+        guard = CHECKS.get(spec.check) if spec.check in (_BOOL, _NUMBER) else None
+        if guard:
+            lines.append(f"    if k{i} is not None and {guard.format(v=f'k{i}')}: return None")
+        if path == "context.date":
+            lines.append(f"    if k{i} is None: k{i} = _today()")
+        values.append(f"k{i}")
+    lines.append(f"    return (_TAG, {', '.join(values)},)")
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
     return namespace["fast_key"]
+
+
+def _check_lines(namespace: dict, table: str, path: str, spec, indent: str) -> list[str]:
+    """Lines returning None unless the value at `path` is absent or valid (required ones must be there)."""
+    lines = [f"{indent}v = {source_of(path)}"]
+    if spec.check == _VOCAB:
+        namespace[table] = spec.table
+        bad = f"v not in {table}"
+    elif spec.check == _DATE:
+        bad = "_date(v) is None"
+    else:
+        bad = CHECKS[spec.check].format(v="v")
+    absent = "v is None or " if spec.attribute.required else "v is not None and "
+    return lines + [f"{indent}if {absent}{bad}: return None"]

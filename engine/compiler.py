@@ -20,7 +20,8 @@ from engine.errors import PolicyError
 from engine.request import RAW, RequestSchema
 from engine.symbols import NameLookupError, Vocabulary
 from engine import _expressions as expressions
-from engine._expressions import Env, Test
+from engine._expressions import Env, Test, span_text
+from engine.explain import or_list
 
 # The built-in attribute each indexed clause kind reads.
 _MATCH_PATHS = {
@@ -52,7 +53,9 @@ class CompiledClause:
     kind: str  # action role agency purpose data owner under when unless
     clause: ast.Clause
     test: Test
-    reads: frozenset[str]  # attribute paths the test reads
+    reads: tuple[str, ...]  # attribute paths whose values the test reads, left to right
+    needed: str = ""  # what it needs, in the rule's words (an expression as written)
+    asks: tuple[str, ...] = ()  # attribute paths `has` asks about: whether given, not their values
 
     @property
     def span(self):
@@ -67,7 +70,7 @@ class CompiledObligation:
     name: str
     args: tuple[Callable[[Env], Any], ...]
     condition: Test | None
-    static: tuple | None  # (name, args) when nothing depends on the request
+    static: tuple | None  # (name, args) when the arguments do not depend on the request
 
 
 @dataclass(slots=True)
@@ -105,8 +108,9 @@ class Dimension:
     def hold(self, env: Env) -> int:
         if self.under is not None:
             return self.under.hold(env)
-        bits = -1
-        for path, table in self.lookups:
+        (path, table), *rest = self.lookups
+        bits = table[env[path]]
+        for path, table in rest:
             bits &= table[env[path]]
         return bits
 
@@ -115,35 +119,40 @@ class _UnderIndex:
     """The rules an `under` position lets through for a requester agency, owner and date."""
 
     def __init__(self, vocab: Vocabulary, accepts: dict[int, tuple[str, ...]], everyone: int):
-        self.vocab = vocab
         self.base = everyone
         self.by_agreement: dict[str, int] = {}
         for index, names in accepts.items():
-            self.base &= ~(1 << index)
+            self.base &= everyone ^ (1 << index)
             for name in names:
                 self.by_agreement[name] = self.by_agreement.get(name, 0) | (1 << index)
-        self._pairs: dict[tuple[str, str], tuple] = {}
+        # Which agreements each agency may receive under, and disclose under.
+        self.receives: dict[str, set[str]] = {}
+        self.discloses: dict[str, set[str]] = {}
+        self.agreements = {name: vocab.agreements[name] for name in self.by_agreement}
+        for name, agreement in self.agreements.items():
+            two_way = agreement.parties is not None
+            for agency in (agreement.parties if two_way else agreement.recipients) or ():
+                self.receives.setdefault(agency, set()).add(name)
+            for agency in (agreement.parties if two_way else agreement.sources) or ():
+                self.discloses.setdefault(agency, set()).add(name)
+        self._memo: dict[tuple, int] = {}
 
     def hold(self, env: Env) -> int:
-        pair = (env["requester.agency"], env["resource.owner"])
-        found = self._pairs.get(pair)
-        if found is None:
-            found = self._pairs[pair] = self._for_pair(*pair)
-        bits = self.base
-        date = env["context.date"]
-        for start, end, rules in found:
-            if start is None or start <= date <= end:
-                bits |= rules
+        key = (env["requester.agency"], env["resource.owner"], env["context.date"])
+        bits = self._memo.get(key)
+        if bits is None:
+            if len(self._memo) > 100_000:
+                self._memo.clear()
+            bits = self._memo[key] = self._compute(*key)
         return bits
 
-    def _for_pair(self, agency: str, owner: str) -> tuple:
-        found = []
-        for name, rules in self.by_agreement.items():
-            agreement = self.vocab.agreements[name]
-            # The parties alone: a date inside the valid range (any date when there is none).
-            if agreement.covers(agency, owner, agreement.start or dt.date.today()):
-                found.append((agreement.start, agreement.end, rules))
-        return tuple(found)
+    def _compute(self, agency: str, owner: str, date: dt.date) -> int:
+        bits = self.base
+        for name in self.receives.get(agency, set()) & self.discloses.get(owner, set()):
+            agreement = self.agreements[name]
+            if agreement.start is None or agreement.start <= date <= agreement.end:
+                bits |= self.by_agreement[name]
+        return bits
 
 
 @dataclass(slots=True)
@@ -188,6 +197,7 @@ class _Compiler:
         self.exprs = expressions.ExprCompiler(vocab, schema)
         self.positions: dict[tuple[str, int], _Position] = {}
         self.reads: set[str] = set()
+        self._lines: dict[int, list[str]] = {}  # each source's lines, split once
 
     def run(self, policy_set: ast.PolicySet) -> CompiledPolicy:
         rules: list[CompiledRule] = []
@@ -257,21 +267,22 @@ class _Compiler:
                 agency, owner, date = env["requester.agency"], env["resource.owner"], env["context.date"]
                 return any(a.covers(agency, owner, date) for a in agreements)
 
-            return CompiledClause("under", clause, under, frozenset(("requester.agency", "resource.owner",
-                                                                    "context.date")))
+            return CompiledClause("under", clause, under, ("requester.agency", "resource.owner", "context.date"),
+                                  or_list(names))
         path = _MATCH_PATHS[kind]
         accepts = self._accepts(kind, clause.values)
         self.reads.add(path)
-        return CompiledClause(kind.value, clause, lambda env: env[path] in accepts, frozenset((path,)))
+        return CompiledClause(kind.value, clause, lambda env: env[path] in accepts, (path,),
+                              or_list(v.text for v in clause.values))
 
     def compile_DataClause(self, clause: ast.DataClause) -> CompiledClause:
         categories = None
         if clause.categories:
             categories = frozenset().union(*(self._below(self.vocab.categories, c) for c in clause.categories))
         limit = None if clause.up_to is None else self._rank(clause.up_to)
-        reads = {"resource.category"} if categories is not None else set()
+        reads = ("resource.category",) if categories is not None else ()
         if limit is not None:
-            reads.add("resource.classification")
+            reads += ("resource.classification",)
         self.reads.update(reads)
 
         def data(env: Env) -> bool:
@@ -279,13 +290,19 @@ class _Compiler:
                 return False
             return limit is None or env["resource.classification"] <= limit
 
-        return CompiledClause("data", clause, data, frozenset(reads))
+        named = or_list(c.text for c in clause.categories)
+        if clause.up_to is None:
+            needed = named
+        else:
+            needed = f"{named or 'any data'} up to {clause.up_to.text}"
+        return CompiledClause("data", clause, data, reads, needed)
 
     def compile_ConditionClause(self, clause: ast.ConditionClause) -> CompiledClause:
-        test, reads = self._expr(clause.expr)
+        test, reads, asks = self._expr(clause.expr)
         if clause.negated:
             test = expressions.negate(test)
-        return CompiledClause("unless" if clause.negated else "when", clause, test, reads)
+        text = span_text(clause.expr.span, self._lines)
+        return CompiledClause("unless" if clause.negated else "when", clause, test, reads, text, asks)
 
     # --- obligations --------------------------------------------------------------
 
@@ -293,11 +310,11 @@ class _Compiler:
         args = tuple(self._argument(a) for a in clause.args)
         condition = None
         if clause.condition is not None:
-            condition, _ = self._expr(clause.condition.expr)
+            condition, _, _ = self._expr(clause.condition.expr)
             if clause.condition.negated:
                 condition = expressions.negate(condition)
         static = None
-        if condition is None and all(isinstance(a, _Constant) for a in args):
+        if all(isinstance(a, _Constant) for a in args):
             static = (clause.name, tuple(a.value for a in args))
         return CompiledObligation(seq, clause.name, args, condition, static)
 
@@ -313,13 +330,13 @@ class _Compiler:
 
     # --- helpers ------------------------------------------------------------------
 
-    def _expr(self, expr: ast.Expr) -> tuple[Test, frozenset[str]]:
+    def _expr(self, expr: ast.Expr) -> tuple[Test, tuple[str, ...], tuple[str, ...]]:
         try:
-            test, reads = self.exprs.condition(expr)
+            test, reads, asks = self.exprs.condition(expr)
         except NameLookupError as exc:
             raise CompileError(exc.message, getattr(expr, "span", None), exc.help) from None
-        self.reads.update(reads)
-        return test, reads
+        self.reads.update(reads, asks)
+        return test, reads, asks
 
     def _accepts(self, kind: ast.ClauseKind, values: tuple[ast.Name, ...]) -> frozenset[str]:
         if kind is ast.ClauseKind.ACTION:
@@ -413,9 +430,7 @@ class _Constant:
 
 def _table(domain, accepts: dict[int, frozenset], everyone: int) -> dict[Any, int]:
     """value -> bitset of rules whose clause accepts it, plus every rule without the clause."""
-    base = everyone
-    for index in accepts:
-        base &= ~(1 << index)
+    base = everyone ^ _bits(list(accepts))
     by_value: dict[Any, list[int]] = {value: [] for value in domain}
     for index, accepted in accepts.items():
         for value in accepted:

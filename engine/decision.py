@@ -12,11 +12,10 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any, Iterator
 
 from engine import ast, explain
-from engine.compiler import CompiledObligation, CompiledPolicy, CompiledRule
+from engine.compiler import CompiledClause, CompiledObligation, CompiledPolicy, CompiledRule
 from engine.request import RAW
 
 PERMIT = "permit"
@@ -115,6 +114,17 @@ class Decision:
 
 
 _new = object.__new__
+_set = object.__setattr__
+
+
+def issue(outcome: str, decision_id: str, version: str, title: str | None, label: str | None,
+          reasons: tuple, obligations: tuple, near_misses: tuple, summary: str) -> Decision:
+    """A Decision built without the frozen-dataclass __init__ (a third of the cost); same fields."""
+    decision = _new(Decision)
+    _set(decision, "__dict__", {"decision": outcome, "decision_id": decision_id, "policy_version": version,
+                                "title": title, "label": label, "reasons": reasons, "obligations": obligations,
+                                "near_misses": near_misses, "summary": summary})
+    return decision
 
 
 def with_id(decision: Decision, decision_id: str) -> Decision:
@@ -126,12 +136,30 @@ def with_id(decision: Decision, decision_id: str) -> Decision:
     return issued
 
 
-def _indices(bits: int) -> Iterator[int]:
-    """The set bits of `bits`, lowest (earliest rule) first."""
+# Rule sets are Python ints used as bitsets, bit i for rule i. Negative ints
+# (`~x`, `-x`) cost twice as much to combine, so these helpers never make one.
+
+
+def _indices(bits: int) -> list[int]:
+    """The set bits of `bits`, lowest (earliest rule) first.
+
+    Taken from the top: bit_length is free and the int shrinks as it goes.
+    """
+    found = []
     while bits:
-        low = bits & -bits
-        yield low.bit_length() - 1
-        bits ^= low
+        i = bits.bit_length() - 1
+        found.append(i)
+        bits ^= 1 << i
+    found.reverse()
+    return found
+
+
+def _ascending(bits: int) -> Iterator[int]:
+    """The set bits of `bits`, lowest first, one at a time (for loops that stop early)."""
+    while bits:
+        below = bits - 1
+        yield (bits ^ below).bit_length() - 1
+        bits &= below
 
 
 def _status(rule: CompiledRule, env: dict) -> Any:
@@ -156,15 +184,21 @@ class Decider:
         self.label = label
         self.rules = compiled.rules
         self.reasons = tuple(_reason(rule) for rule in compiled.rules)
-        self.static = {}
-        for ob in _all_obligations(compiled):
-            if ob.static is not None:
-                self.static[ob.seq] = Obligation(*ob.static)
+        self.rule_obligations = tuple(tuple(map(_entry, rule.obligations)) for rule in compiled.rules)
+        self.policy_wide = {outcome: tuple(map(_entry, obligations))
+                            for outcome, obligations in compiled.obligations.items()}
+        # Near misses repeat: their failed clauses and the near misses themselves are kept,
+        # keyed by the values the explanation depends on.
+        self._values_of = tuple(
+            tuple(sorted(set().union(*(c.reads for c in rule.clauses))))
+            if not any(c.asks for c in rule.clauses) else None
+            for rule in self.rules)
+        self._explained: dict[tuple, Any] = {}
 
     # --- combining ------------------------------------------------------------
 
-    def decide(self, env: dict) -> Decision:
-        """The decision for a validated request environment (decision_id left empty)."""
+    def decide(self, env: dict, decision_id: str = "") -> Decision:
+        """The decision for a validated request environment."""
         compiled = self.compiled
         bits = compiled.candidates(env)
         if compiled.combine is ast.Combine.FIRST_APPLICABLE:
@@ -183,7 +217,8 @@ class Decider:
         near = self._near_misses(env) if not reasons else ()
         reason_list = tuple(self._reason_for(i, status, env) for i, status in reasons)
         summary = explain.summary(outcome, reason_list, near, _said(env))
-        return Decision(outcome, "", self.version, self.title, self.label, reason_list, obligations, near, summary)
+        return issue(outcome, decision_id, self.version, self.title, self.label, reason_list, obligations, near,
+                     summary)
 
     def _denies(self, bits: int, env: dict) -> list[tuple[int, Any]]:
         """Deny rules that apply or might apply (fail closed)."""
@@ -214,19 +249,21 @@ class Decider:
     # --- obligations ------------------------------------------------------------
 
     def _obligations(self, outcome: str, rules: list[CompiledRule], env: dict) -> tuple[Obligation, ...]:
-        pending = list(self.compiled.obligations[outcome])
-        for rule in rules:
-            pending.extend(rule.obligations)
-        if not pending:
-            return ()
-        pending.sort(key=attrgetter("seq"))
+        """The reasons' obligations and the outcome's policy-wide ones: in set order, once each."""
+        pending = self.policy_wide[outcome]
+        if rules:
+            pending = list(pending)
+            for rule in rules:
+                pending.extend(self.rule_obligations[rule.index])
+            pending.sort(key=_seq)
         found: list[Obligation] = []
         seen: set = set()
-        for ob in pending:
-            obligation = self.static.get(ob.seq) or _evaluate(ob, env)
+        for _, obligation, key, compiled in pending:
+            if compiled.condition is not None and compiled.condition(env) is not True:
+                continue  # unknown counts as not holding
             if obligation is None:
-                continue
-            key = (obligation.name, tuple((a.__class__, a) for a in obligation.args))
+                obligation = Obligation(compiled.name, tuple(arg(env) for arg in compiled.args))
+                key = _identity(obligation)
             if key not in seen:
                 seen.add(key)
                 found.append(obligation)
@@ -243,39 +280,61 @@ class Decider:
         number of failed value clauses at once. Rules are then visited by that
         count, lowest first, adding their failed `when`/`unless` clauses.
         """
-        compiled = self.compiled
-        permits = compiled.permits
-        planes: list[int] = []
-        for dimension in compiled.dimensions:
-            carry = permits & ~dimension.hold(env)
-            for i, plane in enumerate(planes):
-                if not carry:
+        permits = self.compiled.permits
+        planes: list[int] = []  # bit i of a rule's count is in planes[i]
+        for dimension in self.compiled.dimensions:
+            carry = permits ^ (permits & dimension.hold(env))  # the permit rules it fails
+            i = 0
+            while carry:
+                if i == len(planes):
+                    planes.append(carry)
                     break
-                planes[i], carry = plane ^ carry, plane & carry
-            if carry:
-                planes.append(carry)
+                plane = planes[i]
+                planes[i] = plane ^ carry
+                carry &= plane
+                i += 1
         best: list[tuple[int, int]] = []  # (failed clauses, rule index), kept sorted
+        rules = self.rules
         for count in range(1 << len(planes)):
             if len(best) == _MAX_NEAR_MISSES and best[-1][0] < count:
                 break
             level = permits
             for i, plane in enumerate(planes):
-                level &= plane if count >> i & 1 else ~plane
-            for i in _indices(level):
+                level = level & plane if count >> i & 1 else level ^ (level & plane)
+            for i in _ascending(level):
                 if len(best) == _MAX_NEAR_MISSES and best[-1] < (count, i):
                     break
-                rule = self.rules[i]
-                failed = count + sum(1 for test in rule.conditions if test(env) is not True)
+                failed = count
+                for test in rules[i].conditions:
+                    if test(env) is not True:
+                        failed += 1
                 bisect.insort(best, (failed, i))
                 del best[_MAX_NEAR_MISSES:]
-        return tuple(self._near_miss(self.rules[i], env) for _, i in best)
+        return tuple(self._near_miss(rules[i], env) for _, i in best)
 
     def _near_miss(self, rule: CompiledRule, env: dict) -> NearMiss:
+        """The rule's failed clauses; remembered by the values of the attributes the rule reads."""
+        paths = self._values_of[rule.index]
+        if paths is None:  # it explains what the request gave (`has`): not remembered
+            return self._explain_near_miss(rule, env)
+        key = (rule.index, tuple(map(env.get, paths)))
+        near = self._explained.get(key)
+        if near is None:
+            near = self._remember(key, self._explain_near_miss(rule, env))
+        return near
+
+    def _explain_near_miss(self, rule: CompiledRule, env: dict) -> NearMiss:
         vocab = self.compiled.vocab
         failed = tuple(FailedClause(clause.kind, *explain.failure(clause, env, vocab))
                        for clause in rule.clauses if clause.test(env) is not True)
         span = rule.rule.span
         return NearMiss(rule.id, rule.rule.description, span.path, span.line, failed)
+
+    def _remember(self, key: tuple, value: Any) -> Any:
+        if len(self._explained) > 50_000:
+            self._explained.clear()
+        self._explained[key] = value
+        return value
 
 
 def _reason(rule: CompiledRule) -> Reason:
@@ -283,18 +342,22 @@ def _reason(rule: CompiledRule) -> Reason:
     return Reason(rule.id, rule.effect.value, rule.rule.description, rule.because, span.path, span.line)
 
 
-def _all_obligations(compiled: CompiledPolicy) -> Iterator[CompiledObligation]:
-    for obligations in compiled.obligations.values():
-        yield from obligations
-    for rule in compiled.rules:
-        yield from rule.obligations
+def _entry(ob: CompiledObligation) -> tuple:
+    """(seq, Obligation or None, its identity, the compiled obligation): prepared once."""
+    if ob.static is None:
+        return ob.seq, None, None, ob
+    obligation = Obligation(*ob.static)
+    return ob.seq, obligation, _identity(obligation), ob
 
 
-def _evaluate(ob: CompiledObligation, env: dict) -> Obligation | None:
-    """A conditional or request-dependent obligation; None when its condition does not hold."""
-    if ob.condition is not None and ob.condition(env) is not True:
-        return None
-    return Obligation(ob.name, tuple(arg(env) for arg in ob.args))
+def _seq(entry: tuple) -> int:
+    return entry[0]
+
+
+def _identity(obligation: Obligation) -> tuple:
+    """Name and arguments; true and 1 are different arguments (1 and 1.0 are not), though
+    Python says true == 1."""
+    return obligation.name, tuple((a.__class__ is bool, a) for a in obligation.args)
 
 
 def missing_attributes(rule: CompiledRule, env: dict) -> tuple[str, ...]:
@@ -302,8 +365,7 @@ def missing_attributes(rule: CompiledRule, env: dict) -> tuple[str, ...]:
     found: list[str] = []
     for clause in rule.clauses:
         if clause.kind in ("when", "unless") and clause.test(env) is None:
-            text = explain.clause_text(clause)
-            for path in sorted(clause.reads, key=lambda p: (text.find(p), p)):
+            for path in clause.reads:
                 if path not in env and path not in found:
                     found.append(path)
     return tuple(found)

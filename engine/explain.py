@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable
 
 from engine import ast
-from engine._expressions import show, span_text
+from engine._expressions import show
 
 if TYPE_CHECKING:
     from engine.compiler import CompiledClause
@@ -66,66 +66,50 @@ def _kinds(near: "NearMiss") -> list[str]:
 # --- failed clauses -------------------------------------------------------------------
 
 
-def clause_text(clause: "CompiledClause") -> str:
-    """The expression of a `when`/`unless` clause as written."""
-    return span_text(clause.clause.expr.span)
-
-
 def failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
     """(needed, had, text) for a clause that did not hold."""
-    node = clause.clause
-    kind = clause.kind
+    kind, needed = clause.kind, clause.needed
     if kind in ("when", "unless"):
         return _condition_failure(clause, env, vocab)
     if kind == "under":
-        return _under_failure(node, env, vocab)
+        had = _under_failure(clause.clause, env, vocab)
+        return needed, had, f"under: needs {needed}, but {had}"
     if kind == "data":
-        needed, had = _data_failure(node, env, vocab)
+        had = env["resource.category"]
+        if clause.clause.up_to is not None:
+            had += " marked " + show(vocab, "resource.classification", env["resource.classification"])
     else:
-        path = next(iter(clause.reads))
-        needed = or_list(v.text for v in node.values)
-        had = show(vocab, path, env[path])
+        had = show(vocab, next(iter(clause.reads)), env[next(iter(clause.reads))])
     return needed, had, f"{kind}: needs {needed}, request has {had}"
 
 
-def _data_failure(node: ast.DataClause, env: dict, vocab: "Vocabulary") -> tuple[str, str]:
-    category = env["resource.category"]
-    if node.up_to is None:
-        return or_list(c.text for c in node.categories), category
-    marked = show(vocab, "resource.classification", env["resource.classification"])
-    limit = f"up to {node.up_to.text}"
-    needed = f"{or_list(c.text for c in node.categories)} {limit}" if node.categories else f"any data {limit}"
-    return needed, f"{category} marked {marked}"
-
-
-def _under_failure(node: ast.MatchClause, env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
+def _under_failure(node: ast.MatchClause, env: dict, vocab: "Vocabulary") -> str:
+    """Why none of the agreements covers the request: not parties, or outside their dates."""
     agency, owner, date = env["requester.agency"], env["resource.owner"], env["context.date"]
     problems = []
     for value in node.values:
         agreement = vocab.agreements[value.text]
         why = []
-        if agreement.start is not None and not agreement.start <= date <= agreement.end:
-            why.append(f"{date.isoformat()} is outside its dates "
-                       f"{agreement.start.isoformat()} to {agreement.end.isoformat()}")
         if agreement.parties is not None:
             outside = list(dict.fromkeys(a for a in (agency, owner) if a not in agreement.parties))
             if outside:
                 why.append(f"{and_list(outside)} {'is not a party' if len(outside) == 1 else 'are not parties'}")
         else:
             if owner not in (agreement.sources or ()):
-                why.append(f"{owner} is not among those who may disclose under it")
+                why.append(f"{owner} may not disclose under it")
             if agency not in (agreement.recipients or ()):
-                why.append(f"{agency} is not among those who may receive under it")
+                why.append(f"{agency} may not receive under it")
+        if agreement.start is not None and not agreement.start <= date <= agreement.end:
+            why.append(f"{date.isoformat()} is outside its dates "
+                       f"{agreement.start.isoformat()} to {agreement.end.isoformat()}")
         problems.append(f"{value.text}: {' and '.join(why) or 'does not cover this request'}")
-    needed = or_list(v.text for v in node.values)
-    had = "; ".join(problems)
-    return needed, had, f"under: needs {needed}, but {had}"
+    return "; ".join(problems)
 
 
 def _condition_failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
-    needed = clause_text(clause)
+    needed = clause.needed
     shown = []
-    for path in sorted(clause.reads, key=lambda p: (needed.find(p), p)):
+    for path in clause.reads:
         shown.append(f"{path} = {show(vocab, path, env[path])}" if path in env else f"no {path}")
     had = ", ".join(shown)
     wanted = f"{needed} to be false" if clause.kind == "unless" else needed

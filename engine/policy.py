@@ -64,9 +64,16 @@ class CheckResult:
         return not self.errors
 
 
+def _read(path: str | Path | None) -> tuple[ast.PolicySet, list[Diagnostic]]:
+    try:
+        return load_set(path)
+    except OSError as exc:  # e.g. a directory changing while it is walked
+        raise PolicyLoadError(f"{exc.filename or path}: cannot be read ({exc.strerror})") from None
+
+
 def check_path(path: str | Path | None = None) -> CheckResult:
     """Parse, check and trial-compile a policy set; raises only when the path cannot be read."""
-    policy_set, found = load_set(path)
+    policy_set, found = _read(path)
     vocab, checked = check(policy_set)
     found = found + checked
     if not any(d.is_error for d in found):
@@ -79,7 +86,7 @@ def check_path(path: str | Path | None = None) -> CheckResult:
 
 def load(path: str | Path | None = None, *, cache_size: int = 10_000, cache_ttl: float = 300.0) -> "Policy":
     """Load the policy set at `path` (default: the example policies) ready to decide."""
-    policy_set, found = load_set(path)
+    policy_set, found = _read(path)
     vocab, checked = check(policy_set)
     found = sorted_diagnostics(found + checked)
     errors = [d for d in found if d.is_error]
@@ -137,10 +144,10 @@ class Policy:
             cached = cache.get(key)
             if cached is not None:
                 return with_id(cached, new_decision_id())
-        decision = self._decider.decide(env)
+        decision = self._decider.decide(env, new_decision_id())
         if cache is not None:
-            cache.put(key, decision)
-        return with_id(decision, new_decision_id())
+            cache.put(key, decision)  # never handed out again as is: hits get a new id
+        return decision
 
     def decide_many(self, requests: Iterable[Any], *, use_cache: bool = True) -> list[Decision]:
         """Decide each request in order; a RequestError names the request's index (`requests[3].purpose`)."""

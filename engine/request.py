@@ -15,7 +15,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from engine import ast
 from engine.errors import RequestError, did_you_mean
@@ -115,6 +115,8 @@ class RequestSchema:
         self.default_words = {path: default_words(spec.attribute) for path, spec in self.specs.items()
                               if spec.attribute.default is not None}
 
+        self.fast_validate = _generate_validator(self)
+
     def _spec(self, attr: Attribute) -> _Spec:
         if attr.kind in VOCABULARY_KINDS:
             return _Spec(attr.path, _VOCAB, attr, self.spellings[attr.kind])
@@ -136,6 +138,14 @@ class RequestSchema:
 
     def validate(self, request: Any) -> dict[str, Any]:
         """The request's environment; RequestError for anything that is not a valid request."""
+        try:
+            env = self.fast_validate(request)
+        except TypeError:  # an unhashable value where a name belongs
+            env = None
+        return env if env is not None else self.validate_slowly(request)
+
+    def validate_slowly(self, request: Any) -> dict[str, Any]:
+        """Validation that stops at the first mistake and says exactly what it is."""
         if not isinstance(request, dict):
             raise RequestError("", f"expected a request object, got {describe(request)}")
         env = dict(self.defaults)
@@ -211,6 +221,86 @@ class RequestSchema:
                                 did_you_mean(key, known) or f"a request has {', '.join(known)}")
         return RequestError(path, "is not a declared attribute",
                             did_you_mean(path, self.specs) or "declare it in an `attributes` block")
+
+
+# --- the generated fast path ------------------------------------------------------------
+
+SECTIONS = ("requester", "resource", "context")
+TOP_KEYS = frozenset(("requester", "resource", "context", "action", "purpose"))
+
+
+def simple_shape(schema: RequestSchema) -> bool:
+    """Every attribute is `section.name` (or a top-level built-in): what generated code handles."""
+    return all(p in TOP_KEYS or (len(p.split(".")) == 2 and p.split(".")[0] in SECTIONS) for p in schema.specs)
+
+
+def preamble(namespace: dict[str, Any], allowed: Callable[[str], frozenset[str]]) -> list[str]:
+    """Generated lines binding s0, s1, s2 to the three sections, or returning None for an odd shape.
+
+    `allowed(section)` gives the keys a section may have on this path.
+    """
+    namespace.update(_TOP=TOP_KEYS, _EMPTY={})
+    lines = ["    if r.__class__ is not dict or not r.keys() <= _TOP: return None"]
+    for n, section in enumerate(SECTIONS):
+        namespace[f"_K{n}"] = allowed(section)
+        lines += [f"    s{n} = r.get({section!r})",
+                  f"    if s{n} is None: s{n} = _EMPTY",
+                  f"    elif s{n}.__class__ is not dict or not s{n}.keys() <= _K{n}: return None"]
+    return lines
+
+
+def source_of(path: str) -> str:
+    """Generated code reading `path` from the request `r` or a section `s0`..`s2`."""
+    parts = path.split(".")
+    return f"r.get({parts[0]!r})" if len(parts) == 1 else f"s{SECTIONS.index(parts[0])}.get({parts[1]!r})"
+
+
+def section_keys(schema: RequestSchema, section: str) -> frozenset[str]:
+    return frozenset(p.split(".")[1] for p in schema.specs if p.startswith(section + "."))
+
+
+# How generated code tells a valid value `{v}` (table `{t}`) from one the slow path must judge.
+CHECKS = {
+    _BOOL: "{v}.__class__ is not bool",
+    _NUMBER: "({v}.__class__ is not int and {v}.__class__ is not float or not _finite({v}))",
+    _STRING: "{v}.__class__ is not str",
+}
+
+
+def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict | None]:
+    """A straight-line validator for well-formed requests; None sends a request to validate_slowly.
+
+    Requests are validated on every uncached decision, so the common case is
+    compiled to one `get` and one lookup or type test per attribute. Anything
+    unusual returns None and the slow path finds and words the mistake.
+    """
+    if not simple_shape(schema):
+        return lambda request: None
+    namespace: dict[str, Any] = {"_RAW": RAW, "_DEFAULTS": schema.defaults, "_today": today,
+                                 "_date": parse_date, "_finite": math.isfinite}
+    lines = ["def fast_validate(r):", *preamble(namespace, lambda s: section_keys(schema, s)),
+             "    env = _DEFAULTS.copy()", "    env[_RAW] = r"]
+    for i, (path, spec) in enumerate(schema.specs.items()):
+        lines.append(f"    v = {source_of(path)}")
+        if spec.attribute.required:
+            lines.append("    if v is None: return None")
+            body = "    "
+        elif path == "context.date":
+            lines += ["    if v is None: env['context.date'] = _today()", "    else:"]
+            body = "        "
+        else:
+            lines.append("    if v is not None:")
+            body = "        "
+        if spec.check == _VOCAB:
+            namespace[f"_T{i}"] = spec.table
+            lines += [f"{body}x = _T{i}.get(v)", f"{body}if x is None: return None", f"{body}env[{path!r}] = x"]
+        elif spec.check == _DATE:
+            lines += [f"{body}x = _date(v)", f"{body}if x is None: return None", f"{body}env[{path!r}] = x"]
+        else:
+            lines += [f"{body}if {CHECKS[spec.check].format(v='v')}: return None", f"{body}env[{path!r}] = v"]
+    lines.append("    return env")
+    exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
+    return namespace["fast_validate"]
 
 
 def parse_date(value: Any) -> dt.date | None:

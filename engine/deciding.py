@@ -1,0 +1,77 @@
+"""`engine decide`: decide one request from a JSON or YAML file (or standard input).
+
+Exit status: 0 when decided (permit or deny), 1 for an invalid request, 2 when
+the policy set or the request file cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, TextIO
+
+import yaml
+
+from engine.errors import PolicyLoadError, RequestError
+from engine.explain import explain_text
+
+EXIT_DECIDED, EXIT_INVALID_REQUEST, EXIT_NOT_LOADED = 0, 1, 2
+
+
+class RequestFileError(Exception):
+    """A request file that cannot be read or parsed."""
+
+
+def read_request(name: str, stdin: TextIO | None = None) -> Any:
+    """The request in file `name` (`-` for standard input), JSON or YAML."""
+    if name == "-":
+        text, shown = (stdin or sys.stdin).read(), "standard input"
+    else:
+        shown = name
+        try:
+            with open(name, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise RequestFileError(f"{name}: cannot be read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise RequestFileError(f"{name}: not UTF-8 text") from None
+    if name.endswith(".json") or text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RequestFileError(f"{shown}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "could not be parsed"
+        raise RequestFileError(f"{shown}{where}: not valid YAML: {problem}") from None
+
+
+def run_decide(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Load the policy, read the request, print the decision (JSON, or text with --explain)."""
+    from engine.policy import load
+
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    try:
+        policy = load(args.policy, cache_size=0)
+    except PolicyLoadError as exc:
+        print(exc.render(), file=err)
+        return EXIT_NOT_LOADED
+    try:
+        request = read_request(args.request)
+    except RequestFileError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_NOT_LOADED
+    try:
+        decision = policy.decide(request)
+    except RequestError as exc:
+        print(f"invalid request: {exc}", file=err)
+        return EXIT_INVALID_REQUEST
+    if getattr(args, "explain", False):
+        print(explain_text(decision), file=out)
+    else:
+        print(json.dumps(decision.to_dict(), indent=2), file=out)
+    return EXIT_DECIDED
