@@ -15,6 +15,7 @@ word for word. A warning that is missed costs less than a false one.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NamedTuple
@@ -432,31 +433,51 @@ def context_env(vocab: Vocabulary, given: Mapping[str, Any], date: dt.date) -> d
 # --- the analysis pass ------------------------------------------------------------
 
 
+_ALWAYS = ((dt.date.min, dt.date.max),)
+
+
 @dataclass(frozen=True)
 class Region:
     """The requests a rule's match clauses admit, as sets over the vocabulary.
 
-    `sets` holds action, role, purpose, category and classification; `pairs`
-    maps each (requester agency, owner) the rule admits to the date ranges
-    on which it does (a sorted tuple of (start, end), both ends included).
+    `sets` holds a set of values per dimension; each of `unders` (one per
+    `under` clause) lists agreements of which one must cover the requester's
+    agency and the owner on the request's date.
     """
 
     sets: dict[str, frozenset[str]]
-    pairs: dict[tuple[str, str], tuple[tuple[dt.date, dt.date], ...]]
+    unders: tuple[tuple, ...]
 
-    @property
-    def empty(self) -> bool:
-        return not self.pairs or any(not s for s in self.sets.values())
+    def ranges(self, pair: tuple[str, str]) -> tuple:
+        """The dates on which the `under` clauses admit (agency, owner), as sorted ranges."""
+        ranges = _ALWAYS
+        for agreements in self.unders:
+            ranges = _intersect(ranges, _covering(agreements, pair))
+            if not ranges:
+                break
+        return ranges
+
+    def pairs(self) -> Iterable[tuple[tuple[str, str], tuple]]:
+        """Each (agency, owner) the region admits on some date, with those dates."""
+        agencies, owners = self.sets["requester.agency"], self.sets["resource.owner"]
+        if not self.unders:
+            for pair in itertools.product(agencies, owners):
+                yield pair, _ALWAYS
+            return
+        candidates = frozenset().union(*(_pairs_of(a) for a in self.unders[0]))
+        for pair in candidates:
+            if pair[0] in agencies and pair[1] in owners:
+                ranges = self.ranges(pair)
+                if ranges:
+                    yield pair, ranges
 
     def within(self, other: "Region") -> bool:
-        if any(not self.sets[d] <= other.sets[d] for d in self.sets):
+        """Every request this region admits, `other` admits too."""
+        if any(not values <= other.sets[d] for d, values in self.sets.items()):
             return False
-        return all(pair in other.pairs and _ranges_within(ranges, other.pairs[pair])
-                   for pair, ranges in self.pairs.items())
-
-
-_ALWAYS = ((dt.date.min, dt.date.max),)
-_SET_DIMENSIONS = ("action", "requester.role", "purpose", "resource.category", "resource.classification")
+        if not other.unders:
+            return True
+        return all(_ranges_within(ranges, other.ranges(pair)) for pair, ranges in self.pairs())
 
 
 def analyse(policy_set: ast.PolicySet, vocabulary: Vocabulary) -> list[Diagnostic]:
@@ -476,6 +497,9 @@ class _Analysis:
             except (NameLookupError, KeyError, ValueError, TypeError):
                 continue  # the checker reports the name; this rule is not analysed
         self.regions = {id(r): self.region(r) for r in self.rules}
+        # Conditions repeat across rules, so reductions and their verdicts do too.
+        self.memo: dict[tuple, Term] = {}
+        self.holds: dict[tuple, bool] = {}
 
     def run(self) -> list[Diagnostic]:
         found: list[Diagnostic] = []
@@ -494,36 +518,17 @@ class _Analysis:
     # regions
 
     def region(self, rule: RuleTerm) -> Region:
-        sets = {d: frozenset(self._values(d)) for d in _SET_DIMENSIONS}
-        agencies = frozenset(self.vocab.agencies)
-        owners = agencies
+        sets = {d: frozenset(self.vocab.values_of(DIMENSION_KINDS[d])) for d in DIMENSIONS}
         unders: list[tuple] = []
         for clause, term in rule.clauses:
             if isinstance(clause, ast.ConditionClause):
                 continue
             for part in (term[1] if term[0] == "and" else (term,)):
-                if part[0] == "in" and part[1][0] == "a" and part[1][1] in DIMENSION_KINDS:
-                    values = frozenset(v for _tag, v in part[2])
-                    path = part[1][1]
-                    if path == "requester.agency":
-                        agencies &= values
-                    elif path == "resource.owner":
-                        owners &= values
-                    else:
-                        sets[path] &= values
+                if part[0] == "in" and part[1][0] == "a" and part[1][1] in sets:
+                    sets[part[1][1]] &= frozenset(v for _tag, v in part[2])
                 elif part[0] == "under":
                     unders.append(part[1])
-        pairs = {}
-        for pair in itertools.product(sorted(agencies), sorted(owners)):
-            ranges = _ALWAYS
-            for agreements in unders:
-                ranges = _intersect(ranges, _covering(agreements, pair))
-            if ranges:
-                pairs[pair] = ranges
-        return Region(sets, pairs)
-
-    def _values(self, path: str) -> list[str]:
-        return self.vocab.values_of(DIMENSION_KINDS[path])
+        return Region(sets, tuple(unders))
 
     # rules that never apply
 
@@ -537,66 +542,71 @@ class _Analysis:
                 return warning("rule_never_applies",
                                f"{name} can never apply: its `{kind}` clauses have no value in common",
                                span, f"a request has one {DIMENSION_KINDS[path]}; merge the `{kind}` clauses")
-        if not region.pairs:
+        ends = [ranges[-1][1] for _pair, ranges in region.pairs()] if region.unders else [dt.date.max]
+        if not ends:
             return warning("rule_never_applies", f"{name} can never apply: {self._no_pairs(rule)}", span,
                            "check the rule's `agency`, `owner` and `under` clauses against the agreement's parties")
-        current = {p: r for p, r in region.pairs.items() if _intersect(r, ((self.today, dt.date.max),))}
-        if not current:
-            ended = max(end for ranges in region.pairs.values() for _start, end in ranges)
+        if max(ends) < self.today:
             return warning("agreement_expired",
-                           f"{name} can no longer apply: its agreements ended by {ended.isoformat()}", span,
+                           f"{name} can no longer apply: its agreements ended by {max(ends).isoformat()}", span,
                            "renew the agreement's `valid` dates or retire the rule")
-        if not self._can_hold(rule, [t for c, t in rule.clauses if isinstance(c, ast.ConditionClause)]):
+        if not self._can_hold(region, [t for c, t in rule.clauses if isinstance(c, ast.ConditionClause)]):
             return warning("rule_never_applies",
                            f"{name} can never apply: its conditions never hold where its other clauses do",
                            span, "the `when`/`unless` conditions contradict the rule's other clauses")
         return None
 
     def _no_pairs(self, rule: RuleTerm) -> str:
-        for clause, term in rule.clauses:
+        for clause, _term in rule.clauses:
             if isinstance(clause, ast.MatchClause) and clause.kind is ast.ClauseKind.UNDER:
-                names = ", ".join(f"`{v.text}`" for v in clause.values)
-                return (f"no agreement in `under {', '.join(v.text for v in clause.values)}` has the rule's "
-                        f"requester agencies and owners as parties ({names})")
+                names = ", ".join(v.text for v in clause.values)
+                return (f"no agreement in `under {names}` covers one of the rule's requester agencies "
+                        f"together with one of its owners")
         return "its `agency` or `owner` clauses have no agency in common"
 
-    def _can_hold(self, rule: RuleTerm, terms: list[Term], limit: int = 20_000) -> bool:
-        """Whether the conjunction of `terms` might hold somewhere in the rule's region.
+    def _can_hold(self, region: Region, terms: list[Term]) -> bool:
+        """Whether the conjunction of `terms` might hold somewhere in `region`.
 
-        Only the dimensions the terms read are enumerated; anything else stays
-        unknown, which counts as "might hold".
+        The dimensions the terms read are substituted one at a time, keeping
+        the distinct results; anything else stays unknown, which counts as
+        "might hold". Agency and owner are taken independently (a superset of
+        the region's pairs), so this errs towards "might hold".
         """
-        if not terms:
-            return True
         term = _junction("and", terms)
-        region = self.regions[id(rule)]
-        paths = [p for p in attributes_of(term) if p in DIMENSION_KINDS]
-        choices = []
+        paths = [p for p in DIMENSIONS if p in attributes_of(term)]
+        key = (term, tuple(region.sets[p] for p in paths))
+        if key not in self.holds:
+            self.holds[key] = self._might_hold(term, paths, region)
+        return self.holds[key]
+
+    def _might_hold(self, term: Term, paths: list[str], region: Region) -> bool:
+        residuals = {term}
+        given = {("has", p): True for p in DIMENSION_KINDS}
+        budget = 4000  # reductions; past it, say "might hold" rather than spend the time
         for path in paths:
-            if path in ("requester.agency", "resource.owner"):
-                index = 0 if path == "requester.agency" else 1
-                choices.append(sorted({pair[index] for pair in region.pairs}))
-            else:
-                choices.append(sorted(region.sets[path]))
-        size = 1
-        for values in choices:
-            size *= len(values)
-        if size > limit:
-            return True
-        has = {("has", p): True for p in DIMENSION_KINDS}
-        for combination in itertools.product(*choices):
-            env = dict(zip(paths, combination))
-            env.update(has)
-            if reduce(term, env) != FALSE:
+            budget -= len(residuals) * len(region.sets[path])
+            if budget < 0:
                 return True
-        return False
+            residuals = {self._reduce(t, given, path, v) for t in residuals for v in region.sets[path]}
+            residuals.discard(FALSE)
+            if not residuals:
+                return False
+        return bool(residuals - {FALSE})
+
+    def _reduce(self, term: Term, given: dict, path: str, value: str) -> Term:
+        key = (term, path, value)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = reduce(term, {**given, path: value})
+        return found
 
     # obligations that never apply
 
     def dead_obligations(self, rule: RuleTerm) -> list[Diagnostic]:
         found = []
+        region = self.regions[id(rule)]
         for obligation in rule.obligations:
-            if obligation.condition != TRUE and not self._can_hold(rule, [obligation.condition]):
+            if obligation.condition != TRUE and not self._can_hold(region, [obligation.condition]):
                 found.append(warning(
                     "obligation_never_applies",
                     f"obligation `{obligation.name}` of rule `{rule.id}` never applies: "
@@ -606,8 +616,7 @@ class _Analysis:
         return found
 
     def dead_policy_obligations(self) -> list[Diagnostic]:
-        everywhere = _everywhere_rule(self.vocab)
-        self.regions[id(everywhere)] = self.region(everywhere)
+        everywhere = Region({d: frozenset(self.vocab.values_of(DIMENSION_KINDS[d])) for d in DIMENSIONS}, ())
         found = []
         for decl in self.vocab.policy_obligations:
             try:
@@ -624,56 +633,65 @@ class _Analysis:
     # rules that another rule covers
 
     def covered(self, rules: list[RuleTerm]) -> list[Diagnostic]:
+        """Rules another rule makes pointless, by the set's combining algorithm.
+
+        Candidates come from bit masks (rules whose value sets hold every value
+        of this rule's), so only a few region pairs are compared in full.
+        """
+        index = _CoverIndex([self.regions[id(r)] for r in rules])
+        permits = sum(1 << i for i, r in enumerate(rules) if r.permit)
         combine = self.vocab.combine
         found = []
-        for index, rule in enumerate(rules):
+        for position, rule in enumerate(rules):
+            around = index.containing(position) & ~(1 << position)
             if combine is ast.Combine.FIRST_APPLICABLE:
-                found.extend(self._shadowed(rule, rules[:index]))
-            else:
-                found.extend(self._ineffective(rule, rules, combine) or self._repeated(rule, rules, index))
+                found.extend(self._shadowed(rule, _members(rules, around & ((1 << position) - 1))))
+                continue
+            same = permits if rule.permit else ~permits
+            found.extend(self._ineffective(rule, _members(rules, around & ~same), combine)
+                         or self._repeated(rule, position, rules, around & same))
         return found
 
     def _shadowed(self, rule: RuleTerm, earlier: list[RuleTerm]) -> list[Diagnostic]:
         for other in earlier:
-            if not self._inside(rule, other):
-                continue
             conditions = _conditions(other)
             if not rule.permit and other.permit:
                 ok = not conditions  # a deny that might apply is not stopped by a permit that might
             else:
                 ok = conditions <= _conditions(rule)
-            if ok:
+            if ok and self._inside(rule, other):
                 return [warning("rule_shadowed",
                                 f"rule `{rule.id}` never decides: the earlier rule `{other.id}` applies to "
                                 f"every request it does, and the set combines first-applicable",
                                 rule.rule.id.span, f"move `{rule.id}` above `{other.id}`, or remove it")]
         return []
 
-    def _ineffective(self, rule: RuleTerm, rules: list[RuleTerm], combine: ast.Combine) -> list[Diagnostic]:
-        for other in rules:
-            if other.permit == rule.permit or not self._inside(rule, other):
-                continue
-            if combine is ast.Combine.DENY_OVERRIDES and rule.permit and _conditions(other) <= _conditions(rule):
+    def _ineffective(self, rule: RuleTerm, others: list[RuleTerm], combine: ast.Combine) -> list[Diagnostic]:
+        for other in others:
+            if combine is ast.Combine.DENY_OVERRIDES and rule.permit \
+                    and _conditions(other) <= _conditions(rule) and self._inside(rule, other):
                 return [warning("permit_never_effective",
                                 f"permit rule `{rule.id}` never takes effect: deny rule `{other.id}` applies to "
                                 f"every request it does, and deny overrides",
                                 rule.rule.id.span, f"narrow `{other.id}` or remove `{rule.id}`")]
-            if combine is ast.Combine.PERMIT_OVERRIDES and not rule.permit and not _conditions(other):
+            if combine is ast.Combine.PERMIT_OVERRIDES and not rule.permit \
+                    and not _conditions(other) and self._inside(rule, other):
                 return [warning("deny_never_effective",
                                 f"deny rule `{rule.id}` never takes effect: permit rule `{other.id}` applies to "
                                 f"every request it does, and permit overrides",
                                 rule.rule.id.span, f"narrow `{other.id}` or remove `{rule.id}`")]
         return []
 
-    def _repeated(self, rule: RuleTerm, rules: list[RuleTerm], index: int) -> list[Diagnostic]:
-        for position, other in enumerate(rules):
-            if other is rule or other.permit != rule.permit or not self._inside(rule, other):
-                continue
+    def _repeated(self, rule: RuleTerm, position: int, rules: list[RuleTerm], mask: int) -> list[Diagnostic]:
+        for other_position in _bits(mask):
+            other = rules[other_position]
             if not (_conditions(other) <= _conditions(rule) and _obligations(rule) <= _obligations(other)):
                 continue
-            same = self._inside(other, rule) and _conditions(other) == _conditions(rule) \
-                and _obligations(other) == _obligations(rule)
-            if same and position > index:
+            if not self._inside(rule, other):
+                continue
+            same = _conditions(other) == _conditions(rule) and _obligations(other) == _obligations(rule) \
+                and self._inside(other, rule)
+            if same and other_position > position:
                 continue  # the later of two identical rules is the one reported
             if same:
                 return [warning("duplicate_rule", f"rule `{rule.id}` repeats rule `{other.id}`",
@@ -688,8 +706,46 @@ class _Analysis:
         return self.regions[id(rule)].within(self.regions[id(other)])
 
 
+class _CoverIndex:
+    """For each dimension and value, a bit mask of the regions whose set holds the value."""
+
+    def __init__(self, regions: list[Region]):
+        self.regions = regions
+        self.masks: dict[str, dict[str, int]] = {d: {} for d in DIMENSIONS}
+        for position, region in enumerate(regions):
+            bit = 1 << position
+            for path, values in region.sets.items():
+                masks = self.masks[path]
+                for value in values:
+                    masks[value] = masks.get(value, 0) | bit
+
+    def containing(self, position: int) -> int:
+        """The regions whose every value set includes this region's."""
+        mask = (1 << len(self.regions)) - 1
+        for path, values in self.regions[position].sets.items():
+            masks = self.masks[path]
+            for value in values:
+                mask &= masks[value]
+                if not mask:
+                    return 0
+        return mask
+
+
+def _members(rules: list[RuleTerm], mask: int) -> list[RuleTerm]:
+    return [rules[position] for position in _bits(mask)]
+
+
+def _bits(mask: int) -> Iterable[int]:
+    """The positions of the set bits of a non-negative mask, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
 _CLAUSE_NAMES = {"action": "action", "requester.role": "role", "purpose": "purpose",
-                 "resource.category": "data", "resource.classification": "data"}
+                 "resource.category": "data", "resource.classification": "data",
+                 "requester.agency": "agency", "resource.owner": "owner"}
 
 
 def _conditions(rule: RuleTerm) -> frozenset:
@@ -700,17 +756,19 @@ def _obligations(rule: RuleTerm) -> frozenset:
     return frozenset(o.clause for o in rule.obligations)
 
 
-def _everywhere_rule(vocab: Vocabulary) -> RuleTerm:
-    return RuleTerm(ast.Rule(ast.Effect.PERMIT, ast.Name("*", None), None, (), None), True, (), TRUE, ())
-
-
 # date ranges: sorted tuples of disjoint (start, end), both ends included
 
 
+@functools.lru_cache(maxsize=4096)
+def _pairs_of(agreement: tuple) -> frozenset:
+    return agreement_pairs((agreement,), None)
+
+
+@functools.lru_cache(maxsize=65536)
 def _covering(agreements: tuple, pair: tuple[str, str]) -> tuple:
     ranges = []
     for agreement in agreements:
-        if pair in agreement_pairs((agreement,), None):
+        if pair in _pairs_of(agreement):
             start, end = agreement[3], agreement[4]
             ranges.append((start, end) if start is not None else _ALWAYS[0])
     return _normalise(ranges)
