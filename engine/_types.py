@@ -257,10 +257,12 @@ class ExprChecker:
             case ast.StringLit() | ast.NumberLit() | ast.BoolLit() | ast.DateLit():
                 return Typed(Type(_LITERAL_KINDS[type(value)]), _shown(value))
             case _:
-                typed = self._expr(value)
-                if typed.type.kind not in ("bool", "error"):
-                    self._not_boolean(value, typed, "`(…)`")
-                return Typed(BOOL, "(…)")
+                # `(a or b) == true`: the bracketed condition is already true
+                # or false; comparing it is never needed and not compiled.
+                self._expr(value)
+                self._error("compare_condition", "a condition in brackets cannot be compared", value.span,
+                            "use the condition as it is, or `not (…)` for the opposite")
+                return Typed(ERROR, "(…)")
 
     def _value(self, target: Typed, name: ast.Name) -> None:
         """A bare name standing for a value of `target`'s type."""

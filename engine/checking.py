@@ -20,10 +20,28 @@ def diagnose(path: str | Path | None) -> tuple[ast.PolicySet, list[Diagnostic]]:
     Raises PolicyLoadError only when the path cannot be read.
     """
     policy_set, syntax = loader.load_set(path)
-    _vocab, found = checker.check(policy_set)
+    vocab, found = checker.check(policy_set)
     if syntax:
         found = [d for d in found if d.code not in _ECHOES]
-    return policy_set, sorted_diagnostics(syntax + found)
+    found = syntax + found
+    if not any(d.is_error for d in found):
+        found.extend(_trial_compile(policy_set, vocab))
+    return policy_set, sorted_diagnostics(found)
+
+
+def _trial_compile(policy_set: ast.PolicySet, vocab) -> list[Diagnostic]:
+    """Compile a set the checks passed, so `ok` here means engine.load() succeeds."""
+    try:
+        from engine.compiler import CompileError, compile_policy
+    except ImportError as exc:
+        if exc.name != "engine.compiler":
+            raise
+        return []
+    try:
+        compile_policy(policy_set, vocab)
+    except CompileError as exc:
+        return [exc.to_diagnostic()]
+    return []
 
 
 def run_check(path: str | None, format: str = "text") -> int:

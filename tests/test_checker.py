@@ -337,6 +337,9 @@ ROWS = [
     Row("and with a non-bool operand", rules(rule("when context.emergency and requester.team")), f"{R}:2:30",
         "`requester.team` is not true or false: it is a string",
         'compare it with a value, e.g. `requester.team == "text"`', "requester.team"),
+    Row("bracketed condition compared", rules(rule("when (context.emergency or requester.vetted) == false")),
+        f"{R}:2:9", "a condition in brackets cannot be compared",
+        "use the condition as it is, or `not (…)` for the opposite", "context.emergency or requester.vetted"),
     Row("is with an attribute on the right", rules(rule("when requester.role is context.approved_by")),
         f"{R}:2:26", "the right of `is` must be a value, not the attribute `context.approved_by`",
         "compare two attributes with `==`: `requester.role == context.approved_by`", "context.approved_by"),
@@ -441,7 +444,7 @@ permit classified {
   when requester.role is senior_social_worker and action in {view}
   when context.approved_by is detective and requester.clearance is official
   when resource.classification in {official, secret} and requester.agency is mcc
-  when (requester.vetted or context.emergency) == true and requester.vetted != false
+  when (requester.vetted or context.emergency) and requester.vetted != false and (resource.subject_age) >= 1
   when context.consent in {given, refused} and has resource.subject_age
   when requester.team in {"MASH", "duty"} and resource.subject_age in {16, 17}
   when requester.id == "u-1" or resource.id != "r-1"
