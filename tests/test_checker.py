@@ -592,6 +592,7 @@ def test_analysis_runs_only_without_errors(monkeypatch):
     _Analysis.calls = 0
     checker.check(_set(VOCABULARY, rule("role gp")))
     checker.check(_set(VOCABULARY, rule("role gpp")))
+    checker.check(_set(VOCABULARY, rule("role gp")), analysis=False)
     assert _Analysis.calls == 1
 
 
