@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -117,7 +116,7 @@ def measure(directory: Path) -> dict:
     before = _rss_mb()
     policy, stages = load_by_stages(directory / "policies", config["analyse"], cache_size=10 * config["requests"])
     loaded = _rss_mb()
-    load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load_peak = _status_mb("VmHWM")
     requests = json.loads((directory / "requests.json").read_text())
     for request in requests[:1000]:
         policy.decide(request, use_cache=False)  # warm up
@@ -193,8 +192,17 @@ def _summary(timings: list[int]) -> dict:
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return _status_mb("VmRSS")
+
+
+def _status_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process. Not ru_maxrss: Linux carries that
+    across exec, so a worker would report its parent's size before the exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise LookupError(field)
 
 
 def _cedar(directory: Path, config: dict, permitted: list[bool]) -> dict:
