@@ -190,12 +190,42 @@ async def _drive(port: int, bodies: Bodies, connections: int, limit: int, second
             "mean_ms": round(statistics.fmean(latencies) * 1000, 3) if latencies else 0.0}
 
 
-def measure(port: int, bodies: Bodies, connections: int, limit: int, seconds: float, warmup: float) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """CPU time used so far by a process and all its descendants (Linux /proc)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += _cpu_seconds(int(child))
+    except (OSError, IndexError, ValueError):
+        pass
+    return total
+
+
+def measure(server: subprocess.Popen, port: int, bodies: Bodies, connections: int, limit: int, seconds: float,
+            warmup: float) -> dict:
+    """Drive one server; also what it cost the server in CPU per request, which other load barely moves."""
     asyncio.run(_drive(port, bodies, connections, 10**9, warmup))
-    return asyncio.run(_drive(port, bodies, connections, limit, seconds))
+    before = _cpu_seconds(server.pid)
+    result = asyncio.run(_drive(port, bodies, connections, limit, seconds))
+    used = _cpu_seconds(server.pid) - before
+    result["server_cpu_us_per_request"] = round(used / max(1, result["requests"]) * 1e6, 1)
+    result["server_cpu_us_per_decision"] = round(used / max(1, result["requests"] * max(1, bodies.batch)) * 1e6, 2)
+    return result
 
 
 # --- servers ------------------------------------------------------------------------------
+
+
+def _http_stack() -> str:
+    """What uvicorn will run on: httptools and uvloop when installed, else h11 and asyncio."""
+    import importlib.util
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"uvicorn {http}/{loop}"
 
 
 def _free_port() -> int:
@@ -261,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         serve += ["--audit-log", args.audit_log]
     results: dict[str, Any] = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average": os.getloadavg()[0], "http_stack": _http_stack()},
         "settings": {k: v for k, v in vars(args).items() if k != "serve_bare"} | {"distinct_requests": len(requests)},
     }
     bare = _start([sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)], bare_port)
@@ -272,14 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         # machine does not fall on one of them only; the median round is reported.
         for _ in range(args.rounds):
             bodies = Bodies("/decide", requests, 0, args.unique_ids)
-            runs["bare"].append(measure(bare_port, bodies, args.connections, args.requests, args.duration,
+            runs["bare"].append(measure(bare, bare_port, bodies, args.connections, args.requests, args.duration,
                                         args.warmup))
             bodies = Bodies("/decide", requests, 0, args.unique_ids)
-            runs["decide"].append(measure(engine_port, bodies, args.connections, args.requests, args.duration,
+            runs["decide"].append(measure(service, engine_port, bodies, args.connections, args.requests, args.duration,
                                           args.warmup))
             batches = Bodies("/decide/batch", requests, args.batch, args.unique_ids)
             limit = max(1, args.requests // args.batch * 10)
-            runs["batch"].append(measure(engine_port, batches, args.batch_connections, limit, args.duration,
+            runs["batch"].append(measure(service, engine_port, batches, args.batch_connections, limit, args.duration,
                                          args.warmup))
     finally:
         _stop(service)
@@ -288,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = sorted(rounds, key=lambda row: row["requests_per_s"])[len(rounds) // 2]
         results[name]["rounds_requests_per_s"] = [row["requests_per_s"] for row in rounds]
     results["decide_vs_bare"] = round(results["decide"]["requests_per_s"] / results["bare"]["requests_per_s"], 3)
+    results["decide_vs_bare_cpu"] = round(results["bare"]["server_cpu_us_per_request"]
+                                          / results["decide"]["server_cpu_us_per_request"], 3)
     _report(results, args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -299,14 +332,17 @@ def _report(results: dict, args: argparse.Namespace) -> None:
     print(f"nproc {machine['nproc']}, Python {machine['python']}, {args.connections} connections "
           f"({args.batch_connections} for batches), {args.workers} worker{'s' * (args.workers != 1)}, "
           f"{results['settings']['distinct_requests']} distinct requests"
-          f"{', unique ids (no cache hits)' if args.unique_ids else ''}")
-    print(f"{'endpoint':<26}{'requests/s':>12}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+          f"{', unique ids (no cache hits)' if args.unique_ids else ''}; {machine['http_stack']}, "
+          f"load average {machine['load_average']:.2f} at the start")
+    print(f"{'endpoint':<26}{'requests/s':>12}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'server CPU µs/decision':>24}")
     for name, label in (("bare", "bare FastAPI /decide"), ("decide", "engine /decide"),
                         ("batch", f"engine /decide/batch x{args.batch}")):
         row = results[name]
         print(f"{label:<26}{row['requests_per_s']:>12,.0f}{row['decisions_per_s']:>13,.0f}"
-              f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}")
-    print(f"/decide throughput is {results['decide_vs_bare']:.0%} of the bare endpoint's")
+              f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}{row['server_cpu_us_per_decision']:>24.1f}")
+    print(f"/decide throughput is {results['decide_vs_bare']:.0%} of the bare endpoint's; "
+          f"by server CPU per request, {results['decide_vs_bare_cpu']:.0%}")
 
 
 if __name__ == "__main__":

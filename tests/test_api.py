@@ -406,3 +406,10 @@ def test_every_decision_is_audited_with_its_caller(policy_dir: Path, tmp_path: P
     assert entries[0]["reasons"] == ["child_protection"] and entries[2]["reasons"] == ["no_marketing"]
     assert entries[0]["policy_version"] == one["policy_version"]
     assert verify(log.read_bytes()) == (3, [])
+
+
+def test_without_a_path_the_example_policies_are_served() -> None:
+    with TestClient(create_app(watch=False)) as client:
+        info = client.get("/policy").json()
+    assert info["rules"] > 0
+    assert all(name.startswith("policies/") for name in info["files"])

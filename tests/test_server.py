@@ -256,3 +256,27 @@ def test_several_workers_serve_the_same_set(serve, policy_dir: Path) -> None:
     with httpx.Client(base_url=server.url, timeout=5) as http:
         versions = {http.post("/decide", json=PERMITTED).json()["policy_version"] for _ in range(10)}
         assert versions == {http.get("/policy").json()["version"]}
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        ({"ENGINE_API_KEYS": "portal"}, [], "not of the form name=key"),
+        ({"ENGINE_MAX_BODY_BYTES": "lots"}, [], "ENGINE_MAX_BODY_BYTES"),
+        ({}, ["--workers", "0"], "--workers"),
+        ({}, ["--audit-log", "{tmp}/no/such/dir/audit.jsonl"], "cannot open audit log"),
+        ({}, ["--audit-log", "{tmp}/broken.jsonl"], "not a complete audit entry"),
+    ],
+    ids=["api-keys", "max-body", "workers", "audit-dir", "audit-broken"],
+)
+def test_settings_that_cannot_work_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                          tmp_path: Path, policy_dir: Path, env: dict, args: list,
+                                          message: str) -> None:
+    from engine.cli import main
+
+    (tmp_path / "broken.jsonl").write_text('{"half an entry')
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    assert main(["serve", str(policy_dir), "--port", "1", *args]) == 2
+    assert message in capsys.readouterr().err
