@@ -83,17 +83,14 @@ def request_error_body(err: RequestError) -> dict[str, Any]:
     return error_body(err.code, err.message, field=err.field, help=err.help)
 
 
-def load_error_body(err: PolicyLoadError, still_serving: str | None) -> dict[str, Any]:
+def load_error_body(err: PolicyError, still_serving: str | None) -> dict[str, Any]:
     """A refused policy set: every diagnostic, as data and rendered like a compiler."""
-    diagnostics = [d.to_json() for d in err.diagnostics]
-    first = next((d.get("location") for d in diagnostics if d.get("location")), None)
+    found = getattr(err, "diagnostics", None) or [err.to_diagnostic()]
+    diagnostics = [d.to_json() for d in found]
+    first = next((d["location"] for d in diagnostics if d.get("location")), None)
     location = {"in": "policy", **first} if first else {"in": "policy"}
-    errors = sum(1 for d in err.diagnostics if d.is_error)
-    message = f"{err.message}" if not errors else f"the policy set has {errors} error{'s' * (errors != 1)}"
-    if still_serving:
-        message += f"; still serving {still_serving}"
-    rendered = render_all(err.diagnostics) if err.diagnostics else err.message
-    return error_body(err.code, message, location=location, diagnostics=diagnostics, rendered=rendered)
+    message = err.message + (f"; still serving {still_serving}" if still_serving else "")
+    return error_body(err.code, message, location=location, diagnostics=diagnostics, rendered=render_all(found))
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
