@@ -24,8 +24,9 @@ from engine.checker import check
 from engine.compiler import SUMMARY_PATHS, CompileError, CompiledPolicy, compile_policy
 from engine.decision import Decider, Decision, with_id
 from engine.errors import Diagnostic, PolicyLoadError, RequestError, sorted_diagnostics
-from engine.loader import load_set
+from engine.loader import load_set, parse_sources
 from engine.request import RequestSchema
+from engine.source import Source
 from engine.symbols import Vocabulary
 
 
@@ -87,6 +88,16 @@ def check_path(path: str | Path | None = None) -> CheckResult:
 def load(path: str | Path | None = None, *, cache_size: int = 10_000, cache_ttl: float = 300.0) -> "Policy":
     """Load the policy set at `path` (default: the example policies) ready to decide."""
     policy_set, found = _read(path)
+    return _build(policy_set, found, cache_size, cache_ttl)
+
+
+def from_sources(sources: list[Source], *, cache_size: int = 10_000, cache_ttl: float = 300.0) -> "Policy":
+    """A policy from policy texts in memory, in set order (for tests and tools)."""
+    policy_set, found = parse_sources(sources)
+    return _build(policy_set, found, cache_size, cache_ttl)
+
+
+def _build(policy_set: ast.PolicySet, found: list[Diagnostic], cache_size: int, cache_ttl: float) -> "Policy":
     vocab, checked = check(policy_set)
     found = sorted_diagnostics(found + checked)
     errors = [d for d in found if d.is_error]

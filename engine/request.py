@@ -11,6 +11,7 @@ unknown. The raw request is kept under `RAW` for `has` and for wording.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import math
 import time
@@ -45,7 +46,7 @@ class _Today:
     __slots__ = ("date", "iso", "_until")
 
     def __init__(self) -> None:
-        self._until = 0.0
+        self._refresh()
 
     def __call__(self) -> dt.date:
         if time.time() >= self._until:
@@ -216,11 +217,14 @@ class RequestSchema:
             return RequestError(prefix.rstrip("."), f"unexpected key {describe(key)}")
         path = prefix + key
         if not prefix:
-            known = [k for k in self.tree]
+            known = [k for k in ("requester", "action", "resource", "purpose", "context") if k in self.tree]
             return RequestError(path, "is not part of a request",
                                 did_you_mean(key, known) or f"a request has {', '.join(known)}")
-        return RequestError(path, "is not a declared attribute",
-                            did_you_mean(path, self.specs) or "declare it in an `attributes` block")
+        # Compare with the names beside it: a shared `context.` says nothing about closeness.
+        siblings = {p[len(prefix):]: p for p in self.specs if p.startswith(prefix)}
+        close = difflib.get_close_matches(key, list(siblings), n=1, cutoff=0.6)
+        help = f"did you mean `{siblings[close[0]]}`?" if close else "declare it in an `attributes` block"
+        return RequestError(path, "is not a declared attribute", help)
 
 
 # --- the generated fast path ------------------------------------------------------------
