@@ -382,8 +382,8 @@ _KIND_WORDS = {
 }
 
 
-def declared_as(vocab: Vocabulary, text: str, unlike: str) -> str | None:
-    """`gmp` is declared as an agency: a hint when a name is used as the wrong kind."""
+def declared_kinds(vocab: Vocabulary, text: str, unlike: str) -> list[str]:
+    """The other kinds of name `text` is declared as (`gmp`: agency)."""
     kinds = []
     for kind in ("action", "role", "purpose", "category", "classification", "agency"):
         if kind == unlike:
@@ -395,6 +395,17 @@ def declared_as(vocab: Vocabulary, text: str, unlike: str) -> str | None:
         kinds.append("group")
     if text in vocab.agreements and unlike != "agreement":
         kinds.append("agreement")
+    return kinds
+
+
+def kind_word(kind: str) -> str:
+    """`an agency`, `a role`."""
+    return _KIND_WORDS[kind]
+
+
+def declared_as(vocab: Vocabulary, text: str, unlike: str) -> str | None:
+    """`gmp` is declared as an agency: a hint when a name is used as the wrong kind."""
+    kinds = declared_kinds(vocab, text, unlike)
     if not kinds:
         return None
-    return f"`{text}` is declared as " + " and as ".join(_KIND_WORDS[k] for k in kinds)
+    return f"`{text}` is declared as " + " and as ".join(kind_word(k) for k in kinds)

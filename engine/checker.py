@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 from engine import ast
 from engine._graph import cycles
-from engine._types import ExprChecker, declared_as
+from engine._types import ExprChecker, declared_as, declared_kinds, kind_word
 from engine.errors import Diagnostic, did_you_mean, error, sorted_diagnostics, warning
 from engine.source import Span, point
 from engine.symbols import ATTRIBUTE_ROOTS, NameLookupError, Vocabulary, build_vocabulary
@@ -282,11 +282,11 @@ def _up_to(ctx: Context, name: ast.Name) -> Diagnostic | None:
     vocab = ctx.vocab
     if name.text in vocab.classifications:
         return None
-    other = declared_as(vocab, name.text, "classification")
+    kinds = declared_kinds(vocab, name.text, "classification")
     levels = ", ".join(f"`{c}`" for c in vocab.classifications) or "none are declared"
-    if other is not None:
-        kind = other.rsplit(" ", 1)[-1]
-        return error("not_a_classification", f"`up to` needs a classification, but `{name.text}` is a {kind}",
+    if kinds:
+        return error("not_a_classification",
+                     f"`up to` needs a classification, but `{name.text}` is {kind_word(kinds[0])}",
                      name.span, f"the classifications, lowest first: {levels}")
     return _lookup(ctx, "classification", name)
 

@@ -182,6 +182,9 @@ ROWS = [
     Row("up to names a category", rules(rule("data health up to health")), f"{R}:2:21",
         "`up to` needs a classification, but `health` is a category",
         "the classifications, lowest first: `public`, `official`, `official_sensitive`, `secret`", "health"),
+    Row("up to names an agency", rules(rule("data health up to gmp")), f"{R}:2:21",
+        "`up to` needs a classification, but `gmp` is an agency",
+        "the classifications, lowest first: `public`, `official`, `official_sensitive`, `secret`", "gmp"),
     Row("up to unknown", rules(rule("data any up to offical")), f"{R}:2:18",
         "unknown classification `offical`", "did you mean `official`?", "offical"),
     # --- duplicates ---------------------------------------------------------------------
