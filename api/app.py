@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -275,6 +276,9 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
             service.audit.start()
         stop = asyncio.Event()
         watcher = asyncio.create_task(holder.watch(stop)) if service.watch else None
+        # What start-up built lives as long as the process: keep it out of the
+        # garbage collector's full passes, which would otherwise stall requests.
+        gc.freeze()
         try:
             yield
         finally:
