@@ -88,8 +88,7 @@ class Service:
         if self.audit is not None:
             self.audit.record_many(caller, requests, decisions)
         if self.telemetry.enabled:
-            for decision in decisions:
-                self.telemetry.decided(decision, None, caller, started_ns, ended_ns, parent)
+            self.telemetry.decided_batch(decisions, caller, started_ns, ended_ns, parent)
 
     def metrics_text(self) -> str:
         audit = self.audit

@@ -99,6 +99,7 @@ def test_each_decision_is_a_span_and_counted(policy_dir: Path) -> None:
               for scope in resource.scope_metrics for metric in scope.metrics}
     outcomes = {dict(p.attributes)["decision"]: p.value for p in points["engine.decisions"].data.data_points}
     assert outcomes == {"permit": 2, "deny": 1}
-    assert sum(p.count for p in points["engine.decision.duration"].data.data_points) == 3
+    assert sum(p.count for p in points["engine.decision.duration"].data.data_points) == 1
+    assert sum(p.count for p in points["engine.batch.duration"].data.data_points) == 1
     assert [p.value for p in points["engine.cache.hits"].data.data_points] == [1]
     assert [p.value for p in points["engine.cache.misses"].data.data_points] == [2]
