@@ -35,14 +35,11 @@ class DecisionCache:
         self.maxsize = maxsize
         self.ttl = ttl
         self._cache: TTLCache | None = TTLCache(maxsize, ttl, timer) if maxsize > 0 and ttl > 0 else None
+        self.enabled = self._cache is not None
         # cachetools caches are not thread-safe: even a read reorders the LRU links.
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self._cache is not None
 
     def get(self, key: tuple) -> Any:
         """The cached value or None; raises TypeError for an unhashable key."""

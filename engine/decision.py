@@ -184,6 +184,7 @@ class Decider:
         self.label = label
         self.rules = compiled.rules
         self.reasons = tuple(_reason(rule) for rule in compiled.rules)
+        self.phrases = tuple(explain.rule_phrase(reason) for reason in self.reasons)
         self.rule_obligations = tuple(tuple(map(_entry, rule.obligations)) for rule in compiled.rules)
         self.policy_wide = {outcome: tuple(map(_entry, obligations))
                             for outcome, obligations in compiled.obligations.items()}
@@ -212,25 +213,48 @@ class Decider:
             if not reasons:
                 reasons = self._permits(bits, env)
                 outcome = PERMIT if reasons else DENY
-        rules = [self.rules[i] for i, _ in reasons]
-        obligations = self._obligations(outcome, rules, env)
-        near = self._near_misses(env) if not reasons else ()
-        reason_list = tuple(self._reason_for(i, status, env) for i, status in reasons)
-        summary = explain.summary(outcome, reason_list, near, _said(env))
-        return issue(outcome, decision_id, self.version, self.title, self.label, reason_list, obligations, near,
+        obligations = self._obligations(outcome, reasons, env)
+        if not reasons:
+            near = self._near_misses(env)
+            return issue(outcome, decision_id, self.version, self.title, self.label, (), obligations, near,
+                         explain.summary(outcome, (), near, env[RAW]))
+        if len(reasons) == 1 and reasons[0][1] is True:
+            index = reasons[0][0]
+            reason_list = (self.reasons[index],)
+            summary = explain.summary(outcome, reason_list, (), env[RAW], self.phrases[index])
+        else:
+            reason_list = tuple([self._reason_for(i, status, env) for i, status in reasons])
+            summary = explain.summary(outcome, reason_list, (), env[RAW])
+        return issue(outcome, decision_id, self.version, self.title, self.label, reason_list, obligations, (),
                      summary)
 
     def _denies(self, bits: int, env: dict) -> list[tuple[int, Any]]:
-        """Deny rules that apply or might apply (fail closed)."""
+        """Deny rules that apply (True) or might apply (None): both count, failing closed."""
         found = []
+        rules = self.rules
         for i in _indices(bits & self.compiled.denies):
-            status = _status(self.rules[i], env)
-            if status is not False:
+            status = True
+            for test in rules[i].conditions:
+                value = test(env)
+                if value is False:
+                    break
+                if value is None:
+                    status = None
+            else:
                 found.append((i, status))
         return found
 
     def _permits(self, bits: int, env: dict) -> list[tuple[int, Any]]:
-        return [(i, True) for i in _indices(bits & self.compiled.permits) if _status(self.rules[i], env) is True]
+        """Permit rules that apply: every condition true (unknown does not count)."""
+        found = []
+        rules = self.rules
+        for i in _indices(bits & self.compiled.permits):
+            for test in rules[i].conditions:
+                if test(env) is not True:
+                    break
+            else:
+                found.append((i, True))
+        return found
 
     def _first(self, bits: int, env: dict) -> tuple[str, list[tuple[int, Any]]]:
         for i in _indices(bits):
@@ -248,14 +272,14 @@ class Decider:
 
     # --- obligations ------------------------------------------------------------
 
-    def _obligations(self, outcome: str, rules: list[CompiledRule], env: dict) -> tuple[Obligation, ...]:
+    def _obligations(self, outcome: str, reasons: list[tuple[int, Any]], env: dict) -> tuple[Obligation, ...]:
         """The reasons' obligations and the outcome's policy-wide ones: in set order, once each."""
         pending = self.policy_wide[outcome]
-        if rules:
+        if reasons:
             pending = list(pending)
-            for rule in rules:
-                pending.extend(self.rule_obligations[rule.index])
-            pending.sort(key=_seq)
+            for i, _ in reasons:
+                pending += self.rule_obligations[i]
+            pending.sort()  # by seq, which no two entries share: the tuples never compare further
         found: list[Obligation] = []
         seen: set = set()
         for _, obligation, key, compiled in pending:
@@ -294,14 +318,22 @@ class Decider:
                 carry &= plane
                 i += 1
         best: list[tuple[int, int]] = []  # (failed clauses, rule index), kept sorted
-        rules = self.rules
+        rules, conditional = self.rules, self.compiled.conditional
         for count in range(1 << len(planes)):
             if len(best) == _MAX_NEAR_MISSES and best[-1][0] < count:
                 break
-            level = permits
+            level = permits  # the permit rules failing `count` value clauses
             for i, plane in enumerate(planes):
                 level = level & plane if count >> i & 1 else level ^ (level & plane)
-            for i in _ascending(level):
+            # Rules without when/unless fail exactly `count` clauses: take the first few of
+            # them, then try only the conditional rules that could still come before them.
+            waiting = level & conditional
+            for n, i in enumerate(_ascending(level ^ waiting)):
+                if n == _MAX_NEAR_MISSES:
+                    break
+                bisect.insort(best, (count, i))
+            del best[_MAX_NEAR_MISSES:]
+            for i in _ascending(waiting):
                 if len(best) == _MAX_NEAR_MISSES and best[-1] < (count, i):
                     break
                 failed = count
@@ -350,10 +382,6 @@ def _entry(ob: CompiledObligation) -> tuple:
     return ob.seq, obligation, _identity(obligation), ob
 
 
-def _seq(entry: tuple) -> int:
-    return entry[0]
-
-
 def _identity(obligation: Obligation) -> tuple:
     """Name and arguments; true and 1 are different arguments (1 and 1.0 are not), though
     Python says true == 1."""
@@ -369,11 +397,3 @@ def missing_attributes(rule: CompiledRule, env: dict) -> tuple[str, ...]:
                 if path not in env and path not in found:
                     found.append(path)
     return tuple(found)
-
-
-def _said(env: dict) -> dict[str, Any]:
-    """The built-ins a summary names, in the request's own words."""
-    raw = env[RAW]
-    requester, resource = raw["requester"], raw["resource"]
-    return {"role": requester["role"], "agency": requester["agency"], "action": raw["action"],
-            "category": resource["category"], "owner": resource["owner"], "purpose": raw["purpose"]}

@@ -31,32 +31,38 @@ def and_list(items: Iterable[str]) -> str:
 # --- the summary sentence -----------------------------------------------------------
 
 
-def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...],
-            said: dict[str, Any]) -> str:
-    """One plain-English sentence a caseworker could read."""
-    who = f"{said['role']} at {said['agency']}"
-    what = f"{said['category']} data owned by {said['owner']} for {said['purpose']}"
+def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...], request: dict,
+            phrase: str | None = None) -> str:
+    """One plain-English sentence a caseworker could read, in the request's own words.
+
+    `phrase` is the single reason's `rule_phrase`, when the caller has it ready.
+    """
+    requester, resource = request["requester"], request["resource"]
+    who = f"{requester['role']} at {requester['agency']}"
+    what = f"{resource['category']} data owned by {resource['owner']} for {request['purpose']}"
     if not reasons:
-        sentence = f"Denied: no rule permits {who} to {said['action']} {what}"
+        sentence = f"Denied: no rule permits {who} to {request['action']} {what}"
         if near_misses:
             nearest = near_misses[0]
             sentence += f"; the nearest rule, {nearest.rule}, fails on {and_list(_kinds(nearest))}"
         return sentence + "."
-    verb = "may" if outcome == "permit" else "may not"
-    sentence = f"{'Permitted' if outcome == 'permit' else 'Denied'}: {who} {verb} {said['action']} {what}"
-    sentence += " under " + _rules(reasons)
-    missing = [path for r in reasons for path in r.missing]
+    if outcome == "permit":
+        sentence = f"Permitted: {who} may {request['action']} {what} under "
+    else:
+        sentence = f"Denied: {who} may not {request['action']} {what} under "
+    if phrase is not None:
+        return sentence + phrase + "."
+    sentence += rule_phrase(reasons[0]) if len(reasons) == 1 else "rules " + and_list(r.rule for r in reasons)
+    missing = list(dict.fromkeys(path for r in reasons for path in r.missing))
     if missing:
-        sentence += f", which counts as applying because {and_list(dict.fromkeys(missing))} " \
-                    f"{'was' if len(set(missing)) == 1 else 'were'} not given"
+        sentence += f", which counts as applying because {and_list(missing)} " \
+                    f"{'was' if len(missing) == 1 else 'were'} not given"
     return sentence + "."
 
 
-def _rules(reasons: tuple["Reason", ...]) -> str:
-    if len(reasons) == 1:
-        reason = reasons[0]
-        return f"rule {reason.rule}" + (f" ({reason.because})" if reason.because else "")
-    return "rules " + and_list(r.rule for r in reasons)
+def rule_phrase(reason: "Reason") -> str:
+    """`rule child_protection (Children Act 1989 s.47)`."""
+    return f"rule {reason.rule}" + (f" ({reason.because})" if reason.because else "")
 
 
 def _kinds(near: "NearMiss") -> list[str]:
