@@ -1,6 +1,6 @@
 """How fast the engine decides, against generated realistic sets of 10 to 10,000 rules, and Cedar.
 
-    python bench/decide.py [--quick] [--sizes 10,100,1000,10000] [--requests N] [--no-cedar]
+    python bench/decide.py [--quick] [--sizes 10,100,1000,10000] [--requests N] [--no-cedar] [--profile]
 
 For each size, bench/generate.py writes a realistic set (deny-overrides) and a
 request mix (about 40% permitted, many near misses), and a fresh interpreter
@@ -54,6 +54,8 @@ def main() -> int:
     parser.add_argument("--no-cedar", action="store_true")
     parser.add_argument("--analyse-up-to", type=int,
                         help="run the checker's rule analysis on sets up to this many rules (default 1,000; quick 100)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where uncached time goes (cProfile, top functions) for each size")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -68,7 +70,7 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
-            directory = prepare(Path(tmp) / str(size), size, count, budget, size <= analyse_up_to)
+            directory = prepare(Path(tmp) / str(size), size, count, budget, size <= analyse_up_to, args.profile)
             done = subprocess.run([sys.executable, __file__, "--worker", str(directory)],
                                   capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -80,6 +82,9 @@ def main() -> int:
     print(f"{count:,} requests per size, each timed alone (perf_counter_ns); CPU is thread time over the loop")
     print(table(results))
     print(verdicts(results))
+    for result in results:
+        if "profile" in result:
+            print(f"\nwhere uncached time goes at {result['rules']:,} rules:\n{result['profile']}")
     return 0 if all(r["cedar_mismatches"] == 0 for r in results) else 1
 
 
@@ -91,14 +96,15 @@ def machine() -> str:
 # --- the parent: generate each size's set, requests and Cedar translation ------------------
 
 
-def prepare(directory: Path, size: int, count: int, cedar_seconds: float, analyse: bool) -> Path:
+def prepare(directory: Path, size: int, count: int, cedar_seconds: float, analyse: bool, profile: bool) -> Path:
     from generate import cedar_request, realistic_model, request_mix, to_cedar
 
     model = realistic_model(size)
     model.write(directory / "policies")
     requests = request_mix(model, count)
     (directory / "requests.json").write_text(json.dumps(requests))
-    config = {"rules": size, "requests": count, "cedar_seconds": cedar_seconds, "analyse": analyse}
+    config = {"rules": size, "requests": count, "cedar_seconds": cedar_seconds, "analyse": analyse,
+              "profile": profile}
     if cedar_seconds:
         policies, entities = to_cedar(model)
         (directory / "policies.cedar").write_text(policies)
@@ -136,7 +142,25 @@ def measure(directory: Path) -> dict:
         "no_rule_applied": sum(not d.reasons for d in decisions) / len(decisions),
     }
     result.update(_cedar(directory, config, [d.permitted for d in decisions]))
+    if config["profile"]:
+        result["profile"] = _profile(policy, requests)
     return result
+
+
+def _profile(policy, requests: list[dict]) -> str:
+    """The functions uncached decisions spend most time in, by own time (after the timed runs)."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for request in requests:
+        policy.decide(request, use_cache=False)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+    return out.getvalue()
 
 
 def load_by_stages(path: Path, analyse: bool, cache_size: int):
