@@ -124,10 +124,12 @@ def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callab
     for n, section in enumerate(SECTIONS):
         always = {p.split(".")[1] for p in required if p.startswith(section + ".")}
         namespace[f"_K{n}"] = in_key[section] | always | ({"id"} if section != "context" else set())
-        lines += [f"    s{n} = r.get({section!r})",
-                  f"    if s{n} is None: s{n} = _EMPTY",
-                  f"    elif s{n}.__class__ is not dict: return None",
-                  f"    if not s{n}.keys() <= _K{n}:"]
+        lines.append(f"    s{n} = r.get({section!r})")
+        if section == "context":  # the only section a request may leave out
+            lines += [f"    if s{n} is None: s{n} = _EMPTY", f"    elif s{n}.__class__ is not dict: return None"]
+        else:
+            lines.append(f"    if s{n}.__class__ is not dict: return None")
+        lines.append(f"    if not s{n}.keys() <= _K{n}:")
         unread = [p for p in specs if p.startswith(section + ".") and p not in paths and p not in required
                   and not p.endswith(".id")]
         if not unread:
@@ -146,7 +148,7 @@ def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callab
     for i, path in enumerate(paths):
         spec = specs[path]
         lines.append(f"    k{i} = {source_of(path)}")
-        guard = CHECKS.get(spec.check) if spec.check in (_BOOL, _NUMBER) else None
+        guard = _GUARDS.get(spec.check)
         if guard:
             lines.append(f"    if k{i} is not None and {guard.format(v=f'k{i}')}: return None")
         if path == "context.date":
@@ -155,6 +157,13 @@ def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callab
     lines.append(f"    return (_TAG, {', '.join(values)},)")
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
     return namespace["fast_key"]
+
+
+# Key values of a wrong type that Python would still call equal to a valid one (1 == true).
+_GUARDS = {
+    _BOOL: "{v}.__class__ is not bool",
+    _NUMBER: "{v}.__class__ is not int and {v}.__class__ is not float",
+}
 
 
 def _check_lines(namespace: dict, table: str, path: str, spec, indent: str) -> list[str]:
