@@ -194,6 +194,7 @@ def agreement_pairs(agreements: tuple, date: dt.date | None) -> frozenset:
     return frozenset(found)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def attributes_of(term: Term) -> frozenset[str]:
     """Every attribute path a term reads (the under clause reads agency and owner)."""
     op = term[0]

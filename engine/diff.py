@@ -59,11 +59,13 @@ def build_diff(old: Version, new: Version) -> Diff:
     """Every combination of either vocabulary whose outcome differs between the versions."""
     same_combining = old.combine == new.combine
 
-    def prune(states: tuple) -> bool:
+    def prune(states: tuple, alike: bool) -> bool:
         before, after = states
         if before is None or after is None:
             return not has_permit(before) and not has_permit(after)
-        return same_combining and before == after
+        # The same rules left decide alike, unless a value still to come is
+        # declared in one version only.
+        return same_combining and alike and before == after
 
     def leaf(cell: dict[str, str], states: tuple) -> Change | None:
         before = old.outcome(cell) if states[0] is not None else UNDECLARED

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from engine import ast
 from engine.analysis import (
-    DIMENSION_KINDS, DIMENSIONS, FALSE, MISSING, TRUE, UNK, Compiler, Term, attribute_value, context_env, reduce,
+    DIMENSION_KINDS, DIMENSIONS, FALSE, UNK, Compiler, Term, attribute_value, attributes_of, context_env, reduce,
 )
 from engine.progress import Progress
 from engine.symbols import NameLookupError, Vocabulary
@@ -98,10 +98,11 @@ class Version:
         rules = []
         for rule in self.rules:
             obligations = () if permits_only and not rule.permit else rule.obligations
-            rules.append((rule.id, rule.permit, rule.term, tuple((o.name, o.condition, o.args) for o in obligations)))
-        policy = tuple((p.outcome, p.obligation.name, p.obligation.condition, p.obligation.args)
+            rules.append((rule.id, rule.permit, rule.term, tuple((o.name, o.condition, o.args) for o in obligations),
+                          _DIMENSION_SET))
+        policy = tuple((p.outcome, p.obligation.name, p.obligation.condition, p.obligation.args, _DIMENSION_SET)
                        for p in self.policy_obligations if not (permits_only and p.outcome == "deny"))
-        return _Step(self.env).state((tuple(rules), policy))
+        return _Step().state((tuple(rules), policy), self.env, "context")
 
     def request(self, cell: dict[str, str]) -> dict:
         """The request for one combination, with the context's values."""
@@ -194,50 +195,69 @@ def _literal(value: Any) -> str:
 
 
 class _Step:
-    """Reduces a walk state by some attribute values; memoised, as branches repeat terms.
+    """Reduces the items of a walk state by attribute values; memoised, as branches repeat terms.
 
-    `token` names the substitution (one dimension's value) for the memo.
+    A rule item is (id, permit, term, obligations, reads) and a policy-wide
+    obligation item (outcome, name, condition, args, reads); `reads` holds the
+    dimensions the item still depends on, so an item that does not read a
+    dimension is passed over when that dimension's values are tried.
     """
 
-    def __init__(self, env: dict, memo: dict | None = None, token: Any = None):
-        self.env = env
+    def __init__(self, memo: dict | None = None):
         self.memo = memo if memo is not None else {}
-        self.token = token
 
-    def term(self, term: Term) -> Term:
-        key = (term, self.token)
+    def term(self, term: Term, env: dict, token: Any) -> Term:
+        key = (term, token)
         found = self.memo.get(key)
         if found is None:
-            found = self.memo[key] = reduce(term, self.env)
+            found = self.memo[key] = reduce(term, env)
         return found
 
-    def state(self, state: tuple) -> tuple:
-        """(rules, policy obligations) with dead rules and obligations dropped.
-
-        A permit rule is dead when it is false or unknown (it cannot apply);
-        a deny rule only when false (one that might apply counts as applying).
-        """
-        rules, policy = state
-        kept = []
-        for rule_id, permit, term, obligations in rules:
-            reduced = self.term(term)
-            if reduced == FALSE or (permit and reduced == UNK):
-                continue
-            kept.append((rule_id, permit, reduced, self.obligations(obligations)))
-        return tuple(kept), tuple((o[0], *ob) for o in policy for ob in self.obligations((o[1:],)))
-
-    def obligations(self, obligations: tuple) -> tuple:
+    def rule(self, item: tuple, env: dict, token: Any) -> tuple | None:
+        """The rule reduced, or None once it is dead: a permit rule when false or unknown
+        (it cannot apply), a deny rule only when false (one that might apply applies)."""
+        rule_id, permit, term, obligations, _old = item
+        reduced = self.term(term, env, token)
+        if reduced == FALSE or (permit and reduced == UNK):
+            return None
         kept = []
         for name, condition, args in obligations:
-            condition = self.term(condition)
+            condition = self.term(condition, env, token)
             if condition == FALSE or condition == UNK:
                 continue  # unknown counts as not holding
-            kept.append((name, condition, tuple(self.term(a) for a in args)))
-        return tuple(kept)
+            kept.append((name, condition, tuple(self.term(a, env, token) for a in args)))
+        reads = _reads(reduced, *(t for o in kept for t in (o[1], *o[2])))
+        return rule_id, permit, reduced, tuple(kept), reads
+
+    def policy(self, item: tuple, env: dict, token: Any) -> tuple | None:
+        outcome, name, condition, args, _old = item
+        condition = self.term(condition, env, token)
+        if condition == FALSE or condition == UNK:
+            return None
+        args = tuple(self.term(a, env, token) for a in args)
+        return outcome, name, condition, args, _reads(condition, *args)
+
+    def state(self, state: tuple, env: dict, token: Any) -> tuple:
+        """Every item of a state reduced by `env`, dead ones dropped."""
+        rules, policy = state
+        kept = (self.rule(r, env, token) for r in rules)
+        obligations = (self.policy(p, env, token) for p in policy)
+        return tuple(r for r in kept if r is not None), tuple(p for p in obligations if p is not None)
+
+
+def _reads(*terms: Term) -> frozenset[str]:
+    found: set[str] = set()
+    for term in terms:
+        if term[0] != "k":
+            found |= attributes_of(term)
+    return frozenset(found & _DIMENSION_SET)
+
+
+_DIMENSION_SET = frozenset(DIMENSIONS)
 
 
 def has_permit(state: tuple | None) -> bool:
-    return state is not None and any(permit for _id, permit, _t, _o in state[0])
+    return state is not None and any(rule[1] for rule in state[0])
 
 
 # --- the walk -------------------------------------------------------------------------
@@ -250,13 +270,15 @@ Box = tuple[frozenset[str], ...]  # one set of values per dimension, in DIMENSIO
 class Walk:
     """Walks the combinations of one or more versions' vocabularies.
 
-    `prune(states)` says a branch needs no more work; `leaf(cell, states)`
-    decides a representative combination and returns what to keep, or None.
+    `prune(states, alike)` says a branch needs no more work; `alike` is
+    whether the versions declare the same values for every dimension still
+    to come. `leaf(cell, states)` decides a representative combination and
+    returns what to keep, or None.
     """
 
     versions: Sequence[Version]
     permits_only: bool
-    prune: Callable[[tuple], bool]
+    prune: Callable[[tuple, bool], bool]
     leaf: Callable[[dict[str, str], tuple], Any]
     label: str = "deciding"
     cells: int = 0
@@ -266,44 +288,102 @@ class Walk:
     def run(self) -> list[tuple[Box, Any]]:
         self.values = {path: _union(v.values(path) for v in self.versions) for path in WALK}
         self.declared = [{p: frozenset(v.values(p)) for p in WALK} for v in self.versions]
-        self.memos = [dict() for _ in self.versions]
-        self.total = _product(len(self.values[p]) for p in WALK)
+        self.steps = [_Step() for _ in self.versions]
+        self.below = [_product(len(self.values[p]) for p in WALK[level:]) for level in range(len(WALK) + 1)]
+        self.alike = [all(len({d[p] for d in self.declared}) == 1 for p in WALK[level:])
+                      for level in range(len(WALK) + 1)]
+        self.total = self.below[0]
+        self.subtrees: dict[tuple, list] = {}
         states = tuple(v.start(self.permits_only) for v in self.versions)
         with Progress(self.total, self.label) as self.progress:
-            self._walk(0, states, {}, [])
+            found = self._walk(0, states, {}, 1)
+        self.found = [(_box(sets), kept) for sets, kept in found]
         return self.found
 
-    def _walk(self, level: int, states: tuple, cell: dict, sets: list) -> None:
+    def _walk(self, level: int, states: tuple, cell: dict, above: int) -> list[tuple[tuple, Any]]:
+        """What the subtree keeps, as (value sets from this level on, outcome).
+
+        `above` is how many combinations the path to here stands for. Equal
+        states lead to equal outcomes, so a subtree met again is not walked
+        again.
+        """
         path = WALK[level]
+        plans = [self._plan(state, path) for state in states]
         groups: dict[tuple, list[str]] = {}
         for value in self.values[path]:
-            key = tuple(self._step(i, state, path, value) for i, state in enumerate(states))
+            key = tuple(self._changes(i, plan, path, value) for i, plan in enumerate(plans))
             groups.setdefault(key, []).append(value)
-        below = _product(len(self.values[p]) for p in WALK[level + 1:])
+        found = []
         for key, members in groups.items():
             cell[path] = members[0]
-            sets.append(frozenset(members))
-            if self.prune(key):
-                self._count(len(members) * below, sets)
+            values = frozenset(members)
+            after = tuple(_apply(plan, change) for plan, change in zip(plans, key))
+            combinations = above * len(members)
+            if self.prune(after, self.alike[level + 1]):
+                self._count(combinations * self.below[level + 1])
             elif level + 1 < len(WALK):
-                self._walk(level + 1, key, cell, sets)
+                subtree = self.subtrees.get((level, after))
+                if subtree is None:
+                    subtree = self.subtrees[(level, after)] = self._walk(level + 1, after, cell, combinations)
+                else:
+                    self._count(combinations * self.below[level + 1])
+                found.extend(((values, *sets), kept) for sets, kept in subtree)
             else:
                 self.representatives += 1
-                kept = self.leaf(dict(cell), key)
+                kept = self.leaf(dict(cell), after)
                 if kept is not None:
-                    self.found.append((_box(sets), kept))
-                self._count(len(members), sets)
-            sets.pop()
+                    found.append(((values,), kept))
+                self._count(combinations)
+        return _merge_heads(found)
 
-    def _step(self, index: int, state: tuple | None, path: str, value: str) -> tuple | None:
-        if state is None or value not in self.declared[index][path]:
+    @staticmethod
+    def _plan(state: tuple | None, path: str) -> tuple | None:
+        """A state and the positions of its items that read `path`."""
+        if state is None:
             return None
-        return _Step({path: value}, self.memos[index], (path, value)).state(state)
+        rules, policy = state
+        return (state, [i for i, r in enumerate(rules) if path in r[4]],
+                [i for i, p in enumerate(policy) if path in p[4]])
 
-    def _count(self, amount: int, sets: list) -> None:
-        factor = _product(len(s) for s in sets[:-1])
-        self.cells += amount * factor
-        self.progress.advance(amount * factor)
+    def _changes(self, index: int, plan: tuple | None, path: str, value: str) -> tuple | None:
+        """The reduced items that read `path` (None for dead ones): what sets a value apart."""
+        if plan is None or value not in self.declared[index][path]:
+            return None
+        (rules, policy), rule_positions, policy_positions = plan
+        env, token, step = {path: value}, (path, value), self.steps[index]
+        return (tuple(step.rule(rules[i], env, token) for i in rule_positions),
+                tuple(step.policy(policy[i], env, token) for i in policy_positions))
+
+    def _count(self, amount: int) -> None:
+        self.cells += amount
+        self.progress.advance(amount)
+
+
+def _merge_heads(found: list[tuple[tuple, Any]]) -> list[tuple[tuple, Any]]:
+    """Entries alike but for this level's values become one, a first step of compression."""
+    heads: dict[tuple, list[frozenset[str]]] = {}
+    for sets, kept in found:
+        heads.setdefault((sets[1:], kept), []).append(sets[0])
+    if len(heads) == len(found):
+        return found
+    return [((frozenset().union(*values), *tail), kept) for (tail, kept), values in heads.items()]
+
+
+def _apply(plan: tuple | None, change: tuple | None) -> tuple | None:
+    """The state after a value: the plan's state with its changed items put back."""
+    if plan is None or change is None:
+        return None
+    (rules, policy), rule_positions, policy_positions = plan
+    return _replace(rules, rule_positions, change[0]), _replace(policy, policy_positions, change[1])
+
+
+def _replace(items: tuple, positions: list[int], changed: tuple) -> tuple:
+    if not positions:
+        return items
+    updated = list(items)
+    for position, item in zip(positions, changed):
+        updated[position] = item
+    return tuple(item for item in updated if item is not None)
 
 
 def _box(sets: list[frozenset[str]]) -> Box:
@@ -351,7 +431,7 @@ def build_matrix(version: Version) -> Matrix:
         return outcome if outcome.decision == "permit" else None
 
     started = time.perf_counter()
-    walk = Walk([version], True, lambda states: not has_permit(states[0]), leaf, "matrix")
+    walk = Walk([version], True, lambda states, _alike: not has_permit(states[0]), leaf, "matrix")
     found = walk.run()
     rows = compress(found)
     permitted = sum(cells_in(box) for box, _o in rows)
@@ -370,7 +450,14 @@ def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
     First, rows for one agency and records it owns itself merge across
     agencies into "owner: the requester's own agency".
     """
-    rows = _same_agency(found)
+    # Outcomes become small numbers while merging: keys are hashed over and over.
+    ids: dict[Any, int] = {}
+    outcomes = []
+    for _box, outcome in found:
+        if outcome not in ids:
+            ids[outcome] = len(outcomes)
+            outcomes.append(outcome)
+    rows = _same_agency([(box, ids[outcome]) for box, outcome in found])
     order = [DIMENSIONS.index(p) for p in ("action", "resource.classification", "resource.category",
                                            "purpose", "resource.owner", "requester.agency", "requester.role")]
     changed = True
@@ -386,7 +473,7 @@ def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
             if len(groups) < len(rows):
                 changed = True
                 rows = [_merged(rows, numbers, index) for numbers in groups.values()]
-    return rows
+    return [(box, outcomes[number]) for box, number in rows]
 
 
 def _merged(rows: list[tuple[Box, Any]], numbers: list[int], index: int) -> tuple[Box, Any]:

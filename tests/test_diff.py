@@ -1,8 +1,10 @@
 import datetime as dt
 import itertools
 import json
+import random
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -179,3 +181,50 @@ def test_cli_diff_against_a_git_revision(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["diff", "--git", "no-such-rev"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def random_amendment(tmp_path: Path, seed: int) -> tuple[Path, Path]:
+    """Random rules, and a version with one dropped, others added, sometimes new names declared."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_matrix import random_rules
+
+    chooser = random.Random(seed)
+    old, new = amended(tmp_path, name="old"), amended(tmp_path, name="new")
+    base = random_rules(seed)
+    (old / "10_rules.policy").write_text(base)
+    parts = base.split("\n\n")
+    if chooser.random() < 0.5 and len(parts) > 1:
+        parts.pop(chooser.randrange(len(parts)))
+    if chooser.random() < 0.7:
+        parts.append(random_rules(seed + 1000).replace("permit r", "permit n").replace("deny r", "deny n"))
+    (new / "10_rules.policy").write_text("\n\n".join(parts))
+    if chooser.random() < 0.3:
+        vocabulary = new / "00_vocabulary.policy"
+        vocabulary.write_text(vocabulary.read_text()
+                              .replace("agencies { hospital, council, police }",
+                                       "agencies { hospital, council, police, hospice }")
+                              .replace("  lead : nurse\n", "  lead : nurse\n  matron : nurse\n"))
+    return old, new
+
+
+def expand(box) -> set:
+    own = box[-1] == frozenset(("=requester.agency",))
+    cells = itertools.product(*box[:-1], box[2] if own else box[-1])
+    return {c for c in cells if not own or c[2] == c[-1]}
+
+
+@pytest.mark.parametrize("seed", [2, 7, 22, 24, 40, 44, 84, 124])
+def test_random_amendments_equal_deciding_every_combination(tmp_path, seed):
+    old_path, new_path = random_amendment(tmp_path, seed)
+    before, after = load_pair(str(old_path), str(new_path), "2025-06-01", ["emergency=true"] if seed % 2 else [])
+    diff = build_diff(before, after)
+    found = set().union(*(expand(box) for box, _change in diff.rows)) if diff.rows else set()
+    values = [list(dict.fromkeys(before.values(p) + after.values(p))) for p in DIMENSIONS]
+    expected = set()
+    for cell in itertools.product(*values):
+        named = dict(zip(DIMENSIONS, cell))
+        outcomes = [v.outcome(named) if all(named[p] in v.values(p) for p in DIMENSIONS) else UNDECLARED
+                    for v in (before, after)]
+        if changed(*outcomes):
+            expected.add(cell)
+    assert found == expected
