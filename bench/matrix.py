@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import engine  # noqa: E402
 from engine.analysis import DIMENSIONS  # noqa: E402
 from engine.diff import build_diff, load_pair  # noqa: E402
 from engine.matrix import Legend, build_matrix, load_version  # noqa: E402

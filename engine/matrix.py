@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
-from engine import ast
 from engine.analysis import (
     DIMENSION_KINDS, DIMENSIONS, FALSE, UNK, Compiler, Term, attribute_value, attributes_of, context_env, reduce,
 )

@@ -1,4 +1,3 @@
-import datetime as dt
 import itertools
 import json
 import random
@@ -95,7 +94,8 @@ def test_policy_wide_obligation_on_refusals_changes_denied_cells(tmp_path):
 
 
 def test_vocabulary_difference_counts_as_refused_where_undeclared(tmp_path):
-    new = amended(tmp_path, ("00", "agencies { hospital, council, police }", "agencies { hospital, council, police, hospice }"),
+    new = amended(tmp_path, ("00", "agencies { hospital, council, police }",
+                             "agencies { hospital, council, police, hospice }"),
                   ("00", "group health_partners = { hospital, council }",
                    "group health_partners = { hospital, council, hospice }"))
     was, now = "deny (not declared in this version)", "permit by rule care_view; obligations: audit"
@@ -146,7 +146,8 @@ def test_cli_exit_codes(tmp_path, capsys):
 
 
 def test_cli_unloadable_set_exits_2_without_traceback(tmp_path, capsys):
-    broken = amended(tmp_path, ("10", "  action      view\n  role        nurse", "  action      fly\n  role        nurse"))
+    broken = amended(tmp_path, ("10", "  action      view\n  role        nurse",
+                                "  action      fly\n  role        nurse"))
     assert main(["diff", str(CLINIC), str(broken)]) == 2
     err = capsys.readouterr().err
     assert "the new set cannot be loaded" in err and "unknown action `fly`" in err and "Traceback" not in err
