@@ -107,7 +107,7 @@ def _decide_batch(body: bytes, policy: Any, encoder: DecisionEncoder) -> tuple[l
     started = time.time_ns()
     decisions = policy.decide_many(requests)
     ended = time.time_ns()
-    return requests, decisions, [encoder.encode(decision, None) for decision in decisions], started, ended
+    return requests, decisions, [encoder.encode(decision) for decision in decisions], started, ended
 
 
 def _json_bytes(text: str) -> Response:
@@ -146,6 +146,7 @@ def policy_info(policy: Any) -> dict[str, Any]:
 def _routes(app: FastAPI, service: Service) -> None:
     holder = service.holder
     metrics = service.metrics
+    tracing = service.telemetry.tracer is not None
 
     @app.post("/decide", response_model=schemas.Decision, tags=["decisions"],
               openapi_extra=schemas.body_doc("DecisionRequest"),
@@ -156,18 +157,19 @@ def _routes(app: FastAPI, service: Service) -> None:
             caller = service.keys.caller(request.headers)
             body = require_object(await read_json(request, service.max_body), "a decision request")
             policy = service.current()
-            busy = service.batches_running
-            hits = _hits(policy)
+            # Whether the cache answered is worked out only for a span: reading the
+            # cache's counters costs as much as a cached decision.
+            hits = _hits(policy) if tracing and not service.batches_running else None
             started = time.time_ns()
             decision = policy.decide(body)
         except (ApiError, RequestError) as err:
             metrics.reject(err.code)
             raise
         ended = time.time_ns()
-        cached = None if busy or service.batches_running else _hits(policy) > hits
+        cached = None if hits is None or service.batches_running else _hits(policy) > hits
         metrics.latency["decide"].observe((ended - started) / 1e9)
         service.record(decision, body, caller, cached, started, ended, service.telemetry.parent(request.headers))
-        return _json_bytes(service.encoder.encode(decision, cached))
+        return _json_bytes(service.encoder.encode(decision))
 
     @app.post("/decide/batch", response_model=schemas.BatchDecisions, tags=["decisions"],
               openapi_extra=schemas.body_doc("BatchRequest"),

@@ -33,13 +33,13 @@ def dumps(data: Any) -> str:
 
 
 class DecisionEncoder:
-    """`encode(decision, cached)` -> the JSON text of Decision.to_dict() plus `cached`."""
+    """`encode(decision)` -> the JSON text of Decision.to_dict()."""
 
     def __init__(self, maxsize: int = MEMO_SIZE):
         self.maxsize = maxsize
         self._memo: dict[tuple, tuple[str, str, tuple]] = {}
 
-    def encode(self, decision: Any, cached: bool | None) -> str:
+    def encode(self, decision: Any) -> str:
         key = (id(decision.reasons), id(decision.obligations), id(decision.near_misses), id(decision.summary),
                decision.decision, decision.policy_version, decision.title, decision.label)
         parts = self._memo.get(key)
@@ -49,8 +49,7 @@ class DecisionEncoder:
                 self._memo.clear()  # simple and bounded; the busy entries come straight back
             self._memo[key] = parts
         prefix, rest, _ = parts
-        flag = "null" if cached is None else ("true" if cached else "false")
-        return f'{prefix}{encode_basestring(decision.decision_id)}{rest}{flag}}}'
+        return prefix + encode_basestring(decision.decision_id) + rest
 
     @staticmethod
     def _parts(decision: Any) -> tuple[str, str, tuple]:
@@ -59,7 +58,7 @@ class DecisionEncoder:
         data.pop("decision_id")
         body = dumps(data)[1:-1]
         prefix = '{"decision":' + head + ',"decision_id":'
-        rest = "," + body + ',"cached":'
+        rest = "," + body + "}"
         # Keep the keyed objects alive, so that their identities stay theirs.
         keep = (decision.reasons, decision.obligations, decision.near_misses, decision.summary)
         return prefix, rest, keep

@@ -91,8 +91,6 @@ class Decision(BaseModel):
     obligations: list[Obligation]
     near_misses: list[NearMiss] = []
     summary: str
-    cached: bool | None = Field(None, description="answered from the decision cache; null when not known "
-                                                  "(in batches, and while a batch is being decided)")
 
 
 class BatchDecisions(BaseModel):

@@ -143,11 +143,12 @@ def test_decide_denies_with_near_misses(client: TestClient) -> None:
     assert body["near_misses"][0]["rule"] == "child_protection"
 
 
-def test_a_repeated_request_is_answered_from_the_cache(client: TestClient) -> None:
+def test_a_repeated_request_is_answered_from_the_cache_under_its_own_id(client: TestClient) -> None:
     first = client.post("/decide", json=MARKETING).json()
     second = client.post("/decide", json=MARKETING).json()
-    assert (first["cached"], second["cached"]) == (False, True)
     assert first["decision_id"] != second["decision_id"]
+    assert {**first, "decision_id": None} == {**second, "decision_id": None}
+    assert "engine_cache_hits_total 1\n" in client.get("/metrics").text
 
 
 def test_batch_answers_in_order_with_one_version(client: TestClient) -> None:
