@@ -88,20 +88,23 @@ class Version:
         allowed = self.restrict.get(path)
         return values if allowed is None else [v for v in values if v in allowed]
 
-    def start(self, permits_only: bool) -> tuple:
+    def start(self, step: "_Step", permits_only: bool) -> tuple:
         """The walk's first state: every rule reduced by the context, dead ones dropped.
 
         With `permits_only` (the matrix), what only matters for refusals is
         left out: deny rules' obligations and `on deny` obligations.
         """
+        def obligation(o) -> tuple:
+            return o.name, step.id(o.condition), tuple(step.id(a) for a in o.args)
+
         rules = []
         for rule in self.rules:
             obligations = () if permits_only and not rule.permit else rule.obligations
-            rules.append((rule.id, rule.permit, rule.term, tuple((o.name, o.condition, o.args) for o in obligations),
+            rules.append((rule.id, rule.permit, step.id(rule.term), tuple(obligation(o) for o in obligations),
                           _DIMENSION_SET))
-        policy = tuple((p.outcome, p.obligation.name, p.obligation.condition, p.obligation.args, _DIMENSION_SET)
+        policy = tuple((p.outcome, *obligation(p.obligation), _DIMENSION_SET)
                        for p in self.policy_obligations if not (permits_only and p.outcome == "deny"))
-        return _Step().state((tuple(rules), policy), self.env, "context")
+        return step.state((tuple(rules), policy), self.env, ("context", id(self)))
 
     def request(self, cell: dict[str, str]) -> dict:
         """The request for one combination, with the context's values."""
@@ -194,47 +197,74 @@ def _literal(value: Any) -> str:
 
 
 class _Step:
-    """Reduces the items of a walk state by attribute values; memoised, as branches repeat terms.
+    """Reduces the items of a walk state by attribute values.
 
-    A rule item is (id, permit, term, obligations, reads) and a policy-wide
-    obligation item (outcome, name, condition, args, reads); `reads` holds the
-    dimensions the item still depends on, so an item that does not read a
-    dimension is passed over when that dimension's values are tried.
+    Terms are interned as numbers, so items compare and hash quickly and
+    each (term, value) pair is reduced once however many branches meet it.
+    A rule item is (id, permit, term, obligations, reads), an obligation
+    (name, condition, args), a policy-wide obligation item (outcome, name,
+    condition, args, reads); `reads` holds the dimensions the item still
+    depends on, so an item that does not read a dimension is passed over
+    when that dimension's values are tried. One Step serves every version
+    of a walk: reducing a term needs nothing but the term.
     """
 
-    def __init__(self, memo: dict | None = None):
-        self.memo = memo if memo is not None else {}
+    def __init__(self) -> None:
+        self.ids: dict[Term, int] = {}
+        self.terms: list[Term] = []
+        self.reads: list[frozenset[str]] = []
+        self.memo: dict[tuple, int] = {}
+        self.items: dict[tuple, tuple | None] = {}
+        self.false, self.unknown = self.id(FALSE), self.id(UNK)
 
-    def term(self, term: Term, env: dict, token: Any) -> Term:
+    def id(self, term: Term) -> int:
+        found = self.ids.get(term)
+        if found is None:
+            found = self.ids[term] = len(self.terms)
+            self.terms.append(term)
+            self.reads.append(attributes_of(term) & _DIMENSION_SET if term[0] != "k" else frozenset())
+        return found
+
+    def term(self, term: int, env: dict, token: Any) -> int:
         key = (term, token)
         found = self.memo.get(key)
         if found is None:
-            found = self.memo[key] = reduce(term, env)
+            found = self.memo[key] = self.id(reduce(self.terms[term], env))
         return found
 
     def rule(self, item: tuple, env: dict, token: Any) -> tuple | None:
         """The rule reduced, or None once it is dead: a permit rule when false or unknown
         (it cannot apply), a deny rule only when false (one that might apply applies)."""
+        key = (item, token)
+        if key in self.items:
+            return self.items[key]
         rule_id, permit, term, obligations, _old = item
         reduced = self.term(term, env, token)
-        if reduced == FALSE or (permit and reduced == UNK):
-            return None
+        if reduced == self.false or (permit and reduced == self.unknown):
+            found = None
+        else:
+            kept = self._obligations(obligations, env, token)
+            reads = self.reads[reduced].union(*(self.reads[t] for o in kept for t in (o[1], *o[2])))
+            found = (rule_id, permit, reduced, kept, reads)
+        self.items[key] = found
+        return found
+
+    def _obligations(self, obligations: tuple, env: dict, token: Any) -> tuple:
         kept = []
         for name, condition, args in obligations:
             condition = self.term(condition, env, token)
-            if condition == FALSE or condition == UNK:
+            if condition == self.false or condition == self.unknown:
                 continue  # unknown counts as not holding
             kept.append((name, condition, tuple(self.term(a, env, token) for a in args)))
-        reads = _reads(reduced, *(t for o in kept for t in (o[1], *o[2])))
-        return rule_id, permit, reduced, tuple(kept), reads
+        return tuple(kept)
 
     def policy(self, item: tuple, env: dict, token: Any) -> tuple | None:
         outcome, name, condition, args, _old = item
-        condition = self.term(condition, env, token)
-        if condition == FALSE or condition == UNK:
+        kept = self._obligations(((name, condition, args),), env, token)
+        if not kept:
             return None
-        args = tuple(self.term(a, env, token) for a in args)
-        return outcome, name, condition, args, _reads(condition, *args)
+        _name, condition, args = kept[0]
+        return outcome, name, condition, args, self.reads[condition].union(*(self.reads[a] for a in args))
 
     def state(self, state: tuple, env: dict, token: Any) -> tuple:
         """Every item of a state reduced by `env`, dead ones dropped."""
@@ -242,14 +272,6 @@ class _Step:
         kept = (self.rule(r, env, token) for r in rules)
         obligations = (self.policy(p, env, token) for p in policy)
         return tuple(r for r in kept if r is not None), tuple(p for p in obligations if p is not None)
-
-
-def _reads(*terms: Term) -> frozenset[str]:
-    found: set[str] = set()
-    for term in terms:
-        if term[0] != "k":
-            found |= attributes_of(term)
-    return frozenset(found & _DIMENSION_SET)
 
 
 _DIMENSION_SET = frozenset(DIMENSIONS)
@@ -287,13 +309,16 @@ class Walk:
     def run(self) -> list[tuple[Box, Any]]:
         self.values = {path: _union(v.values(path) for v in self.versions) for path in WALK}
         self.declared = [{p: frozenset(v.values(p)) for p in WALK} for v in self.versions]
-        self.steps = [_Step() for _ in self.versions]
+        self.step = _Step()
+        self.columns: dict[tuple, tuple[list, list[int]]] = {}
+        self.undeclared = [{p: frozenset(i for i, v in enumerate(self.values[p]) if v not in d[p]) for p in WALK}
+                           for d in self.declared]
         self.below = [_product(len(self.values[p]) for p in WALK[level:]) for level in range(len(WALK) + 1)]
         self.alike = [all(len({d[p] for d in self.declared}) == 1 for p in WALK[level:])
                       for level in range(len(WALK) + 1)]
         self.total = self.below[0]
         self.subtrees: dict[tuple, list] = {}
-        states = tuple(v.start(self.permits_only) for v in self.versions)
+        states = tuple(v.start(self.step, self.permits_only) for v in self.versions)
         with Progress(self.total, self.label) as self.progress:
             found = self._walk(0, states, {}, 1)
         self.found = [(_box(sets), kept) for sets, kept in found]
@@ -307,16 +332,17 @@ class Walk:
         again.
         """
         path = WALK[level]
-        plans = [self._plan(state, path) for state in states]
-        groups: dict[tuple, list[str]] = {}
-        for value in self.values[path]:
-            key = tuple(self._changes(i, plan, path, value) for i, plan in enumerate(plans))
-            groups.setdefault(key, []).append(value)
+        plans = [self._plan(index, state, path) for index, state in enumerate(states)]
+        groups: dict[tuple, list[int]] = {}
+        count = len(self.values[path])
+        for position, key in enumerate(zip(*(_classes(plan, count) for plan in plans))):
+            groups.setdefault(key, []).append(position)
         found = []
-        for key, members in groups.items():
+        for key, positions in groups.items():
+            members = [self.values[path][p] for p in positions]
             cell[path] = members[0]
             values = frozenset(members)
-            after = tuple(_apply(plan, change) for plan, change in zip(plans, key))
+            after = tuple(_apply(plan, positions[0]) for plan in plans)
             combinations = above * len(members)
             if self.prune(after, self.alike[level + 1]):
                 self._count(combinations * self.below[level + 1])
@@ -335,23 +361,27 @@ class Walk:
                 self._count(combinations)
         return _merge_heads(found)
 
-    @staticmethod
-    def _plan(state: tuple | None, path: str) -> tuple | None:
-        """A state and the positions of its items that read `path`."""
+    def _plan(self, index: int, state: tuple | None, path: str) -> tuple | None:
+        """A state, the positions of its items that read `path`, and their columns."""
         if state is None:
             return None
         rules, policy = state
-        return (state, [i for i, r in enumerate(rules) if path in r[4]],
-                [i for i, p in enumerate(policy) if path in p[4]])
+        rule_positions = [i for i, r in enumerate(rules) if path in r[4]]
+        policy_positions = [i for i, p in enumerate(policy) if path in p[4]]
+        columns = [self._column(self.step.rule, rules[i], path) for i in rule_positions]
+        columns += [self._column(self.step.policy, policy[i], path) for i in policy_positions]
+        return state, rule_positions, policy_positions, columns, self.undeclared[index][path]
 
-    def _changes(self, index: int, plan: tuple | None, path: str, value: str) -> tuple | None:
-        """The reduced items that read `path` (None for dead ones): what sets a value apart."""
-        if plan is None or value not in self.declared[index][path]:
-            return None
-        (rules, policy), rule_positions, policy_positions = plan
-        env, token, step = {path: value}, (path, value), self.steps[index]
-        return (tuple(step.rule(rules[i], env, token) for i in rule_positions),
-                tuple(step.policy(policy[i], env, token) for i in policy_positions))
+    def _column(self, reduce_item: Callable, item: tuple, path: str) -> tuple[list, list[int]]:
+        """An item reduced by each value of `path` (None when dead), and a class number per
+        value: values with one number leave the item alike. Items recur across branches."""
+        key = (item, path)
+        column = self.columns.get(key)
+        if column is None:
+            reduced = [reduce_item(item, {path: v}, (path, v)) for v in self.values[path]]
+            numbers: dict[Any, int] = {}
+            column = self.columns[key] = (reduced, [numbers.setdefault(r, len(numbers)) for r in reduced])
+        return column
 
     def _count(self, amount: int) -> None:
         self.cells += amount
@@ -368,12 +398,26 @@ def _merge_heads(found: list[tuple[tuple, Any]]) -> list[tuple[tuple, Any]]:
     return [((frozenset().union(*values), *tail), kept) for (tail, kept), values in heads.items()]
 
 
-def _apply(plan: tuple | None, change: tuple | None) -> tuple | None:
-    """The state after a value: the plan's state with its changed items put back."""
-    if plan is None or change is None:
+def _classes(plan: tuple | None, count: int) -> list[tuple | None]:
+    """What sets each value apart for one version: its class in every column that reads
+    the dimension (None where the version does not declare the value)."""
+    if plan is None:
+        return [None] * count
+    columns = [numbers for _reduced, numbers in plan[3]]
+    keys: list[tuple | None] = list(zip(*columns)) if columns else [()] * count
+    for position in plan[4]:
+        keys[position] = None
+    return keys
+
+
+def _apply(plan: tuple | None, position: int) -> tuple | None:
+    """The state after the value at `position`: the plan's state with its changed items put back."""
+    if plan is None or position in plan[4]:
         return None
-    (rules, policy), rule_positions, policy_positions = plan
-    return _replace(rules, rule_positions, change[0]), _replace(policy, policy_positions, change[1])
+    (rules, policy), rule_positions, policy_positions, columns, _undeclared = plan
+    changed = [reduced[position] for reduced, _numbers in columns]
+    split = len(rule_positions)
+    return _replace(rules, rule_positions, changed[:split]), _replace(policy, policy_positions, changed[split:])
 
 
 def _replace(items: tuple, positions: list[int], changed: tuple) -> tuple:
