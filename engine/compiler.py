@@ -116,43 +116,55 @@ class Dimension:
 
 
 class _UnderIndex:
-    """The rules an `under` position lets through for a requester agency, owner and date."""
+    """The rules an `under` position lets through for a requester agency, owner and date.
+
+    Agreements are numbered; each agency has the bitset of agreements it may
+    receive under and of those it may disclose under, and each date the bitset
+    of agreements valid on it. Their AND is the few agreements that cover the
+    request, and the rules naming any of them join the rules without `under`.
+    """
 
     def __init__(self, vocab: Vocabulary, accepts: dict[int, tuple[str, ...]], everyone: int):
-        self.base = everyone
-        self.by_agreement: dict[str, int] = {}
-        for index, names in accepts.items():
-            self.base &= everyone ^ (1 << index)
-            for name in names:
-                self.by_agreement[name] = self.by_agreement.get(name, 0) | (1 << index)
-        # Which agreements each agency may receive under, and disclose under.
-        self.receives: dict[str, set[str]] = {}
-        self.discloses: dict[str, set[str]] = {}
-        self.agreements = {name: vocab.agreements[name] for name in self.by_agreement}
-        for name, agreement in self.agreements.items():
+        self.base = everyone ^ _bits(list(accepts))  # rules without this `under` clause
+        names = sorted({name for names in accepts.values() for name in names})
+        self.agreements = [vocab.agreements[name] for name in names]
+        number = {name: i for i, name in enumerate(names)}
+        self.rules_under = [0] * len(names)  # agreement number -> rules naming it
+        for index, listed in accepts.items():
+            for name in listed:
+                self.rules_under[number[name]] |= 1 << index
+        self.receives: dict[str, int] = {}
+        self.discloses: dict[str, int] = {}
+        for i, agreement in enumerate(self.agreements):
             two_way = agreement.parties is not None
             for agency in (agreement.parties if two_way else agreement.recipients) or ():
-                self.receives.setdefault(agency, set()).add(name)
+                self.receives[agency] = self.receives.get(agency, 0) | 1 << i
             for agency in (agreement.parties if two_way else agreement.sources) or ():
-                self.discloses.setdefault(agency, set()).add(name)
-        self._memo: dict[tuple, int] = {}
+                self.discloses[agency] = self.discloses.get(agency, 0) | 1 << i
+        self._valid_on: dict[dt.date, int] = {}
 
     def hold(self, env: Env) -> int:
-        key = (env["requester.agency"], env["resource.owner"], env["context.date"])
-        bits = self._memo.get(key)
-        if bits is None:
-            if len(self._memo) > 100_000:
-                self._memo.clear()
-            bits = self._memo[key] = self._compute(*key)
+        covering = self.receives.get(env["requester.agency"], 0) & self.discloses.get(env["resource.owner"], 0)
+        if not covering:
+            return self.base
+        date = env["context.date"]
+        valid = self._valid_on.get(date)
+        if valid is None:
+            valid = self._valid(date)
+        covering &= valid
+        bits = self.base
+        while covering:
+            i = covering.bit_length() - 1
+            bits |= self.rules_under[i]
+            covering ^= 1 << i
         return bits
 
-    def _compute(self, agency: str, owner: str, date: dt.date) -> int:
-        bits = self.base
-        for name in self.receives.get(agency, set()) & self.discloses.get(owner, set()):
-            agreement = self.agreements[name]
-            if agreement.start is None or agreement.start <= date <= agreement.end:
-                bits |= self.by_agreement[name]
-        return bits
+    def _valid(self, date: dt.date) -> int:
+        valid = sum(1 << i for i, a in enumerate(self.agreements) if a.start is None or a.start <= date <= a.end)
+        if len(self._valid_on) > 10_000:  # requests for many different days: keep the memory bounded
+            self._valid_on.clear()
+        self._valid_on[date] = valid
+        return valid
 
 
 @dataclass(slots=True)
