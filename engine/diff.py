@@ -114,7 +114,7 @@ def render_diff(diff: Diff, fmt: str) -> str:
     headers = [COLUMNS[p] for p in DIMENSIONS] + ["Change", "Was", "Now"]
     table = [row_cells(legend, box) + [headline(c, box), explain(c.old, box), explain(c.new, box)]
              for box, c in diff.rows]
-    summary = (f"{diff.changed:,} of {diff.cells:,} combinations change, in {len(diff.rows)} rows "
+    summary = (f"{diff.changed:,} of {diff.cells:,} combinations change, in {len(diff.rows):,} rows "
                f"(date {diff.new.date.isoformat()}).")
     title = f"Changes from {diff.old_name} ({diff.old.hash}) to {diff.new_name} ({diff.new.hash})"
     if fmt == "json":

@@ -716,7 +716,7 @@ def _facts(matrix: Matrix) -> str:
     version = matrix.version
     context = ", ".join(f"{k}={v}" for k, v in version.given.items()) or "defaults"
     return (f"Date {version.date.isoformat()}; context: {context}. "
-            f"{matrix.permitted:,} of {matrix.cells:,} combinations permitted, in {len(matrix.rows)} rows; "
+            f"{matrix.permitted:,} of {matrix.cells:,} combinations permitted, in {len(matrix.rows):,} rows; "
             f"everything else is refused. A role, purpose or category includes those below it; "
             f"`(only)` means the value alone.")
 
