@@ -849,6 +849,8 @@ def parse_context(vocab: Vocabulary, items: Sequence[str]) -> tuple[dict[str, An
         if not sep:
             raise ContextError(f"--context {item}: expected KEY=VALUE")
         path = _attribute_path(vocab, key.strip())
+        if path == "context.date":
+            raise ContextError(f"--context {item}: give the date with --date")
         value = _typed(vocab, path, text.strip())
         if path in DIMENSION_KINDS:
             tree = vocab.hierarchy(DIMENSION_KINDS[path])

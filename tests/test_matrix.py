@@ -216,6 +216,7 @@ def test_cli_matrix_prints_the_table(capsys):
     (["--context", "emergency=maybe"], "expected true or false"),
     (["--context", "purpose=dentistry"], "unknown purpose `dentistry`"),
     (["--date", "June"], "expected a date like 2025-06-01"),
+    (["--context", "date=2025-01-01"], "give the date with --date"),
 ])
 def test_cli_matrix_bad_context_exits_2(capsys, argv, message):
     assert main(["matrix", str(CLINIC), *argv]) == 2
