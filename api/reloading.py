@@ -121,8 +121,13 @@ class PolicyHolder:
     def watched_path(self) -> Path | None:
         return Path(self.path) if self.path is not None else default_policy_dir()
 
-    async def watch(self, stop: asyncio.Event, *, step_ms: int = 50, debounce_ms: int = 1600) -> None:
-        """Reload whenever a .policy file under the path changes, until `stop` is set."""
+    async def watch(self, stop: asyncio.Event, *, step_ms: int = 100, debounce_ms: int = 1600) -> None:
+        """Reload whenever a .policy file under the path changes, until `stop` is set.
+
+        Changes are gathered until none has come for `step_ms`, so a file being
+        written is usually read once complete; a file written in place can still
+        be read half-written, which is why deployments should rename new files in.
+        """
         target = self.watched_path()
         if target is None:
             log.warning("no policy directory to watch")

@@ -134,6 +134,13 @@ def serve(tmp_path: Path):
         server.stop()
 
 
+def _replace(path: Path, text: str) -> None:
+    """Write a policy file the way a deployment should: elsewhere first, then rename over it."""
+    staging = path.parent.parent / f".{path.name}.new"
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
+
+
 def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -195,13 +202,13 @@ def test_policy_changes_are_picked_up_and_broken_ones_refused(serve, policy_dir:
     traffic.start()
     try:
         _wait_for(lambda: len(traffic.answers) > 10, 10, "traffic")
-        (policy_dir / "20_rules.policy").write_text(RULES.replace("role social_worker", "role social_wrker"))
+        _replace(policy_dir / "20_rules.policy", RULES.replace("role social_worker", "role social_wrker"))
         _wait_for(lambda: 'engine_policy_reloads_total{result="failed"} 1' in http.get("/metrics").text, 15,
                   "the broken set to be refused")
         assert http.get("/policy").json()["version"] == first
         assert http.post("/decide", json=PERMITTED).json()["policy_version"] == first
 
-        (policy_dir / "20_rules.policy").write_text(RULES.replace("role social_worker", "role police_officer"))
+        _replace(policy_dir / "20_rules.policy", RULES.replace("role social_worker", "role police_officer"))
         _wait_for(lambda: http.get("/policy").json()["version"] != first, 15, "the good change to be served")
         second = http.get("/policy").json()["version"]
         count = len(traffic.answers)
