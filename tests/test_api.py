@@ -10,6 +10,7 @@ with warnings.catch_warnings():
 
 from api.app import create_app
 from api.audit import verify
+from engine.errors import PolicyError
 
 VOCABULARY = """\
 policy "Test sharing set" {
@@ -263,6 +264,33 @@ def test_unexpected_failure_is_500_without_internals(client: TestClient) -> None
     assert response.status_code == 500
     _assert_error_shape(response.json())
     assert "secret internals" not in response.text and "ZeroDivision" not in response.text
+
+
+def test_a_policy_error_while_deciding_answers_in_the_error_shape(client: TestClient) -> None:
+    class Failing:
+        version = "sha256:failing"
+
+        def decide(self, request: dict) -> None:
+            raise PolicyError("the compiled rule cannot be evaluated", help="run engine check")
+
+    client.app.state.service.holder.policy = Failing()
+    response = client.post("/decide", json=PERMITTED)
+    assert response.status_code == 422
+    error = response.json()
+    _assert_error_shape(error)
+    assert (error["code"], error["location"], error["help"]) == ("policy_error", {"in": "policy"}, "run engine check")
+
+
+def test_typed_parameters_of_added_routes_answer_in_the_error_shape(client: TestClient) -> None:
+    @client.app.get("/probe")
+    async def probe(limit: int) -> dict:
+        return {"limit": limit}
+
+    response = client.get("/probe", params={"limit": "many"})
+    assert response.status_code == 422
+    error = response.json()
+    _assert_error_shape(error)
+    assert error["field"] == "limit"
 
 
 # --- the policy set ----------------------------------------------------------------
