@@ -61,7 +61,8 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(f"the policy set at {where} could not be loaded: {err}")
     for warning in policy.warnings:
         print(warning.render(), file=sys.stderr)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    level = getattr(args, "log_level", "info").upper()
+    logging.basicConfig(level=level, format="%(levelname)s:     %(message)s")
     print(f"engine serve: serving {where} ({policy.version}, {len(policy.rules)} rules) "
           f"on http://{args.host}:{args.port}", file=sys.stderr)
     options: dict[str, Any] = dict(host=args.host, port=args.port, timeout_graceful_shutdown=10,
