@@ -102,6 +102,7 @@ class Metrics:
                    [f"engine_audit_entries_total {audit_written}"])
             metric("engine_audit_failures_total", "counter", "Decisions that could not be appended to the audit trail.",
                    [f"engine_audit_failures_total {audit_failed or 0}"])
-            metric("engine_audit_pending", "gauge", "Queue entries (one decision, or one batch of decisions) not yet written to the audit trail.",
+            metric("engine_audit_pending", "gauge",
+                   "Queue entries (a decision, or a batch's decisions) not yet written to the audit trail.",
                    [f"engine_audit_pending {audit_pending or 0}"])
         return "\n".join(out) + "\n"
