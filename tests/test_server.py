@@ -258,11 +258,20 @@ def test_api_keys_and_audit_trail_on_a_real_server(serve, policy_dir: Path, tmp_
     assert "8 entries verified" in verified.stdout
 
 
-def test_several_workers_serve_the_same_set(serve, policy_dir: Path) -> None:
-    server = serve(str(policy_dir), "--workers", "2", "--no-watch")
+def test_several_workers_serve_the_same_set_and_share_one_audit_chain(serve, policy_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    log = tmp_path / "decisions.audit.jsonl"
+    server = serve(str(policy_dir), "--workers", "2", "--no-watch", "--audit-log", str(log))
     with httpx.Client(base_url=server.url, timeout=5) as http:
-        versions = {http.post("/decide", json=PERMITTED).json()["policy_version"] for _ in range(10)}
+        # A new connection each time, so that both workers take a share.
+        versions = {httpx.post(f"{server.url}/decide", json=PERMITTED).json()["policy_version"] for _ in range(20)}
+        http.post("/decide/batch", json={"requests": [MARKETING] * 30})
         assert versions == {http.get("/policy").json()["version"]}
+    server.stop()
+    verified = subprocess.run([sys.executable, "-m", "engine", "audit", "verify", str(log)],
+                              capture_output=True, text=True, env=_environment({}), cwd=REPO, timeout=60)
+    assert verified.returncode == 0, verified.stdout
+    assert "50 entries verified" in verified.stdout
 
 
 @pytest.mark.parametrize(
