@@ -131,7 +131,13 @@ RANDOM_CLAUSES = [
     "when resource.classification > official or action == share", "when requester.role is nurse",
     "obligation audit", "obligation notify resource.owner", "obligation mark resource.classification",
     "obligation warn when purpose is care.urgent", "obligation tell requester.agency unless action == view",
+    "when context.count > 1 or resource.classification == secret", "unless context.reason == review",
+    "when has resource.recorded and resource.recorded < 2020-01-01", "when context.approver is nurse",
+    'obligation note 3, "a b" when context.count >= 1 and action in {share}',
+    "unless resource.category in {contact} and requester.agency in health_partners",
 ]
+RANDOM_CONTEXTS = [(), ("emergency=true",), ("count=5", "reason=review"), ("approver=lead", "recorded=2019-05-01"),
+                   ("approver=doctor", "emergency=true", "count=0")]
 
 
 def random_rules(seed: int) -> str:
@@ -145,14 +151,14 @@ def random_rules(seed: int) -> str:
     return "\n".join(rules)
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(15))
 def test_matrix_of_random_rules_equals_deciding_every_combination(tmp_path, seed):
     shutil.copytree(CLINIC, tmp_path / "set")
     (tmp_path / "set" / "10_rules.policy").write_text(random_rules(seed))
     combine = ["deny-overrides", "permit-overrides", "first-applicable"][seed % 3]
     vocabulary = tmp_path / "set" / "00_vocabulary.policy"
     vocabulary.write_text(vocabulary.read_text().replace("combine deny-overrides", f"combine {combine}"))
-    matrix = matrix_of(tmp_path / "set", *(("emergency=true",) if seed % 2 else ()))
+    matrix = matrix_of(tmp_path / "set", *RANDOM_CONTEXTS[seed % len(RANDOM_CONTEXTS)])
     assert outcome_table(matrix) == decide_everything(matrix.version)
 
 
