@@ -48,11 +48,20 @@ class Diff:
     new_name: str = "new"
 
 
-def changed(old: Outcome, new: Outcome) -> bool:
-    """A change of decision or of obligations; an undeclared side only against a permit."""
+def changed(old: Outcome, new: Outcome, old_given: frozenset | None = None,
+            new_given: frozenset | None = None) -> bool:
+    """A change of decision or of obligations; an undeclared side only against a permit.
+
+    `old_given`/`new_given` are the obligations as the engine gave them, compared
+    in place of their wording when known.
+    """
     if old.decision == "undeclared" or new.decision == "undeclared":
         return "permit" in (old.decision, new.decision)
-    return old.decision != new.decision or set(old.obligations) != set(new.obligations)
+    if old.decision != new.decision:
+        return True
+    if old_given is not None and new_given is not None:
+        return old_given != new_given
+    return set(old.obligations) != set(new.obligations)
 
 
 def build_diff(old: Version, new: Version) -> Diff:
@@ -68,9 +77,9 @@ def build_diff(old: Version, new: Version) -> Diff:
         return same_combining and alike and before == after
 
     def leaf(cell: dict[str, str], states: tuple) -> Change | None:
-        before = old.outcome(cell) if states[0] is not None else UNDECLARED
-        after = new.outcome(cell) if states[1] is not None else UNDECLARED
-        return Change(before, after) if changed(before, after) else None
+        before, old_given = old.judge(cell) if states[0] is not None else (UNDECLARED, frozenset())
+        after, new_given = new.judge(cell) if states[1] is not None else (UNDECLARED, frozenset())
+        return Change(before, after) if changed(before, after, old_given, new_given) else None
 
     started = time.perf_counter()
     walk = Walk([old, new], False, prune, leaf, "diff")

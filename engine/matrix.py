@@ -127,10 +127,16 @@ class Version:
 
     def outcome(self, cell: dict[str, str]) -> Outcome:
         """Decide one combination with the engine and word the result for a table."""
+        return self.judge(cell)[0]
+
+    def judge(self, cell: dict[str, str]) -> tuple[Outcome, frozenset]:
+        """The outcome as worded, and the obligations exactly as the engine gave them
+        (wording may differ between versions where the obligations do not)."""
         decision = self.decide(self.request(cell))
         rules = tuple(_rule_id(r) for r in decision.reasons)
         obligations = tuple(self._show(_name(o), _args(o), cell) for o in decision.obligations)
-        return Outcome(decision.decision, rules, obligations)
+        given = frozenset((_name(o), tuple(_literal(a) for a in _args(o))) for o in decision.obligations)
+        return Outcome(decision.decision, rules, obligations), given
 
     def _show(self, name: str, args: Sequence[Any], cell: dict[str, str]) -> tuple[str, tuple[str, ...]]:
         """An obligation's name and arguments as words; an argument that is a dimension's

@@ -127,6 +127,16 @@ def test_changes_equal_deciding_every_combination_in_both(tmp_path):
     assert found == expected and expected
 
 
+def test_same_obligation_worded_two_ways_is_no_change(tmp_path):
+    # `notify resource.owner` and `notify hospital` are the same obligation for records the hospital owns
+    old = amended(tmp_path, ("10", "  obligation  audit\n", "  obligation  notify resource.owner\n"), name="old")
+    new = amended(tmp_path, ("10", "  obligation  audit\n  because     \"Direct care\"",
+                             '  obligation  notify "hospital" when resource.owner == hospital\n'
+                             '  obligation  notify "council" when resource.owner == council\n'
+                             '  because     "Direct care"'))
+    assert diff_rows(old, new) == []
+
+
 def test_undeclared_side_changes_only_against_a_permit():
     refused = Outcome("deny", (), (("explain", ()),))
     assert not changed(UNDECLARED, refused)
