@@ -9,7 +9,6 @@ values of the attribute they are compared with, resolved here once.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import operator
 from typing import Any, Callable
 
@@ -255,7 +254,7 @@ def show(vocab: Vocabulary, path: str, value: Any) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     if kind == "string":
-        return json.dumps(value)
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'  # as the language writes it
     return str(value)
 
 

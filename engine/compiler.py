@@ -179,6 +179,8 @@ class CompiledPolicy:
     permits: int
     denies: int
     conditional: int  # rules with when/unless clauses
+    # Each distinct condition (and its 2nd, 3rd... use in one rule) with the rules that have it.
+    condition_sets: tuple[tuple[Test, int], ...]
     dimensions: tuple[Dimension, ...]
     lookups: tuple[tuple[str, dict[Any, int]], ...]  # every plain dimension's lookups, flattened
     unders: tuple[Any, ...]
@@ -210,6 +212,7 @@ class _Compiler:
         self.positions: dict[tuple[str, int], _Position] = {}
         self.reads: set[str] = set()
         self._lines: dict[int, list[str]] = {}  # each source's lines, split once
+        self._conditions: dict[tuple, tuple] = {}  # (negated, expression) -> (test, reads, asks)
 
     def run(self, policy_set: ast.PolicySet) -> CompiledPolicy:
         rules: list[CompiledRule] = []
@@ -236,6 +239,7 @@ class _Compiler:
             permits=mask(ast.Effect.PERMIT),
             denies=mask(ast.Effect.DENY),
             conditional=sum(1 << r.index for r in rules if r.conditions),
+            condition_sets=_condition_sets(rules),
             dimensions=dimensions,
             lookups=tuple(pair for d in dimensions for pair in d.lookups),
             unders=tuple(d.under for d in dimensions if d.under is not None),
@@ -310,9 +314,13 @@ class _Compiler:
         return CompiledClause("data", clause, data, reads, needed)
 
     def compile_ConditionClause(self, clause: ast.ConditionClause) -> CompiledClause:
-        test, reads, asks = self._expr(clause.expr)
-        if clause.negated:
-            test = expressions.negate(test)
+        # The same condition written in several rules is one closure (syntax trees compare
+        # without their positions), so a decision can test it once for all of them.
+        key = (clause.negated, clause.expr)
+        if key not in self._conditions:
+            test, reads, asks = self._expr(clause.expr)
+            self._conditions[key] = (expressions.negate(test) if clause.negated else test), reads, asks
+        test, reads, asks = self._conditions[key]
         text = span_text(clause.expr.span, self._lines)
         return CompiledClause("unless" if clause.negated else "when", clause, test, reads, text, asks)
 
@@ -438,6 +446,18 @@ class _Constant:
 
     def __call__(self, env: Env) -> Any:
         return self.value
+
+
+def _condition_sets(rules: list[CompiledRule]) -> tuple[tuple[Test, int], ...]:
+    sets: dict[tuple[int, int], list] = {}
+    for rule in rules:
+        seen: dict[int, int] = {}
+        for test in rule.conditions:
+            occurrence = seen.get(id(test), 0)
+            seen[id(test)] = occurrence + 1
+            entry = sets.setdefault((id(test), occurrence), [test, 0])
+            entry[1] |= 1 << rule.index
+    return tuple((test, bits) for test, bits in sets.values())
 
 
 def _table(domain, accepts: dict[int, frozenset], everyone: int) -> dict[Any, int]:

@@ -21,6 +21,7 @@ from engine.request import RAW
 PERMIT = "permit"
 DENY = "deny"
 _MAX_NEAR_MISSES = 3
+_CONDITIONS_COUNTED = 48  # up to this many distinct conditions, near misses count them as bitsets
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,10 +305,16 @@ class Decider:
         number of failed value clauses at once. Rules are then visited by that
         count, lowest first, adding their failed `when`/`unless` clauses.
         """
-        permits = self.compiled.permits
-        planes: list[int] = []  # bit i of a rule's count is in planes[i]
-        for dimension in self.compiled.dimensions:
-            carry = permits ^ (permits & dimension.hold(env))  # the permit rules it fails
+        compiled = self.compiled
+        permits = compiled.permits
+        # Few distinct conditions (the usual case): test each once and count its failures
+        # with the value clauses. Otherwise test conditions rule by rule, below.
+        exact = len(compiled.condition_sets) <= _CONDITIONS_COUNTED
+        failing = [permits ^ (permits & d.hold(env)) for d in compiled.dimensions]
+        if exact:
+            failing += [permits & rules for test, rules in compiled.condition_sets if test(env) is not True]
+        planes: list[int] = []  # bit i of a rule's count of failed clauses is in planes[i]
+        for carry in failing:
             i = 0
             while carry:
                 if i == len(planes):
@@ -318,11 +325,11 @@ class Decider:
                 carry &= plane
                 i += 1
         best: list[tuple[int, int]] = []  # (failed clauses, rule index), kept sorted
-        rules, conditional = self.rules, self.compiled.conditional
+        rules, conditional = self.rules, 0 if exact else compiled.conditional
         for count in range(1 << len(planes)):
             if len(best) == _MAX_NEAR_MISSES and best[-1][0] < count:
                 break
-            level = permits  # the permit rules failing `count` value clauses
+            level = permits  # the permit rules failing `count` clauses (value clauses only, if not exact)
             for i, plane in enumerate(planes):
                 level = level & plane if count >> i & 1 else level ^ (level & plane)
             # Rules without when/unless fail exactly `count` clauses: take the first few of
@@ -356,11 +363,19 @@ class Decider:
         return near
 
     def _explain_near_miss(self, rule: CompiledRule, env: dict) -> NearMiss:
-        vocab = self.compiled.vocab
-        failed = tuple(FailedClause(clause.kind, *explain.failure(clause, env, vocab))
-                       for clause in rule.clauses if clause.test(env) is not True)
-        span = rule.rule.span
-        return NearMiss(rule.id, rule.rule.description, span.path, span.line, failed)
+        failed = tuple([self._failed(clause, env) for clause in rule.clauses if clause.test(env) is not True])
+        reason = self.reasons[rule.index]
+        return NearMiss(reason.rule, reason.description, reason.file, reason.line, failed)
+
+    def _failed(self, clause: CompiledClause, env: dict) -> FailedClause:
+        """How a clause failed; remembered by its words and the values it read, across rules."""
+        if clause.asks:
+            return FailedClause(clause.kind, *explain.failure(clause, env, self.compiled.vocab))
+        key = (clause.kind, clause.needed, tuple(map(env.get, clause.reads)))
+        found = self._explained.get(key)
+        if found is None:
+            found = self._remember(key, FailedClause(clause.kind, *explain.failure(clause, env, self.compiled.vocab)))
+        return found
 
     def _remember(self, key: tuple, value: Any) -> Any:
         if len(self._explained) > 50_000:

@@ -85,7 +85,7 @@ def failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[s
         if clause.clause.up_to is not None:
             had += " marked " + show(vocab, "resource.classification", env["resource.classification"])
     else:
-        had = show(vocab, next(iter(clause.reads)), env[next(iter(clause.reads))])
+        had = env[clause.reads[0]]  # an action, role, agency or purpose: its (full) name
     return needed, had, f"{kind}: needs {needed}, request has {had}"
 
 
