@@ -128,13 +128,25 @@ def test_changes_equal_deciding_every_combination_in_both(tmp_path):
 
 
 def test_same_obligation_worded_two_ways_is_no_change(tmp_path):
-    # `notify resource.owner` and `notify hospital` are the same obligation for records the hospital owns
-    old = amended(tmp_path, ("10", "  obligation  audit\n", "  obligation  notify resource.owner\n"), name="old")
-    new = amended(tmp_path, ("10", "  obligation  audit\n  because     \"Direct care\"",
-                             '  obligation  notify "hospital" when resource.owner == hospital\n'
-                             '  obligation  notify "council" when resource.owner == council\n'
-                             '  because     "Direct care"'))
-    assert diff_rows(old, new) == []
+    # `tell resource.owner` and `tell "hospital"` are the same obligation for records the hospital
+    # owns; the rule giving it moves, so the walk must decide the combinations to see that
+    old = amended(tmp_path, ("10", "  obligation  audit\n", "  obligation  tell resource.owner\n"), name="old")
+    new = amended(tmp_path, ("10", "  obligation  audit\n", ""), ("10", "deny lead_no_contact", """\
+permit care_tell {
+  action      view
+  role        nurse
+  purpose     care
+  data        health, contact up to official
+  under       care_isa
+  obligation  tell "hospital" when resource.owner == hospital
+  obligation  tell "council" when resource.owner == council
+  because     "Direct care"
+}
+
+deny lead_no_contact"""))
+    before, after = load_pair(str(old), str(new), "2025-06-01", [])
+    diff = build_diff(before, after)
+    assert diff.representatives > 0 and diff.rows == []
 
 
 def test_undeclared_side_changes_only_against_a_permit():
