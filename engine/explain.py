@@ -132,7 +132,8 @@ def explain_text(decision: "Decision") -> str:
     if decision.reasons:
         lines.append("Decided by:")
         for reason in decision.reasons:
-            lines.append(f"  {reason.effect} {reason.rule}" + (f" - {reason.description}" if reason.description else ""))
+            described = f" - {reason.description}" if reason.description else ""
+            lines.append(f"  {reason.effect} {reason.rule}{described}")
             if reason.because:
                 lines.append(f"    because: {reason.because}")
             if reason.missing:
