@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from engine.analysis import DIMENSIONS  # noqa: E402
 from engine.diff import build_diff, load_pair  # noqa: E402
-from engine.matrix import Legend, build_matrix, load_version  # noqa: E402
+from engine.matrix import build_matrix, load_version  # noqa: E402
+from engine.table import Legend  # noqa: E402
 
 DATE = dt.date(2025, 6, 1)
 BUSY = ["emergency=true", "risk_of_harm=true", "consent=given", "team=MASH", "approved_by=caldicott_guardian",

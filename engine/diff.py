@@ -4,7 +4,8 @@ Both versions are walked together over the union of their vocabularies
 (matrix.Walk): a branch where the two versions' remaining rules are the same
 terms cannot change and is skipped, so a small amendment costs little. Each
 changed combination is decided by the engine in both versions and explained
-by the rules responsible; rows are compressed like the matrix.
+by the rules responsible; rows are compressed and worded like the matrix's
+(engine/table.py).
 
 A value one version does not declare counts as refused there; such a
 combination is a change only when the other version permits it.
@@ -24,9 +25,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 from engine.analysis import DIMENSIONS
-from engine.matrix import (
-    COLUMNS, UNDECLARED, Box, ContextError, Legend, Outcome, Version, Walk, cells_in, compress, has_permit,
-    parse_context, parse_date, row_cells, show_obligations, sort_rows, to_markdown,
+from engine.matrix import ContextError, Version, Walk, has_permit, parse_context, parse_date
+from engine.table import (
+    COLUMNS, UNDECLARED, Box, Legend, Outcome, cells_in, compress, row_cells, show_obligations, sort_rows,
+    to_markdown,
 )
 
 

@@ -11,7 +11,7 @@ import pytest
 from engine.analysis import DIMENSIONS
 from engine.cli import main
 from engine.diff import build_diff, changed, load_pair, render_diff
-from engine.matrix import UNDECLARED, Outcome
+from engine.table import UNDECLARED, Outcome
 
 CLINIC = Path(__file__).parent / "fixtures" / "matrix" / "clinic"
 HEADER = "| Action | Role | Agency | Purpose | Data | Classification | Owner | Change | Was | Now |"

@@ -10,9 +10,8 @@ import pytest
 import engine
 from engine.analysis import DIMENSIONS
 from engine.cli import main
-from engine.matrix import (
-    ContextError, Legend, Version, build_matrix, load_version, parse_context, render_matrix,
-)
+from engine.matrix import ContextError, Version, build_matrix, load_version, parse_context, render_matrix
+from engine.table import Legend
 from engine.progress import Progress
 
 CLINIC = Path(__file__).parent / "fixtures" / "matrix" / "clinic"

@@ -1,0 +1,362 @@
+"""Tables of combinations: rows compressed and worded for people, as text, md, csv or html.
+
+A row is a Box (one set of values per dimension) with an Outcome, or for a
+diff a pair of them. The matrix and the diff both find their rows with the
+walk in engine/matrix.py; everything they show is made here: rows merged
+across one dimension at a time, value sets worded by the vocabulary
+(hierarchy nodes, groups, ranges of classifications), and the tables laid
+out.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+from typing import Any, Iterable, NamedTuple, Sequence
+
+from engine.analysis import DIMENSION_KINDS, DIMENSIONS
+from engine.symbols import Vocabulary
+
+Box = tuple[frozenset[str], ...]  # one set of values per dimension, in DIMENSIONS order
+
+COLUMNS = {
+    "action": "Action", "requester.role": "Role", "requester.agency": "Agency", "purpose": "Purpose",
+    "resource.category": "Data", "resource.classification": "Classification", "resource.owner": "Owner",
+}
+
+
+class Outcome(NamedTuple):
+    """What one combination comes to: the decision, deciding rules, obligations as shown."""
+
+    decision: str  # permit, deny, or undeclared (a value the version does not declare)
+    rules: tuple[str, ...]
+    obligations: tuple[tuple[str, tuple[str, ...]], ...]  # (name, arguments as shown)
+
+
+UNDECLARED = Outcome("undeclared", (), ())
+
+
+# In the owner column: the requester's own agency, whichever it is.
+SAME_AGENCY = frozenset(("=requester.agency",))
+_AGENCY, _OWNER = DIMENSIONS.index("requester.agency"), DIMENSIONS.index("resource.owner")
+
+
+def union_in_order(lists: Iterable[list[str]]) -> list[str]:
+    """The values of every list, each once, in the order first met."""
+    seen: dict[str, None] = {}
+    for values in lists:
+        for value in values:
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+# --- compressing rows ---------------------------------------------------------------------
+
+
+def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
+    """Merge rows with the same outcome that differ in one dimension only, until none do.
+
+    First, rows for one agency and records it owns itself merge across
+    agencies into "owner: the requester's own agency".
+    """
+    # Outcomes become small numbers while merging: keys are hashed over and over.
+    ids: dict[Any, int] = {}
+    outcomes = []
+    for _box, outcome in found:
+        if outcome not in ids:
+            ids[outcome] = len(outcomes)
+            outcomes.append(outcome)
+    rows = _same_agency([(box, ids[outcome]) for box, outcome in found])
+    order = [DIMENSIONS.index(p) for p in ("action", "resource.classification", "resource.category",
+                                           "purpose", "resource.owner", "requester.agency", "requester.role")]
+    changed = True
+    while changed:
+        changed = False
+        for index in order:
+            groups: dict[tuple, list[int]] = {}
+            for number, (box, outcome) in enumerate(rows):
+                key = (outcome, box[:index] + box[index + 1:])
+                if index == _OWNER and box[_OWNER] == SAME_AGENCY:
+                    key = (number,)  # "own agency" does not merge with named owners
+                groups.setdefault(key, []).append(number)
+            if len(groups) < len(rows):
+                changed = True
+                rows = [_merged(rows, numbers, index) for numbers in groups.values()]
+    return [(box, outcomes[number]) for box, number in rows]
+
+
+def _merged(rows: list[tuple[Box, Any]], numbers: list[int], index: int) -> tuple[Box, Any]:
+    box, outcome = rows[numbers[0]]
+    values = frozenset().union(*(rows[n][0][index] for n in numbers))
+    return box[:index] + (values,) + box[index + 1:], outcome
+
+
+def _same_agency(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
+    groups: dict[tuple, list[tuple[Box, Any]]] = {}
+    for box, outcome in found:
+        agency, owner = box[_AGENCY], box[_OWNER]
+        key = (outcome, box[:_AGENCY] + box[_AGENCY + 1:_OWNER] + box[_OWNER + 1:]) \
+            if len(agency) == 1 and agency == owner else (len(groups),)
+        groups.setdefault(key, []).append((box, outcome))
+    rows = []
+    for key, members in groups.items():
+        if len(members) == 1:
+            rows.extend(members)
+            continue
+        box, outcome = members[0]
+        agencies = frozenset().union(*(b[_AGENCY] for b, _o in members))
+        rows.append((box[:_AGENCY] + (agencies,) + box[_AGENCY + 1:_OWNER] + (SAME_AGENCY,) + box[_OWNER + 1:],
+                     outcome))
+    return rows
+
+
+def cells_in(box: Box) -> int:
+    """How many combinations a row stands for."""
+    return math.prod(len(s) for i, s in enumerate(box) if not (i == _OWNER and s == SAME_AGENCY))
+
+
+def sort_rows(rows: list[tuple[Box, Any]], *vocabs: Vocabulary) -> list[tuple[Box, Any]]:
+    """Rows in rule order, then by the declared order of their first values."""
+    rule_order: dict[str, int] = {}
+    for vocab in vocabs:
+        for rule in vocab.rules:
+            rule_order.setdefault(rule.id.text, len(rule_order))
+    value_order = {}
+    for path in DIMENSIONS:
+        values = union_in_order(v.values_of(DIMENSION_KINDS[path]) for v in vocabs)
+        value_order[path] = {v: i for i, v in enumerate(values)}
+
+    def key(row: tuple[Box, Any]) -> tuple:
+        box, outcome = row
+        rules = _outcome_rules(outcome)
+        first = tuple(sorted(rule_order.get(r, len(rule_order)) for r in rules))
+        return (first, tuple(min(value_order[p].get(v, 0) for v in s) for p, s in zip(DIMENSIONS, box)))
+
+    return sorted(rows, key=key)
+
+
+def _outcome_rules(outcome: Any) -> tuple[str, ...]:
+    if isinstance(outcome, Outcome):
+        return outcome.rules
+    return tuple(r for o in outcome for r in o.rules)
+
+
+# --- showing value sets: hierarchy nodes, groups, ranges ----------------------------------
+
+
+class Legend:
+    """Words a set of values by the vocabulary (of one version, or of two together).
+
+    A role, purpose or category stands for itself and everything below it;
+    `name (only)` is that value without the ones below. A group stands for
+    its agencies. Classifications read as ranges (`up to official`).
+    """
+
+    def __init__(self, *vocabs: Vocabulary):
+        self.values = {p: union_in_order(v.values_of(DIMENSION_KINDS[p]) for v in vocabs) for p in DIMENSIONS}
+        self.below: dict[str, dict[str, frozenset[str]]] = {}
+        for kind in ("role", "purpose", "category"):
+            below: dict[str, set[str]] = {}
+            for vocab in vocabs:
+                for node, nodes in vocab.hierarchy(kind).descendants.items():
+                    below.setdefault(node, set()).update(nodes)
+            self.below[kind] = {n: frozenset(s) for n, s in below.items()}
+        self.groups = _shared_groups(vocabs)
+        self.ranks = union_in_order(sorted(v.classifications, key=v.classifications.__getitem__) for v in vocabs)
+
+    def show(self, path: str, values: frozenset[str]) -> list[str]:
+        """The shortest faithful wording of `values` as a list of items."""
+        if values == SAME_AGENCY:
+            return ["requester's own agency"]
+        everything = self.values[path]
+        if len(values) == len(everything) and len(everything) > 1:
+            return ["any"]
+        kind = DIMENSION_KINDS[path]
+        if kind in self.below:
+            return self._nodes(kind, path, values)
+        if kind == "agency":
+            return self._agencies(path, values)
+        if kind == "classification":
+            return self._ranks(values)
+        return [v for v in everything if v in values]
+
+    def expand(self, box: Box) -> list[list[str]]:
+        """Every value each column of a row stands for (the owner's own agency: the agencies)."""
+        found = [[v for v in self.values[p] if v in s] for p, s in zip(DIMENSIONS, box)]
+        if box[_OWNER] == SAME_AGENCY:
+            found[_OWNER] = found[_AGENCY]
+        return found
+
+    def _nodes(self, kind: str, path: str, values: frozenset[str]) -> list[str]:
+        below = self.below[kind]
+        order = self.values[path]
+        covered: set[str] = set()
+        shown = []
+        for node in order:
+            if node not in values or node in covered:
+                continue
+            under = below.get(node, frozenset((node,)))
+            if under <= values:
+                shown.append(node)
+                covered |= under
+                continue
+            missing = self._cover(order, below, under - values)
+            if len(missing) <= 2 and len(under - values) < len(under & values):
+                shown.append(f"{node} (except {' and '.join(missing)})")
+                covered |= under & values
+        shown.extend(f"{node} (only)" for node in order if node in values and node not in covered)
+        position = {v: i for i, v in enumerate(order)}
+        return sorted(shown, key=lambda s: position[s.split(" ")[0]])
+
+    @staticmethod
+    def _cover(order: list[str], below: dict[str, frozenset[str]], values: frozenset[str]) -> list[str]:
+        """The fewest nodes, in declared order, whose subtrees make up exactly `values`."""
+        found, covered = [], set()
+        for node in order:
+            if node in values and node not in covered and below.get(node, frozenset((node,))) <= values:
+                found.append(node)
+                covered |= below.get(node, frozenset((node,)))
+        return found
+
+    def _agencies(self, path: str, values: frozenset[str]) -> list[str]:
+        shown, covered = [], set()
+        for name, members in sorted(self.groups.items(), key=lambda g: (-len(g[1]), g[0])):
+            if len(members) > 1 and members <= values and not members <= covered:
+                shown.append(name)
+                covered |= members
+        shown.extend(v for v in self.values[path] if v in values and v not in covered)
+        return shown
+
+    def _ranks(self, values: frozenset[str]) -> list[str]:
+        positions = sorted(self.ranks.index(v) for v in values if v in self.ranks)
+        if positions and positions == list(range(positions[0], positions[-1] + 1)) and len(positions) > 1:
+            low, high = self.ranks[positions[0]], self.ranks[positions[-1]]
+            return [f"up to {high}"] if positions[0] == 0 else [f"{low} to {high}"]
+        return [v for v in self.ranks if v in values]
+
+
+def _shared_groups(vocabs: Sequence[Vocabulary]) -> dict[str, frozenset[str]]:
+    """Groups that mean the same in every version that declares them."""
+    found: dict[str, frozenset[str]] = {}
+    clash: set[str] = set()
+    for vocab in vocabs:
+        for name, members in vocab.groups.items():
+            if name in found and found[name] != members:
+                clash.add(name)
+            found.setdefault(name, members)
+    return {n: m for n, m in found.items() if n not in clash}
+
+
+# --- rendering --------------------------------------------------------------------------
+
+
+def row_cells(legend: Legend, box: Box) -> list[str]:
+    """A row's value sets worded, one cell per dimension."""
+    return [", ".join(legend.show(p, s)) for p, s in zip(DIMENSIONS, box)]
+
+
+def show_obligations(obligations: Iterable[tuple[str, tuple[str, ...]]], box: Box) -> str:
+    """Obligations as `name arg, arg; name`; an attribute argument whose row has one value
+    for it is shown as that value."""
+    single = {p: next(iter(s)) for p, s in zip(DIMENSIONS, box) if len(s) == 1 and s != SAME_AGENCY}
+    if box and box[_OWNER] == SAME_AGENCY:
+        single.pop("resource.owner", None)
+        if "requester.agency" in single:
+            single["resource.owner"] = single["requester.agency"]
+    words = []
+    for name, args in obligations:
+        shown = [single.get(a, a) for a in args]
+        words.append(name + (" " + ", ".join(shown) if shown else ""))
+    return "; ".join(words)
+
+
+def to_csv(headers: list[str], table: list[list[str]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(table)
+    return out.getvalue()
+
+
+def to_markdown(headers: list[str], table: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or "-"
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines.extend("| " + " | ".join(cell(c) for c in row) + " |" for row in table)
+    return "\n".join(lines) + "\n"
+
+
+def to_html(title: str, facts: str, headers: list[str], table: list[list[str]],
+            expanded: list[list[list[str]]], choices: list[list[str]]) -> str:
+    """One self-contained page: a table with a select box per dimension and a text filter.
+
+    Each cell carries every value it stands for (`data-v`), so choosing
+    `safeguarding.adults` keeps the rows that say `safeguarding`.
+    """
+    e = html.escape
+    head = []
+    for index, header in enumerate(headers):
+        if index < len(choices):
+            options = "".join(f'<option value="{e(v)}">{e(v)}</option>' for v in choices[index])
+            control = f'<select data-col="{index}"><option value="">all</option>{options}</select>'
+        else:
+            control = f'<input data-col="{index}" type="search" placeholder="filter">'
+        head.append(f"<th>{e(header)}<br>{control}</th>")
+    body = []
+    for row, values in zip(table, expanded):
+        cells = []
+        for index, text in enumerate(row):
+            covered = " ".join(values[index]) if index < len(values) else ""
+            cells.append(f'<td data-v=" {e(covered)} ">{e(text)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return _PAGE.format(title=e(title), facts=e(facts), head="".join(head), body="\n".join(body),
+                        count=len(table))
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1b1b1b; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; text-align: left; }}
+th {{ background: #f0f2f5; position: sticky; top: 0; }}
+select, input {{ width: 100%; margin-top: 4px; font-size: 12px; }}
+tr:nth-child(even) td {{ background: #fafafa; }}
+#shown {{ color: #555; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>{facts}</p>
+<p><input id="search" type="search" placeholder="Filter every column"> <span id="shown">{count} rows</span></p>
+<table><thead><tr>{head}</tr></thead>
+<tbody>
+{body}
+</tbody></table>
+<script>
+(function () {{
+  var controls = document.querySelectorAll("th select, th input");
+  var search = document.getElementById("search");
+  var rows = document.querySelectorAll("tbody tr");
+  function apply() {{
+    var shown = 0, text = search.value.toLowerCase();
+    rows.forEach(function (row) {{
+      var ok = !text || row.textContent.toLowerCase().indexOf(text) >= 0;
+      controls.forEach(function (c) {{
+        var cell = row.cells[+c.dataset.col], want = c.value;
+        if (!ok || !want) return;
+        if (c.tagName === "SELECT") ok = cell.dataset.v.indexOf(" " + want + " ") >= 0;
+        else ok = cell.textContent.toLowerCase().indexOf(want.toLowerCase()) >= 0;
+      }});
+      row.style.display = ok ? "" : "none";
+      if (ok) shown++;
+    }});
+    document.getElementById("shown").textContent = shown + " rows";
+  }}
+  controls.forEach(function (c) {{ c.addEventListener("input", apply); }});
+  search.addEventListener("input", apply);
+}})();
+</script>
+</body></html>
+"""
