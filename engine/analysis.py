@@ -481,9 +481,13 @@ class Region:
         return all(_ranges_within(ranges, other.ranges(pair)) for pair, ranges in self.pairs())
 
 
-def analyse(policy_set: ast.PolicySet, vocabulary: Vocabulary) -> list[Diagnostic]:
-    """Warnings about rules that never apply, never take effect, or repeat another."""
-    return _Analysis(vocabulary, dt.date.today()).run()
+def analyse(policy_set: ast.PolicySet, vocabulary: Vocabulary, *, today: dt.date | None = None) -> list[Diagnostic]:
+    """Warnings about rules that never apply, never take effect, or repeat another.
+
+    Agreements are judged expired against `today` (default: the real date), so
+    the checker's own date reaches the rules that rely on them too.
+    """
+    return _Analysis(vocabulary, today or dt.date.today()).run()
 
 
 class _Analysis:

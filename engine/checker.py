@@ -404,7 +404,7 @@ def _analysis(ctx: Context) -> list[Diagnostic]:
         if exc.name != "engine.analysis":
             raise  # analysis.py exists but is broken: say so
         return []
-    return list(analyse(ctx.policy_set, ctx.vocab))
+    return list(analyse(ctx.policy_set, ctx.vocab, today=ctx.today))
 
 
 # --- the passes, in order -------------------------------------------------------

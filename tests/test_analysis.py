@@ -5,6 +5,7 @@ import pytest
 import engine
 from engine import ast
 from engine.analysis import FALSE, MISSING, TRUE, UNK, Compiler, analyse, const, reduce
+from engine.checker import check
 from engine.loader import load_set
 from engine.source import Source
 from engine.symbols import build_vocabulary
@@ -49,11 +50,15 @@ agreement police_in {
 """
 
 
-def findings(rules: str, combine: str = "deny-overrides") -> list[tuple[str, str]]:
+def policy_set_of(rules: str, combine: str = "deny-overrides") -> ast.PolicySet:
     header = f'policy "t" {{\n  combine {combine}\n}}\n'
     files = (parse(Source("00_vocabulary.policy", header + VOCABULARY)), parse(Source("10_rules.policy", rules)))
-    policy_set = ast.PolicySet(files)
-    return [(d.code, d.message) for d in analyse(policy_set, build_vocabulary(policy_set))]
+    return ast.PolicySet(files)
+
+
+def findings(rules: str, combine: str = "deny-overrides", today: dt.date | None = None) -> list[tuple[str, str]]:
+    policy_set = policy_set_of(rules, combine)
+    return [(d.code, d.message) for d in analyse(policy_set, build_vocabulary(policy_set), today=today)]
 
 
 def rule(effect: str, name: str, *clauses: str) -> str:
@@ -192,6 +197,24 @@ def test_example_policies_have_no_analysis_warnings():
     policy_set, errors = load_set(None)
     assert errors == []
     assert analyse(policy_set, build_vocabulary(policy_set)) == []
+
+
+# old_isa ends 2020-12-31: in force on the first date, expired on the second (and today).
+@pytest.mark.parametrize(("today", "expected"), [
+    (dt.date(2020, 6, 1), []),
+    (dt.date(2021, 1, 1), [("agreement_expired",
+                            "permit rule `p` can no longer apply: its agreements ended by 2020-12-31")]),
+], ids=["in force then", "ended the day before"])
+def test_agreement_expiry_is_judged_on_the_date_given(today, expected):
+    assert findings(rule("permit", "p", "under old_isa"), today=today) == expected
+
+
+def test_check_judges_rules_under_agreements_on_its_own_date():
+    policy_set = policy_set_of(rule("permit", "p", "under old_isa"))
+    _vocabulary, in_force = check(policy_set, today=dt.date(2020, 6, 1))
+    _vocabulary, expired = check(policy_set, today=dt.date(2021, 6, 1))
+    assert [d.code for d in in_force] == []
+    assert [d.code for d in expired] == ["agreement_expired", "agreement_expired"]  # the agreement, the rule
 
 
 def test_engine_check_reports_analysis_warnings_with_spans(tmp_path):
