@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 Command = Callable[[argparse.Namespace], int]
@@ -139,8 +140,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that work on the policy set being edited: with no PATH they take
+# `policies/` in the current directory when there is one, else the example set.
+# `serve` is not among them: with no PATH it serves the embedded example set.
+_LOCAL_DEFAULT = {"check": "path", "test": "path", "matrix": "path", "doc": "path", "fmt": "path", "decide": "policy"}
+
+
+def _default_local_policies(args: argparse.Namespace) -> None:
+    attribute = _LOCAL_DEFAULT.get(args.command)
+    if attribute and getattr(args, attribute) is None and Path("policies").is_dir():
+        setattr(args, attribute, "policies")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _default_local_policies(args)
     try:
         return args.func(args)
     except KeyboardInterrupt:

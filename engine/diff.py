@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 from engine.analysis import DIMENSIONS
-from engine.matrix import ContextError, Version, Walk, has_permit, parse_context, parse_date
+from engine.matrix import ContextError, Version, Walk, count_rows, has_permit, parse_context, parse_date
 from engine.table import (
     COLUMNS, UNDECLARED, Box, Legend, Outcome, cells_in, compress, row_cells, show_obligations, sort_rows,
     to_markdown,
@@ -125,7 +125,7 @@ def render_diff(diff: Diff, fmt: str) -> str:
     headers = [COLUMNS[p] for p in DIMENSIONS] + ["Change", "Was", "Now"]
     table = [row_cells(legend, box) + [headline(c, box), explain(c.old, box), explain(c.new, box)]
              for box, c in diff.rows]
-    summary = (f"{diff.changed:,} of {diff.cells:,} combinations change, in {len(diff.rows):,} rows "
+    summary = (f"{diff.changed:,} of {diff.cells:,} combinations change, in {count_rows(len(diff.rows))} "
                f"(date {diff.new.date.isoformat()}).")
     title = f"Changes from {diff.old_name} ({diff.old.hash}) to {diff.new_name} ({diff.new.hash})"
     if fmt == "json":

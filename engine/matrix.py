@@ -467,9 +467,9 @@ def _title(version: Version) -> str:
 
 def _facts(matrix: Matrix) -> str:
     version = matrix.version
-    context = ", ".join(f"{k}={v}" for k, v in version.given.items()) or "defaults"
+    context = ", ".join(f"{k}={_word(v)}" for k, v in version.given.items()) or "defaults"
     return (f"Date {version.date.isoformat()}; context: {context}. "
-            f"{matrix.permitted:,} of {matrix.cells:,} combinations permitted, in {len(matrix.rows):,} rows; "
+            f"{matrix.permitted:,} of {matrix.cells:,} combinations permitted, in {count_rows(len(matrix.rows))}; "
             f"everything else is refused. A role, purpose or category includes those below it; "
             f"`(only)` means the value alone.")
 
@@ -603,3 +603,13 @@ def run_matrix(args: argparse.Namespace) -> int:
         return 2
     sys.stdout.write(render_matrix(build_matrix(version), args.format))
     return 0
+
+
+def _word(value: object) -> str:
+    """A context value as the policy language writes it (`true`, not `True`)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def count_rows(count: int) -> str:
+    """`1 row`, `17 rows`."""
+    return f"{count:,} row" if count == 1 else f"{count:,} rows"
