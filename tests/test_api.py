@@ -163,6 +163,15 @@ def test_batch_answers_in_order_with_one_version(client: TestClient) -> None:
     assert len({d["decision_id"] for d in decisions}) == 90
 
 
+def test_a_refused_batch_decides_and_audits_nothing(policy_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "decisions.audit.jsonl"
+    with TestClient(create_app(policy_dir, watch=False, audit_log=log)) as client:
+        bad = {"requests": [PERMITTED] * 150 + [_with(PERMITTED, action="sing")]}
+        assert client.post("/decide/batch", json=bad).status_code == 422
+        assert 'engine_decisions_total{decision="permit"} 0' in client.get("/metrics").text
+    assert log.read_bytes() == b""
+
+
 def test_empty_batch_is_answered(client: TestClient) -> None:
     assert client.post("/decide/batch", json={"requests": []}).json() == {"decisions": []}
 
@@ -179,13 +188,15 @@ def test_empty_batch_is_answered(client: TestClient) -> None:
         ("/decide", _with(PERMITTED, context__mood="calm"), "context.mood", None),
         ("/decide/batch", {"requests": [PERMITTED, _with(PERMITTED, purpose="marketting")]},
          "requests[1].purpose", "marketing"),
+        ("/decide/batch", {"requests": [PERMITTED] * 150 + [_with(PERMITTED, requester__agency="polise")]},
+         "requests[150].requester.agency", "police"),
         ("/decide/batch", {"requests": [PERMITTED] * 1001}, "requests", None),
         ("/decide/batch", {"request": [PERMITTED]}, "request", None),
         ("/decide/batch", {"requests": PERMITTED}, "requests", None),
         ("/decide/batch", {"requests": [PERMITTED, "share"]}, "requests[1]", None),
     ],
     ids=["misspelt-role", "missing-action", "wrong-type", "undeclared-attribute", "batch-item",
-         "batch-too-long", "batch-wrong-key", "batch-not-list", "batch-item-not-object"],
+         "batch-item-in-a-later-slice", "batch-too-long", "batch-wrong-key", "batch-not-list", "batch-item-not-object"],
 )
 def test_invalid_request_is_422_naming_the_field(client: TestClient, path: str, body: dict, field: str,
                                                   help: str | None) -> None:
