@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 # This file is named http.py: drop its folder from the path before anything
-# imports the standard library's http package.
+# imports the standard library's http package (hence the imports below it).
+# ruff: noqa: E402
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
@@ -38,8 +39,8 @@ from typing import Any
 REPO = _HERE.parent
 sys.path.insert(0, str(REPO))
 
-from fastapi import Request  # noqa: E402  (module level: FastAPI resolves the endpoint's annotations here)
-from starlette.responses import Response  # noqa: E402
+from fastapi import Request  # module level: FastAPI resolves the bare endpoint's annotations here
+from starlette.responses import Response
 
 HOST = "127.0.0.1"  # loopback only
 
