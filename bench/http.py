@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     requests = example_requests(Path(args.policy))
+    if not requests:
+        raise SystemExit(f"no valid request among the policy tests (*.test.yaml) under {args.policy}")
     bare_port, engine_port = _free_port(), _free_port()
     serve = [sys.executable, "-m", "engine", "serve", args.policy, "--host", HOST, "--port", str(engine_port),
              "--no-watch", "--log-level", "warning", "--workers", str(args.workers)]
