@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from engine import ast
 from engine.errors import PolicyError
-from engine.request import RAW, RequestSchema
+from engine.request import RAW, SUMMARY_PATHS, RequestSchema
 from engine.symbols import NameLookupError, Vocabulary
 from engine import _expressions as expressions
 from engine._expressions import Env, Test, span_text
@@ -35,9 +35,6 @@ _KIND_OF_PATH = {"action": "action", "requester.role": "role", "requester.agency
                  "purpose": "purpose", "resource.owner": "agency", "resource.category": "category",
                  "resource.classification": "classification"}
 
-# The built-ins a decision's summary names: always part of the cache key.
-SUMMARY_PATHS = ("requester.role", "requester.agency", "action", "resource.category",
-                 "resource.owner", "purpose")
 
 
 class CompileError(PolicyError):
@@ -142,6 +139,7 @@ class _UnderIndex:
             for agency in (agreement.parties if two_way else agreement.sources) or ():
                 self.discloses[agency] = self.discloses.get(agency, 0) | 1 << i
         self._valid_on: dict[dt.date, int] = {}
+        self._rules_of: dict[int, int] = {}  # covering agreements -> the rules they let through
 
     def hold(self, env: Env) -> int:
         covering = self.receives.get(env["requester.agency"], 0) & self.discloses.get(env["resource.owner"], 0)
@@ -152,11 +150,22 @@ class _UnderIndex:
         if valid is None:
             valid = self._valid(date)
         covering &= valid
+        bits = self._rules_of.get(covering)
+        return self._union(covering) if bits is None else bits
+
+    def _union(self, covering: int) -> int:
+        """The rules without `under` and those naming any of the `covering` agreements."""
         bits = self.base
-        while covering:
-            i = covering.bit_length() - 1
+        agreements = covering
+        while agreements:
+            i = agreements.bit_length() - 1
             bits |= self.rules_under[i]
-            covering ^= 1 << i
+            agreements ^= 1 << i
+        # The few sets of agreements that cover requests recur; each union is kept (bounded, like
+        # the dates), a fact about the policy, not about any request.
+        if len(self._rules_of) > 4096:
+            self._rules_of.clear()
+        self._rules_of[covering] = bits
         return bits
 
     def _valid(self, date: dt.date) -> int:

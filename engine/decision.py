@@ -5,6 +5,10 @@ index (compiler.py) narrows the rules to those whose value clauses hold; only
 their `when`/`unless` clauses run here. A deny rule that *might* apply (no
 clause false, some unknown) counts as applying and its reason names what was
 missing; a permit rule that might apply does not count.
+
+A decision's outcome, reasons and obligations are settled when it is made;
+its near misses and summary sentence, which cost more than all of that and
+which most callers never read, are computed when first read (Decision).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, Iterator
 
 from engine import ast, explain
 from engine.compiler import CompiledClause, CompiledObligation, CompiledPolicy, CompiledRule
-from engine.request import RAW
+from engine.request import WORDS
 
 PERMIT = "permit"
 DENY = "deny"
@@ -83,9 +87,17 @@ class NearMiss:
 class Decision:
     """The answer to one request, with everything needed to explain it.
 
-    Not slotted on purpose: a cached decision is re-issued with a fresh
-    `decision_id` by copying its `__dict__`, which is much cheaper than
-    `dataclasses.replace`.
+    `near_misses` and `summary` are computed when first read (or by `to_dict()`,
+    equality, `repr`), not when the request is decided: most callers never read
+    them, and near misses are the dearest part of a decision. They are worked out
+    from what the decision kept of its request (the validated values and the
+    summary's words, taken when it was decided), so reading them late gives what
+    reading them at once would have; they are then kept on the decision. Two
+    threads reading at once may both compute them, and get equal answers.
+
+    A decision answered from the cache shares the cached decision's explanation
+    objects. Not slotted: a re-issued decision copies the cached one's `__dict__`,
+    which is much cheaper than `dataclasses.replace`.
     """
 
     decision: str
@@ -113,27 +125,67 @@ class Decision:
         data["summary"] = self.summary
         return data
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles carry the explanation itself, not what it would be computed from."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Decision))
+# Where an unexplained decision keeps what its explanation is computed from: (Decider, env), or
+# for a decision re-issued from the cache, the cached decision.
+_SOURCE = "_explain_from"
+
+
+class _ComputedOnRead:
+    """A Decision field computed the first time it is read, then kept in the instance's `__dict__`.
+
+    A non-data descriptor: once the value is in `__dict__` (as it is from the start for a
+    Decision built by its constructor), Python reads it from there without calling this.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, decision: Decision | None, owner: type | None = None) -> Any:
+        if decision is None:
+            return self
+        fields = decision.__dict__
+        source = fields[_SOURCE]
+        if source.__class__ is Decision:
+            value = getattr(source, self.name)  # worked out once for the cached decision and its copies
+        else:
+            decider, env = source
+            value = decider.explain(self.name, decision, env)
+        fields[self.name] = value
+        return value
+
+
+Decision.near_misses = _ComputedOnRead("near_misses")  # type: ignore[assignment]
+Decision.summary = _ComputedOnRead("summary")  # type: ignore[assignment]
 
 _new = object.__new__
 _set = object.__setattr__
 
 
-def issue(outcome: str, decision_id: str, version: str, title: str | None, label: str | None,
-          reasons: tuple, obligations: tuple, near_misses: tuple, summary: str) -> Decision:
-    """A Decision built without the frozen-dataclass __init__ (a third of the cost); same fields."""
-    decision = _new(Decision)
-    _set(decision, "__dict__", {"decision": outcome, "decision_id": decision_id, "policy_version": version,
-                                "title": title, "label": label, "reasons": reasons, "obligations": obligations,
-                                "near_misses": near_misses, "summary": summary})
-    return decision
+def reissuable(decision: Decision) -> dict:
+    """What the cache keeps of a decision: its fields, pointing at it for the explanation."""
+    fields = decision.__dict__.copy()
+    fields[_SOURCE] = decision
+    return fields
 
 
-def with_id(decision: Decision, decision_id: str) -> Decision:
-    """The same decision under a new id (the fast equivalent of dataclasses.replace)."""
+def reissue(fields: dict, decision_id: str) -> Decision:
+    """A cached decision (`reissuable`) under a new id.
+
+    Much cheaper than dataclasses.replace. The copy shares the original's
+    explanation, computed on the original when first read.
+    """
     issued = _new(Decision)
-    fields = issued.__dict__
-    fields.update(decision.__dict__)
-    fields["decision_id"] = decision_id
+    own = issued.__dict__
+    own.update(fields)
+    own["decision_id"] = decision_id
     return issued
 
 
@@ -185,57 +237,104 @@ class Decider:
         self.label = label
         self.rules = compiled.rules
         self.reasons = tuple(_reason(rule) for rule in compiled.rules)
-        self.phrases = tuple(explain.rule_phrase(reason) for reason in self.reasons)
         self.rule_obligations = tuple(tuple(map(_entry, rule.obligations)) for rule in compiled.rules)
         self.policy_wide = {outcome: tuple(map(_entry, obligations))
                             for outcome, obligations in compiled.obligations.items()}
-        # Near misses repeat: their failed clauses and the near misses themselves are kept,
-        # keyed by the values the explanation depends on.
-        self._values_of = tuple(
-            tuple(sorted(set().union(*(c.reads for c in rule.clauses))))
-            if not any(c.asks for c in rule.clauses) else None
-            for rule in self.rules)
+        # What a decision needs, prepared once: the index lookups, each rule's when/unless tests,
+        # and the obligations of a decision with no reason or one (the usual cases).
+        self._lookups = compiled.lookups
+        self._unders = tuple(u.hold for u in compiled.unders)
+        self._everyone, self._permit_bits, self._deny_bits = compiled.everyone, compiled.permits, compiled.denies
+        self._conditions = tuple(rule.conditions for rule in compiled.rules)
+        self._alone = {outcome: _plan(entries) for outcome, entries in self.policy_wide.items()}
+        self._single = tuple(_plan(sorted(self.policy_wide[rule.effect.value] + self.rule_obligations[rule.index]))
+                             for rule in compiled.rules)
+        # Near misses: each rule's clauses with the index dimension that tests each (None for
+        # when/unless), so that a near miss reads which value clauses failed from the index.
+        dimension = {d.name: n for n, d in enumerate(compiled.dimensions)}
+        self._dimensions_of = tuple(_clause_dimensions(rule, dimension) for rule in compiled.rules)
+        # Failed clauses repeat across rules and requests: kept, keyed by their words and values.
         self._explained: dict[tuple, Any] = {}
+        # `has` reads the request as given, which its owner may change after the decision:
+        # near misses of a set whose permit rules ask `has` are found at once.
+        self._near_misses_at_once = any(c.asks for r in compiled.rules if r.effect is ast.Effect.PERMIT
+                                        for c in r.clauses)
 
     # --- combining ------------------------------------------------------------
 
+    def candidates(self, env: dict) -> int:
+        """The rules whose indexed clauses all hold (CompiledPolicy.candidates, without a call per step)."""
+        bits = self._everyone
+        for path, table in self._lookups:
+            bits &= table[env[path]]
+        for hold in self._unders:
+            if not bits:
+                break
+            bits &= hold(env)
+        return bits
+
     def decide(self, env: dict, decision_id: str = "") -> Decision:
-        """The decision for a validated request environment."""
-        compiled = self.compiled
-        bits = compiled.candidates(env)
-        if compiled.combine is ast.Combine.FIRST_APPLICABLE:
-            outcome, reasons = self._first(bits, env)
-        elif compiled.combine is ast.Combine.PERMIT_OVERRIDES:
-            outcome, reasons = PERMIT, self._permits(bits, env)
-            if not reasons:
-                outcome, reasons = DENY, self._denies(bits, env)
-        else:
-            outcome, reasons = DENY, self._denies(bits, env)
-            if not reasons:
-                reasons = self._permits(bits, env)
+        """The decision for a validated request environment; its explanation is computed when read."""
+        bits = self._everyone
+        for path, table in self._lookups:
+            bits &= table[env[path]]
+        for hold in self._unders:
+            if not bits:
+                break
+            bits &= hold(env)
+        combine = self.compiled.combine
+        if combine is ast.Combine.DENY_OVERRIDES:
+            reasons = self._denies(bits & self._deny_bits, env)
+            if reasons:
+                outcome = DENY
+            else:
+                reasons = self._permits(bits & self._permit_bits, env)
                 outcome = PERMIT if reasons else DENY
-        obligations = self._obligations(outcome, reasons, env)
+        elif combine is ast.Combine.PERMIT_OVERRIDES:
+            reasons = self._permits(bits & self._permit_bits, env)
+            if reasons:
+                outcome = PERMIT
+            else:
+                outcome, reasons = DENY, self._denies(bits & self._deny_bits, env)
+        else:
+            outcome, reasons = self._first(bits, env)
+        decision = _new(Decision)
         if not reasons:
-            near = self._near_misses(env)
-            return issue(outcome, decision_id, self.version, self.title, self.label, (), obligations, near,
-                         explain.summary(outcome, (), near, env[RAW]))
-        if len(reasons) == 1 and reasons[0][1] is True:
-            index = reasons[0][0]
-            reason_list = (self.reasons[index],)
-            summary = explain.summary(outcome, reason_list, (), env[RAW], self.phrases[index])
+            _set(decision, "__dict__", {
+                "decision": outcome, "decision_id": decision_id, "policy_version": self.version,
+                "title": self.title, "label": self.label, "reasons": (),
+                "obligations": _obligations(self._alone[outcome], env), _SOURCE: (self, env)})
+            if self._near_misses_at_once:
+                decision.__dict__["near_misses"] = self._near_misses(env)
+            return decision
+        if len(reasons) == 1:
+            index, status = reasons[0]
+            reason_list: tuple = (self.reasons[index] if status is True else self._reason_for(index, status, env),)
+            obligations = _obligations(self._single[index], env)
         else:
             reason_list = tuple([self._reason_for(i, status, env) for i, status in reasons])
-            summary = explain.summary(outcome, reason_list, (), env[RAW])
-        return issue(outcome, decision_id, self.version, self.title, self.label, reason_list, obligations, (),
-                     summary)
+            obligations = self._obligations(outcome, reasons, env)
+        _set(decision, "__dict__", {
+            "decision": outcome, "decision_id": decision_id, "policy_version": self.version,
+            "title": self.title, "label": self.label, "reasons": reason_list, "obligations": obligations,
+            "near_misses": (), _SOURCE: (self, env)})
+        return decision
+
+    def explain(self, name: str, decision: Decision, env: dict) -> Any:
+        """A decision's `near_misses` or `summary`, when first read."""
+        if name == "near_misses":
+            return self._near_misses(env) if not decision.reasons else ()
+        return explain.summary(decision.decision, decision.reasons, decision.near_misses, env[WORDS])
 
     def _denies(self, bits: int, env: dict) -> list[tuple[int, Any]]:
-        """Deny rules that apply (True) or might apply (None): both count, failing closed."""
-        found = []
-        rules = self.rules
-        for i in _indices(bits & self.compiled.denies):
+        """Deny rules among `bits` that apply (True) or might apply (None): both count, failing closed."""
+        found: list[tuple[int, Any]] = []
+        conditions = self._conditions
+        while bits:  # from the top: bit_length is free and the int shrinks as it goes
+            i = bits.bit_length() - 1
+            bits ^= 1 << i
             status = True
-            for test in rules[i].conditions:
+            for test in conditions[i]:
                 value = test(env)
                 if value is False:
                     break
@@ -243,18 +342,22 @@ class Decider:
                     status = None
             else:
                 found.append((i, status))
+        found.reverse()  # set order
         return found
 
     def _permits(self, bits: int, env: dict) -> list[tuple[int, Any]]:
-        """Permit rules that apply: every condition true (unknown does not count)."""
-        found = []
-        rules = self.rules
-        for i in _indices(bits & self.compiled.permits):
-            for test in rules[i].conditions:
+        """Permit rules among `bits` that apply: every condition true (unknown does not count)."""
+        found: list[tuple[int, Any]] = []
+        conditions = self._conditions
+        while bits:
+            i = bits.bit_length() - 1
+            bits ^= 1 << i
+            for test in conditions[i]:
                 if test(env) is not True:
                     break
             else:
                 found.append((i, True))
+        found.reverse()
         return found
 
     def _first(self, bits: int, env: dict) -> tuple[str, list[tuple[int, Any]]]:
@@ -268,31 +371,19 @@ class Decider:
     def _reason_for(self, index: int, status: Any, env: dict) -> Reason:
         reason = self.reasons[index]
         if status is None:
-            return dataclasses.replace(reason, missing=missing_attributes(self.rules[index], env))
+            return Reason(reason.rule, reason.effect, reason.description, reason.because, reason.file, reason.line,
+                          missing_attributes(self.rules[index], env))
         return reason
 
     # --- obligations ------------------------------------------------------------
 
     def _obligations(self, outcome: str, reasons: list[tuple[int, Any]], env: dict) -> tuple[Obligation, ...]:
         """The reasons' obligations and the outcome's policy-wide ones: in set order, once each."""
-        pending = self.policy_wide[outcome]
-        if reasons:
-            pending = list(pending)
-            for i, _ in reasons:
-                pending += self.rule_obligations[i]
-            pending.sort()  # by seq, which no two entries share: the tuples never compare further
-        found: list[Obligation] = []
-        seen: set = set()
-        for _, obligation, key, compiled in pending:
-            if compiled.condition is not None and compiled.condition(env) is not True:
-                continue  # unknown counts as not holding
-            if obligation is None:
-                obligation = Obligation(compiled.name, tuple(arg(env) for arg in compiled.args))
-                key = _identity(obligation)
-            if key not in seen:
-                seen.add(key)
-                found.append(obligation)
-        return tuple(found)
+        pending = list(self.policy_wide[outcome])
+        for i, _ in reasons:
+            pending += self.rule_obligations[i]
+        pending.sort()  # by seq, which no two entries share: the tuples never compare further
+        return _obligations(_plan(pending), env)
 
     # --- near misses --------------------------------------------------------------
 
@@ -311,6 +402,7 @@ class Decider:
         # with the value clauses. Otherwise test conditions rule by rule, below.
         exact = len(compiled.condition_sets) <= _CONDITIONS_COUNTED
         failing = [permits ^ (permits & d.hold(env)) for d in compiled.dimensions]
+        by_dimension = failing[:]  # the permit rules each value clause position fails
         if exact:
             failing += [permits & rules for test, rules in compiled.condition_sets if test(env) is not True]
         planes: list[int] = []  # bit i of a rule's count of failed clauses is in planes[i]
@@ -349,23 +441,18 @@ class Decider:
                         failed += 1
                 bisect.insort(best, (failed, i))
                 del best[_MAX_NEAR_MISSES:]
-        return tuple(self._near_miss(rules[i], env) for _, i in best)
+        return tuple(self._near_miss(rules[i], env, by_dimension) for _, i in best)
 
-    def _near_miss(self, rule: CompiledRule, env: dict) -> NearMiss:
-        """The rule's failed clauses; remembered by the values of the attributes the rule reads."""
-        paths = self._values_of[rule.index]
-        if paths is None:  # it explains what the request gave (`has`): not remembered
-            return self._explain_near_miss(rule, env)
-        key = (rule.index, tuple(map(env.get, paths)))
-        near = self._explained.get(key)
-        if near is None:
-            near = self._remember(key, self._explain_near_miss(rule, env))
-        return near
-
-    def _explain_near_miss(self, rule: CompiledRule, env: dict) -> NearMiss:
-        failed = tuple([self._failed(clause, env) for clause in rule.clauses if clause.test(env) is not True])
+    def _near_miss(self, rule: CompiledRule, env: dict, by_dimension: list[int]) -> NearMiss:
+        """The rule's failed clauses, in the order written: value clauses as the index found
+        them (`by_dimension`), when/unless clauses tested."""
+        bit = 1 << rule.index
+        failed = []
+        for clause, dimension in zip(rule.clauses, self._dimensions_of[rule.index]):
+            if clause.test(env) is not True if dimension is None else by_dimension[dimension] & bit:
+                failed.append(self._failed(clause, env))
         reason = self.reasons[rule.index]
-        return NearMiss(reason.rule, reason.description, reason.file, reason.line, failed)
+        return NearMiss(reason.rule, reason.description, reason.file, reason.line, tuple(failed))
 
     def _failed(self, clause: CompiledClause, env: dict) -> FailedClause:
         """How a clause failed; remembered by its words and the values it read, across rules."""
@@ -384,9 +471,56 @@ class Decider:
         return value
 
 
+def _clause_dimensions(rule: CompiledRule, dimension: dict[tuple[str, int], int]) -> tuple[int | None, ...]:
+    """For each clause of a rule, the index dimension testing it (compiler.py numbers a rule's
+    clauses of one kind as the compiler does: the 2nd `purpose` is ("purpose", 1)); None for when/unless."""
+    seen: dict[str, int] = {}
+    found: list[int | None] = []
+    for clause in rule.clauses:
+        occurrence = seen.get(clause.kind, 0)
+        seen[clause.kind] = occurrence + 1
+        found.append(None if clause.kind in ("when", "unless") else dimension[(clause.kind, occurrence)])
+    return tuple(found)
+
+
 def _reason(rule: CompiledRule) -> Reason:
     span = rule.rule.span
     return Reason(rule.id, rule.effect.value, rule.rule.description, rule.because, span.path, span.line)
+
+
+def _plan(entries) -> tuple:
+    """(the obligations when none depends on the request, else None; the entries; whether any may repeat)."""
+    entries = tuple(entries)
+    names = [compiled.name for _, _, _, compiled in entries]
+    repeats = len(set(names)) < len(names)
+    if all(obligation is not None and compiled.condition is None for _, obligation, _, compiled in entries):
+        return _obligations((None, entries, repeats), {}), entries, repeats
+    return None, entries, repeats
+
+
+def _obligations(plan: tuple, env: dict) -> tuple[Obligation, ...]:
+    """The obligations of a plan (`_plan`) whose conditions hold: in set order, once each."""
+    fixed, entries, repeats = plan
+    if fixed is not None:
+        return fixed
+    found: list[Obligation] = []
+    seen: set = set()
+    for _, obligation, key, compiled in entries:
+        if compiled.condition is not None and compiled.condition(env) is not True:
+            continue  # unknown counts as not holding
+        if obligation is None:
+            obligation = Obligation(compiled.name, tuple([arg(env) for arg in compiled.args]))
+            if not repeats:
+                found.append(obligation)
+                continue
+            key = _identity(obligation)
+        elif not repeats:
+            found.append(obligation)
+            continue
+        if key not in seen:
+            seen.add(key)
+            found.append(obligation)
+    return tuple(found)
 
 
 def _entry(ob: CompiledObligation) -> tuple:

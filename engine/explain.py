@@ -31,27 +31,26 @@ def and_list(items: Iterable[str]) -> str:
 # --- the summary sentence -----------------------------------------------------------
 
 
-def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...], request: dict,
-            phrase: str | None = None) -> str:
+def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...],
+            words: tuple[str, ...]) -> str:
     """One plain-English sentence a caseworker could read, in the request's own words.
 
-    `phrase` is the single reason's `rule_phrase`, when the caller has it ready.
+    `words` are the requester's role and agency, the action, the resource's
+    category and owner and the purpose, as the request gave them (request.WORDS).
     """
-    requester, resource = request["requester"], request["resource"]
-    who = f"{requester['role']} at {requester['agency']}"
-    what = f"{resource['category']} data owned by {resource['owner']} for {request['purpose']}"
+    role, agency, action, category, owner, purpose = words
+    who = f"{role} at {agency}"
+    what = f"{category} data owned by {owner} for {purpose}"
     if not reasons:
-        sentence = f"Denied: no rule permits {who} to {request['action']} {what}"
+        sentence = f"Denied: no rule permits {who} to {action} {what}"
         if near_misses:
             nearest = near_misses[0]
             sentence += f"; the nearest rule, {nearest.rule}, fails on {and_list(_kinds(nearest))}"
         return sentence + "."
     if outcome == "permit":
-        sentence = f"Permitted: {who} may {request['action']} {what} under "
+        sentence = f"Permitted: {who} may {action} {what} under "
     else:
-        sentence = f"Denied: {who} may not {request['action']} {what} under "
-    if phrase is not None:
-        return sentence + phrase + "."
+        sentence = f"Denied: {who} may not {action} {what} under "
     sentence += rule_phrase(reasons[0]) if len(reasons) == 1 else "rules " + and_list(r.rule for r in reasons)
     missing = list(dict.fromkeys(path for r in reasons for path in r.missing))
     if missing:

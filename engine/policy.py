@@ -23,25 +23,24 @@ from typing import Any, Iterable, Iterator
 from engine import ast
 from engine.cache import FORMAT, DecisionCache, KeyFunctions, key_paths
 from engine.checker import check
-from engine.compiler import SUMMARY_PATHS, CompileError, CompiledPolicy, compile_policy
-from engine.decision import Decider, Decision, with_id
+from engine.compiler import CompileError, CompiledPolicy, compile_policy
+from engine.decision import Decider, Decision, reissuable, reissue
 from engine.errors import Diagnostic, PolicyLoadError, RequestError, sorted_diagnostics
 from engine.loader import load_set, parse_sources
-from engine.request import RequestSchema
+from engine.request import SUMMARY_PATHS, RequestSchema
 from engine.source import Source
 from engine.symbols import Vocabulary
 
 
-# Decision ids: a random per-process prefix and a counter, 32 hex digits like a
-# uuid4 but ten times cheaper. A forked worker draws a new prefix.
-_id_prefix = ""
-_id_counter = itertools.count()
+# Decision ids: 32 hex digits like a uuid4, but a tenth of the cost: a random 80-bit
+# per-process prefix above a 48-bit counter, both in one itertools.count (whose `next`
+# no two threads can share). A forked worker draws a new prefix.
+_ids = itertools.count()
 
 
 def _reseed_ids() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix = os.urandom(10).hex()
-    _id_counter = itertools.count()
+    global _ids
+    _ids = itertools.count(int.from_bytes(os.urandom(10), "big") << 48)
 
 
 _reseed_ids()
@@ -50,7 +49,7 @@ os.register_at_fork(after_in_child=_reseed_ids)
 
 def new_decision_id() -> str:
     """A decision id unique to this decision (even one served from the cache)."""
-    return f"{_id_prefix}{next(_id_counter):012x}"
+    return next(_ids).to_bytes(16, "big").hex()
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def _read(path: str | Path | None) -> tuple[ast.PolicySet, list[Diagnostic]]:
 
 def check_path(path: str | Path | None = None) -> CheckResult:
     """Parse, check and trial-compile a policy set; raises only when the path cannot be read."""
-    with _no_collection():
+    with loading():
         return _check(path)
 
 
@@ -96,12 +95,16 @@ def _check(path: str | Path | None) -> CheckResult:
 
 
 @contextlib.contextmanager
-def _no_collection() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a set loads.
+def loading() -> Iterator[None]:
+    """What `load` wraps around reading, checking and compiling a set; for tools that run
+    the stages one by one (bench/decide.py), so that they load as `load` does.
 
-    Loading allocates a great many objects that all stay alive; the collector
-    would walk them again and again for nothing (it makes a large set load
-    several times slower). Reference counting still frees what dies.
+    The cyclic garbage collector is paused: loading allocates a great many
+    objects that all stay alive, and the collector would walk them again and
+    again for nothing (it makes a large set load several times slower).
+    Reference counting still frees what dies. Afterwards a large set's objects
+    are settled into the oldest generation at once, rather than in a pause
+    during the first decisions.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -111,21 +114,19 @@ def _no_collection() -> Iterator[None]:
         if was_enabled:
             gc.enable()
             if gc.get_count()[0] > 100_000:
-                # A large set: settle its objects into the oldest generation now rather
-                # than in a pause during the first decisions.
                 gc.collect()
 
 
 def load(path: str | Path | None = None, *, cache_size: int = 10_000, cache_ttl: float = 300.0) -> "Policy":
     """Load the policy set at `path` (default: the example policies) ready to decide."""
-    with _no_collection():
+    with loading():
         policy_set, found = _read(path)
         return _build(policy_set, found, cache_size, cache_ttl)
 
 
 def from_sources(sources: list[Source], *, cache_size: int = 10_000, cache_ttl: float = 300.0) -> "Policy":
     """A policy from policy texts in memory, in set order (for tests and tools)."""
-    with _no_collection():
+    with loading():
         policy_set, found = parse_sources(sources)
         return _build(policy_set, found, cache_size, cache_ttl)
 
@@ -165,6 +166,7 @@ class Policy:
         self._schema: RequestSchema = compiled.schema
         self._decider = Decider(compiled, self.version, self.title, self.label)
         self._cache = DecisionCache(cache_size, cache_ttl)
+        self._fast_validate = self._schema.fast_validate
         self._keys = KeyFunctions(self._schema, key_paths(self._schema, compiled.reads, SUMMARY_PATHS),
                                   f"{FORMAT}:{self.version}")
         self._fast_key = self._keys.fast
@@ -173,8 +175,13 @@ class Policy:
         return f"<Policy {self.title or 'untitled'} {self.version} ({len(self.rules)} rules)>"
 
     def decide(self, request: Any, *, use_cache: bool = True) -> Decision:
-        """Decide one request; RequestError (naming the field) when it is not a valid request."""
+        """Decide one request; RequestError (naming the field) when it is not a valid request.
+
+        The decision's `near_misses` and `summary` are computed when first read.
+        """
+        # One function, and the id made in place: each call layer costs a twentieth of a hit.
         cache = self._cache if use_cache and self._cache.enabled else None
+        key = None
         if cache is not None:
             try:
                 key = self._fast_key(request)
@@ -182,16 +189,21 @@ class Policy:
             except TypeError:  # an unhashable value: validation below says which
                 key = cached = None
             if cached is not None:
-                return with_id(cached, new_decision_id())
-        env = self._schema.validate(request)
+                return reissue(cached, next(_ids).to_bytes(16, "big").hex())
+        try:
+            env = self._fast_validate(request)
+        except TypeError:  # an unhashable value where a name belongs
+            env = None
+        if env is None:
+            env = self._schema.validate_slowly(request)
         if cache is not None and key is None:
             key = self._keys.project(request)
             cached = cache.get(key)
             if cached is not None:
-                return with_id(cached, new_decision_id())
-        decision = self._decider.decide(env, new_decision_id())
+                return reissue(cached, next(_ids).to_bytes(16, "big").hex())
+        decision = self._decider.decide(env, next(_ids).to_bytes(16, "big").hex())
         if cache is not None:
-            cache.put(key, decision)  # never handed out again as is: hits get a new id
+            cache.put(key, reissuable(decision))  # never handed out as is: hits get a new id
         return decision
 
     def decide_many(self, requests: Iterable[Any], *, use_cache: bool = True) -> list[Decision]:

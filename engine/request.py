@@ -5,7 +5,9 @@ decided. The result is an *environment*: a flat dict from attribute path to
 its value in canonical form (full tree paths, classifications as ranks, dates
 as `datetime.date`), with defaults filled in. Attributes the request omits and
 that have no default are simply absent: the compiled rules read them as
-unknown. The raw request is kept under `RAW` for `has` and for wording.
+unknown. The raw request is kept under `RAW` for `has` and for wording, and
+the words a decision's summary uses under `WORDS`, taken at once so that a
+summary read later says what the request said when it was decided.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from engine.symbols import VOCABULARY_KINDS, Attribute, NameLookupError, Vocabul
 
 # The environment key holding the raw request (never an attribute path).
 RAW = "@raw"
+# The environment key holding the summary's words: SUMMARY_PATHS as the request gave them.
+WORDS = "@words"
+
+# The built-ins a decision's summary names, in the order of its words (explain.summary).
+SUMMARY_PATHS = ("requester.role", "requester.agency", "action", "resource.category",
+                 "resource.owner", "purpose")
 
 # Built-ins every request must give, in the order their absence is reported.
 REQUIRED = ("requester.role", "requester.agency", "action", "purpose",
@@ -157,6 +165,7 @@ class RequestSchema:
         if "context.date" not in env:
             env["context.date"] = today()
         env[RAW] = request
+        env[WORDS] = tuple(words(env, path, self) for path in SUMMARY_PATHS)
         return env
 
     def _walk(self, given: dict, node: dict, prefix: str, env: dict) -> None:
@@ -238,25 +247,16 @@ def simple_shape(schema: RequestSchema) -> bool:
     return all(p in TOP_KEYS or (len(p.split(".")) == 2 and p.split(".")[0] in SECTIONS) for p in schema.specs)
 
 
-def preamble(namespace: dict[str, Any], allowed: Callable[[str], frozenset[str]]) -> list[str]:
-    """Generated lines binding s0, s1, s2 to the three sections, or returning None for an odd shape.
-
-    `allowed(section)` gives the keys a section may have on this path.
-    """
-    namespace.update(_TOP=TOP_KEYS, _EMPTY={})
-    lines = ["    if r.__class__ is not dict or not r.keys() <= _TOP: return None"]
-    for n, section in enumerate(SECTIONS):
-        namespace[f"_K{n}"] = allowed(section)
-        lines += [f"    s{n} = r.get({section!r})",
-                  f"    if s{n} is None: s{n} = _EMPTY",
-                  f"    elif s{n}.__class__ is not dict or not s{n}.keys() <= _K{n}: return None"]
-    return lines
-
-
 def source_of(path: str) -> str:
     """Generated code reading `path` from the request `r` or a section `s0`..`s2`."""
     parts = path.split(".")
     return f"r.get({parts[0]!r})" if len(parts) == 1 else f"s{SECTIONS.index(parts[0])}.get({parts[1]!r})"
+
+
+def item_of(path: str) -> str:
+    """Like `source_of`, but by subscript: KeyError when the request lacks it."""
+    parts = path.split(".")
+    return f"r[{parts[0]!r}]" if len(parts) == 1 else f"s{SECTIONS.index(parts[0])}[{parts[1]!r}]"
 
 
 def section_keys(schema: RequestSchema, section: str) -> frozenset[str]:
@@ -266,45 +266,102 @@ def section_keys(schema: RequestSchema, section: str) -> frozenset[str]:
 # How generated code tells a valid value `{v}` (table `{t}`) from one the slow path must judge.
 CHECKS = {
     _BOOL: "{v}.__class__ is not bool",
-    _NUMBER: "({v}.__class__ is not int and {v}.__class__ is not float or not _finite({v}))",
+    _NUMBER: "({v}.__class__ is not int and ({v}.__class__ is not float or not _finite({v})))",
     _STRING: "{v}.__class__ is not str",
 }
+
+
+def count_of(read: list[tuple[int, bool]]) -> str:
+    """Generated code counting the values read into v<i>: (i, required) pairs; required ones are there."""
+    present = sum(1 for _, required in read if required)
+    terms = [f"(v{i} is not None)" for i, required in read if not required]
+    return " + ".join(([str(present)] if present or not terms else []) + terms)
+
+
+def required_sections(schema: RequestSchema) -> list[str]:
+    """The sections every request has: those holding a required attribute (requester, resource)."""
+    return [section for section in SECTIONS
+            if any(p.startswith(section + ".") and spec.attribute.required for p, spec in schema.specs.items())]
 
 
 def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict | None]:
     """A straight-line validator for well-formed requests; None sends a request to validate_slowly.
 
     Requests are validated on every uncached decision, so the common case is
-    compiled to one `get` and one lookup or type test per attribute. Anything
-    unusual returns None and the slow path finds and words the mistake.
+    compiled to one read and one lookup or type test per attribute. Anything
+    unusual returns None (a KeyError or ValueError on the way means the same)
+    and the slow path finds and words the mistake. A dict holds nothing
+    undeclared when its length is the number of attributes read from it; only
+    when it is not (a null, or an undeclared key) are its keys compared.
     """
-    if not simple_shape(schema):
+    specs = schema.specs
+    needed = required_sections(schema)
+    top = [k for k in TOP_KEYS if k not in SECTIONS]
+    if not simple_shape(schema) or not all(k in specs and specs[k].attribute.required for k in top) \
+            or not all(p in specs and specs[p].attribute.required for p in SUMMARY_PATHS):
         return lambda request: None
-    namespace: dict[str, Any] = {"_RAW": RAW, "_DEFAULTS": schema.defaults, "_today": today,
-                                 "_date": parse_date, "_finite": math.isfinite}
-    lines = ["def fast_validate(r):", *preamble(namespace, lambda s: section_keys(schema, s)),
-             "    env = _DEFAULTS.copy()", "    env[_RAW] = r"]
-    for i, (path, spec) in enumerate(schema.specs.items()):
-        lines.append(f"    v = {source_of(path)}")
-        if spec.attribute.required:
-            lines.append("    if v is None: return None")
-            body = "    "
-        elif path == "context.date":
-            lines += ["    if v is None: env['context.date'] = _today()", "    else:"]
-            body = "        "
+    namespace: dict[str, Any] = {"_RAW": RAW, "_WORDS": WORDS, "_DEFAULTS": schema.defaults, "_today": today,
+                                 "_date": parse_date, "_fromiso": dt.date.fromisoformat, "_finite": math.isfinite,
+                                 "_TOP": TOP_KEYS, "_EMPTY": {}}
+    lines = ["def fast_validate(r):", "    if r.__class__ is not dict: return None"]
+    for n, section in enumerate(SECTIONS):
+        lines.append(f"    s{n} = r.get({section!r})")
+        if section in needed:
+            lines.append(f"    if s{n}.__class__ is not dict: return None")
         else:
-            lines.append("    if v is not None:")
-            body = "        "
-        if spec.check == _VOCAB:
-            namespace[f"_T{i}"] = spec.table
-            lines += [f"{body}x = _T{i}.get(v)", f"{body}if x is None: return None", f"{body}env[{path!r}] = x"]
-        elif spec.check == _DATE:
-            lines += [f"{body}x = _date(v)", f"{body}if x is None: return None", f"{body}env[{path!r}] = x"]
-        else:
-            lines += [f"{body}if {CHECKS[spec.check].format(v='v')}: return None", f"{body}env[{path!r}] = v"]
-    lines.append("    return env")
+            lines += [f"    if s{n} is None: s{n} = _EMPTY", f"    elif s{n}.__class__ is not dict: return None"]
+    counted = " + ".join([str(len(needed) + len(top))] + [f"(s{n} is not _EMPTY)"
+                                                          for n, section in enumerate(SECTIONS)
+                                                          if section not in needed])
+    lines += [f"    if len(r) != {counted} and not r.keys() <= _TOP: return None",
+              "    env = _DEFAULTS.copy()", "    env[_RAW] = r", "    try:"]
+    body = "        "
+    for i, (path, spec) in enumerate(specs.items()):
+        lines += _attribute_lines(namespace, f"v{i}", i, path, spec, body)
+    for n, section in enumerate(SECTIONS):
+        read = [(i, spec.attribute.required) for i, (p, spec) in enumerate(specs.items())
+                if p.startswith(section + ".")]
+        namespace[f"_K{n}"] = section_keys(schema, section)
+        lines.append(f"{body}if len(s{n}) != {count_of(read)} and not s{n}.keys() <= _K{n}: return None")
+    number = {path: i for i, path in enumerate(specs)}
+    lines += [f"{body}env[_WORDS] = ({', '.join(f'v{number[p]}' for p in SUMMARY_PATHS)},)",
+              "    except (KeyError, ValueError):", "        return None", "    return env"]
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
     return namespace["fast_validate"]
+
+
+def _attribute_lines(namespace: dict[str, Any], v: str, i: int, path: str, spec: _Spec, body: str) -> list[str]:
+    """Generated lines reading attribute `path` into `v` and, when valid, its canonical value into env.
+
+    A required one is read by subscript: missing, it raises KeyError; a null misses its table.
+    """
+    key = repr(path)
+    if spec.attribute.required:
+        lines = [f"{body}{v} = {item_of(path)}"]
+        if spec.check == _VOCAB:
+            namespace[f"_T{i}"] = spec.table
+            return lines + [f"{body}env[{key}] = _T{i}[{v}]"]
+        inner = body
+        lines.append(f"{body}if {v} is None: return None")
+    else:
+        lines = [f"{body}{v} = {source_of(path)}"]
+        if path == "context.date":
+            lines += [f"{body}if {v} is None: env[{key}] = _today()", f"{body}else:"]
+        else:
+            lines.append(f"{body}if {v} is not None:")
+        inner = body + "    "
+    if spec.check == _VOCAB:
+        namespace[f"_T{i}"] = spec.table
+        lines.append(f"{inner}env[{key}] = _T{i}[{v}]")
+    elif spec.check == _DATE:
+        lines += [f"{inner}if {v}.__class__ is str and len({v}) == 10 and {v}[4] == '-' and {v}[7] == '-':",
+                  f"{inner}    env[{key}] = _fromiso({v})",
+                  f"{inner}elif {v}.__class__ is _day: env[{key}] = {v}",
+                  f"{inner}else: return None"]
+        namespace["_day"] = dt.date
+    else:
+        lines += [f"{inner}if {CHECKS[spec.check].format(v=v)}: return None", f"{inner}env[{key}] = {v}"]
+    return lines
 
 
 def parse_date(value: Any) -> dt.date | None:

@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 import threading
 
@@ -156,3 +157,61 @@ def test_concurrent_decisions_agree(p):
     assert len(seen) == 800 and set(seen) == {expected, "permit"}
     stats = p.cache_stats()
     assert stats["hits"] + stats["misses"] == 800
+
+
+# Variants of a valid request, valid or not: a cache primed with valid decisions must answer
+# each exactly as deciding it afresh does (the same decision, or the same error).
+VARIANTS = [
+    ("unread null", {"requester.team": None}), ("unread wrong type", {"requester.team": 5}),
+    ("unread and undeclared", {"requester.team": "x", "requester.colour": "red"}),
+    ("undeclared", {"resource.colour": "red"}), ("null id", {"requester.id": None}),
+    ("numeric id", {"resource.id": 7}), ("role missing, misspelt key instead",
+                                         {"requester.role": DELETE, "requester.rol": "social_worker"}),
+    ("owner missing, misspelt key instead", {"resource.owner": DELETE, "resource.ownr": "nhs"}),
+    ("action missing, misspelt key instead", {"action": DELETE, "actoin": "view"}),
+    ("null role", {"requester.role": None}), ("null context", {"context": None}), ("no context", {"context": DELETE}),
+    ("1 for true", {"context.risk_of_harm": 1}), ("true for 1", {"resource.subject_age": True}),
+    ("1.0 for 1", {"resource.subject_age": 1.0}), ("string for 1", {"resource.subject_age": "1"}),
+    ("null read value", {"resource.subject_age": None}), ("unknown choice", {"context.consent": "maybe"}),
+    ("bad date", {"context.date": "2024-6-1"}), ("list for a name", {"purpose": ["safeguarding"]}),
+    ("extra top-level key", {"extra": 1}), ("a section that is not an object", {"resource": "nhs"}),
+]
+PRIMED = [{}, {"context.risk_of_harm": True}, {"resource.subject_age": 1}, {"requester.team": "MASH"},
+          {"requester.id": DELETE}]
+
+
+def answer(p, raw, use_cache):
+    try:
+        decision = p.decide(raw, use_cache=use_cache)
+    except RequestError as exc:
+        return "error", exc.field
+    return decision.to_dict() | {"decision_id": None}
+
+
+@pytest.mark.parametrize("changes", [v[1] for v in VARIANTS], ids=[v[0] for v in VARIANTS])
+def test_a_cache_answers_every_request_as_deciding_afresh_does(p, changes):
+    for primed in PRIMED:
+        p.decide(request(primed))
+    expected = answer(p, request(changes), use_cache=False)
+    assert answer(p, request(changes), use_cache=True) == expected
+    assert answer(p, request(changes), use_cache=True) == expected  # a hit, if it was stored
+
+
+def test_an_expired_entry_is_decided_again_and_replaced(p):
+    clock = Clock()
+    p._cache = DecisionCache(2, 5.0, timer=clock)
+    first = p.decide(request())
+    clock.now = 6.0
+    second = p.decide(request())
+    third = p.decide(request())
+    assert p.cache_stats() | {"ttl": None} == {"hits": 1, "misses": 2, "size": 1, "maxsize": 2, "ttl": None}
+    assert first.decision == second.decision == third.decision
+
+
+def test_hits_share_the_cached_decision_s_explanation(p):
+    near = request({"resource.owner": "school", "purpose": "research"})
+    first, second = p.decide(near), p.decide(near)
+    assert p.cache_stats()["hits"] == 1 and first.decision_id != second.decision_id
+    assert second.summary is first.summary and second.near_misses is first.near_misses
+    third = p.decide(near)  # issued after the explanation was worked out
+    assert third.summary is first.summary and third == dataclasses.replace(first, decision_id=third.decision_id)

@@ -1,4 +1,7 @@
+import copy
 import dataclasses
+import pickle
+import threading
 
 import pytest
 
@@ -303,3 +306,72 @@ def test_result_types_are_plain_data():
     assert FailedClause("action", "a", "b", "t").to_dict() == {"clause": "action", "needed": "a", "had": "b",
                                                                 "text": "t"}
     assert NearMiss("r", None, "f", 1, ()).to_dict()["failed"] == []
+
+
+# --- explanations are computed when first read ------------------------------------------------
+
+
+@pytest.mark.parametrize("asks", [False, True], ids=["values", "has"])
+def test_explanations_describe_the_request_as_it_was_when_decided(asks):
+    rules = rule("purpose research", name="research_only") + rule("role gp\naction export", name="gp_export")
+    if asks:
+        rules += rule("when has context.approved_by", name="approved")
+    p = policy(rules)
+    raw = request()
+    decision = p.decide(raw, use_cache=False)
+    fresh = p.decide(request(), use_cache=False)
+    raw["requester"]["role"], raw["purpose"], raw["context"]["approved_by"] = "gp", "research", "lead"
+    assert decision.summary == fresh.summary and decision.summary.startswith(
+        "Denied: no rule permits social_worker at council to view")
+    assert decision.near_misses == fresh.near_misses and len(decision.near_misses) == 2 + asks
+
+
+def test_a_decision_built_by_hand_equals_one_explained_on_demand():
+    decision = policy(rule("purpose research", name="r")).decide(request())
+    by_hand = Decision(**{f.name: getattr(decision, f.name) for f in dataclasses.fields(Decision)})
+    assert by_hand == decision and hash(by_hand) == hash(decision) and repr(by_hand) == repr(decision)
+
+
+@pytest.mark.parametrize("how", [copy.copy, copy.deepcopy, lambda d: pickle.loads(pickle.dumps(d))],
+                         ids=["copy", "deepcopy", "pickle"])
+def test_copies_carry_the_explanation(how):
+    p = policy(rule("purpose research", name="r"))
+    decision = p.decide(request(), use_cache=False)
+    copied = how(decision)
+    assert copied == decision and copied.near_misses[0].rule == "r" and copied.summary == decision.summary
+
+
+def test_explanations_cannot_be_set():
+    decision = policy(rule("purpose research")).decide(request())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.summary = "something else"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.near_misses = ()  # type: ignore[misc]
+    assert decision.summary.startswith("Denied: no rule permits")
+
+
+def test_threads_reading_an_explanation_at_once_agree():
+    p = policy("".join(rule(f"purpose research\nrole gp\naction {a}", name=f"r_{a}") for a in ("share", "export")))
+    decisions = [p.decide(request({"resource.subject_age": n}), use_cache=False) for n in range(50)]
+    seen: list = []
+
+    def read():
+        seen.extend((d.summary, d.near_misses) for d in decisions)
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 200 and len(set(seen)) == 1
+
+
+@pytest.mark.parametrize(("clauses", "needed"), [
+    ("purpose safeguarding\npurpose research", ["research"]),
+    ("purpose research\npurpose safeguarding", ["research"]),
+    ("purpose research\naction view\npurpose marketing", ["research", "marketing"]),
+    ("data health\ndata social_care up to official\nunder forever", ["social_care up to official", "forever"]),
+], ids=["second fails", "first fails", "both fail", "data twice and under"])
+def test_a_near_miss_names_the_repeated_clause_that_failed(clauses, needed):
+    decision = policy(rule(clauses, name="near")).decide(request(), use_cache=False)
+    assert [f.needed for f in decision.near_misses[0].failed] == needed

@@ -1,4 +1,6 @@
 import datetime as dt
+import gc
+import os
 
 import pytest
 
@@ -124,3 +126,36 @@ def test_explain_text(example):
     text = engine.explain_text(example.decide(EXAMPLE_REQUEST))
     assert text.startswith("PERMIT\n\nPermitted: social_worker at manchester_cs may share health data owned by mft")
     assert "  - redact (nhs_number)" in text
+
+
+def test_loading_pauses_the_collector_and_restores_it():
+    from engine.policy import loading
+
+    assert gc.isenabled()
+    with loading():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with loading():
+            pass
+        assert not gc.isenabled()  # as it was
+    finally:
+        gc.enable()
+
+
+def test_decision_ids_are_32_hex_digits_and_differ_in_a_forked_worker():
+    from engine.policy import new_decision_id
+
+    here = new_decision_id()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: write one id and leave at once
+        os.write(writer, new_decision_id().encode())
+        os._exit(0)
+    os.close(writer)
+    there = os.read(reader, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(reader)
+    assert len(here) == len(there) == 32 and int(here, 16) >= 0 and int(there, 16) >= 0
+    assert here[:20] != there[:20]  # a fresh random prefix after the fork
