@@ -6,12 +6,17 @@ For each size, bench/generate.py writes a realistic set (deny-overrides) and a
 request mix (about 40% permitted, many near misses), and a fresh interpreter
 per size measures, so sizes do not share memory or caches:
 
-  - load: engine.load() of the files (parse, check, compile), seconds;
+  - load: what engine.load() does with the files (parse, check, compile), stage
+    by stage, inside engine.policy.loading() as engine.load() is, seconds;
   - memory: peak resident set size of that interpreter once the set is loaded
     (before any request is read or decided), and how much loading added;
   - uncached: Policy.decide(request, use_cache=False), timed one request at a
     time with perf_counter_ns: median, p99 and mean microseconds;
-  - cached: the same requests again once every one is in the cache (all hits);
+  - uncached + to_dict: the same, and Decision.to_dict() of each decision, as
+    the HTTP service does: a decision's near misses and summary are computed
+    when first read, so this is where they are paid for;
+  - cached: the same requests again once every one is in the cache (all hits),
+    alone and with to_dict();
   - Cedar: the same rules translated to Cedar (bench/generate.py to_cedar),
     decided with cedarpy.is_authorized_batch over a PolicySet and an Entities
     handle parsed once, batches of 500, as many batches as fit a time budget.
@@ -129,15 +134,18 @@ def measure(directory: Path) -> dict:
     cpu = time.thread_time_ns()
     uncached = _time_each(policy, requests, use_cache=False)
     cpu = time.thread_time_ns() - cpu
+    uncached_dict = _time_each(policy, requests, use_cache=False, to_dict=True)
     decisions = [policy.decide(r, use_cache=False) for r in requests]
     for request in requests:
         policy.decide(request)  # fill the cache
     cached = _time_each(policy, requests, use_cache=True)
+    cached_dict = _time_each(policy, requests, use_cache=True, to_dict=True)
     result = {
         "rules": config["rules"], "requests": len(requests), "stages": stages,
         "peak_rss_mb": load_peak, "load_rss_mb": loaded - before,
         "uncached": _summary(uncached) | {"cpu_mean_us": cpu / len(requests) / 1000},
-        "cached": _summary(cached), "cache": policy.cache_stats(),
+        "uncached_dict": _summary(uncached_dict),
+        "cached": _summary(cached), "cached_dict": _summary(cached_dict), "cache": policy.cache_stats(),
         "permitted": sum(d.permitted for d in decisions) / len(decisions),
         "no_rule_applied": sum(not d.reasons for d in decisions) / len(decisions),
     }
@@ -166,42 +174,52 @@ def _profile(policy, requests: list[dict]) -> str:
 def load_by_stages(path: Path, analyse: bool, cache_size: int):
     """What engine.load() does, stage by stage and timed: read and parse, check, compile.
 
-    The checker's rule analysis pass is timed on its own, and only when
-    `analyse`: on large sets it takes far longer than everything else together.
+    Inside engine.policy.loading(), as engine.load() is, so that the set's
+    objects sit in the heap as they do for its users. The checker's rule
+    analysis pass is timed on its own, and only when `analyse`: on large sets
+    it takes far longer than everything else together.
     """
     from engine import checker
     from engine.compiler import compile_policy
     from engine.loader import load_set
-    from engine.policy import Policy
+    from engine.policy import Policy, loading
 
     stages: dict[str, float | None] = {}
-    clock = time.perf_counter()
-    policy_set, found = load_set(path)
-    stages["parse_s"], clock = time.perf_counter() - clock, time.perf_counter()
-    passes = list(checker.PASSES)
-    checker.PASSES[:] = [p for p in passes if p[0] != "analysis"]
-    try:
-        vocab, checked = checker.check(policy_set)
-    finally:
-        checker.PASSES[:] = passes
-    stages["check_s"], clock = time.perf_counter() - clock, time.perf_counter()
-    stages["analysis_s"] = None
-    if analyse:
-        found += dict(passes)["analysis"](checker.Context.of(policy_set))
-        stages["analysis_s"], clock = time.perf_counter() - clock, time.perf_counter()
-    errors = [d for d in found + checked if d.is_error]
-    if errors:
-        raise SystemExit("\n".join(d.render() for d in errors[:5]))
-    compiled = compile_policy(policy_set, vocab)
-    stages["compile_s"] = time.perf_counter() - clock
-    warnings = [d for d in found + checked if not d.is_error]
-    return Policy(policy_set, compiled, warnings, cache_size=cache_size, cache_ttl=3600.0), stages
+    with loading():
+        clock = time.perf_counter()
+        policy_set, found = load_set(path)
+        stages["parse_s"], clock = time.perf_counter() - clock, time.perf_counter()
+        passes = list(checker.PASSES)
+        checker.PASSES[:] = [p for p in passes if p[0] != "analysis"]
+        try:
+            vocab, checked = checker.check(policy_set)
+        finally:
+            checker.PASSES[:] = passes
+        stages["check_s"], clock = time.perf_counter() - clock, time.perf_counter()
+        stages["analysis_s"] = None
+        if analyse:
+            found += dict(passes)["analysis"](checker.Context.of(policy_set))
+            stages["analysis_s"], clock = time.perf_counter() - clock, time.perf_counter()
+        errors = [d for d in found + checked if d.is_error]
+        if errors:
+            raise SystemExit("\n".join(d.render() for d in errors[:5]))
+        compiled = compile_policy(policy_set, vocab)
+        stages["compile_s"] = time.perf_counter() - clock
+        warnings = [d for d in found + checked if not d.is_error]
+        policy = Policy(policy_set, compiled, warnings, cache_size=cache_size, cache_ttl=3600.0)
+    return policy, stages
 
 
-def _time_each(policy, requests: list[dict], *, use_cache: bool) -> list[int]:
+def _time_each(policy, requests: list[dict], *, use_cache: bool, to_dict: bool = False) -> list[int]:
     clock = time.perf_counter_ns
     decide = policy.decide
     timings = []
+    if to_dict:
+        for request in requests:
+            start = clock()
+            decide(request, use_cache=use_cache).to_dict()
+            timings.append(clock() - start)
+        return timings
     for request in requests:
         start = clock()
         decide(request, use_cache=use_cache)
@@ -266,11 +284,13 @@ def _cedar(directory: Path, config: dict, permitted: list[bool]) -> dict:
 
 def table(results: list[dict]) -> str:
     head = ("| rules | load s: parse + check + compile | rule analysis s | peak RSS MB after load (load adds) "
-            "| uncached p50 / p99 / mean µs | uncached CPU µs | cached p50 / p99 µs | permitted | no rule applied "
+            "| uncached p50 / p99 / mean µs | uncached CPU µs | uncached + to_dict p50 / p99 / mean µs "
+            "| cached p50 / p99 µs | cached + to_dict p50 / p99 µs | permitted | no rule applied "
             "| Cedar µs/decision (floor) | ours ÷ Cedar | Cedar agrees |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         u, c, st = r["uncached"], r["cached"], r["stages"]
+        ud, cd = r["uncached_dict"], r["cached_dict"]
         load = f"{st['parse_s'] + st['check_s'] + st['compile_s']:.2f} = {st['parse_s']:.2f} + {st['check_s']:.2f} + {st['compile_s']:.2f}"
         analysis = "not run" if st["analysis_s"] is None else f"{st['analysis_s']:.2f}"
         cedar = "—" if r["cedar_us"] is None else f"{r['cedar_us']:,.1f} ({r['cedar_floor_us']:.0f})"
@@ -279,7 +299,9 @@ def table(results: list[dict]) -> str:
         lines.append(
             f"| {r['rules']:,} | {load} | {analysis} | {r['peak_rss_mb']:.0f} ({r['load_rss_mb']:.0f}) "
             f"| {u['p50_us']:.1f} / {u['p99_us']:.1f} / {u['mean_us']:.1f} | {u['cpu_mean_us']:.1f} "
-            f"| {c['p50_us']:.2f} / {c['p99_us']:.2f} | {r['permitted']:.0%} | {r['no_rule_applied']:.0%} "
+            f"| {ud['p50_us']:.1f} / {ud['p99_us']:.1f} / {ud['mean_us']:.1f} "
+            f"| {c['p50_us']:.2f} / {c['p99_us']:.2f} | {cd['p50_us']:.2f} / {cd['p99_us']:.2f} "
+            f"| {r['permitted']:.0%} | {r['no_rule_applied']:.0%} "
             f"| {cedar} | {ratio} | {agrees} |")
     return "\n".join(lines)
 
