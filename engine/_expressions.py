@@ -25,13 +25,56 @@ _ORDER = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator
 
 
 def negate(test: Test) -> Test:
-    """`not`: unknown stays unknown."""
+    """`not`: unknown stays unknown.
+
+    A test built with its negation (a comparison, a membership, a boolean
+    attribute) hands that over, saving a call per evaluation.
+    """
+    twin = getattr(test, "negated", None)
+    if twin is not None:
+        return twin
 
     def not_(env: Env) -> Any:
         value = test(env)
         return None if value is None else not value
 
-    return not_
+    return _twins(not_, test)
+
+
+def _twins(test: Test, negated: Test) -> Test:
+    test.negated = negated  # type: ignore[attr-defined]
+    negated.negated = test  # type: ignore[attr-defined]
+    return test
+
+
+def _comparisons(symbol: str) -> tuple[Callable[..., Test], Callable[..., Test], Callable[..., Test]]:
+    """Closure makers for one comparison operator, written out so that a test runs the
+    operator itself rather than calling operator.gt and the like."""
+    namespace: dict[str, Any] = {}
+    exec(  # noqa: S102 - fixed text, one of six operators
+        f"def to_constant(path, constant):\n"
+        f"    def compare_to_constant(env):\n"
+        f"        value = env.get(path)\n"
+        f"        return None if value is None else value {symbol} constant\n"
+        f"    return compare_to_constant\n"
+        f"def from_constant(constant, path):\n"
+        f"    def constant_compared(env):\n"
+        f"        value = env.get(path)\n"
+        f"        return None if value is None else constant {symbol} value\n"
+        f"    return constant_compared\n"
+        f"def between(left, right):\n"
+        f"    def compare_attributes(env):\n"
+        f"        a = env.get(left)\n"
+        f"        b = env.get(right)\n"
+        f"        return None if a is None or b is None else a {symbol} b\n"
+        f"    return compare_attributes\n", namespace)
+    return namespace["to_constant"], namespace["from_constant"], namespace["between"]
+
+
+_COMPARE = {symbol: _comparisons(symbol) for symbol in _ORDER}
+# The comparison that is false exactly when one is true, for the values a request can give
+# (finite numbers, dates, ranks, names): `not a < b` is `a >= b`.
+_OPPOSITE = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 
 
 class ExprCompiler:
@@ -89,7 +132,15 @@ class ExprCompiler:
 
     def compile_Name(self, expr: ast.Name) -> Test:
         path = self._attribute(expr)
-        return lambda env: env.get(path)
+
+        def attribute(env: Env) -> Any:
+            return env.get(path)
+
+        def not_attribute(env: Env) -> Any:
+            value = env.get(path)
+            return None if value is None else not value
+
+        return _twins(attribute, not_attribute)
 
     def compile_BoolLit(self, expr: ast.BoolLit) -> Test:
         value = expr.value
@@ -114,33 +165,10 @@ class ExprCompiler:
     def compile_Compare(self, expr: ast.Compare) -> Test:
         kind = self._kind(expr.left) or self._kind(expr.right)
         left, right = self._operand(expr.left, kind), self._operand(expr.right, kind)
-        compare = _ORDER[expr.op]
         if isinstance(left, _Const) and isinstance(right, _Const):
-            value = compare(left.value, right.value)
+            value = _ORDER[expr.op](left.value, right.value)
             return lambda env: value
-        if isinstance(right, _Const):
-            path, constant = left.path, right.value
-
-            def compare_to_constant(env: Env) -> Any:
-                value = env.get(path)
-                return None if value is None else compare(value, constant)
-
-            return compare_to_constant
-        if isinstance(left, _Const):
-            constant, path = left.value, right.path
-
-            def constant_compared(env: Env) -> Any:
-                value = env.get(path)
-                return None if value is None else compare(constant, value)
-
-            return constant_compared
-        left_path, right_path = left.path, right.path
-
-        def compare_attributes(env: Env) -> Any:
-            a, b = env.get(left_path), env.get(right_path)
-            return None if a is None or b is None else compare(a, b)
-
-        return compare_attributes
+        return _twins(_compare(expr.op, left, right), _compare(_OPPOSITE[expr.op], left, right))
 
     def compile_InSet(self, expr: ast.InSet) -> Test:
         kind = self._kind(expr.operand) or next(filter(None, map(self._kind, expr.values)), None)
@@ -177,7 +205,11 @@ class ExprCompiler:
             value = env.get(path)
             return None if value is None else value in values
 
-        return member
+        def not_member(env: Env) -> Any:
+            value = env.get(path)
+            return None if value is None else value not in values
+
+        return _twins(member, not_member)
 
     # --- operands -------------------------------------------------------------------
 
@@ -210,6 +242,15 @@ class ExprCompiler:
             raise NameLookupError(f"unknown attribute `{name.text}`")
         (self._reads if into is None else into)[name.text] = None
         return name.text
+
+
+def _compare(symbol: str, left: "_Const | _Attr", right: "_Const | _Attr") -> Test:
+    to_constant, from_constant, between = _COMPARE[symbol]
+    if isinstance(right, _Const):
+        return to_constant(left.path, right.value)
+    if isinstance(left, _Const):
+        return from_constant(left.value, right.path)
+    return between(left.path, right.path)
 
 
 class _Const:

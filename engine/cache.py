@@ -43,7 +43,6 @@ class DecisionCache:
         self.ttl = ttl
         self.enabled = maxsize > 0 and ttl > 0
         self._cache = FIFOCache(maxsize if self.enabled else 1)
-        self._read = self._cache.__getitem__
         self._timer = timer
         self._lock = threading.Lock()
         # Plain counters: `+= 1` on an attribute does not let another thread in between
@@ -54,7 +53,7 @@ class DecisionCache:
     def get(self, key: tuple) -> Any:
         """The cached value, or None when absent or expired; raises TypeError for an unhashable key."""
         try:
-            expires, value = self._read(key)
+            expires, value = self._cache[key]
         except KeyError:
             self.misses += 1
             return None

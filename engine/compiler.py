@@ -6,7 +6,9 @@ clauses that test a single built-in value (`action`, `role`, `agency`,
 `purpose`, `data`, `owner`) and `under` are also folded into an index: for
 every declared value, the bitset of rules whose clause holds for it (rules
 without that clause are in every bucket). A request ANDs one bitset per
-clause position and evaluates `when`/`unless` only for the rules left.
+clause position (positions whose values combine into few enough pairs and
+triples share one table of their ANDs) and evaluates `when`/`unless` only for
+the rules left.
 """
 
 from __future__ import annotations
@@ -193,19 +195,14 @@ class CompiledPolicy:
     dimensions: tuple[Dimension, ...]
     lookups: tuple[tuple[str, dict[Any, int]], ...]  # every plain dimension's lookups, flattened
     unders: tuple[Any, ...]
+    select: Callable[[Env], int]  # the candidates, as one generated function (_selector)
     obligations: dict[str, tuple[CompiledObligation, ...]]  # outcome -> policy-wide obligations
     reads: frozenset[str]  # attribute paths any rule or obligation reads
     class_names: tuple[str, ...]  # rank -> classification name
 
     def candidates(self, env: Env) -> int:
         """The rules whose indexed clauses all hold for the request."""
-        bits = self.everyone
-        for path, table in self.lookups:
-            bits &= table[env[path]]
-        for under in self.unders:
-            if bits:
-                bits &= under.hold(env)
-        return bits
+        return self.select(env)
 
 
 def compile_policy(policy_set: ast.PolicySet, vocab: Vocabulary, schema: RequestSchema | None = None) -> CompiledPolicy:
@@ -239,6 +236,8 @@ class _Compiler:
         everyone = (1 << len(rules)) - 1
         mask = lambda effect: sum(1 << r.index for r in rules if r.effect is effect)  # noqa: E731
         dimensions = tuple(self._dimension(p, everyone) for p in self.positions.values())
+        lookups = tuple(pair for d in dimensions for pair in d.lookups)
+        unders = tuple(d.under for d in dimensions if d.under is not None)
         return CompiledPolicy(
             vocab=self.vocab,
             schema=self.schema,
@@ -250,8 +249,9 @@ class _Compiler:
             conditional=sum(1 << r.index for r in rules if r.conditions),
             condition_sets=_condition_sets(rules),
             dimensions=dimensions,
-            lookups=tuple(pair for d in dimensions for pair in d.lookups),
-            unders=tuple(d.under for d in dimensions if d.under is not None),
+            lookups=lookups,
+            unders=unders,
+            select=_selector(lookups, unders, everyone),
             obligations={k: tuple(v) for k, v in policy_wide.items()},
             reads=frozenset(self.reads),
             class_names=tuple(self.vocab.classifications),
@@ -467,6 +467,54 @@ def _condition_sets(rules: list[CompiledRule]) -> tuple[tuple[Test, int], ...]:
             entry = sets.setdefault((id(test), occurrence), [test, 0])
             entry[1] |= 1 << rule.index
     return tuple((test, bits) for test, bits in sets.values())
+
+
+# The most value combinations one precomputed table of the index may hold (see _selector).
+_COMBINATIONS = 1024
+
+
+def _selector(lookups: tuple[tuple[str, dict[Any, int]], ...], unders: tuple[_UnderIndex, ...],
+              everyone: int) -> Callable[[Env], int]:
+    """`candidates(env)`: the AND of every lookup's bitset, then of each `under` position's.
+
+    On a large set each AND of two bitsets costs more than a dict lookup, so
+    consecutive lookups are combined into nested tables holding the AND for
+    every combination of their values (up to _COMBINATIONS of them): a request
+    then does one AND per table, `T0[action][role][purpose] & T1[category][...]`.
+    """
+    by_path: dict[str, dict[Any, int]] = {}  # two positions reading one attribute: one table
+    for path, table in lookups:
+        found = by_path.get(path)
+        by_path[path] = table if found is None else {v: found[v] & bits for v, bits in table.items()}
+    groups: list[list[tuple[str, dict[Any, int]]]] = []
+    combinations = 0
+    for path, table in by_path.items():
+        if groups and combinations * len(table) <= _COMBINATIONS:
+            groups[-1].append((path, table))
+            combinations *= len(table)
+        else:
+            groups.append([(path, table)])
+            combinations = len(table)
+    namespace: dict[str, Any] = {"_EVERYONE": everyone}
+    terms = []
+    for n, group in enumerate(groups):
+        namespace[f"_T{n}"] = _nested(everyone, group)
+        terms.append(f"_T{n}" + "".join(f"[env[{path!r}]]" for path, _ in group))
+    lines = ["def candidates(env):", f"    bits = {' & '.join(terms) or '_EVERYONE'}"]
+    for n, under in enumerate(unders):
+        namespace[f"_U{n}"] = under.hold
+        lines += ["    if bits:", f"        bits &= _U{n}(env)"]
+    lines.append("    return bits")
+    exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
+    return namespace["candidates"]
+
+
+def _nested(bits: int, group: list[tuple[str, dict[Any, int]]]) -> Any:
+    """value -> (value -> ...) -> `bits` ANDed with each lookup's bitset for those values."""
+    (_, table), *rest = group
+    if not rest:
+        return {value: bits & found for value, found in table.items()}
+    return {value: _nested(bits & found, rest) for value, found in table.items()}
 
 
 def _table(domain, accepts: dict[int, frozenset], everyone: int) -> dict[Any, int]:

@@ -240,14 +240,15 @@ class Decider:
         self.rule_obligations = tuple(tuple(map(_entry, rule.obligations)) for rule in compiled.rules)
         self.policy_wide = {outcome: tuple(map(_entry, obligations))
                             for outcome, obligations in compiled.obligations.items()}
-        # What a decision needs, prepared once: the index lookups, each rule's when/unless tests,
+        # What a decision needs, prepared once: the index, each rule's when/unless tests,
         # and the obligations of a decision with no reason or one (the usual cases).
-        self._lookups = compiled.lookups
-        self._unders = tuple(u.hold for u in compiled.unders)
-        self._everyone, self._permit_bits, self._deny_bits = compiled.everyone, compiled.permits, compiled.denies
+        self._select = compiled.select
+        self._permit_bits, self._deny_bits = compiled.permits, compiled.denies
         self._conditions = tuple(rule.conditions for rule in compiled.rules)
-        self._alone = {outcome: _plan(entries) for outcome, entries in self.policy_wide.items()}
-        self._single = tuple(_plan(sorted(self.policy_wide[rule.effect.value] + self.rule_obligations[rule.index]))
+        self._outcomes: dict[tuple, tuple[Obligation, ...]] = {}
+        self._alone = {outcome: _plan(entries, self._outcomes) for outcome, entries in self.policy_wide.items()}
+        self._single = tuple(_plan(sorted(self.policy_wide[rule.effect.value] + self.rule_obligations[rule.index]),
+                                   self._outcomes)
                              for rule in compiled.rules)
         # Near misses: each rule's clauses with the index dimension that tests each (None for
         # when/unless), so that a near miss reads which value clauses failed from the index.
@@ -262,26 +263,9 @@ class Decider:
 
     # --- combining ------------------------------------------------------------
 
-    def candidates(self, env: dict) -> int:
-        """The rules whose indexed clauses all hold (CompiledPolicy.candidates, without a call per step)."""
-        bits = self._everyone
-        for path, table in self._lookups:
-            bits &= table[env[path]]
-        for hold in self._unders:
-            if not bits:
-                break
-            bits &= hold(env)
-        return bits
-
     def decide(self, env: dict, decision_id: str = "") -> Decision:
         """The decision for a validated request environment; its explanation is computed when read."""
-        bits = self._everyone
-        for path, table in self._lookups:
-            bits &= table[env[path]]
-        for hold in self._unders:
-            if not bits:
-                break
-            bits &= hold(env)
+        bits = self._select(env)
         combine = self.compiled.combine
         if combine is ast.Combine.DENY_OVERRIDES:
             reasons = self._denies(bits & self._deny_bits, env)
@@ -383,7 +367,7 @@ class Decider:
         for i, _ in reasons:
             pending += self.rule_obligations[i]
         pending.sort()  # by seq, which no two entries share: the tuples never compare further
-        return _obligations(_plan(pending), env)
+        return _obligations((None, None, tuple(pending), True), env)
 
     # --- near misses --------------------------------------------------------------
 
@@ -488,26 +472,57 @@ def _reason(rule: CompiledRule) -> Reason:
     return Reason(rule.id, rule.effect.value, rule.rule.description, rule.because, span.path, span.line)
 
 
-def _plan(entries) -> tuple:
-    """(the obligations when none depends on the request, else None; the entries; whether any may repeat)."""
+# A plan of obligations with fixed arguments and up to this many conditions has the answer
+# ready for each set of conditions that may hold.
+_CONDITIONS_PREPARED = 3
+
+
+def _plan(entries, outcomes: dict[tuple, tuple[Obligation, ...]]) -> tuple:
+    """How to find the obligations of `entries` (in set order) for a request, prepared once:
+    (conditions, answers, entries, whether any name repeats).
+
+    When every argument is fixed and there are few conditions, `answers[mask]` is the
+    answer when the conditions whose bits are in `mask` hold; otherwise answers is None
+    and the entries are gone through. `outcomes` shares equal answers between plans.
+    """
     entries = tuple(entries)
     names = [compiled.name for _, _, _, compiled in entries]
     repeats = len(set(names)) < len(names)
-    if all(obligation is not None and compiled.condition is None for _, obligation, _, compiled in entries):
-        return _obligations((None, entries, repeats), {}), entries, repeats
-    return None, entries, repeats
+    conditions = tuple(compiled.condition for _, _, _, compiled in entries if compiled.condition is not None)
+    if len(conditions) > _CONDITIONS_PREPARED or any(obligation is None for _, obligation, _, _ in entries):
+        return conditions, None, entries, repeats
+    answers = []
+    for mask in range(1 << len(conditions)):
+        found, seen, n = [], set(), 0
+        for _, obligation, key, compiled in entries:
+            if compiled.condition is not None:
+                n += 1
+                if not mask >> (n - 1) & 1:
+                    continue
+            if key not in seen:
+                seen.add(key)
+                found.append(obligation)
+        answer = tuple(found)
+        answers.append(outcomes.setdefault(tuple(map(_identity, answer)), answer))  # true is not 1 here
+    return conditions, tuple(answers), entries, repeats
 
 
 def _obligations(plan: tuple, env: dict) -> tuple[Obligation, ...]:
-    """The obligations of a plan (`_plan`) whose conditions hold: in set order, once each."""
-    fixed, entries, repeats = plan
-    if fixed is not None:
-        return fixed
+    """The obligations of a plan (`_plan`) whose conditions hold (unknown counts as not
+    holding): in set order, once each."""
+    conditions, answers, entries, repeats = plan
+    if answers is not None:
+        mask, bit = 0, 1
+        for condition in conditions:
+            if condition(env) is True:
+                mask |= bit
+            bit <<= 1
+        return answers[mask]
     found: list[Obligation] = []
     seen: set = set()
     for _, obligation, key, compiled in entries:
         if compiled.condition is not None and compiled.condition(env) is not True:
-            continue  # unknown counts as not holding
+            continue
         if obligation is None:
             obligation = Obligation(compiled.name, tuple([arg(env) for arg in compiled.args]))
             if not repeats:

@@ -375,3 +375,10 @@ def test_threads_reading_an_explanation_at_once_agree():
 def test_a_near_miss_names_the_repeated_clause_that_failed(clauses, needed):
     decision = policy(rule(clauses, name="near")).decide(request(), use_cache=False)
     assert [f.needed for f in decision.near_misses[0].failed] == needed
+
+
+def test_rules_whose_obligations_differ_only_as_true_and_1_keep_their_own():
+    p = policy(rule("action view\nobligation n 1", name="counted")
+               + rule("action share\nobligation n true", name="flagged"))
+    assert p.decide(request()).obligations[0].args[0] is not True
+    assert p.decide(request({"action": "share"})).obligations[0].args[0] is True
