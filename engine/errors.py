@@ -137,5 +137,5 @@ class RequestError(PolicyError):
         return data
 
     def __str__(self) -> str:
-        text = f"{self.field}: {self.message}"
+        text = f"{self.field}: {self.message}" if self.field else self.message
         return f"{text} ({self.help})" if self.help else text

@@ -87,7 +87,7 @@ def test_invalid_request_exits_1_naming_the_field(capsys, monkeypatch, policy_di
 def test_a_request_that_is_not_an_object_exits_1(capsys, monkeypatch, policy_dir, text):
     monkeypatch.setattr("sys.stdin", io.StringIO(text))
     status, _, err = run(capsys, "--policy", policy_dir, "-")
-    assert status == 1 and err.startswith("invalid request: ")
+    assert status == 1 and err.startswith("invalid request: expected a request object")
 
 
 def test_unreadable_request_file_exits_2(capsys, tmp_path, policy_dir):
