@@ -149,43 +149,43 @@ def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callab
     names: dict[str, str] = {}
     for i, path in enumerate(paths):
         names[path] = f"k{i}"
-    for j, path in enumerate(["requester.id", "resource.id"] + required):
+    for j, path in enumerate([*_IDS, *required]):
         names.setdefault(path, f"x{j}")
     # Required values are read by subscript (a missing one: KeyError, the careful path).
     lines.append("    try:")
-    for path, name in names.items():
-        source = item_of(path) if specs[path].attribute.required else source_of(path)
-        lines.append(f"        {name} = {source}")
+    lines += [f"        {name} = {item_of(path)}" for path, name in names.items() if specs[path].attribute.required]
     lines += ["    except KeyError:", "        return None"]
+    lines += [f"    {name} = {source_of(path)}" for path, name in names.items() if not specs[path].attribute.required]
     for n, section in enumerate(SECTIONS):
         lines += _section_check(namespace, schema, n, section, names)
     for i, path in enumerate(required):  # built-ins every request gives, though no rule reads them
         lines += _check_lines(namespace, f"_R{i}", names[path], specs[path], "    ")
-    for path in ("requester.id", "resource.id"):
-        lines.append(f"    if {names[path]} is not None and {names[path]}.__class__ is not str: return None")
-    values = []
-    for i, path in enumerate(paths):
-        guard = _GUARDS.get(specs[path].check)
-        if guard:
-            lines.append(f"    if k{i} is not None and {guard.format(v=f'k{i}')}: return None")
-        if path == "context.date":
-            lines.append(f"    if k{i} is None: k{i} = _today()")
-        values.append(f"k{i}")
-    lines.append(f"    return (_TAG, {', '.join(values)},)")
+    lines.append(f"    return (_TAG, {', '.join(f'k{i}' for i in range(len(paths)))},)")
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
     return namespace["fast_key"]
 
 
 def _section_check(namespace: dict, schema: RequestSchema, n: int, section: str, names: dict[str, str]) -> list[str]:
-    """Lines making sure section `n` holds nothing undeclared, and valid values outside the key."""
+    """Lines counting the optional values read from section `n` (guarding those whose type
+    Python would confuse), then making sure the section holds nothing undeclared and
+    valid values outside the key."""
     specs = schema.specs
     read = [p for p in names if p.startswith(section + ".")]
-    present = sum(1 for p in read if specs[p].attribute.required)
-    terms = [f"({names[p]} is not None)" for p in read if not specs[p].attribute.required]
-    counted = " + ".join(([str(present)] if present or not terms else []) + terms)
+    lines = [f"    n = {sum(1 for p in read if specs[p].attribute.required)}"]
+    for path in read:
+        if specs[path].attribute.required:
+            continue
+        name = names[path]
+        if path == "context.date":
+            lines += [f"    if {name} is None:", f"        {name} = _today()", "    else:", "        n += 1"]
+            continue
+        lines += [f"    if {name} is not None:", "        n += 1"]
+        guard = "{v}.__class__ is not str" if path in _IDS else _GUARDS.get(specs[path].check)
+        if guard:
+            lines.append(f"        if {guard.format(v=name)}: return None")
     # More than was read (or a null): its keys must be declared, and those outside the key valid.
     namespace[f"_A{n}"] = section_keys(schema, section)
-    lines = [f"    if len(s{n}) != {counted}:", f"        if not s{n}.keys() <= _A{n}: return None"]
+    lines += [f"    if len(s{n}) != n:", f"        if not s{n}.keys() <= _A{n}: return None"]
     unread = [p for p in specs if p.startswith(section + ".") and p not in names]
     for i, path in enumerate(unread):
         lines += [f"        v = {source_of(path)}"] + _check_lines(namespace, f"_T{n}_{i}", "v", specs[path],
@@ -193,6 +193,8 @@ def _section_check(namespace: dict, schema: RequestSchema, n: int, section: str,
     return lines
 
 
+# Read to check their type, though not part of the key.
+_IDS = ("requester.id", "resource.id")
 # Key values of a wrong type that Python would still call equal to a valid one (1 == true).
 _GUARDS = {
     _BOOL: "{v}.__class__ is not bool",

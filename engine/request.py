@@ -271,13 +271,6 @@ CHECKS = {
 }
 
 
-def count_of(read: list[tuple[int, bool]]) -> str:
-    """Generated code counting the values read into v<i>: (i, required) pairs; required ones are there."""
-    present = sum(1 for _, required in read if required)
-    terms = [f"(v{i} is not None)" for i, required in read if not required]
-    return " + ".join(([str(present)] if present or not terms else []) + terms)
-
-
 def required_sections(schema: RequestSchema) -> list[str]:
     """The sections every request has: those holding a required attribute (requester, resource)."""
     return [section for section in SECTIONS
@@ -314,15 +307,18 @@ def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict | None]:
                                                           for n, section in enumerate(SECTIONS)
                                                           if section not in needed])
     lines += [f"    if len(r) != {counted} and not r.keys() <= _TOP: return None",
-              "    env = _DEFAULTS.copy()", "    env[_RAW] = r", "    try:"]
+              "    env = _DEFAULTS.copy()", "    env[_RAW] = r"]
+    # n<section>: how many of the section's attributes the request gave (required ones always).
+    for n, section in enumerate(SECTIONS):
+        given = sum(1 for p, spec in specs.items() if p.startswith(section + ".") and spec.attribute.required)
+        lines.append(f"    n{n} = {given}")
+    lines.append("    try:")
     body = "        "
     for i, (path, spec) in enumerate(specs.items()):
         lines += _attribute_lines(namespace, f"v{i}", i, path, spec, body)
     for n, section in enumerate(SECTIONS):
-        read = [(i, spec.attribute.required) for i, (p, spec) in enumerate(specs.items())
-                if p.startswith(section + ".")]
         namespace[f"_K{n}"] = section_keys(schema, section)
-        lines.append(f"{body}if len(s{n}) != {count_of(read)} and not s{n}.keys() <= _K{n}: return None")
+        lines.append(f"{body}if len(s{n}) != n{n} and not s{n}.keys() <= _K{n}: return None")
     number = {path: i for i, path in enumerate(specs)}
     lines += [f"{body}env[_WORDS] = ({', '.join(f'v{number[p]}' for p in SUMMARY_PATHS)},)",
               "    except (KeyError, ValueError):", "        return None", "    return env"]
@@ -350,6 +346,8 @@ def _attribute_lines(namespace: dict[str, Any], v: str, i: int, path: str, spec:
         else:
             lines.append(f"{body}if {v} is not None:")
         inner = body + "    "
+        if "." in path:  # counted as given (see n<section> in _generate_validator)
+            lines.append(f"{inner}n{SECTIONS.index(path.split('.')[0])} += 1")
     if spec.check == _VOCAB:
         namespace[f"_T{i}"] = spec.table
         lines.append(f"{inner}env[{key}] = _T{i}[{v}]")
