@@ -27,6 +27,13 @@ from engine.request import (_BOOL, _DATE, _NUMBER, _VOCAB, CHECKS, SECTIONS, TOP
 FORMAT = "decision-2"
 
 
+class _Entries(FIFOCache):
+    """A FIFOCache whose missing keys read as None (cachetools' `__missing__` hook), not KeyError."""
+
+    def __missing__(self, key: Any) -> None:
+        return None
+
+
 class DecisionCache:
     """A bounded, expiring map from key to decision, with hit and miss counts.
 
@@ -42,7 +49,7 @@ class DecisionCache:
         self.maxsize = maxsize
         self.ttl = ttl
         self.enabled = maxsize > 0 and ttl > 0
-        self._cache = FIFOCache(maxsize if self.enabled else 1)
+        self._cache = _Entries(maxsize if self.enabled else 1)
         self._timer = timer
         self._lock = threading.Lock()
         # Plain counters: `+= 1` on an attribute does not let another thread in between
@@ -52,16 +59,12 @@ class DecisionCache:
 
     def get(self, key: tuple) -> Any:
         """The cached value, or None when absent or expired; raises TypeError for an unhashable key."""
-        try:
-            expires, value = self._cache[key]
-        except KeyError:
-            self.misses += 1
-            return None
-        if expires <= self._timer():
-            self.misses += 1
-            return None
-        self.hits += 1
-        return value
+        entry = self._cache[key]
+        if entry is not None and entry[0] > self._timer():
+            self.hits += 1
+            return entry[1]
+        self.misses += 1
+        return None
 
     def put(self, key: tuple, value: Any) -> None:
         entry = (self._timer() + self.ttl, value)

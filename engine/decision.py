@@ -95,10 +95,13 @@ class Decision:
     reading them at once would have; they are then kept on the decision. Two
     threads reading at once may both compute them, and get equal answers.
 
-    A decision answered from the cache shares the cached decision's explanation
-    objects. Not slotted: a re-issued decision copies the cached one's `__dict__`,
-    which is much cheaper than `dataclasses.replace`.
+    The id lives in a slot and every other field in `__dict__`, so a decision
+    answered from the cache is a new object holding its own id and the cached
+    decision's very `__dict__` (see `reissue`): nothing is copied, and the copies
+    share one explanation, worked out once.
     """
+
+    __slots__ = ("decision_id", "__dict__")
 
     decision: str
     decision_id: str
@@ -129,10 +132,14 @@ class Decision:
         """Copies and pickles carry the explanation itself, not what it would be computed from."""
         return {name: getattr(self, name) for name in _FIELDS}
 
+    def __setstate__(self, state: dict) -> None:
+        fields = dict(state)
+        _set(self, "decision_id", fields.pop("decision_id"))
+        _set(self, "__dict__", fields)
+
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Decision))
-# Where an unexplained decision keeps what its explanation is computed from: (Decider, env), or
-# for a decision re-issued from the cache, the cached decision.
+# Where an unexplained decision keeps what its explanation is computed from: (Decider, env).
 _SOURCE = "_explain_from"
 
 
@@ -151,13 +158,9 @@ class _ComputedOnRead:
     def __get__(self, decision: Decision | None, owner: type | None = None) -> Any:
         if decision is None:
             return self
-        fields = decision.__dict__
-        source = fields[_SOURCE]
-        if source.__class__ is Decision:
-            value = getattr(source, self.name)  # worked out once for the cached decision and its copies
-        else:
-            decider, env = source
-            value = decider.explain(self.name, decision, env)
+        fields = decision.__dict__  # shared by a cached decision and its copies: worked out once for all
+        decider, env = fields[_SOURCE]
+        value = decider.explain(self.name, decision, env)
         fields[self.name] = value
         return value
 
@@ -167,25 +170,20 @@ Decision.summary = _ComputedOnRead("summary")  # type: ignore[assignment]
 
 _new = object.__new__
 _set = object.__setattr__
+_set_fields = vars(Decision)["__dict__"].__set__
+_set_id = vars(Decision)["decision_id"].__set__
 
 
 def reissuable(decision: Decision) -> dict:
-    """What the cache keeps of a decision: its fields, pointing at it for the explanation."""
-    fields = decision.__dict__.copy()
-    fields[_SOURCE] = decision
-    return fields
+    """What the cache keeps of a decision: every field but its id (its `__dict__`, shared, not copied)."""
+    return decision.__dict__
 
 
 def reissue(fields: dict, decision_id: str) -> Decision:
-    """A cached decision (`reissuable`) under a new id.
-
-    Much cheaper than dataclasses.replace. The copy shares the original's
-    explanation, computed on the original when first read.
-    """
+    """A cached decision (`reissuable`) under a new id, sharing its fields and explanation."""
     issued = _new(Decision)
-    own = issued.__dict__
-    own.update(fields)
-    own["decision_id"] = decision_id
+    _set_fields(issued, fields)
+    _set_id(issued, decision_id)
     return issued
 
 
@@ -283,9 +281,10 @@ class Decider:
         else:
             outcome, reasons = self._first(bits, env)
         decision = _new(Decision)
+        _set_id(decision, decision_id)
         if not reasons:
-            _set(decision, "__dict__", {
-                "decision": outcome, "decision_id": decision_id, "policy_version": self.version,
+            _set_fields(decision, {
+                "decision": outcome, "policy_version": self.version,
                 "title": self.title, "label": self.label, "reasons": (),
                 "obligations": _obligations(self._alone[outcome], env), _SOURCE: (self, env)})
             if self._near_misses_at_once:
@@ -298,8 +297,8 @@ class Decider:
         else:
             reason_list = tuple([self._reason_for(i, status, env) for i, status in reasons])
             obligations = self._obligations(outcome, reasons, env)
-        _set(decision, "__dict__", {
-            "decision": outcome, "decision_id": decision_id, "policy_version": self.version,
+        _set_fields(decision, {
+            "decision": outcome, "policy_version": self.version,
             "title": self.title, "label": self.label, "reasons": reason_list, "obligations": obligations,
             "near_misses": (), _SOURCE: (self, env)})
         return decision
