@@ -43,12 +43,15 @@ def render_text(report: TestReport, *, verbose: bool = False, colour: bool = Fal
                 lines.append(f"{_paint('FAIL', _RED + ';' + _BOLD, colour)} {_where(result)} {result.case.name}")
                 lines.extend("  " + line for line in _failure(result))
     if not report.files:
-        lines.append("no test files (*.test.yaml) found")
+        lines.append("no test files (*.test.yaml) found: nothing was tested")
     elif report.keyword and not report.results:
-        lines.append(f"no case name contains `{report.keyword}`")
+        lines.append(f"no case name contains `{report.keyword}`: nothing was tested")
+    elif not report.results and not report.file_problems:
+        lines.append("the test files hold no cases: nothing was tested")
     if lines:
         lines.append("")
-    lines.extend(_coverage_lines(report, colour, coverage_min))
+    if report.results:  # with nothing tested, a list of every rule as uncovered says nothing
+        lines.extend(_coverage_lines(report, colour, coverage_min))
     problems = len(report.file_problems)
     if problems:
         noun = "test file" if problems == 1 else "test files"

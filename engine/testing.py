@@ -135,8 +135,12 @@ class TestReport:
         return minimum is not None and round(self.coverage.percent, 1) < minimum
 
     def exit_code(self, coverage_min: float | None = None) -> int:
-        """0 all passed, 1 a case failed or coverage short, 2 a test file did not load."""
-        if self.file_problems:
+        """0 all passed, 1 a case failed or coverage short, 2 a test file did not load or no case ran.
+
+        A run that tested nothing is not a pass: a CI job must not go green on a
+        misspelt `-k` or an empty folder.
+        """
+        if self.file_problems or not self.results:
             return 2
         if self.failed or self.coverage_short(coverage_min):
             return 1
@@ -256,7 +260,7 @@ def discover(path: str | None) -> tuple[str | None, list[Path], str | None]:
 
 
 def run_tests(args: argparse.Namespace) -> int:
-    """`engine test`: exit 0 all passed, 1 a case failed or coverage short, 2 nothing to run on."""
+    """`engine test`: exit 0 all passed, 1 a case failed or coverage short, 2 nothing (properly) tested."""
     from engine import _testreport as out
 
     if args.coverage_min is not None and not 0 <= args.coverage_min <= 100:

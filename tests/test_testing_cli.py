@@ -65,9 +65,12 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
         ({"bad.test.yaml": BAD_YAML, "more.test.yaml": FAILING}, [], 2, "7 passed, 2 failed"),
         ({}, ["--coverage-min", "80"], 0, "6 passed, 0 failed"),
         ({}, ["--coverage-min", "80.5"], 1, "6 passed, 0 failed"),
+        ({}, ["-k", "surgeon"], 2, "0 passed, 0 failed"),
+        ({}, ["-k", "surgeon", "--coverage-min", "50"], 2, "0 passed, 0 failed"),
     ],
     ids=["all pass", "a case fails", "keyword with a failure", "keyword", "keyword all pass",
-         "bad yaml", "top level not a mapping", "bad yaml and a failure", "coverage met", "coverage short"],
+         "bad yaml", "top level not a mapping", "bad yaml and a failure", "coverage met", "coverage short",
+         "keyword matches nothing", "keyword matches nothing, coverage asked"],
 )
 def test_exit_status_and_closing_line(capsys, policies, extra_files, args, exit_code, closing):
     for name, text in extra_files.items():
@@ -269,12 +272,22 @@ def test_keyword_says_coverage_counts_only_the_selected_cases(capsys, policies):
     assert "rule coverage: 1/5 rules (20.0%)\n  (counting only the cases whose name contains `clerk`)\n" in out
 
 
-def test_no_test_files_is_said_plainly(capsys, tmp_path):
+@pytest.mark.parametrize(
+    ("test_files", "args", "said"),
+    [
+        ({}, [], "no test files (*.test.yaml) found: nothing was tested"),
+        ({"empty.test.yaml": "cases: []\n"}, [], "the test files hold no cases: nothing was tested"),
+        ({"clinic.test.yaml": FAILING}, ["-k", "midwife"], "no case name contains `midwife`: nothing was tested"),
+    ],
+    ids=["no test files", "no cases", "keyword matches nothing"],
+)
+def test_a_run_that_tests_nothing_says_so_and_fails(capsys, tmp_path, test_files, args, said):
     shutil.copy(CLINIC / "clinic.policy", tmp_path)
-    code, out, _ = run(capsys, str(tmp_path))
-    assert code == 0
-    assert out.splitlines()[0] == "no test files (*.test.yaml) found"
-    assert out.splitlines()[-1] == "0 passed, 0 failed"
+    for name, text in test_files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    code, out, _ = run(capsys, str(tmp_path), *args)
+    assert code == 2
+    assert out.splitlines() == [said, "", "0 passed, 0 failed"]
 
 
 def test_python_dash_m_engine_test_runs_in_a_fresh_process(policies):
