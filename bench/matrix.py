@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from engine.analysis import DIMENSIONS  # noqa: E402
+from engine.terms import DIMENSIONS  # noqa: E402
 from engine.diff import build_diff, load_pair  # noqa: E402
 from engine.matrix import build_matrix, load_version  # noqa: E402
 from engine.table import Legend  # noqa: E402

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-from engine.analysis import DIMENSIONS
+from engine.terms import DIMENSIONS
 from engine.matrix import ContextError, Version, Walk, count_rows, has_permit, parse_context, parse_date
 from engine.table import (
     COLUMNS, UNDECLARED, Box, Legend, Outcome, cells_in, compress, row_cells, show_obligations, sort_rows,

@@ -4,7 +4,7 @@ Deciding ~10^6-10^7 combinations one by one would be slow, so the space is
 walked one dimension at a time (action, purpose, category, role,
 classification, requester agency, owner). At each step the values of the
 next dimension are grouped by what the still-applicable rules make of them
-(analysis.reduce): values in one group lead to the same decision whatever
+(terms.reduce): values in one group lead to the same decision whatever
 comes later, so one representative of each group is decided by the engine
 and stands for them all. A branch where no permit rule can apply any more is
 refused without asking the engine (deny is the default in every combining
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from engine.analysis import (
+from engine.terms import (
     DIMENSION_KINDS, DIMENSIONS, FALSE, UNK, Compiler, Term, attribute_value, attributes_of, context_env, reduce,
 )
 from engine.progress import Progress

@@ -16,7 +16,7 @@ import io
 import math
 from typing import Any, Iterable, NamedTuple, Sequence
 
-from engine.analysis import DIMENSION_KINDS, DIMENSIONS
+from engine.terms import DIMENSION_KINDS, DIMENSIONS
 from engine.symbols import Vocabulary
 
 Box = tuple[frozenset[str], ...]  # one set of values per dimension, in DIMENSIONS order

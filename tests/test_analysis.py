@@ -4,7 +4,8 @@ import pytest
 
 import engine
 from engine import ast
-from engine.analysis import FALSE, MISSING, TRUE, UNK, Compiler, analyse, const, reduce
+from engine.analysis import analyse
+from engine.terms import FALSE, MISSING, TRUE, UNK, Compiler, const, reduce
 from engine.checker import check
 from engine.loader import load_set
 from engine.source import Source

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.analysis import DIMENSIONS
+from engine.terms import DIMENSIONS
 from engine.cli import main
 from engine.diff import build_diff, changed, load_pair, render_diff
 from engine.table import UNDECLARED, Outcome

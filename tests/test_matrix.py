@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine.analysis import DIMENSIONS
+from engine.terms import DIMENSIONS
 from engine.cli import main
 from engine.matrix import ContextError, Version, build_matrix, load_version, parse_context, render_matrix
 from engine.table import Legend
