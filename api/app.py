@@ -28,7 +28,7 @@ from api.bodies import DEFAULT_MAX_BODY, read_json, require_object
 from api.encoding import DecisionEncoder
 from api.errors import ApiError, install_handlers, json_response, load_error_body
 from api.metrics import Metrics
-from api.reloading import PolicyHolder
+from api.reloading import PolicyHolder, ReloadSignal
 from api.telemetry import Telemetry
 from engine.errors import RequestError
 
@@ -50,8 +50,10 @@ class Service:
     """Everything a request handler needs, built once per app."""
 
     def __init__(self, holder: PolicyHolder, *, keys: ApiKeys, admin_token: str | None,
-                 audit: AuditLog | None, telemetry: Telemetry, max_body: int, watch: bool):
+                 audit: AuditLog | None, telemetry: Telemetry, max_body: int, watch: bool,
+                 reload_signal: ReloadSignal | None = None):
         self.holder = holder
+        self.reload_signal = reload_signal
         self.keys = keys
         self.admin_token = admin_token
         self.audit = audit
@@ -211,6 +213,8 @@ def _routes(app: FastAPI, service: Service) -> None:
         result = await holder.reload("reload endpoint")
         if not result.ok:
             return json_response(load_error_body(result.error, result.current), 409)
+        if service.reload_signal is not None:  # the other workers of `engine serve --workers N`
+            service.reload_signal.send()
         status = "reloaded" if result.changed else "unchanged"
         return json_response({"status": status, "previous_version": result.previous,
                               "policy": policy_info(service.current())})
@@ -278,6 +282,8 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
             service.audit.start()
         stop = asyncio.Event()
         watcher = asyncio.create_task(holder.watch(stop)) if service.watch else None
+        listener = asyncio.create_task(service.reload_signal.listen(holder, stop)) \
+            if service.reload_signal is not None else None
         # What start-up built lives as long as the process: keep it out of the
         # garbage collector's full passes, which would otherwise stall requests.
         gc.freeze()
@@ -285,9 +291,10 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
             yield
         finally:
             stop.set()
-            if watcher is not None:
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(watcher, 5.0)
+            for task in (watcher, listener):
+                if task is not None:
+                    with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                        await asyncio.wait_for(task, 5.0)
             if service.audit is not None:
                 await asyncio.to_thread(service.audit.close)
             service.telemetry.shutdown()
@@ -306,6 +313,7 @@ def create_app(
     policy: Any = None,
     loader: Callable[[Any], Any] | None = None,
     telemetry: Telemetry | None = None,
+    reload_signal: str | os.PathLike | None = None,
 ) -> FastAPI:
     """The decision service app. Arguments left as None are read from ENGINE_* variables.
 
@@ -321,11 +329,14 @@ def create_app(
         audit_log = env.get("ENGINE_AUDIT_LOG") or None
     if max_body is None:
         max_body = int(env.get("ENGINE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY)
+    if reload_signal is None:
+        reload_signal = env.get("ENGINE_RELOAD_SIGNAL") or None
     path = str(policy_path) if policy_path is not None else None
     holder = PolicyHolder(path, loader or _default_loader, policy)
     service = Service(holder, keys=ApiKeys(api_keys), admin_token=admin_token,
                       audit=AuditLog(audit_log) if audit_log else None,
-                      telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch)
+                      telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,
+                      reload_signal=ReloadSignal(reload_signal) if reload_signal else None)
     app = FastAPI(title="Sharing policy decision service", version="1",
                   description="Permit or deny multi-agency information sharing, with the reasons "
                               "in the words of the rule that decided.",
@@ -340,5 +351,8 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The factory each uvicorn worker calls (`api.app:app_from_env`, factory=True)."""
+    from api.server import log_like_uvicorn
+
+    log_like_uvicorn(os.environ.get("ENGINE_LOG_LEVEL", "INFO"))
     return create_app(os.environ.get("ENGINE_POLICY_PATH") or None,
                       watch=os.environ.get("ENGINE_WATCH", "1") != "0")

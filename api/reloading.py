@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -132,15 +133,70 @@ class PolicyHolder:
         if target is None:
             log.warning("no policy directory to watch")
             return
-        while not stop.is_set():
+
+        async def changed() -> None:
+            await self.reload("files changed")
+
+        await watch_until(target, _policy_files, changed, stop, step_ms=step_ms, debounce_ms=debounce_ms)
+
+
+class ReloadSignal:
+    """How one worker of `engine serve --workers N` tells the others it was asked to reload.
+
+    `engine serve` makes a directory for the signal file. The reload endpoint
+    writes a token (its process id and a count) into the file, renaming it in
+    whole; every worker watches the file and reloads when a token not its own
+    arrives. So one call to the endpoint reloads every worker, each within a
+    fraction of a second.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._count = 0
+        self._sent: str | None = None
+
+    def send(self) -> None:
+        """Tell the other workers; a signal that cannot be written is logged, never raised."""
+        self._count += 1
+        token = f"{os.getpid()}:{self._count}"
+        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        try:
+            staging.write_text(token, encoding="utf-8")
+            os.replace(staging, self.path)
+        except OSError as err:
+            log.warning("could not tell the other workers to reload (%s): %s", self.path, err)
+            return
+        self._sent = token
+
+    async def listen(self, holder: PolicyHolder, stop: asyncio.Event) -> None:
+        """Reload `holder` whenever another worker sends the signal, until `stop` is set."""
+        async def signalled() -> None:
             try:
-                async for _ in awatch(target, watch_filter=_policy_files, stop_event=stop,
-                                      step=step_ms, debounce=debounce_ms, rust_timeout=500):
-                    await self.reload("files changed")
+                token = self.path.read_text(encoding="utf-8")
+            except OSError:
                 return
-            except Exception:
-                log.exception("watching %s failed; trying again in 1s", target)
-                try:
-                    await asyncio.wait_for(stop.wait(), 1.0)
-                except asyncio.TimeoutError:
-                    pass
+            if token and token != self._sent:
+                await holder.reload("another worker's reload endpoint")
+
+        def ours(change: Change, path: str) -> bool:
+            return Path(path).name == self.path.name
+
+        await watch_until(self.path.parent, ours, signalled, stop, step_ms=50, debounce_ms=400)
+
+
+async def watch_until(target: Path, accept: Callable[[Change, str], bool], changed: Callable[[], Any],
+                      stop: asyncio.Event, *, step_ms: int, debounce_ms: int) -> None:
+    """Await `changed()` after each batch of accepted changes under `target`, until `stop`;
+    a watcher that fails is logged and started again a second later."""
+    while not stop.is_set():
+        try:
+            async for _ in awatch(target, watch_filter=accept, stop_event=stop,
+                                  step=step_ms, debounce=debounce_ms, rust_timeout=500):
+                await changed()
+            return
+        except Exception:
+            log.exception("watching %s failed; trying again in 1s", target)
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass

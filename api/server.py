@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from api.audit import AuditError, AuditLog
@@ -44,6 +46,11 @@ def _check_settings(args: argparse.Namespace) -> str | None:
     return None
 
 
+def log_like_uvicorn(level: str) -> None:
+    """The service's own messages (reloads, refused sets) beside uvicorn's, in its layout."""
+    logging.basicConfig(level=level, format="%(levelname)s:     %(message)s")
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve decisions over HTTP until interrupted; 2 if the policy set cannot be loaded."""
     import uvicorn
@@ -62,7 +69,7 @@ def serve(args: argparse.Namespace) -> int:
     for warning in policy.warnings:
         print(warning.render(), file=sys.stderr)
     level = getattr(args, "log_level", "info").upper()
-    logging.basicConfig(level=level, format="%(levelname)s:     %(message)s")
+    log_like_uvicorn(level)
     print(f"engine serve: serving {where} ({policy.version}, {len(policy.rules)} rules) "
           f"on http://{args.host}:{args.port}", file=sys.stderr)
     options: dict[str, Any] = dict(host=args.host, port=args.port, timeout_graceful_shutdown=10,
@@ -76,9 +83,16 @@ def serve(args: argparse.Namespace) -> int:
         return 0
     # Each worker process builds its own app from the environment.
     os.environ["ENGINE_WATCH"] = "0" if args.no_watch else "1"
+    os.environ["ENGINE_LOG_LEVEL"] = level
     if args.path:
         os.environ["ENGINE_POLICY_PATH"] = os.path.abspath(args.path)
     if args.audit_log:
         os.environ["ENGINE_AUDIT_LOG"] = os.path.abspath(args.audit_log)
-    uvicorn.run("api.app:app_from_env", factory=True, workers=args.workers, **options)
+    # Where a worker whose reload endpoint was called tells the others (api.reloading.ReloadSignal).
+    signal_dir = tempfile.mkdtemp(prefix="engine-reload-")
+    os.environ["ENGINE_RELOAD_SIGNAL"] = os.path.join(signal_dir, "reload")
+    try:
+        uvicorn.run("api.app:app_from_env", factory=True, workers=args.workers, **options)
+    finally:
+        shutil.rmtree(signal_dir, ignore_errors=True)
     return 0

@@ -274,6 +274,22 @@ def test_several_workers_serve_the_same_set_and_share_one_audit_chain(serve, pol
     assert "50 entries verified" in verified.stdout
 
 
+def test_one_call_to_the_reload_endpoint_reloads_every_worker(serve, policy_dir: Path) -> None:
+    server = serve(str(policy_dir), "--workers", "2", "--no-watch", env={"ENGINE_ADMIN_TOKEN": "admin"})
+
+    def versions() -> set[str]:  # a new connection each time, so that both workers answer
+        return {httpx.get(f"{server.url}/policy", timeout=5).json()["version"] for _ in range(16)}
+
+    first = versions()
+    assert len(first) == 1
+    _replace(policy_dir / "20_rules.policy", RULES.replace("role social_worker", "role police_officer"))
+    answer = httpx.post(f"{server.url}/policy/reload", headers={"Authorization": "Bearer admin"}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["status"] == "reloaded"
+    second = answer.json()["policy"]["version"]
+    _wait_for(lambda: versions() == {second}, 15, "every worker to serve the reloaded set")
+    assert "another worker's reload endpoint" in server.output()
+
+
 @pytest.mark.parametrize(
     ("env", "args", "message"),
     [
