@@ -52,8 +52,8 @@ def bare_app() -> Any:
     """A FastAPI app that reads and parses the body like /decide, then answers a constant."""
     from fastapi import FastAPI
 
-    from api.bodies import read_json, require_object
-    from api.errors import install_handlers, json_response
+    from engine.service.bodies import read_json, require_object
+    from engine.service.errors import install_handlers, json_response
 
     app = FastAPI()
     install_handlers(app)

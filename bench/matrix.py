@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from engine.terms import DIMENSIONS  # noqa: E402
-from engine.diff import build_diff, load_pair  # noqa: E402
-from engine.matrix import build_matrix, load_version  # noqa: E402
-from engine.table import Legend  # noqa: E402
+from engine.governance.terms import DIMENSIONS  # noqa: E402
+from engine.governance.diff import build_diff, load_pair  # noqa: E402
+from engine.governance.matrix import build_matrix, load_version  # noqa: E402
+from engine.governance.table import Legend  # noqa: E402
 
 DATE = dt.date(2025, 6, 1)
 BUSY = ["emergency=true", "risk_of_harm=true", "consent=given", "team=MASH", "approved_by=caldicott_guardian",

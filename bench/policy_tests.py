@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import engine  # noqa: E402
-from engine import _testreport  # noqa: E402
-from engine._testfile import deep_merge  # noqa: E402
+from engine.testing import report as _testreport  # noqa: E402
+from engine.testing.cases import deep_merge  # noqa: E402
 from engine.loader import default_policy_dir  # noqa: E402
-from engine.testing import run_test_files  # noqa: E402
+from engine.testing.runner import run_test_files  # noqa: E402
 
 KINDS = {
     ("requester", "role"): "role",

@@ -20,7 +20,7 @@ from typing import Iterable
 from engine import ast
 from engine.errors import Diagnostic, warning
 from engine.symbols import NameLookupError, Vocabulary
-from engine.terms import (
+from engine.governance.terms import (
     DIMENSION_KINDS, DIMENSIONS, FALSE, TRUE, Compiler, RuleTerm, Term, agreement_pairs, attributes_of, junction,
     reduce,
 )

@@ -5,7 +5,7 @@ import pytest
 import engine
 from engine import ast
 from engine.analysis import analyse
-from engine.terms import FALSE, MISSING, TRUE, UNK, Compiler, const, reduce
+from engine.governance.terms import FALSE, MISSING, TRUE, UNK, Compiler, const, reduce
 from engine.checker import check
 from engine.loader import load_set
 from engine.source import Source

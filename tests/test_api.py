@@ -8,8 +8,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.audit import verify
+from engine.service.app import create_app
+from engine.service.audit import verify
 from engine.errors import PolicyError
 
 VOCABULARY = """\

@@ -12,8 +12,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.telemetry import Telemetry
+from engine.service.app import create_app
+from engine.service.telemetry import Telemetry
 
 POLICY = """\
 actions { view }

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from api.audit import GENESIS, AuditError, AuditLog, canonical, entry_hash, verify
-from engine.cli import main
+from engine.service.audit import GENESIS, AuditError, AuditLog, canonical, entry_hash, verify
+from engine.commands.main import main
 
 
 def _decision(number: int, outcome: str = "permit") -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import loader
-from engine.cli import main
+from engine.commands.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

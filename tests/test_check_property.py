@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import ast, checker, loader
-from engine.checking import run_check
+from engine.commands.check import run_check
 from engine.errors import Diagnostic, PolicyError
 from engine.source import Source
 from engine.syntax import KEYWORDS, parse

@@ -7,7 +7,7 @@ import pytest
 
 from engine import ast, checker
 from engine._graph import cycles
-from engine.checking import diagnose
+from engine.commands.check import diagnose
 from engine.errors import Severity
 from engine.loader import parse_sources
 from engine.source import Source

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.commands.main import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "policies"
 

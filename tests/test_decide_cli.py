@@ -4,7 +4,7 @@ import json
 import pytest
 
 from _requests import VOCABULARY, request, rule
-from engine.cli import main
+from engine.commands.main import main
 
 REQUEST_YAML = """\
 requester: {id: u-1, role: social_worker, agency: council}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.terms import DIMENSIONS
-from engine.cli import main
-from engine.diff import build_diff, changed, load_pair, render_diff
-from engine.table import UNDECLARED, Outcome
+from engine.governance.terms import DIMENSIONS
+from engine.commands.main import main
+from engine.governance.diff import build_diff, changed, load_pair, render_diff
+from engine.governance.table import UNDECLARED, Outcome
 
 CLINIC = Path(__file__).parent / "fixtures" / "matrix" / "clinic"
 HEADER = "| Action | Role | Agency | Purpose | Data | Classification | Owner | Change | Was | Now |"

@@ -2,7 +2,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from engine.cli import main
+from engine.commands.main import main
 
 POLICY = """\
 policy "GM multi-agency safeguarding" {

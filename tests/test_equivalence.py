@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import engine
 from engine import ast
 from engine.loader import load_set
-from engine.reference import reference_decide
+from reference import reference_decide
 from engine.symbols import build_vocabulary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.cli import main
+from engine.commands.main import main
 from engine.errors import PolicySyntaxError
-from engine.formatter import expr_text, format_text
+from engine.governance.formatter import expr_text, format_text
 from engine.source import Source
 from engine.syntax import parse
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine.terms import DIMENSIONS
-from engine.cli import main
-from engine.matrix import ContextError, Version, build_matrix, load_version, parse_context, render_matrix
-from engine.table import Legend
-from engine.progress import Progress
+from engine.governance.terms import DIMENSIONS
+from engine.commands.main import main
+from engine.governance.matrix import ContextError, Version, build_matrix, load_version, parse_context, render_matrix
+from engine.governance.table import Legend
+from engine.commands.progress import Progress
 
 CLINIC = Path(__file__).parent / "fixtures" / "matrix" / "clinic"
 DATE = dt.date(2025, 6, 1)

@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from engine import ast
-from engine.reference import RefDecision, reference_decide
+from reference import RefDecision, reference_decide
 from engine.source import Source
 from engine.symbols import build_vocabulary
 from engine.syntax import parse

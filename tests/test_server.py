@@ -304,7 +304,7 @@ def test_one_call_to_the_reload_endpoint_reloads_every_worker(serve, policy_dir:
 def test_settings_that_cannot_work_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                                           tmp_path: Path, policy_dir: Path, env: dict, args: list,
                                           message: str) -> None:
-    from engine.cli import main
+    from engine.commands.main import main
 
     (tmp_path / "broken.jsonl").write_text('{"half an entry')
     for name, value in env.items():

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine._testreport import render_text
-from engine.testing import run_test_files
+from engine.testing.report import render_text
+from engine.testing.runner import run_test_files
 
 CLINIC = Path(__file__).parent / "fixtures" / "testing" / "clinic"
 

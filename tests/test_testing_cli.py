@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.testing import wants_colour
+from engine.commands.main import main
+from engine.commands.test import wants_colour
 
 FIXTURES = Path(__file__).parent / "fixtures" / "testing"
 CLINIC = FIXTURES / "clinic"

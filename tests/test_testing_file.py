@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from engine._testfile import deep_merge, read_test_file
+from engine.testing.cases import deep_merge, read_test_file
 
 RULES = {"clinicians_view", "no_marketing", "clerk_contacts"}
 

@@ -11,7 +11,7 @@ import bisect
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
-    from api.reloading import PolicyHolder
+    from engine.service.reloading import PolicyHolder
 
 # Upper bounds in seconds: a cached decision takes microseconds, a batch milliseconds.
 BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)

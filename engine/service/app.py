@@ -21,15 +21,16 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
-from api import schemas
-from api.audit import AuditLog
-from api.auth import ApiKeys, check_admin, parse_api_keys
-from api.bodies import DEFAULT_MAX_BODY, read_json, require_object
-from api.encoding import DecisionEncoder
-from api.errors import ApiError, install_handlers, json_response, load_error_body
-from api.metrics import Metrics
-from api.reloading import PolicyHolder, ReloadSignal
-from api.telemetry import Telemetry
+from engine.service import schemas
+from engine.service.audit import AuditLog
+from engine.service.auth import ApiKeys, check_admin, parse_api_keys
+from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
+from engine.service.encoding import DecisionEncoder
+from engine.service.errors import ApiError, install_handlers, json_response, load_error_body
+from engine.service.logs import log_like_uvicorn
+from engine.service.metrics import Metrics
+from engine.service.reloading import PolicyHolder, ReloadSignal
+from engine.service.telemetry import Telemetry
 from engine.errors import RequestError
 
 log = logging.getLogger("engine.api")
@@ -350,8 +351,7 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """The factory each uvicorn worker calls (`api.app:app_from_env`, factory=True)."""
-    from api.server import log_like_uvicorn
+    """The factory each uvicorn worker calls (`engine.service.app:app_from_env`, factory=True)."""
 
     log_like_uvicorn(os.environ.get("ENGINE_LOG_LEVEL", "INFO"))
     return create_app(os.environ.get("ENGINE_POLICY_PATH") or None,

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from api.errors import ApiError
+from engine.service.errors import ApiError
 
 DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB; ENGINE_MAX_BODY_BYTES changes it
 

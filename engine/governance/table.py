@@ -2,7 +2,7 @@
 
 A row is a Box (one set of values per dimension) with an Outcome, or for a
 diff a pair of them. The matrix and the diff both find their rows with the
-walk in engine/matrix.py; everything they show is made here: rows merged
+walk in engine/governance/matrix.py; everything they show is made here: rows merged
 across one dimension at a time, value sets worded by the vocabulary
 (hierarchy nodes, groups, ranges of classifications), and the tables laid
 out.
@@ -16,7 +16,7 @@ import io
 import math
 from typing import Any, Iterable, NamedTuple, Sequence
 
-from engine.terms import DIMENSION_KINDS, DIMENSIONS
+from engine.governance.terms import DIMENSION_KINDS, DIMENSIONS
 from engine.symbols import Vocabulary
 
 Box = tuple[frozenset[str], ...]  # one set of values per dimension, in DIMENSIONS order

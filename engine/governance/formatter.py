@@ -9,21 +9,13 @@ the end of the unit whose line it trailed. No comment is ever dropped.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import functools
 import itertools
-import os
 import re
-import sys
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 from engine import ast
-from engine.errors import PolicyError, PolicyLoadError
-from engine.loader import policy_paths
 from engine.source import Source, Span
 from engine.syntax import parse
 
@@ -32,12 +24,6 @@ _CLAUSE = 12  # rule clause values start here: `obligation` and two spaces
 _AGREEMENT = 10  # `reference` and a space
 _HEADER = 8  # `version`, `combine` and a space
 _OUTCOME = 6  # `permit`: `on any    obligation` lines up with `on permit obligation`
-
-# For `engine fmt --help` (argparse epilog).
-HELP = """\
-exit status: 0 nothing to change, or files rewritten; 1 with --check, some file
-would change; 2 a file could not be read or parsed (it is reported and left
-untouched, and the other files are still formatted)."""
 
 
 # --- values and expressions ---------------------------------------------------
@@ -602,82 +588,3 @@ def format_text(text: str, path: str = "<text>") -> str:
 
 
 # --- `engine fmt` -----------------------------------------------------------------
-
-
-def run_fmt(args: argparse.Namespace) -> int:
-    """Rewrite, --check or --diff every policy file under args.path (default policies/)."""
-    shown_root = args.path if args.path is not None else "policies"
-    try:
-        _root, files = policy_paths(Path(shown_root))
-    except PolicyLoadError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-    changed, broken = [], 0
-    for path in files:
-        outcome = _format_path(path, write=not (args.check or args.diff), diff=args.diff)
-        if outcome is None:
-            broken += 1
-        elif outcome:
-            changed.append(path)
-    _summarise(args, changed, len(files) - broken - len(changed), broken)
-    if broken:
-        return 2
-    return 1 if args.check and changed else 0
-
-
-def _format_path(path: Path, write: bool, diff: bool) -> bool | None:
-    """Whether the file changes (or would); None when it cannot be read or parsed."""
-    try:
-        source = Source.read(path, str(path))
-        formatted = format_source(source)
-    except PolicyError as exc:
-        print(exc.to_diagnostic().render(), file=sys.stderr)
-        return None
-    except RecursionError:
-        print(f"{path}: error: expression nested too deeply to format", file=sys.stderr)
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"{path}: error: cannot be read ({exc})", file=sys.stderr)
-        return None
-    if formatted == source.text:
-        return False
-    if diff:
-        sys.stdout.writelines(
-            difflib.unified_diff(
-                source.text.splitlines(keepends=True),
-                formatted.splitlines(keepends=True),
-                str(path),
-                str(path),
-            )
-        )
-    if write:
-        _replace(path, formatted)
-    return True
-
-
-def _replace(path: Path, text: str) -> None:
-    """Write beside the file, then rename over it: a reader never sees half a file."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(temporary, path.stat().st_mode & 0o7777)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _summarise(args: argparse.Namespace, changed: list[Path], unchanged: int, broken: int) -> None:
-    verb = "would reformat" if args.check or args.diff else "reformatted"
-    if not args.diff:
-        for path in changed:
-            print(f"{verb} {path}")
-    parts = [f"{_count(len(changed), 'file')} {verb}", f"{_count(unchanged, 'file')} left unchanged"]
-    if broken:
-        parts.append(f"{_count(broken, 'file')} could not be parsed")
-    print(", ".join(parts), file=sys.stderr)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

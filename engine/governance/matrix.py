@@ -14,21 +14,19 @@ them in bulk. The rows are compressed and worded by engine/table.py.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from engine.terms import (
+from engine.governance.terms import (
     DIMENSION_KINDS, DIMENSIONS, FALSE, UNK, Compiler, Term, attribute_value, attributes_of, context_env, reduce,
 )
-from engine.progress import Progress
+from engine.commands.progress import Progress
 from engine.symbols import NameLookupError, Vocabulary
-from engine.table import (
+from engine.governance.table import (
     COLUMNS, Box, Legend, Outcome, compress, cells_in, row_cells, show_obligations, sort_rows, to_csv, to_html,
     to_markdown, union_in_order,
 )
@@ -587,22 +585,6 @@ def load_version(path: str | None, date: dt.date, context: Sequence[str]) -> Ver
         return policy.decide(request, use_cache=False)
 
     return Version(policy.vocabulary, decide, date, given, restrict, policy.title, policy.label, policy.version)
-
-
-def run_matrix(args: argparse.Namespace) -> int:
-    """`engine matrix`: print the compressed matrix; 2 when the set cannot be loaded."""
-    from engine.errors import PolicyLoadError
-
-    try:
-        version = load_version(args.path, parse_date(args.date), args.context)
-    except PolicyLoadError as exc:
-        print(exc.render(), file=sys.stderr)
-        return 2
-    except ContextError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.write(render_matrix(build_matrix(version), args.format))
-    return 0
 
 
 def _word(value: object) -> str:

@@ -16,7 +16,6 @@ file's last line, so several worker processes can share one trail.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import fcntl
 import hashlib
@@ -24,13 +23,11 @@ import json
 import logging
 import os
 import queue
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
-from api.encoding import json_default
+from engine.service.encoding import json_default
 
 log = logging.getLogger("engine.api.audit")
 
@@ -325,26 +322,3 @@ def _check_link(number: int, entry: dict, hashes: list, where: dict[str, int],
     else:
         problems.append((number, f"does not follow line {before}: an entry was removed before it, "
                                  f"or line {before} was altered and re-hashed"))
-
-
-def run_audit(args: argparse.Namespace) -> int:
-    """`engine audit verify FILE`: 0 intact, 1 tampered with, 2 unreadable."""
-    if args.audit_command != "verify":
-        print(f"engine audit: unknown action {args.audit_command!r}", file=sys.stderr)
-        return 2
-    path = Path(args.file)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        print(f"engine audit verify: cannot read {path}: {err.strerror or err}", file=sys.stderr)
-        return 2
-    count, problems = verify(data)
-    for number, problem in problems:
-        print(f"{path}:{number}: {problem}")
-    if problems:
-        lines = len({number for number, _ in problems})
-        print(f"{path}: NOT intact: {len(problems)} problem{'s' * (len(problems) != 1)} "
-              f"on {lines} line{'s' * (lines != 1)} of {count}")
-        return 1
-    print(f"{path}: {count} entries verified")
-    return 0

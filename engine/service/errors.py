@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from api.encoding import dumps
+from engine.service.encoding import dumps
 from engine.errors import PolicyError, PolicyLoadError, RequestError, render_all
 
 log = logging.getLogger("engine.api")

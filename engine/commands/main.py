@@ -15,55 +15,55 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from engine.checking import run_check
+    from engine.commands.check import run_check
 
     return run_check(args.path, args.format)
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    from engine.deciding import run_decide
+    from engine.commands.decide import run_decide
 
     return run_decide(args)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from engine.testing import run_tests
+    from engine.commands.test import run_tests
 
     return run_tests(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from api.server import serve
+    from engine.commands.serve import serve
 
     return serve(args)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from api.audit import run_audit
+    from engine.commands.audit import run_audit
 
     return run_audit(args)
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from engine.matrix import run_matrix
+    from engine.commands.matrix import run_matrix
 
     return run_matrix(args)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from engine.diff import run_diff
+    from engine.commands.diff import run_diff
 
     return run_diff(args)
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
-    from engine.formatter import run_fmt
+    from engine.commands.fmt import run_fmt
 
     return run_fmt(args)
 
 
 def cmd_doc(args: argparse.Namespace) -> int:
-    from engine.document import run_doc
+    from engine.commands.doc import run_doc
 
     return run_doc(args)
 
@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "md", "json"], default="text")
 
     p = add("fmt", cmd_fmt, "Lay out policy files canonically.")
-    from engine.formatter import HELP as fmt_help
+    from engine.commands.fmt import HELP as fmt_help
 
     p.epilog = fmt_help
     p.formatter_class = argparse.RawDescriptionHelpFormatter

@@ -8,18 +8,14 @@ piece of policy text is escaped once, by the writer that knows the format.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import html
 import re
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Union
 
-from engine import ast, checker, loader
-from engine.errors import PolicyLoadError, render_all
-from engine.formatter import value_text
+from engine import ast
+from engine.governance.formatter import value_text
 from engine.symbols import Hierarchy, NameLookupError, Vocabulary
 
 # --- the document model -----------------------------------------------------------
@@ -759,21 +755,3 @@ def describe(policy_set: ast.PolicySet, vocab: Vocabulary) -> tuple[str, list[Bl
 def render(policy_set: ast.PolicySet, vocab: Vocabulary, format: str = "md") -> str:
     title, blocks = describe(policy_set, vocab)
     return to_html(title, blocks) if format == "html" else to_markdown(blocks)
-
-
-def run_doc(args: argparse.Namespace) -> int:
-    """Print the set at args.path as a document; 2 when it cannot be read or has errors."""
-    path = args.path if args.path is not None else ("policies" if Path("policies").is_dir() else None)
-    try:
-        policy_set, found = loader.load_set(path)
-    except PolicyLoadError as exc:
-        print(f"error: {exc.render()}", file=sys.stderr)
-        return 2
-    vocab, checked = checker.check(policy_set)
-    found = found + checked
-    if any(d.is_error for d in found):
-        print(render_all(found), file=sys.stderr)
-        print("the policy set has errors: no document written", file=sys.stderr)
-        return 2
-    sys.stdout.write(render(policy_set, vocab, getattr(args, "format", "md") or "md"))
-    return 0

@@ -13,20 +13,17 @@ combination is a change only when the other version permits it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-from engine.terms import DIMENSIONS
-from engine.matrix import ContextError, Version, Walk, count_rows, has_permit, parse_context, parse_date
-from engine.table import (
+from engine.governance.terms import DIMENSIONS
+from engine.governance.matrix import ContextError, Version, Walk, count_rows, has_permit, parse_context, parse_date
+from engine.governance.table import (
     COLUMNS, UNDECLARED, Box, Legend, Outcome, cells_in, compress, row_cells, show_obligations, sort_rows,
     to_markdown,
 )
@@ -241,34 +238,3 @@ def _knows(vocab: Any, item: str) -> bool:
         return True
     except ContextError:
         return False
-
-
-def run_diff(args: argparse.Namespace) -> int:
-    """`engine diff OLD NEW` or `engine diff --git REV [PATH]`: 0 same, 1 changes, 2 error."""
-    from engine.errors import PolicyLoadError
-
-    try:
-        with tempfile.TemporaryDirectory(prefix="engine-diff-") as scratch:
-            if args.git:
-                if args.new is not None:
-                    print("error: with --git give at most one PATH", file=sys.stderr)
-                    return 2
-                path = args.old or "policies"
-                old_path, new_path = str(checkout_policies(args.git, path, Path(scratch))), path
-            elif args.old is None or args.new is None:
-                print("error: give OLD and NEW policy paths, or --git REV [PATH]", file=sys.stderr)
-                return 2
-            else:
-                old_path, new_path = args.old, args.new
-            old, new = load_pair(old_path, new_path, args.date, args.context)
-    except PolicyLoadError as exc:
-        print(f"error: the {getattr(exc, 'side', 'policy')} set cannot be loaded", file=sys.stderr)
-        print(exc.render(), file=sys.stderr)
-        return 2
-    except (ContextError, GitError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    diff = build_diff(old, new)
-    diff.old_name, diff.new_name = (f"{args.git}:{new_path}", new_path) if args.git else (old_path, new_path)
-    sys.stdout.write(render_diff(diff, args.format))
-    return 1 if diff.rows else 0

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from engine.errors import PolicyLoadError
-from engine.testing import CaseResult, TestReport
+from engine.testing.runner import CaseResult, TestReport
 
 _GREEN, _RED, _YELLOW, _BOLD = "32", "31", "33", "1"
 

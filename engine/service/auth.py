@@ -11,7 +11,7 @@ from typing import Mapping
 
 from starlette.datastructures import Headers
 
-from api.errors import ApiError
+from engine.service.errors import ApiError
 
 ANONYMOUS = None  # the caller recorded when no API keys are configured
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import sys
 import tempfile
 from typing import Any
 
-from api.audit import AuditError, AuditLog
-from api.auth import parse_api_keys
+from engine.service.audit import AuditError, AuditLog
+from engine.service.auth import parse_api_keys
+from engine.service.logs import log_like_uvicorn
 from engine.errors import PolicyError, PolicyLoadError
 
 
@@ -46,11 +46,6 @@ def _check_settings(args: argparse.Namespace) -> str | None:
     return None
 
 
-def log_like_uvicorn(level: str) -> None:
-    """The service's own messages (reloads, refused sets) beside uvicorn's, in its layout."""
-    logging.basicConfig(level=level, format="%(levelname)s:     %(message)s")
-
-
 def serve(args: argparse.Namespace) -> int:
     """Serve decisions over HTTP until interrupted; 2 if the policy set cannot be loaded."""
     import uvicorn
@@ -76,7 +71,7 @@ def serve(args: argparse.Namespace) -> int:
                                    access_log=getattr(args, "access_log", False),
                                    log_level=getattr(args, "log_level", "info"))
     if args.workers == 1:
-        from api.app import create_app
+        from engine.service.app import create_app
 
         app = create_app(args.path, audit_log=args.audit_log, watch=not args.no_watch, policy=policy)
         uvicorn.run(app, **options)
@@ -92,7 +87,7 @@ def serve(args: argparse.Namespace) -> int:
     signal_dir = tempfile.mkdtemp(prefix="engine-reload-")
     os.environ["ENGINE_RELOAD_SIGNAL"] = os.path.join(signal_dir, "reload")
     try:
-        uvicorn.run("api.app:app_from_env", factory=True, workers=args.workers, **options)
+        uvicorn.run("engine.service.app:app_from_env", factory=True, workers=args.workers, **options)
     finally:
         shutil.rmtree(signal_dir, ignore_errors=True)
     return 0

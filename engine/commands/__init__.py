@@ -1,0 +1,1 @@
+"""The `engine` command: one module per subcommand, thin over the library."""

@@ -1,0 +1,1 @@
+"""Governance tools: the access matrix, change review, formatting and the plain-English document."""

@@ -1,0 +1,1 @@
+"""The decision service: HTTP over the engine's library API (see engine/service/app.py)."""

@@ -1,0 +1,1 @@
+"""The policy-test runner behind `engine test`: test files, running cases, reports."""
