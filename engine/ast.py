@@ -318,6 +318,7 @@ class AttributeDecl:
     type: AttrType
     default: Value | None
     span: Span = field(**_SPAN)
+    label: str | None = None  # after the span: older code builds declarations without one
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,7 @@ class Attribute:
     required: bool = False  # built-ins every request must give
     builtin: bool = False
     span: Span | None = None
+    label: str | None = None  # the author's words for it, used in explanations and documents
 
     @property
     def has_default(self) -> bool:
@@ -277,7 +278,7 @@ def _add_tree(tree: Hierarchy, nodes: Iterable[ast.TreeNode], prefix: str) -> No
 
 def _attribute(decl: ast.AttributeDecl) -> Attribute:
     values = tuple(v.name.text for v in decl.type.values)
-    return Attribute(decl.path.text, decl.type.kind, values, decl.default, span=decl.path.span)
+    return Attribute(decl.path.text, decl.type.kind, values, decl.default, span=decl.path.span, label=decl.label)
 
 
 def _expand_groups(vocab: Vocabulary, decls: list[ast.GroupDecl]) -> None:

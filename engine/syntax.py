@@ -409,8 +409,8 @@ class _ToAst:
         return ast.AttributesDecl(self._items(children), self._span(meta))
 
     def attribute_decl(self, meta, children):
-        path, type_, default = children
-        return ast.AttributeDecl(self._name(path), type_, default, self._span(meta))
+        path, label, type_, default = children
+        return ast.AttributeDecl(self._name(path), type_, default, self._span(meta), _opt_string(label))
 
     def simple_type(self, meta, children):
         return ast.AttrType(children[0].value, (), self._span(meta))

@@ -112,6 +112,7 @@ DECLARATIONS = [
         '  requester.team string default "none"\n'
         "  resource.recorded_on date default 2020-01-01\n"
         "  context.count number default 3\n"
+        '  resource.lacks_capacity "lacks capacity to consent" bool\n'
         "}",
         ast.AttributesDecl(
             (
@@ -124,6 +125,8 @@ DECLARATIONS = [
                 ast.AttributeDecl(N("requester.team"), ast.AttrType("string"), S("none"), None),
                 ast.AttributeDecl(N("resource.recorded_on"), ast.AttrType("date"), D("2020-01-01"), None),
                 ast.AttributeDecl(N("context.count"), ast.AttrType("number"), ast.NumberLit(3, None), None),
+                ast.AttributeDecl(N("resource.lacks_capacity"), ast.AttrType("bool"), None, None,
+                                  "lacks capacity to consent"),
             ),
             None,
         ),

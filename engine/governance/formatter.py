@@ -337,10 +337,11 @@ class _Layout:
             return
         key = self._open("attributes", decl.span, 0)
         types = [_type_text(item.type) for item in decl.items]
-        path_width = max(len(item.path.text) for item in decl.items)
+        heads = [_labelled(item.path.text, item.label) for item in decl.items]
+        path_width = max(len(head) for head in heads)
         type_width = max((len(t) for t, i in zip(types, decl.items) if i.default is not None), default=0)
-        for item, type_ in zip(decl.items, types):
-            text = f"{item.path.text.ljust(path_width)} {type_}"
+        for item, head, type_ in zip(decl.items, heads, types):
+            text = f"{head.ljust(path_width)} {type_}"
             if item.default is not None:
                 text = f"{text.ljust(path_width + 1 + type_width)} default {value_text(item.default)}"
             self._one(text, item.span, 2, align=key)
