@@ -17,7 +17,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Iterable
 
-from engine import ast
+from engine import ast, clock
 from engine.errors import Diagnostic, warning
 from engine.symbols import NameLookupError, Vocabulary
 from engine.governance.terms import (
@@ -79,7 +79,7 @@ def analyse(policy_set: ast.PolicySet, vocabulary: Vocabulary, *, today: dt.date
     Agreements are judged expired against `today` (default: the real date), so
     the checker's own date reaches the rules that rely on them too.
     """
-    return _Analysis(vocabulary, today or dt.date.today()).run()
+    return _Analysis(vocabulary, today or clock.today()).run()
 
 
 class _Analysis:

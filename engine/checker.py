@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from engine import ast
+from engine import ast, clock
 from engine._graph import cycles
 from engine._types import ExprChecker, declared_as, declared_kinds, kind_word
 from engine.errors import Diagnostic, did_you_mean, error, sorted_diagnostics, warning
@@ -26,11 +26,11 @@ class Context:
 
     policy_set: ast.PolicySet
     vocab: Vocabulary
-    today: dt.date = field(default_factory=dt.date.today)
+    today: dt.date = field(default_factory=clock.today)
 
     @classmethod
     def of(cls, policy_set: ast.PolicySet, today: dt.date | None = None) -> "Context":
-        return cls(policy_set, build_vocabulary(policy_set), today or dt.date.today())
+        return cls(policy_set, build_vocabulary(policy_set), today or clock.today())
 
 
 Pass = Callable[[Context], list[Diagnostic]]

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from engine import ast
+from engine import ast, clock
 from engine.errors import RequestError, did_you_mean
 from engine.symbols import VOCABULARY_KINDS, Attribute, NameLookupError, Vocabulary
 
@@ -49,7 +49,7 @@ _EXPECTED = {
 
 
 class _Today:
-    """Today's date, looked up once a day rather than on every request."""
+    """Today's date in ENGINE_TIMEZONE, looked up once a day rather than on every request."""
 
     __slots__ = ("date", "iso", "_until")
 
@@ -62,10 +62,11 @@ class _Today:
         return self.date
 
     def _refresh(self) -> None:
-        self.date = dt.date.today()
-        tomorrow = dt.datetime.combine(self.date + dt.timedelta(days=1), dt.time())
+        # The zone is read each time the day turns, so a changed setting is seen by tomorrow.
+        tz = clock.configured_zone()
+        self.date = clock.today(tz)
         self.iso = self.date.isoformat()
-        self._until = tomorrow.timestamp()
+        self._until = clock.next_midnight(self.date, tz)
 
 
 today = _Today()

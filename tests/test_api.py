@@ -100,6 +100,7 @@ def make_client(policy_dir: Path):
 
     def make(**options: object) -> TestClient:
         options.setdefault("watch", False)
+        options.setdefault("date_callers", "*")  # the tables below decide as of fixed dates
         client = TestClient(create_app(policy_dir, **options), raise_server_exceptions=False)
         clients.append(client.__enter__())
         return client
@@ -165,7 +166,7 @@ def test_batch_answers_in_order_with_one_version(client: TestClient) -> None:
 
 def test_a_refused_batch_decides_and_audits_nothing(policy_dir: Path, tmp_path: Path) -> None:
     log = tmp_path / "decisions.audit.jsonl"
-    with TestClient(create_app(policy_dir, watch=False, audit_log=log)) as client:
+    with TestClient(create_app(policy_dir, watch=False, audit_log=log, date_callers="*")) as client:
         bad = {"requests": [PERMITTED] * 150 + [_with(PERMITTED, action="sing")]}
         assert client.post("/decide/batch", json=bad).status_code == 422
         assert 'engine_decisions_total{decision="permit"} 0' in client.get("/metrics").text
@@ -431,7 +432,8 @@ def test_api_keys_come_from_the_environment(make_client, monkeypatch: pytest.Mon
 
 def test_every_decision_is_audited_with_its_caller(policy_dir: Path, tmp_path: Path) -> None:
     log = tmp_path / "decisions.audit.jsonl"
-    app = create_app(policy_dir, watch=False, api_keys="case_system=k-case,portal=k-portal", audit_log=log)
+    app = create_app(policy_dir, watch=False, api_keys="case_system=k-case,portal=k-portal", audit_log=log,
+                     date_callers="*")
     with TestClient(app) as client:  # leaving the block shuts down, which flushes the trail
         one = client.post("/decide", json=PERMITTED, headers={"X-API-Key": "k-case"}).json()
         batch = client.post("/decide/batch", json={"requests": [DENIED, MARKETING]},

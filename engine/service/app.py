@@ -22,11 +22,13 @@ from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
 from engine.service import schemas
+from engine.service.admission import Admission
 from engine.service.audit import AuditLog
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
 from engine.service.encoding import DecisionEncoder
 from engine.service.errors import ApiError, install_handlers, json_response, load_error_body
+from engine.service.limits import TextGuard
 from engine.service.logs import log_like_uvicorn
 from engine.service.metrics import Metrics
 from engine.service.reloading import PolicyHolder, ReloadSignal
@@ -52,8 +54,9 @@ class Service:
 
     def __init__(self, holder: PolicyHolder, *, keys: ApiKeys, admin_token: str | None,
                  audit: AuditLog | None, telemetry: Telemetry, max_body: int, watch: bool,
-                 reload_signal: ReloadSignal | None = None):
+                 reload_signal: ReloadSignal | None = None, admission: Admission | None = None):
         self.holder = holder
+        self.admission = admission or Admission()
         self.reload_signal = reload_signal
         self.keys = keys
         self.admin_token = admin_token
@@ -160,13 +163,14 @@ def _routes(app: FastAPI, service: Service) -> None:
 
     @app.post("/decide", response_model=schemas.Decision, tags=["decisions"],
               openapi_extra=schemas.body_doc("DecisionRequest"),
-              responses=schemas.error_responses(400, 401, 413, 415, 422, 503))
+              responses=schemas.error_responses(400, 401, 403, 413, 415, 422, 503))
     async def decide(request: Request) -> Response:
         """Decide one request (LANGUAGE.md section 4): permit or deny, with reasons and obligations."""
         try:
             caller = service.keys.caller(request.headers)
             body = require_object(await read_json(request, service.max_body), "a decision request")
             policy = service.current()
+            body = service.admission.admit(body, caller, policy, service.admission.today(), service.audit)
             # Whether the cache answered is worked out only for a span: reading the
             # cache's counters costs as much as a cached decision.
             hits = _hits(policy) if tracing else None
@@ -183,13 +187,16 @@ def _routes(app: FastAPI, service: Service) -> None:
 
     @app.post("/decide/batch", response_model=schemas.BatchDecisions, tags=["decisions"],
               openapi_extra=schemas.body_doc("BatchRequest"),
-              responses=schemas.error_responses(400, 401, 413, 415, 422, 503))
+              responses=schemas.error_responses(400, 401, 403, 413, 415, 422, 503))
     async def decide_batch(request: Request) -> Response:
         """Decide up to 1,000 requests with one policy version; decisions come back in order."""
         try:
             caller = service.keys.caller(request.headers)
             requests = _batch_requests(require_object(await read_json(request, service.max_body), "a batch"))
             policy = service.current()
+            today = service.admission.today()  # one date for the whole batch
+            requests = [service.admission.admit(item, caller, policy, today, service.audit, f"requests[{index}].")
+                        for index, item in enumerate(requests)]
             started = time.time_ns()
             decisions, texts = await _decide_batch(requests, policy, service.encoder)
         except (ApiError, RequestError) as err:
@@ -315,6 +322,10 @@ def create_app(
     loader: Callable[[Any], Any] | None = None,
     telemetry: Telemetry | None = None,
     reload_signal: str | os.PathLike | None = None,
+    date_callers: str | None = None,
+    key_agencies: str | None = None,
+    timezone: str | None = None,
+    max_string: int | None = None,
 ) -> FastAPI:
     """The decision service app. Arguments left as None are read from ENGINE_* variables.
 
@@ -332,9 +343,16 @@ def create_app(
         max_body = int(env.get("ENGINE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY)
     if reload_signal is None:
         reload_signal = env.get("ENGINE_RELOAD_SIGNAL") or None
+    keys = ApiKeys(api_keys)
+    admission = Admission.from_settings(
+        date_callers=env.get("ENGINE_DATE_CALLERS") if date_callers is None else date_callers,
+        key_agencies=env.get("ENGINE_KEY_AGENCIES") if key_agencies is None else key_agencies,
+        timezone=timezone or env.get("ENGINE_TIMEZONE") or None,
+        max_string=max_string if max_string is not None else int(env.get("ENGINE_MAX_STRING") or 0) or None,
+        key_names=keys.names)
     path = str(policy_path) if policy_path is not None else None
     holder = PolicyHolder(path, loader or _default_loader, policy)
-    service = Service(holder, keys=ApiKeys(api_keys), admin_token=admin_token,
+    service = Service(holder, keys=keys, admin_token=admin_token, admission=admission,
                       audit=AuditLog(audit_log) if audit_log else None,
                       telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,
                       reload_signal=ReloadSignal(reload_signal) if reload_signal else None)
@@ -347,6 +365,7 @@ def create_app(
     install_handlers(app)
     _routes(app, service)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(TextGuard, limit=admission.max_string)
     return app
 
 

@@ -150,6 +150,17 @@ class AuditLog:
         when = time.time()
         self._queue.put([(when, caller, request, decision) for request, decision in zip(requests, decisions)])
 
+    def record_refusal(self, caller: str | None, request: Any, code: str, field: str,
+                       policy_version: str | None) -> None:
+        """Queue a request refused before deciding (e.g. a caller speaking for an agency its
+        key is not bound to): the trail shows the attempt as decision `refused`, the refusal's
+        code and field in place of the deciding rule."""
+        from engine.policy import new_decision_id
+
+        refusal = {"decision_id": new_decision_id(), "decision": "refused",
+                   "reasons": [{"rule": f"{code}:{field}"}], "obligations": [], "policy_version": policy_version}
+        self.record(caller, request, refusal)
+
     @property
     def pending(self) -> int:
         return self._queue.qsize()

@@ -75,7 +75,8 @@ def error_body(code: str, message: str, *, field: str | None = None,
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response serialised with the standard library, skipping FastAPI's encoder."""
-    content = dumps(data).encode()
+    # Strings are checked on the way in, but an answer must never fail on the way out.
+    content = dumps(data).encode("utf-8", "backslashreplace")
     return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 

@@ -39,8 +39,10 @@ class DecisionRequest(_Open):
     action: str = Field(examples=["share"])
     resource: Resource
     purpose: str = Field(examples=["safeguarding.children"])
-    context: dict[str, Any] = Field(default_factory=dict, examples=[{"date": "2025-06-01", "risk_of_harm": True}],
-                                    description="`date` (today when omitted) and the policy's context.* attributes")
+    context: dict[str, Any] | None = Field(
+        default_factory=dict, examples=[{"risk_of_harm": True}],
+        description="the policy's context.* attributes (null: none). `date` is set by the service from its clock; "
+                    "a caller not allowed to set dates (ENGINE_DATE_CALLERS) that sends one gets 422")
 
 
 class BatchRequest(BaseModel):
@@ -143,7 +145,8 @@ def body_doc(model: str) -> dict[str, Any]:
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     meaning = {
-        400: "the body is not JSON", 401: "no or wrong API key / token", 403: "forbidden",
+        400: "the body is not UTF-8 JSON", 401: "no or wrong API key / token",
+        403: "forbidden (for a decision: the key may not speak for `requester.agency`)",
         409: "the policy set on disk has errors and was refused", 413: "the body is too large",
         415: "the body is not application/json", 422: "the request is invalid (names the field)",
         503: "no policy set is loaded yet",
