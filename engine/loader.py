@@ -36,12 +36,21 @@ def policy_paths(path: str | Path | None) -> tuple[Path, list[Path]]:
     return root, files
 
 
+def shown_path(file: Path, root: Path) -> str:
+    """How a policy file is named in reasons, diagnostics and `GET /policy`: relative to the
+    policy root (a lone file by its name), so the library, the commands and the service all
+    say the same, and no server's directory layout reaches a caller."""
+    if file == root:
+        return file.name
+    return file.relative_to(root).as_posix()
+
+
 def read_sources(path: str | Path | None) -> list[Source]:
-    """Every policy file as a Source, shown by its path as the user gave it."""
+    """Every policy file as a Source, shown by its path relative to the policy root."""
     root, files = policy_paths(path)
     sources = []
     for file in files:
-        shown = str(file) if path is not None else f"policies/{file.relative_to(root)}"
+        shown = shown_path(file, root)
         try:
             sources.append(Source.read(file, shown))
         except UnicodeDecodeError as exc:

@@ -52,7 +52,7 @@ def test_warnings_alone_still_exit_0(policy_dir, capsys):
     status, out, _ = run(capsys, str(root))
     assert status == 0
     assert out.endswith(f"{root}: ok (2 files, 1 rule, 1 warning)\n")
-    assert f"{root}/b.policy:1:8: warning: rule `r` has no `because`" in out
+    assert "\nb.policy:1:8: warning: rule `r` has no `because`" in "\n" + out  # relative to the root
 
 
 def test_errors_exit_1_rendered_like_a_compiler(policy_dir, capsys, monkeypatch):
@@ -61,7 +61,7 @@ def test_errors_exit_1_rendered_like_a_compiler(policy_dir, capsys, monkeypatch)
     status, out, _ = run(capsys, "policies")
     assert status == 1
     assert out == (
-        "policies/b.policy:2:8: error: unknown role `socail_worker`\n"
+        "b.policy:2:8: error: unknown role `socail_worker`\n"
         "      role socail_worker\n"
         "           ^^^^^^^^^^^^^\n"
         "help: did you mean `social_worker`?\n"
@@ -80,9 +80,9 @@ def test_every_diagnostic_then_counts(policy_dir, capsys, monkeypatch):
     blocks = out.rstrip("\n").split("\n\n")
     assert status == 1
     assert [b.split("\n")[0] for b in blocks] == [
-        "policies/b.policy:1:8: warning: rule `r` has no `because`",
-        "policies/b.policy:2:8: error: unknown role `socail_worker`",
-        "policies/b.policy:5:8: error: unknown role `gpp`",
+        "b.policy:1:8: warning: rule `r` has no `because`",
+        "b.policy:2:8: error: unknown role `socail_worker`",
+        "b.policy:5:8: error: unknown role `gpp`",
         "2 errors, 1 warning",
     ]
 
@@ -116,7 +116,7 @@ def test_file_that_is_not_utf8_exits_2(policy_dir, capsys):
     (root / "b.policy").write_bytes(b"roles { caf\xe9 }\n")
     status, _, err = run(capsys, str(root))
     assert status == 2
-    assert err == f"error: {root}/b.policy: not UTF-8 text (byte 11)\n"
+    assert err == "error: b.policy: not UTF-8 text (byte 11)\n"
 
 
 def test_a_single_file_can_be_checked(policy_dir, capsys):
@@ -136,7 +136,7 @@ def test_json_format(policy_dir, capsys, monkeypatch):
         "severity": "error",
         "code": "unknown_name",
         "message": "unknown role `socail_worker`",
-        "location": {"file": "policies/b.policy", "line": 2, "column": 8, "end_line": 2, "end_column": 21},
+        "location": {"file": "b.policy", "line": 2, "column": 8, "end_line": 2, "end_column": 21},
         "help": "did you mean `social_worker`?",
     }
     assert report["diagnostics"][0]["severity"] == "warning"
@@ -179,7 +179,7 @@ def test_python_dash_m_shows_no_traceback(tmp_path):
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
-    assert f"{bad}:2:10: error: unexpected character `&`" in result.stdout
+    assert f"{bad.name}:2:10: error: unexpected character `&`" in result.stdout
 
 
 # --- an installed (not editable) engine finds its grammar and example policies ------------
