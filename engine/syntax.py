@@ -556,7 +556,11 @@ class _ToAst:
 
     def number(self, meta, children):
         text = children[0].value
-        value = float(text) if "." in text else int(text)
+        try:
+            value = float(text) if "." in text else int(text)
+        except ValueError:  # Python refuses to read integers of over 4,300 digits
+            self._fail(f"number of {len(text.lstrip('-')):,} digits is too long", self._span(meta),
+                       "a number in a policy has at most 4,300 digits")
         return ast.NumberLit(value, self._span(meta))
 
     def date(self, meta, children):
