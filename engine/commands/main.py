@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (off: decisions go to the audit log)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    from engine.commands.serve import add_connection_flags
+
+    add_connection_flags(p)
 
     p = add("audit", cmd_audit, "Work with the audit trail.")
     audit = p.add_subparsers(dest="audit_command", metavar="ACTION")

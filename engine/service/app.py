@@ -32,6 +32,7 @@ from engine.service.limits import TextGuard
 from engine.service.logs import log_like_uvicorn
 from engine.service.metrics import Metrics
 from engine.service.reloading import PolicyHolder, ReloadSignal
+from engine.service.supervision import watch_supervisor
 from engine.service.telemetry import Telemetry
 from engine.errors import RequestError
 
@@ -221,11 +222,15 @@ def _routes(app: FastAPI, service: Service) -> None:
         result = await holder.reload("reload endpoint")
         if not result.ok:
             return json_response(load_error_body(result.error, result.current), 409)
-        if service.reload_signal is not None:  # the other workers of `engine serve --workers N`
-            service.reload_signal.send()
         status = "reloaded" if result.changed else "unchanged"
-        return json_response({"status": status, "previous_version": result.previous,
-                              "policy": policy_info(service.current())})
+        answer = {"status": status, "previous_version": result.previous, "policy": policy_info(service.current())}
+        signal = service.reload_signal
+        if signal is not None:  # the other workers of `engine serve --workers N` must confirm
+            signal.send()
+            missing = await signal.unconfirmed(result.current)
+            if missing:
+                answer.update(status="unconfirmed", unconfirmed_workers=missing)
+        return json_response(answer)
 
     @app.get("/healthz", response_model=schemas.Health, tags=["health"])
     async def healthz() -> Response:
@@ -288,6 +293,8 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
             await holder.reload("start")
         if service.audit is not None:
             service.audit.start()
+        if service.reload_signal is not None:
+            watch_supervisor(service.reload_signal.path.parent)
         stop = asyncio.Event()
         watcher = asyncio.create_task(holder.watch(stop)) if service.watch else None
         listener = asyncio.create_task(service.reload_signal.listen(holder, stop)) \

@@ -112,9 +112,12 @@ class PolicyInfo(BaseModel):
 
 
 class Reloaded(BaseModel):
-    status: Literal["reloaded", "unchanged"]
+    status: Literal["reloaded", "unchanged", "unconfirmed"] = Field(
+        description="`unconfirmed`: this worker serves the set, but the workers listed in "
+                    "`unconfirmed_workers` did not confirm it within 3 s")
     previous_version: str | None
     policy: PolicyInfo
+    unconfirmed_workers: list[int] | None = Field(None, description="process ids of workers not yet serving it")
 
 
 class Health(BaseModel):
