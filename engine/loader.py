@@ -30,10 +30,28 @@ def policy_paths(path: str | Path | None) -> tuple[Path, list[Path]]:
         return root, [root]
     if not root.is_dir():
         raise PolicyLoadError(f"{root}: no such file or directory")
-    files = sorted(p for p in root.rglob("*.policy") if p.is_file())
+    files = _unique(sorted(p for p in root.rglob("*.policy") if p.is_file() and not _hidden(p, root)))
     if not files:
         raise PolicyLoadError(f"{root}: no .policy files found")
     return root, files
+
+
+def _hidden(file: Path, root: Path) -> bool:
+    # A Kubernetes ConfigMap mount keeps the real files in `..<timestamp>/` behind
+    # symlinks; editors and git keep theirs in dot-directories too. None is policy.
+    return any(part.startswith(".") for part in file.relative_to(root).parts)
+
+
+def _unique(files: list[Path]) -> list[Path]:
+    """Each file once, however many symlinks lead to it (the first path in order names it)."""
+    seen: set[Path] = set()
+    kept = []
+    for file in files:
+        real = file.resolve()
+        if real not in seen:
+            seen.add(real)
+            kept.append(file)
+    return kept
 
 
 def shown_path(file: Path, root: Path) -> str:

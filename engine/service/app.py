@@ -28,6 +28,7 @@ from engine.service.auth import ApiKeys, check_admin, parse_api_keys
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
 from engine.service.encoding import DecisionEncoder
 from engine.service.errors import ApiError, install_handlers, json_response, load_error_body
+from engine.service.exposure import Exposure
 from engine.service.limits import TextGuard
 from engine.service.logs import log_like_uvicorn
 from engine.service.metrics import Metrics
@@ -58,6 +59,7 @@ class Service:
                  reload_signal: ReloadSignal | None = None, admission: Admission | None = None):
         self.holder = holder
         self.admission = admission or Admission()
+        self.started = False  # set by the lifespan
         self.reload_signal = reload_signal
         self.keys = keys
         self.admin_token = admin_token
@@ -72,7 +74,9 @@ class Service:
         """The Policy to decide with; read once per request."""
         policy = self.holder.policy
         if policy is None:
-            raise ApiError(503, "not_ready", "no policy set is loaded yet", location={"in": "server"})
+            hint = "" if self.started else (": the service was never started; mounted in another app, "
+                                             "mount it with engine.service.mount() so its lifespan runs")
+            raise ApiError(503, "not_ready", "no policy set is loaded yet" + hint, location={"in": "server"})
         return policy
 
     def record(self, decision: Any, request: Any, caller: str | None, cached: bool | None,
@@ -289,6 +293,7 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder = service.holder
+        service.started = True
         if holder.policy is None:
             await holder.reload("start")
         if service.audit is not None:
@@ -372,6 +377,7 @@ def create_app(
     install_handlers(app)
     _routes(app, service)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(Exposure, keys=keys, admin_token=admin_token)
     app.add_middleware(TextGuard, limit=admission.max_string)
     return app
 

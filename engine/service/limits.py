@@ -119,8 +119,15 @@ class TextGuard:
         return None
 
 
-async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _answer(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
     content = dumps(body).encode("utf-8", "backslashreplace")
+    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]})
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(content)).encode()), *extra]})
     await send({"type": "http.response.body", "body": content})
+
+
+async def send_error(send: Send, err: ApiError) -> None:
+    """Answer an ApiError from ASGI middleware, in the one error shape."""
+    await _answer(send, err.status, err.body(), err.headers)

@@ -137,7 +137,34 @@ class PolicyHolder:
         async def changed() -> None:
             await self.reload("files changed")
 
-        await watch_until(target, _policy_files, changed, stop, step_ms=step_ms, debounce_ms=debounce_ms)
+        # The files are watched where the path leads now; a release swapped in by
+        # replacing a symlink (`ln -sfn`, git-sync) changes where it leads, which
+        # no file event reports, so that is looked up twice a second.
+        while not stop.is_set():
+            real = target.resolve()
+            moved = asyncio.Event()
+            lookout = asyncio.create_task(_until_moved(target, real, stop, moved))
+            try:
+                await watch_until(real, _policy_files, changed, moved, step_ms=step_ms, debounce_ms=debounce_ms)
+            finally:
+                lookout.cancel()
+            if not stop.is_set():
+                await self.reload("policy directory replaced")
+
+
+async def _until_moved(target: Path, real: Path, stop: asyncio.Event, moved: asyncio.Event) -> None:
+    """Set `moved` once `target` resolves elsewhere than `real`, or when `stop` is set."""
+    while not stop.is_set():
+        try:
+            if target.resolve() != real:
+                break
+        except OSError:
+            pass
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+    moved.set()
 
 
 class ReloadSignal:
