@@ -150,7 +150,7 @@ def test_a_repeated_request_is_answered_from_the_cache_under_its_own_id(client: 
     second = client.post("/decide", json=MARKETING).json()
     assert first["decision_id"] != second["decision_id"]
     assert {**first, "decision_id": None} == {**second, "decision_id": None}
-    assert "engine_cache_hits_total 1\n" in client.get("/metrics").text
+    assert "engine_cache_hits_total 1.0\n" in client.get("/metrics").text
 
 
 def test_batch_answers_in_order_with_one_version(client: TestClient) -> None:
@@ -169,7 +169,7 @@ def test_a_refused_batch_decides_and_audits_nothing(policy_dir: Path, tmp_path: 
     with TestClient(create_app(policy_dir, watch=False, audit_log=log, date_callers="*")) as client:
         bad = {"requests": [PERMITTED] * 150 + [_with(PERMITTED, action="sing")]}
         assert client.post("/decide/batch", json=bad).status_code == 422
-        assert 'engine_decisions_total{decision="permit"} 0' in client.get("/metrics").text
+        assert 'engine_decisions_total{decision="permit"} 0.0' in client.get("/metrics").text
     assert log.read_bytes() == b""
 
 
@@ -334,16 +334,16 @@ def test_metrics_count_decisions_cache_and_version(client: TestClient) -> None:
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
     version = client.get("/policy").json()["version"]
-    assert 'engine_decisions_total{decision="permit"} 2' in text
-    assert 'engine_decisions_total{decision="deny"} 2' in text
-    assert 'engine_requests_rejected_total{code="invalid_request"} 1' in text
-    assert 'engine_decision_duration_seconds_count{endpoint="decide"} 2' in text
-    assert 'engine_decision_duration_seconds_bucket{endpoint="batch",le="+Inf"} 1' in text
-    assert "engine_cache_hits_total 1" in text
+    assert 'engine_decisions_total{decision="permit"} 2.0' in text
+    assert 'engine_decisions_total{decision="deny"} 2.0' in text
+    assert 'engine_requests_rejected_total{code="invalid_request"} 1.0' in text
+    assert 'engine_decision_duration_seconds_count{endpoint="decide"} 2.0' in text
+    assert 'engine_decision_duration_seconds_bucket{endpoint="batch",le="+Inf"} 1.0' in text
+    assert "engine_cache_hits_total 1.0" in text
     misses = next(line for line in text.splitlines() if line.startswith("engine_cache_misses_total "))
-    assert int(misses.split()[1]) >= 3
-    assert 'engine_policy_reloads_total{result="failed"} 0' in text
-    assert f'engine_policy_info{{version="{version}",label="1",title="Test sharing set"}} 1' in text
+    assert float(misses.split()[1]) >= 3
+    assert 'engine_policy_reloads_total{result="failed"} 0.0' in text
+    assert f'engine_policy_info{{label="1",title="Test sharing set",version="{version}"}} 1.0' in text
 
 
 def test_openapi_documents_the_request_shape(client: TestClient) -> None:
@@ -403,7 +403,7 @@ def test_reload_swaps_in_a_good_set_and_refuses_a_broken_one(make_client, policy
     assert error["location"]["in"] == "policy" and error["location"]["file"].endswith("20_rules.policy")
     assert "social_wrker" in error["rendered"] and error["diagnostics"]
     assert client.post("/decide", json=PERMITTED).json()["policy_version"] == after
-    assert 'engine_policy_reloads_total{result="failed"} 1' in client.get("/metrics").text
+    assert 'engine_policy_reloads_total{result="failed"} 1.0' in client.get("/metrics").text
 
 
 # --- callers and the audit trail ------------------------------------------------------

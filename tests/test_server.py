@@ -162,7 +162,7 @@ def test_serves_decisions_over_http(serve, policy_dir: Path) -> None:
         assert http.get("/policy").json()["version"] == decision["policy_version"]
         error = http.post("/decide", json={**PERMITTED, "action": "shar"})
         assert error.status_code == 422 and error.json()["field"] == "action"
-        assert 'engine_decisions_total{decision="permit"} 2' in http.get("/metrics").text
+        assert 'engine_decisions_total{decision="permit"} 2.0' in http.get("/metrics").text
 
 
 def test_a_broken_set_is_not_served(tmp_path: Path, policy_dir: Path) -> None:
@@ -204,7 +204,7 @@ def test_policy_changes_are_picked_up_and_broken_ones_refused(serve, policy_dir:
     try:
         _wait_for(lambda: len(traffic.answers) > 10, 10, "traffic")
         _replace(policy_dir / "20_rules.policy", RULES.replace("role social_worker", "role social_wrker"))
-        _wait_for(lambda: 'engine_policy_reloads_total{result="failed"} 1' in http.get("/metrics").text, 15,
+        _wait_for(lambda: 'engine_policy_reloads_total{result="failed"} 1.0' in http.get("/metrics").text, 15,
                   "the broken set to be refused")
         assert http.get("/policy").json()["version"] == first
         assert http.post("/decide", json=PERMITTED).json()["policy_version"] == first

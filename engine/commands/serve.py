@@ -129,6 +129,9 @@ def serve(args: argparse.Namespace) -> int:
     signal_dir = tempfile.mkdtemp(prefix=f"engine-reload-{os.getpid()}-")
     os.environ["ENGINE_RELOAD_SIGNAL"] = os.path.join(signal_dir, "reload")
     os.environ["ENGINE_SUPERVISOR_PID"] = str(os.getpid())  # workers exit when it is gone
+    # Where the workers keep their metrics, so a scrape of any of them counts them all.
+    os.makedirs(os.path.join(signal_dir, "metrics"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(signal_dir, "metrics")
     try:
         uvicorn.run("engine.service.app:app_from_env", factory=True, workers=args.workers, **options)
     finally:

@@ -31,7 +31,7 @@ from engine.service.errors import ApiError, install_handlers, json_response, loa
 from engine.service.exposure import Exposure
 from engine.service.limits import TextGuard
 from engine.service.logs import log_like_uvicorn
-from engine.service.metrics import Metrics
+from engine.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from engine.service.reloading import PolicyHolder, ReloadSignal
 from engine.service.supervision import watch_supervisor
 from engine.service.telemetry import Telemetry
@@ -100,10 +100,7 @@ class Service:
             self.telemetry.decided_batch(decisions, caller, started_ns, ended_ns, parent)
 
     def metrics_text(self) -> str:
-        audit = self.audit
-        if audit is None:
-            return self.metrics.render(self.holder)
-        return self.metrics.render(self.holder, audit.written, audit.failed, audit.pending)
+        return self.metrics.render(self.holder, self.audit)
 
 
 def _hits(policy: Any) -> int:
@@ -252,7 +249,7 @@ def _routes(app: FastAPI, service: Service) -> None:
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
     async def metrics_endpoint() -> Response:
         """Prometheus text format: decisions, latency, cache, reloads, the policy version."""
-        return PlainTextResponse(service.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(service.metrics_text(), media_type=METRICS_CONTENT_TYPE)
 
 
 def _batch_requests(body: dict[str, Any]) -> list:
@@ -302,6 +299,8 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
             watch_supervisor(service.reload_signal.path.parent)
         stop = asyncio.Event()
         watcher = asyncio.create_task(holder.watch(stop)) if service.watch else None
+        counting = asyncio.create_task(service.metrics.sync_every(1.0, holder, service.audit, stop)) \
+            if service.metrics.shared else None
         listener = asyncio.create_task(service.reload_signal.listen(holder, stop)) \
             if service.reload_signal is not None else None
         # What start-up built lives as long as the process: keep it out of the
@@ -311,13 +310,14 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
             yield
         finally:
             stop.set()
-            for task in (watcher, listener):
+            for task in (watcher, listener, counting):
                 if task is not None:
                     with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                         await asyncio.wait_for(task, 5.0)
             if service.audit is not None:
                 await asyncio.to_thread(service.audit.close)
             service.telemetry.shutdown()
+            service.metrics.close()
 
     return lifespan
 
