@@ -39,7 +39,8 @@ class ReloadResult:
 
 
 def _policy_files(change: Change, path: str) -> bool:
-    return path.endswith(".policy")
+    # `..data` is the symlink a Kubernetes ConfigMap update swaps to its new files.
+    return path.endswith(".policy") or os.path.basename(path) == "..data"
 
 
 def default_policy_dir() -> Path | None:
@@ -190,7 +191,6 @@ class ReloadSignal:
         self._peers: set[int] = set()
 
     def _write(self, target: Path, text: str) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.with_name(f".{target.name}.{os.getpid()}")
         staging.write_text(text, encoding="utf-8")
         os.replace(staging, target)
@@ -200,6 +200,7 @@ class ReloadSignal:
         self._count += 1
         token = f"{os.getpid()}:{self._count}"
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # made again if it was removed
             self._write(self.path, token)
         except OSError as err:
             log.warning("could not tell the other workers to reload (%s): %s", self.path, err)
@@ -209,6 +210,8 @@ class ReloadSignal:
 
     def acknowledge(self, version: str | None) -> None:
         """Say which version this worker serves, where the others can read it."""
+        if not self.path.parent.is_dir():
+            return  # removed: made again by the next worker to send a signal
         try:
             self._write(self.path.with_name(f"ack-{os.getpid()}"), version or "")
             self._acked = version
