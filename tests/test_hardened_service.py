@@ -14,12 +14,22 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import test_server
+from test_server import (  # noqa: F401
+    MARKETING,
+    PERMITTED,
+    RULES,
+    VOCABULARY,
+    Server,
+    _environment,
+    _replace,
+    _wait_for,
+    policy_dir,
+    serve,
+)
 
 import engine
-import test_server
 from engine.service.admission import Admission
-from test_server import (MARKETING, PERMITTED, RULES, VOCABULARY, Server, _environment,  # noqa: F401
-                         _replace, _wait_for, policy_dir, serve)
 
 # A rule that holds only for requests dated before 2025: a caller choosing the date could reach it.
 DATED = """\

@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from test_server import _environment, policy_dir, serve  # noqa: F401
 
 pytest.importorskip("schemathesis")

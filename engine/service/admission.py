@@ -17,8 +17,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine import clock
@@ -62,7 +63,7 @@ class Admission:
 
     @classmethod
     def from_settings(cls, *, date_callers: str | None, key_agencies: str | None, timezone: str | None,
-                      max_string: int | None, key_names: list[str]) -> "Admission":
+                      max_string: int | None, key_names: list[str]) -> Admission:
         """Built from the settings' text; ValueError naming the setting that cannot work."""
         callers = parse_date_callers(date_callers)
         unknown = sorted(callers - {EVERYONE} - set(key_names))

@@ -12,7 +12,8 @@ service and runs its lifespan inside the parent's:
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 

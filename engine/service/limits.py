@@ -11,7 +11,8 @@ an unknown name.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from engine.service.encoding import dumps

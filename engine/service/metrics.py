@@ -17,8 +17,14 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 if TYPE_CHECKING:
     from engine.service.reloading import PolicyHolder
@@ -91,7 +97,7 @@ class Metrics:
             counter.inc(delta)
             self._pushed[key] = total
 
-    def sync(self, holder: "PolicyHolder", audit: Any = None) -> None:
+    def sync(self, holder: PolicyHolder, audit: Any = None) -> None:
         """Hand this process's counts to prometheus_client."""
         for outcome, count in list(self.decisions.items()):
             self._push(("decision", outcome), count, self._decisions.labels(decision=outcome))
@@ -118,7 +124,7 @@ class Metrics:
             self._loaded.set(policy.loaded_at.timestamp())
             self._rules.set(len(policy.rules))
 
-    def render(self, holder: "PolicyHolder", audit: Any = None) -> str:
+    def render(self, holder: PolicyHolder, audit: Any = None) -> str:
         """The Prometheus text of every worker's figures."""
         self.sync(holder, audit)
         if self.registry is not None:
@@ -127,12 +133,12 @@ class Metrics:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry).decode()
 
-    async def sync_every(self, seconds: float, holder: "PolicyHolder", audit: Any, stop: asyncio.Event) -> None:
+    async def sync_every(self, seconds: float, holder: PolicyHolder, audit: Any, stop: asyncio.Event) -> None:
         """Hand counts over every `seconds` until `stop` (several workers: so a scrape of another sees them)."""
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self.sync(holder, audit)
 

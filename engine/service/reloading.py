@@ -14,9 +14,10 @@ import asyncio
 import datetime as dt
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from watchfiles import Change, awatch
 
@@ -89,7 +90,7 @@ class PolicyHolder:
         async with self._lock:
             previous = self.policy
             before = previous.version if previous is not None else None
-            self.last_attempt = dt.datetime.now(dt.timezone.utc)
+            self.last_attempt = dt.datetime.now(dt.UTC)
             try:
                 policy = await asyncio.to_thread(self._load, self.path)
             except PolicyError as err:
@@ -163,7 +164,7 @@ async def _until_moved(target: Path, real: Path, stop: asyncio.Event, moved: asy
             pass
         try:
             await asyncio.wait_for(stop.wait(), 0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     moved.set()
 
@@ -268,7 +269,7 @@ class ReloadSignal:
                     self.acknowledge(version)
                 try:
                     await asyncio.wait_for(stop.wait(), 0.1)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             self.path.with_name(f"ack-{os.getpid()}").unlink(missing_ok=True)
@@ -305,5 +306,5 @@ async def watch_until(target: Path, accept: Callable[[Change, str], bool], chang
             log.exception("watching %s failed; trying again in 1s", target)
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
