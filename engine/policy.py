@@ -18,7 +18,7 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from engine import ast
 from engine.cache import FORMAT, DecisionCache, KeyFunctions, key_paths
@@ -27,6 +27,8 @@ from engine.compiler import CompileError, CompiledPolicy, compile_policy
 from engine.decision import Decider, Decision, reissuable, reissue
 from engine.errors import Diagnostic, PolicyLoadError, RequestError, sorted_diagnostics
 from engine.loader import load_set, parse_sources
+if TYPE_CHECKING:
+    from engine.plan import Plan
 from engine.request import SUMMARY_PATHS, RequestSchema
 from engine.source import Source
 from engine.symbols import Vocabulary
@@ -170,6 +172,7 @@ class Policy:
         self._keys = KeyFunctions(self._schema, key_paths(self._schema, compiled.reads, SUMMARY_PATHS),
                                   f"{FORMAT}:{self.version}")
         self._fast_key = self._keys.fast
+        self._planner: Any = None
 
     def __repr__(self) -> str:
         return f"<Policy {self.title or 'untitled'} {self.version} ({len(self.rules)} rules)>"
@@ -205,6 +208,16 @@ class Policy:
         if cache is not None:
             cache.put(key, reissuable(decision))  # never handed out as is: hits get a new id
         return decision
+
+    def plan(self, partial_request: Any) -> "Plan":
+        """A query plan for a request without its resource (engine/plan.py): which resources
+        `decide` would permit, as a condition over their fields. RequestError names the field."""
+        planner = self._planner
+        if planner is None:
+            from engine.plan import Planner  # prepared on first use: most callers never plan
+
+            planner = self._planner = Planner(self)
+        return planner.plan(partial_request)
 
     def decide_many(self, requests: Iterable[Any], *, use_cache: bool = True) -> list[Decision]:
         """Decide each request in order; a RequestError names the request's index (`requests[3].purpose`)."""
