@@ -1,0 +1,140 @@
+"""A query plan's condition as a SQLAlchemy 2 WHERE clause (the optional extra `sqlalchemy`).
+
+    plan = policy.plan(partial_request)           # or client.plan(...)
+    query = select(cases).where(where(plan, {"resource.category": cases.c.category, ...}))
+
+The caller maps each resource field the plan reads to a column (keys may be
+written with or without `resource.`). Columns hold values as the engine
+names them: tree values by their full path (`special_category.health`),
+classifications and agencies by name, dates as dates, numbers, booleans.
+
+The clause is exact on every backend it compiles for: each comparison is
+false, never null, where a column is null (so `NOT` cannot let a row in);
+an absent field with a declared default reads as the default. Date arithmetic
+follows the language's calendar (LANGUAGE.md section 3): months clamp to the
+month's last day. That is built by hand for SQLite (whose own `+1 month`
+overflows into the next month) and is PostgreSQL's own interval arithmetic;
+on any other database a plan with date arithmetic is refused with PlanError
+when the statement is compiled. A field the mapping leaves out, and a
+set-valued field (`set of T`, not supported here yet), are refused with
+PlanError naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sqlalchemy import Date, and_, false, func, literal, not_, or_, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from engine.conditions import (
+    And, Compare, Condition, Const, Field, In, Not, Operand, Or, PlanError, Present, Shift, Value,
+)
+from engine.plan import Plan
+
+__all__ = ["where", "PlanError"]
+
+_OPERATORS = {
+    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+}
+
+
+def where(plan: Plan | Condition, columns: Mapping[str, Any]) -> ColumnElement[bool]:
+    """The WHERE clause selecting exactly the rows `plan` permits.
+
+    `columns` maps resource fields (`resource.category` or `category`) to
+    columns. PlanError names a field the plan reads that is not mapped.
+    """
+    condition = plan.condition if isinstance(plan, Plan) else plan
+    mapped = {(k if k.startswith("resource.") else f"resource.{k}"): v for k, v in columns.items()}
+    return _Builder(mapped).condition(condition)
+
+
+class _Builder:
+    def __init__(self, columns: Mapping[str, Any]):
+        self.columns = columns
+
+    def condition(self, node: Condition) -> ColumnElement[bool]:
+        if isinstance(node, Const):
+            return true() if node.value else false()
+        if isinstance(node, And):
+            return and_(*(self.condition(p) for p in node.parts))
+        if isinstance(node, Or):
+            return or_(*(self.condition(p) for p in node.parts))
+        if isinstance(node, Not):
+            return not_(self.condition(node.part))
+        if isinstance(node, Present):
+            return self.column(node.path).is_not(None)
+        if isinstance(node, Compare):
+            left, left_guards = self.operand(node.left)
+            right, right_guards = self.operand(node.right)
+            return and_(*left_guards, *right_guards, _OPERATORS[node.op](left, right))
+        if isinstance(node, In):
+            left, guards = self.operand(node.left)
+            return and_(*guards, left.in_(sorted(node.values, key=repr)))
+        raise PlanError(f"the SQL filter cannot express the condition `{type(node).__name__}`")
+
+    def operand(self, operand: Operand) -> tuple[Any, list[ColumnElement[bool]]]:
+        """The SQL for an operand and the guards that keep a null from making the answer null."""
+        if isinstance(operand, Value):
+            return literal(operand.value), []
+        if isinstance(operand, Field):
+            column = self.column(operand.path)
+            if operand.has_default:
+                return func.coalesce(column, literal(operand.default)), []
+            return column, [column.is_not(None)]
+        if isinstance(operand, Shift):
+            inner, guards = self.operand(operand.operand)
+            return shifted(inner, operand.amount, operand.unit), guards
+        raise PlanError(f"the SQL filter cannot express the operand `{type(operand).__name__}`")
+
+    def column(self, path: str) -> Any:
+        found = self.columns.get(path)
+        if found is None:
+            raise PlanError(f"the plan reads `{path}`, which no column is mapped to",
+                            f"add `{path}` to the columns given to where()")
+        return found
+
+
+class shifted(FunctionElement[Any]):
+    """A date moved by whole days or calendar months, clamped to the month's end (compiled per dialect)."""
+
+    type = Date()
+    name = "shifted"
+    inherit_cache = False
+
+    def __init__(self, date: Any, amount: int, unit: str):
+        self.amount = amount
+        self.unit = unit
+        super().__init__(date)
+
+
+@compiles(shifted)
+def _refuse(element: shifted, compiler: Any, **kw: Any) -> str:
+    raise PlanError(f"date arithmetic in a plan is not supported on {compiler.dialect.name}: "
+                    "only SQLite and PostgreSQL follow the calendar exactly here",
+                    "filter with plan.matches() in Python instead")
+
+
+@compiles(shifted, "sqlite")
+def _sqlite(element: shifted, compiler: Any, **kw: Any) -> str:
+    date = compiler.process(list(element.clauses)[0], **kw)
+    n = int(element.amount)
+    if element.unit == "days":
+        return f"date({date}, '{n:+d} days')"
+    # SQLite's own month step overflows (2025-01-31 + 1 month is 2025-03-03): take the
+    # earlier of it and the last day of the target month.
+    return f"min(date({date}, '{n:+d} months'), date({date}, 'start of month', '{n + 1:+d} months', '-1 day'))"
+
+
+@compiles(shifted, "postgresql")
+def _postgresql(element: shifted, compiler: Any, **kw: Any) -> str:
+    date = compiler.process(list(element.clauses)[0], **kw)
+    n = int(element.amount)
+    if element.unit == "days":
+        return f"(CAST({date} AS DATE) + {n})"
+    # PostgreSQL's month interval keeps the day or clamps to the month's end, as the language does.
+    return f"CAST(CAST({date} AS DATE) + make_interval(months => {n}) AS DATE)"
