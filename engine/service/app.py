@@ -21,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
-from engine.service import schemas
+from engine.service import applications, schemas
 from engine.service.audit import AuditLog
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
@@ -341,12 +341,13 @@ def create_app(
     app = FastAPI(title="Sharing policy decision service", version="1",
                   description="Permit or deny multi-agency information sharing, with the reasons "
                               "in the words of the rule that decided.",
-                  lifespan=_lifespan(service))
+                  lifespan=_lifespan(service), docs_url=None, redoc_url=None)
     service.telemetry.watch_cache(holder.cache_totals)
     app.state.service = service
     install_handlers(app)
     _routes(app, service)
-    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    applications.install(app, service)  # /plan, /policy/vocabulary, an offline /docs
+    app.openapi = applications.openapi(_openapi(app), service)  # type: ignore[method-assign]
     return app
 
 
