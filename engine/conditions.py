@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any
 
 from engine.errors import PolicyError
 
@@ -43,6 +44,9 @@ class PlanError(PolicyError):
     """A plan, or a backend asked to run one, meets a form it cannot handle exactly."""
 
     code = "plan_unsupported"
+
+    def __init__(self, message: str, help: str | None = None):
+        super().__init__(message, None, help)
 
 
 # --- operands ------------------------------------------------------------------------
@@ -85,7 +89,7 @@ class Value:
 class Shift:
     """A date moved by whole days or months (years are 12 months, weeks 7 days)."""
 
-    operand: "Operand"
+    operand: Operand
     amount: int  # negative to move back
     unit: str  # "days" or "months"
 
@@ -93,7 +97,7 @@ class Shift:
         return {"shift": self.operand.to_dict(), "amount": self.amount, "unit": self.unit}
 
 
-Operand = Union[Field, Value, Shift]
+Operand = Field | Value | Shift
 
 
 def operand_value(operand: Operand, resource: Mapping[str, Any]) -> Any:
@@ -146,7 +150,7 @@ FALSE = Const(False)
 
 @dataclass(frozen=True, slots=True)
 class And:
-    parts: tuple["Condition", ...]
+    parts: tuple[Condition, ...]
 
     def holds(self, resource: Mapping[str, Any]) -> bool:
         return all(p.holds(resource) for p in self.parts)
@@ -157,7 +161,7 @@ class And:
 
 @dataclass(frozen=True, slots=True)
 class Or:
-    parts: tuple["Condition", ...]
+    parts: tuple[Condition, ...]
 
     def holds(self, resource: Mapping[str, Any]) -> bool:
         return any(p.holds(resource) for p in self.parts)
@@ -168,7 +172,7 @@ class Or:
 
 @dataclass(frozen=True, slots=True)
 class Not:
-    part: "Condition"
+    part: Condition
 
     def holds(self, resource: Mapping[str, Any]) -> bool:
         return not self.part.holds(resource)
@@ -182,7 +186,7 @@ def same(a: Any, b: Any) -> bool:
     return (type(a) is bool) == (type(b) is bool) and bool(a == b)
 
 
-_COMPARE = {
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": same, "ne": lambda a, b: not same(a, b),
     "lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
 }
@@ -235,7 +239,7 @@ class Present:
         return {"op": "present", "field": self.path}
 
 
-Condition = Union[Const, And, Or, Not, Compare, In, Present]
+Condition = Const | And | Or | Not | Compare | In | Present
 
 
 def all_of(parts: list[Condition]) -> Condition:
@@ -270,20 +274,75 @@ def any_of(parts: list[Condition]) -> Condition:
     return kept[0] if len(kept) == 1 else Or(tuple(kept))
 
 
-def fields_read(condition: Condition) -> set[str]:
-    """The resource fields a condition reads."""
+def fields_typed(condition: Condition) -> set[Field]:
+    """The resource fields a condition compares, with their types (`Present` reads no type)."""
     if isinstance(condition, (And, Or)):
-        return set().union(*(fields_read(p) for p in condition.parts))
+        return set().union(*(fields_typed(p) for p in condition.parts))
     if isinstance(condition, Not):
-        return fields_read(condition.part)
+        return fields_typed(condition.part)
     if isinstance(condition, Compare):
-        return {f.path for f in fields_of(condition.left) + fields_of(condition.right)}
+        return set(fields_of(condition.left) + fields_of(condition.right))
     if isinstance(condition, In):
-        return {f.path for f in fields_of(condition.left)}
-    if isinstance(condition, Present):
-        return {condition.path}
+        return set(fields_of(condition.left))
     return set()
 
 
 def _json(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date) else value
+
+
+# --- reading a condition back (a plan the service sent) ------------------------------------
+
+
+def condition_from_dict(data: Mapping[str, Any]) -> Condition:
+    """A condition from its `to_dict()` form; PlanError for a node this version does not know."""
+    op = data.get("op")
+    if op in ("true", "false"):
+        return TRUE if op == "true" else FALSE
+    if op == "and":
+        return And(tuple(condition_from_dict(p) for p in data["args"]))
+    if op == "or":
+        return Or(tuple(condition_from_dict(p) for p in data["args"]))
+    if op == "not":
+        return Not(condition_from_dict(data["arg"]))
+    if op in NEGATED:
+        left, right = operand_from_dict(data["left"]), operand_from_dict(data["right"])
+        return Compare(op, left, _typed(right, left))
+    if op == "in":
+        left = operand_from_dict(data["left"])
+        return In(left, frozenset(_from_json(v, "date") if _is_date(left) else v for v in data["values"]))
+    if op == "present":
+        return Present(data["field"])
+    raise PlanError(f"unknown condition node `{op}`: this client is older than the service",
+                    help="upgrade the engine package")
+
+
+def operand_from_dict(data: Mapping[str, Any]) -> Operand:
+    if "field" in data:
+        kind = data.get("type", "string")
+        if "default" in data:
+            return Field(data["field"], kind, _from_json(data["default"], kind), True)
+        return Field(data["field"], kind)
+    if "shift" in data:
+        return Shift(operand_from_dict(data["shift"]), int(data["amount"]), data["unit"])
+    if "value" in data:
+        return Value(data["value"])
+    raise PlanError(f"unknown operand {sorted(data)}: this client is older than the service",
+                    "upgrade the engine package")
+
+
+def _typed(value: Operand, other: Operand) -> Operand:
+    """A JSON value compared with a date field (or a shifted date) is a date."""
+    if isinstance(value, Value) and isinstance(value.value, str) and _is_date(other):
+        return Value(_from_json(value.value, "date"))
+    return value
+
+
+def _is_date(operand: Operand) -> bool:
+    return isinstance(operand, Shift) or isinstance(operand, Field) and operand.kind == "date"
+
+
+def _from_json(value: Any, kind: str) -> Any:
+    if kind == "date" and isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    return value

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from engine.policy import Policy
 
 
-def vocabulary_listing(policy: "Policy") -> dict[str, Any]:
+def vocabulary_listing(policy: Policy) -> dict[str, Any]:
     """Every name the set declares, in declaration order, as plain JSON data."""
     vocab = policy.vocabulary
     return {
@@ -39,12 +39,12 @@ def vocabulary_listing(policy: "Policy") -> dict[str, Any]:
     }
 
 
-def obligation_names(policy: "Policy") -> list[str]:
+def obligation_names(policy: Policy) -> list[str]:
     """Every obligation name the set can put on a decision, in set order."""
     return [o["name"] for o in obligation_listing(policy)]
 
 
-def obligation_listing(policy: "Policy") -> list[dict[str, Any]]:
+def obligation_listing(policy: Policy) -> list[dict[str, Any]]:
     """Each obligation name once: the arguments each use gives, and the rules (or `on` outcomes) using it."""
     found: dict[str, dict[str, Any]] = {}
 
@@ -53,7 +53,8 @@ def obligation_listing(policy: "Policy") -> list[dict[str, Any]]:
         entry["uses"].append({"from": source, "args": [_argument(a) for a in clause.args],
                               "conditional": clause.condition is not None})
 
-    for declaration in policy.policy_set.declarations():
+    declarations: Any = policy.policy_set.declarations  # the syntax tree is not fully typed
+    for declaration in declarations():
         if isinstance(declaration, ast.Rule):
             for clause in declaration.clauses:
                 if isinstance(clause, ast.ObligationClause):

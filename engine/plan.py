@@ -22,17 +22,38 @@ needs a new condition node, a node in conditions.py.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from engine import ast
 from engine.conditions import (
-    FALSE, NEGATED, TRUE, Compare, Condition, Const, Field, In, Not, Operand, PlanError, Present, Value,
-    all_of, any_of, operand_value,
+    FALSE,
+    NEGATED,
+    TRUE,
+    Compare,
+    Condition,
+    Const,
+    Field,
+    In,
+    Not,
+    Operand,
+    PlanError,
+    Present,
+    Value,
+    all_of,
+    any_of,
+    condition_from_dict,
+    fields_typed,
+    operand_from_dict,
+    operand_value,
 )
 from engine.errors import RequestError
 from engine.governance import terms
-from engine.governance.terms import MISSING, Term
+from engine.governance.terms import MISSING
+
+Term = tuple[Any, ...]  # a term of governance/terms.py
 
 if TYPE_CHECKING:
     from engine.policy import Policy
@@ -44,7 +65,7 @@ CONDITIONAL = "conditional"
 # The request paths a plan's index lookups may read: everything but the resource.
 _KNOWN = frozenset(("action", "requester.role", "requester.agency", "purpose"))
 _ORDER = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
-_RANKED = {"lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b}
+_RANKED: dict[str, Callable[[int, int], bool]] = {"lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b}
 # Resource built-ins every resource gives: never absent.
 _REQUIRED = frozenset(("resource.category", "resource.classification", "resource.owner"))
 
@@ -131,10 +152,50 @@ class Plan:
                 "denied_by": list(self.denied_by), "policy_version": self.policy_version}
 
 
+def plan_from_dict(data: Mapping[str, Any]) -> Plan:
+    """A plan from its `to_dict()` form (what `POST /plan` answers), ready to `matches`.
+
+    Without the policy at hand, resources are compared as given: tree values
+    by their full names (`special_category.health`), dates as ISO text or dates.
+    """
+    def obligation(item: Mapping[str, Any]) -> PlanObligation:
+        return PlanObligation(item["name"], tuple(operand_from_dict(a) for a in item.get("args", ())),
+                              condition_from_dict(item.get("when", {"op": "true"})))
+
+    branches = tuple(Branch(b["rule"], condition_from_dict(b["condition"]),
+                            tuple(obligation(o) for o in b.get("obligations", ())))
+                     for b in data.get("branches", ()))
+    condition = condition_from_dict(data["condition"])
+    return Plan(data["kind"], condition, branches, tuple(obligation(o) for o in data.get("obligations", ())),
+                tuple(data.get("denied_by", ())), data.get("policy_version", ""), _as_given(condition))
+
+
+def _as_given(condition: Condition) -> Callable[[Any], dict[str, Any]]:
+    dates = {f.path for f in fields_typed(condition) if f.kind == "date"}
+
+    def canonical(resource: Any) -> dict[str, Any]:
+        if not isinstance(resource, Mapping):
+            raise RequestError("resource", "expected an object of resource fields")
+        found: dict[str, Any] = {}
+        for key, value in resource.items():
+            path = key if key.startswith("resource.") else f"resource.{key}"
+            if value is None:
+                continue
+            if path in dates and isinstance(value, str):
+                try:
+                    value = dt.date.fromisoformat(value)
+                except ValueError:
+                    raise RequestError(path, f"expected a date like 2025-06-01, got {value!r}") from None
+            found[path] = value
+        return found
+
+    return canonical
+
+
 class Planner:
     """Plans for one loaded policy: rules as terms, prepared once."""
 
-    def __init__(self, policy: "Policy"):
+    def __init__(self, policy: Policy):
         compiled = policy.compiled
         self.vocab = vocab = compiled.vocab
         self.schema = compiled.schema
@@ -365,11 +426,11 @@ class _Lowering:
             return None
         attribute = self.vocab.attributes[operand.path]
         if attribute.kind == "one_of":
-            return list(attribute.values)
+            return list[Any](attribute.values)
         if attribute.kind == "bool":
             return [True, False]
         if attribute.kind in ("action", "role", "agency", "purpose", "category", "classification"):
-            return self.vocab.values_of(attribute.kind)
+            return list[Any](self.vocab.values_of(attribute.kind))
         return None
 
     def _member(self, operand: Operand, values: frozenset[Any]) -> Condition:

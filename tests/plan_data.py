@@ -19,7 +19,7 @@ import engine
 from engine.policy import Policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import policygen  # noqa: E402
+import policygen
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "policies"
 

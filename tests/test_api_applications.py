@@ -11,10 +11,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from test_api import PERMITTED, RULES, VOCABULARY
+
 from engine.policy import from_sources
 from engine.service.app import create_app
 from engine.source import Source
-from test_api import PERMITTED, RULES, VOCABULARY
 
 KEY = {"X-API-Key": "k-1"}
 PARTIAL = {k: v for k, v in PERMITTED.items() if k != "resource"}

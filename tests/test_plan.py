@@ -6,14 +6,22 @@ import datetime as dt
 import random
 
 import pytest
+from _requests import policy as small_policy
+from _requests import rule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from plan_data import (
+    EXAMPLES,
+    decided,
+    example_partial,
+    example_resource,
+    generated_cases,
+    resource_values,
+)
 
 import engine
 from engine.conditions import Compare, Field, PlanError, Shift, Value, shift_date
 from engine.errors import RequestError
-from _requests import policy as small_policy, rule
-from plan_data import EXAMPLES, decided, example_partial, example_resource, generated_cases, resource_values
 
 EXAMPLE = engine.load(EXAMPLES)
 EXAMPLE_VALUES = resource_values(EXAMPLE)

@@ -11,20 +11,27 @@ import datetime as dt
 import os
 import random
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 sa = pytest.importorskip("sqlalchemy")
 
-from engine.conditions import Compare, Field, PlanError, Shift, Value, shift_date  # noqa: E402
-from engine.integrations.sqlalchemy import where  # noqa: E402
-from engine.plan import Planner  # noqa: E402
-from engine.policy import Policy  # noqa: E402
-from plan_data import (  # noqa: E402
-    DATES, decided, example_partial, example_resource, generated_cases, resource_values,
+from plan_data import (
+    DATES,
+    decided,
+    example_partial,
+    example_resource,
+    generated_cases,
+    resource_values,
 )
-from test_plan import EXAMPLE  # noqa: E402
+from test_plan import EXAMPLE
+
+from engine.conditions import Compare, Field, PlanError, Shift, Value, shift_date
+from engine.integrations.sqlalchemy import where
+from engine.plan import Planner
+from engine.policy import Policy
 
 PG_URL = os.environ.get("ENGINE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 

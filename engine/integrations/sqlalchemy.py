@@ -22,7 +22,8 @@ PlanError naming the field.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sqlalchemy import Date, and_, false, func, literal, not_, or_, true
 from sqlalchemy.ext.compiler import compiles
@@ -30,13 +31,25 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from engine.conditions import (
-    And, Compare, Condition, Const, Field, In, Not, Operand, Or, PlanError, Present, Shift, Value,
+    And,
+    Compare,
+    Condition,
+    Const,
+    Field,
+    In,
+    Not,
+    Operand,
+    Or,
+    PlanError,
+    Present,
+    Shift,
+    Value,
 )
 from engine.plan import Plan
 
-__all__ = ["where", "PlanError"]
+__all__ = ["PlanError", "where"]
 
-_OPERATORS = {
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
     "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
 }
@@ -50,7 +63,8 @@ def where(plan: Plan | Condition, columns: Mapping[str, Any]) -> ColumnElement[b
     """
     condition = plan.condition if isinstance(plan, Plan) else plan
     mapped = {(k if k.startswith("resource.") else f"resource.{k}"): v for k, v in columns.items()}
-    return _Builder(mapped).condition(condition)
+    found: ColumnElement[bool] = _Builder(mapped).condition(condition)
+    return found
 
 
 class _Builder:
@@ -67,7 +81,8 @@ class _Builder:
         if isinstance(node, Not):
             return not_(self.condition(node.part))
         if isinstance(node, Present):
-            return self.column(node.path).is_not(None)
+            present: ColumnElement[bool] = self.column(node.path).is_not(None)
+            return present
         if isinstance(node, Compare):
             left, left_guards = self.operand(node.left)
             right, right_guards = self.operand(node.right)
@@ -121,7 +136,7 @@ def _refuse(element: shifted, compiler: Any, **kw: Any) -> str:
 
 @compiles(shifted, "sqlite")
 def _sqlite(element: shifted, compiler: Any, **kw: Any) -> str:
-    date = compiler.process(list(element.clauses)[0], **kw)
+    date = compiler.process(next(iter(element.clauses)), **kw)
     n = int(element.amount)
     if element.unit == "days":
         return f"date({date}, '{n:+d} days')"
@@ -132,7 +147,7 @@ def _sqlite(element: shifted, compiler: Any, **kw: Any) -> str:
 
 @compiles(shifted, "postgresql")
 def _postgresql(element: shifted, compiler: Any, **kw: Any) -> str:
-    date = compiler.process(list(element.clauses)[0], **kw)
+    date = compiler.process(next(iter(element.clauses)), **kw)
     n = int(element.amount)
     if element.unit == "days":
         return f"(CAST({date} AS DATE) + {n})"

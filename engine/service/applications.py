@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -98,7 +99,7 @@ def install(app: FastAPI, service: Any) -> None:
 
 def _swagger_assets() -> Path | None:
     try:
-        import swagger_ui_bundle
+        import swagger_ui_bundle  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - a dependency of the package
         return None
     return Path(swagger_ui_bundle.swagger_ui_path)
@@ -152,7 +153,7 @@ def example_request(policy: Any) -> dict[str, Any]:
         if isinstance(clause, ast.MatchClause) and clause.values and clause.kind.value in chosen:
             name = clause.values[0].text
             if clause.kind.value in ("agency", "owner") and name in vocab.groups:
-                name = sorted(vocab.groups[name])[0]
+                name = min(vocab.groups[name])
             chosen[clause.kind.value] = name
         elif isinstance(clause, ast.DataClause) and clause.categories:
             chosen["category"] = clause.categories[0].text
