@@ -6,8 +6,8 @@ resource. `GET /cases/{id}` needs a permit to view for direct care; `GET
 carry out are registered; anything else the policy asks for refuses the permit.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the route's Annotated[..., Depends(may_view)]
+# at run time, and `may_view` is local to create_app.
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
