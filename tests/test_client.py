@@ -9,17 +9,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import free_port, serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from test_api import PERMITTED, RULES, VOCABULARY
 
 import engine
-from engine.client import AsyncPolicyClient, ErrorDecision, ErrorPlan, PolicyClient, ServiceUnavailable
+from engine.client import (
+    AsyncPolicyClient,
+    ErrorDecision,
+    ErrorPlan,
+    PolicyClient,
+    ServiceUnavailable,
+)
 from engine.errors import RequestError
 from engine.service.app import create_app
-from servers import free_port, serving
-from test_api import PERMITTED, RULES, VOCABULARY
 
 pytestmark = pytest.mark.slow
 KEY = "k-1"
