@@ -217,6 +217,10 @@ class Planner:
                             "owner": next(iter(vocab.agencies))}
         self.resource_paths = [p for p in vocab.attributes if p.startswith("resource.")]
         self.lowering = _Lowering(vocab)
+        # The rules with an `under` clause: the conjunction's parts, or the whole term (compiler.rule).
+        self.under = {i for i, rule in enumerate(self.rules)
+                      if rule.term[0] == "under" or rule.term[0] == "and" and any(t[0] == "under" for t in rule.term[1])}
+        self._owners: dict[tuple[Any, dt.date, str], Term] = {}
 
     # --- the request ------------------------------------------------------------------
 
@@ -276,10 +280,13 @@ class Planner:
         denied_by: list[str] = []
         guard: Condition = TRUE  # where no deny rule met so far applies or might
         first = self.combine is ast.Combine.FIRST_APPLICABLE
-        for index, rule in enumerate(self.rules):
-            if not bits >> index & 1:
-                continue
-            term = terms.reduce(rule.term, known)
+        date, agency = known["context.date"], known["requester.agency"]
+        for index in _ascending(bits):
+            rule = self.rules[index]
+            term = rule.term
+            if index in self.under:
+                term = self._settle_under(term, date, agency)
+            term = terms.reduce(term, known)
             if rule.permit:
                 holds = lower.lower(term, True)
                 if holds != FALSE:
@@ -308,6 +315,23 @@ class Planner:
             if kind != ALWAYS_DENIED else ()
         return Plan(kind, condition, tuple(branches), policy_wide, tuple(denied_by), self.version, self.canonical)
 
+    def _settle_under(self, term: Term, date: dt.date, agency: str) -> Term:
+        """A rule's term with each `under` clause (a part of the rule's conjunction) replaced by
+        the owners its agreements let `agency` receive from on `date` (terms.reduce would list
+        every pair of agencies first)."""
+        if term[0] == "under":
+            return self._under(term, date, agency)
+        return ("and", tuple(self._under(t, date, agency) if t[0] == "under" else t for t in term[1]))
+
+    def _under(self, term: Term, date: dt.date, agency: str) -> Term:
+        key = (term[1], date, agency)
+        found = self._owners.get(key)
+        if found is None:
+            if len(self._owners) > 100_000:
+                self._owners.clear()
+            found = self._owners[key] = _owners_for(term[1], date, agency)
+        return found
+
     def _obligations(self, obligations: Any, known: dict[Any, Any]) -> tuple[PlanObligation, ...]:
         found = []
         for obligation in obligations:
@@ -318,6 +342,33 @@ class Planner:
             args = tuple(self.lowering.argument(terms.reduce(a, known)) for a in obligation.args)
             found.append(PlanObligation(obligation.name, args, when))
         return tuple(found)
+
+
+def _owners_for(agreements: tuple[Any, ...], date: dt.date, agency: str) -> Term:
+    """The `under` clause for a known requester agency and date: the owners it may receive from
+    (LANGUAGE.md section 3: both parties of a two-way agreement, `from` to `to` of a one-way one)."""
+    owners: set[str] = set()
+    for parties, sources, recipients, start, end in agreements:
+        if start is not None and not start <= date <= end:
+            continue
+        if parties is not None:
+            if agency in parties:
+                owners.update(parties)
+        elif recipients and agency in recipients:
+            owners.update(sources or ())
+    if not owners:
+        return terms.FALSE
+    return ("in", ("a", "resource.owner"), frozenset(("s", o) for o in owners))
+
+
+def _ascending(bits: int) -> list[int]:
+    """The set bits of `bits`, lowest (earliest rule) first."""
+    found = []
+    while bits:
+        low = bits & -bits
+        found.append(low.bit_length() - 1)
+        bits ^= low
+    return found
 
 
 def _given(raw: Mapping[str, Any], path: str) -> bool:
@@ -348,6 +399,7 @@ class _Lowering:
         self.vocab = vocab
         self.ranks = tuple(sorted(vocab.classifications, key=vocab.classifications.__getitem__))
         self.fields: dict[str, Field] = {}
+        self.closed: dict[str, frozenset[Any] | None] = {}
 
     def lower(self, term: Term, want: bool) -> Condition:
         """Where `term` is certainly `want` (true or false); unknown is neither."""
@@ -420,26 +472,31 @@ class _Lowering:
     def _always_there(self, operand: Operand) -> bool:
         return not isinstance(operand, Field) or operand.has_default or operand.path in _REQUIRED
 
-    def _closed(self, operand: Operand) -> list[Any] | None:
+    def _closed(self, operand: Operand) -> frozenset[Any] | None:
         """Every value a field may take, when its type is closed."""
         if not isinstance(operand, Field):
             return None
-        attribute = self.vocab.attributes[operand.path]
-        if attribute.kind == "one_of":
-            return list[Any](attribute.values)
-        if attribute.kind == "bool":
-            return [True, False]
-        if attribute.kind in ("action", "role", "agency", "purpose", "category", "classification"):
-            return list[Any](self.vocab.values_of(attribute.kind))
-        return None
+        if operand.path not in self.closed:
+            attribute = self.vocab.attributes[operand.path]
+            values: frozenset[Any] | None = None
+            if attribute.kind == "one_of":
+                values = frozenset(attribute.values)
+            elif attribute.kind == "bool":
+                values = frozenset((True, False))
+            elif attribute.kind in ("action", "role", "agency", "purpose", "category", "classification"):
+                values = frozenset(self.vocab.values_of(attribute.kind))
+            self.closed[operand.path] = values
+        return self.closed[operand.path]
 
     def _member(self, operand: Operand, values: frozenset[Any]) -> Condition:
         if not values:
             return FALSE
         closed = self._closed(operand)
         if closed is not None:
-            values = frozenset(v for v in closed if v in values and (type(v) is bool) == any(
-                type(w) is bool and w == v for w in values))
+            if isinstance(operand, Field) and operand.kind == "bool":
+                values = frozenset(v for v in values if v is True or v is False)
+            else:  # names: a value outside the declared ones can never match
+                values = values & closed
             if not values:
                 return FALSE
             if len(values) == len(closed) and self._always_there(operand):
@@ -449,7 +506,7 @@ class _Lowering:
     def _not_member(self, operand: Operand, values: frozenset[Any]) -> Condition:
         closed = self._closed(operand)
         if closed is not None:
-            return self._member(operand, frozenset(v for v in closed if v not in values))
+            return self._member(operand, closed - values)
         there = Present(operand.path) if isinstance(operand, Field) and not self._always_there(operand) else TRUE
         return all_of([there, Not(In(operand, values))]) if values else there
 
