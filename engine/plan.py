@@ -431,7 +431,7 @@ class _Lowering:
             if term[4]:
                 return self._ranked(name, term[2], term[3])
             return Compare(name, self.operand(term[2]), self.operand(term[3]))
-        if op == "in":
+        if op == "in" and isinstance(term[2], frozenset):
             operand = self.operand(term[1])
             values = frozenset(v for _tag, v in term[2])
             if want:
@@ -450,6 +450,9 @@ class _Lowering:
         return self.operand(term)
 
     def operand(self, term: Term) -> Operand:
+        # Extension point: a date-arithmetic term (`date + 28 days`) becomes a conditions.Shift
+        # here, and the backends already evaluate Shift by the calendar; a set-valued field
+        # (`x in S`) needs a node of its own in conditions.py and in each backend.
         if term[0] == "a" and term[1].startswith("resource."):
             return self.field(term[1])
         if term[0] == "k" and term[1] not in "mu":
