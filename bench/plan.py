@@ -34,13 +34,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import sqlalchemy as sa
 from generate import realistic_model, request_mix
+from plan_data import EXAMPLE_CASES, resource_table
 
 import engine
 from engine.integrations.sqlalchemy import where
-from engine.plan import Planner
 
 PG_URL = os.environ.get("ENGINE_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-_TYPES = {"bool": sa.Boolean, "number": sa.Float, "date": sa.Date}
 
 
 def plan_times(policy: Any, partials: list[dict]) -> tuple[float, float, dict[str, int]]:
@@ -54,26 +53,6 @@ def plan_times(policy: Any, partials: list[dict]) -> tuple[float, float, dict[st
         kinds[plan.kind] = kinds.get(plan.kind, 0) + 1
     times.sort()
     return statistics.median(times), times[int(len(times) * 0.99) - 1], kinds
-
-
-def table_of(policy: Any, database: Any, resources: list[dict]) -> tuple[Any, dict[str, Any]]:
-    metadata = sa.MetaData()
-    columns = [sa.Column("row", sa.Integer, primary_key=True)]
-    for path, attribute in policy.vocabulary.attributes.items():
-        if path.startswith("resource."):
-            columns.append(sa.Column(path.split(".", 1)[1], _TYPES.get(attribute.kind, sa.String)()))
-    table = sa.Table("records", metadata, *columns)
-    metadata.drop_all(database)
-    metadata.create_all(database)
-    planner = Planner(policy)
-    mapping = {c.name: c for c in table.columns if c.name != "row"}
-    rows = []
-    for number, resource in enumerate(resources):
-        values = planner.canonical(resource)
-        rows.append({"row": number, **{key: values.get(f"resource.{key}") for key in mapping}})
-    with database.begin() as conn:
-        conn.execute(table.insert(), rows)
-    return table, mapping
 
 
 def list_page(policy: Any, database: Any, table: Any, mapping: dict[str, Any], partials: list[dict],
@@ -132,7 +111,6 @@ def main() -> None:
         mixes = {}
         for label, policy, model in sets:
             if model is None:
-                from plan_data import EXAMPLE_CASES
                 mix = [dict(c) for c in EXAMPLE_CASES] * (args.plans // len(EXAMPLE_CASES) + 1)
             else:
                 mix = request_mix(model, max(args.plans, args.rows))
@@ -153,7 +131,7 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for name, database, cleanup in databases():
             try:
-                table, mapping = table_of(policy, database, resources)
+                table, mapping = resource_table(policy, database, resources, "records")
                 planned, decided, shown = list_page(policy, database, table, mapping, conditional, resources)
                 print(f"| {name} | {planned:.1f} | {decided:.1f} | {decided / planned:.0f}x | {shown:,} |")
             finally:

@@ -159,3 +159,30 @@ def generated_cases(seed: int, partials: int, resources: int) -> tuple[Policy, l
 
 def decided(policy: Policy, partial: dict, resource: dict) -> bool:
     return policy.decide({**partial, "resource": resource}, use_cache=False).permitted
+
+
+def resource_table(policy: Policy, database: Any, resources: list[dict], name: str) -> tuple[Any, dict[str, Any]]:
+    """A table (created in `database`) with a `row` number and one column per resource field, holding
+    `resources` as plans compare them; and the column mapping `where` needs."""
+    import sqlalchemy as sa
+
+    from engine.plan import Planner
+
+    types = {"bool": sa.Boolean, "number": sa.Float, "date": sa.Date}
+    metadata = sa.MetaData()
+    columns = [sa.Column("row", sa.Integer, primary_key=True)]
+    for path, attribute in policy.vocabulary.attributes.items():
+        if path.startswith("resource."):
+            columns.append(sa.Column(path.split(".", 1)[1], types.get(attribute.kind, sa.String)()))
+    table = sa.Table(name, metadata, *columns)
+    metadata.drop_all(database)
+    metadata.create_all(database)
+    mapping = {c.name: c for c in table.columns if c.name != "row"}
+    planner = Planner(policy)
+    rows = []
+    for number, resource in enumerate(resources):
+        values = planner.canonical(resource)
+        rows.append({"row": number, **{key: values.get(f"resource.{key}") for key in mapping}})
+    with database.begin() as conn:
+        conn.execute(table.insert(), rows)
+    return table, mapping

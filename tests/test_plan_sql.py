@@ -24,13 +24,13 @@ from plan_data import (
     example_partial,
     example_resource,
     generated_cases,
+    resource_table,
     resource_values,
 )
 from test_plan import EXAMPLE
 
 from engine.conditions import Compare, Field, PlanError, Shift, Value, shift_date
 from engine.integrations.sqlalchemy import where
-from engine.plan import Planner
 from engine.policy import Policy
 
 PG_URL = os.environ.get("ENGINE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -66,34 +66,6 @@ def database(request: pytest.FixtureRequest) -> Iterator[Any]:
     yield from (_sqlite() if request.param == "sqlite" else _postgres())
 
 
-_TYPES = {"bool": sa.Boolean, "number": sa.Float, "date": sa.Date}
-
-
-def table_for(policy: Policy, name: str) -> tuple[Any, dict[str, Any]]:
-    """A table with one column per resource field, and the mapping `where` needs."""
-    metadata = sa.MetaData()
-    columns = [sa.Column("row", sa.Integer, primary_key=True)]
-    for path, attribute in policy.vocabulary.attributes.items():
-        if path.startswith("resource."):
-            columns.append(sa.Column(path.split(".", 1)[1], _TYPES.get(attribute.kind, sa.String)()))
-    table = sa.Table(name, metadata, *columns)
-    return table, {c.name: c for c in table.columns if c.name != "row"}
-
-
-def load_rows(database: Any, policy: Policy, resources: list[dict], name: str) -> tuple[Any, dict[str, Any]]:
-    table, mapping = table_for(policy, name)
-    table.metadata.drop_all(database)
-    table.metadata.create_all(database)
-    planner = Planner(policy)
-    rows = []
-    for number, resource in enumerate(resources):
-        values = planner.canonical(resource)
-        rows.append({"row": number, **{key: values.get(f"resource.{key}") for key in mapping}})
-    with database.begin() as conn:
-        conn.execute(table.insert(), rows)
-    return table, mapping
-
-
 def selected(database: Any, table: Any, mapping: dict[str, Any], plan: Any) -> set[int]:
     with database.connect() as conn:
         return {row for (row,) in conn.execute(sa.select(table.c.row).where(where(plan, mapping)))}
@@ -107,7 +79,7 @@ def test_example_set_filters_10000_rows_as_decide_does(database: Any) -> None:
     rng = random.Random(14)
     values = resource_values(EXAMPLE)
     resources = [example_resource(rng, values) for _ in range(10_000)]
-    table, mapping = load_rows(database, EXAMPLE, resources, "example_records")
+    table, mapping = resource_table(EXAMPLE, database, resources, "example_records")
     conditional = rows = 0
     for _ in range(4):
         partial = example_partial(rng, EXAMPLE)
@@ -126,7 +98,7 @@ def test_generated_sets_filter_as_decide_does(database: Any) -> None:
     compared = 0
     for seed in range(12):
         policy, partials, resources = generated_cases(seed, partials=5, resources=150)
-        table, mapping = load_rows(database, policy, resources, f"generated_{seed}")
+        table, mapping = resource_table(policy, database, resources, f"generated_{seed}")
         for partial in partials:
             plan = policy.plan(partial)
             assert selected(database, table, mapping, plan) == permitted(policy, partial, resources), \

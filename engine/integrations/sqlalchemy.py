@@ -127,29 +127,23 @@ class shifted(FunctionElement[Any]):
         super().__init__(date)
 
 
+# How each database moves a date {d} by {n} days or months. SQLite's own month step overflows
+# (2025-01-31 + 1 month is 2025-03-03), so it takes the earlier of that and the last day of the
+# target month; PostgreSQL's month interval keeps the day or clamps, as the language does.
+_SHIFTS = {
+    ("sqlite", "days"): "date({d}, '{n:+d} days')",
+    ("sqlite", "months"): "min(date({d}, '{n:+d} months'), date({d}, 'start of month', '{after:+d} months', '-1 day'))",
+    ("postgresql", "days"): "(CAST({d} AS DATE) + {n})",
+    ("postgresql", "months"): "CAST(CAST({d} AS DATE) + make_interval(months => {n}) AS DATE)",
+}
+
+
 @compiles(shifted)
-def _refuse(element: shifted, compiler: Any, **kw: Any) -> str:
-    raise PlanError(f"date arithmetic in a plan is not supported on {compiler.dialect.name}: "
-                    "only SQLite and PostgreSQL follow the calendar exactly here",
-                    "filter with plan.matches() in Python instead")
-
-
-@compiles(shifted, "sqlite")
-def _sqlite(element: shifted, compiler: Any, **kw: Any) -> str:
-    date = compiler.process(next(iter(element.clauses)), **kw)
+def _shift(element: shifted, compiler: Any, **kw: Any) -> str:
+    template = _SHIFTS.get((compiler.dialect.name, element.unit))
+    if template is None:
+        raise PlanError(f"date arithmetic in a plan is not supported on {compiler.dialect.name}: "
+                        "only SQLite and PostgreSQL follow the calendar exactly here",
+                        "filter with plan.matches() in Python instead")
     n = int(element.amount)
-    if element.unit == "days":
-        return f"date({date}, '{n:+d} days')"
-    # SQLite's own month step overflows (2025-01-31 + 1 month is 2025-03-03): take the
-    # earlier of it and the last day of the target month.
-    return f"min(date({date}, '{n:+d} months'), date({date}, 'start of month', '{n + 1:+d} months', '-1 day'))"
-
-
-@compiles(shifted, "postgresql")
-def _postgresql(element: shifted, compiler: Any, **kw: Any) -> str:
-    date = compiler.process(next(iter(element.clauses)), **kw)
-    n = int(element.amount)
-    if element.unit == "days":
-        return f"(CAST({date} AS DATE) + {n})"
-    # PostgreSQL's month interval keeps the day or clamps to the month's end, as the language does.
-    return f"CAST(CAST({date} AS DATE) + make_interval(months => {n}) AS DATE)"
+    return template.format(d=compiler.process(next(iter(element.clauses)), **kw), n=n, after=n + 1)
