@@ -27,11 +27,12 @@ from engine.compiler import CompileError, CompiledPolicy, compile_policy
 from engine.decision import Decider, Decision, reissuable, reissue
 from engine.errors import Diagnostic, PolicyLoadError, RequestError, sorted_diagnostics
 from engine.loader import load_set, parse_sources
-if TYPE_CHECKING:
-    from engine.plan import Plan
 from engine.request import SUMMARY_PATHS, RequestSchema
 from engine.source import Source
 from engine.symbols import Vocabulary
+
+if TYPE_CHECKING:
+    from engine.plan import Plan
 
 
 # Decision ids: 32 hex digits like a uuid4, but a tenth of the cost: a random 80-bit
@@ -209,12 +210,12 @@ class Policy:
             cache.put(key, reissuable(decision))  # never handed out as is: hits get a new id
         return decision
 
-    def plan(self, partial_request: Any) -> "Plan":
+    def plan(self, partial_request: Any) -> Plan:
         """A query plan for a request without its resource (engine/plan.py): which resources
         `decide` would permit, as a condition over their fields. RequestError names the field."""
         planner = self._planner
-        if planner is None:
-            from engine.plan import Planner  # prepared on first use: most callers never plan
+        if planner is None:  # prepared on first use: most callers never plan
+            from engine.plan import Planner
 
             planner = self._planner = Planner(self)
         return planner.plan(partial_request)
