@@ -140,7 +140,7 @@ class Plan:
         rules = [b.obligations for b in self.branches if b.condition.holds(values)]
         for obligation in [o for obligations in rules for o in obligations] + list(self.obligations):
             if obligation.when.holds(values):
-                item = (obligation.name, tuple(operand_value(a, values) for a in obligation.args))
+                item = (obligation.name, tuple(_words(a, values, resource) for a in obligation.args))
                 if item not in found:
                     found.append(item)
         return found
@@ -342,6 +342,16 @@ class Planner:
             args = tuple(self.lowering.argument(terms.reduce(a, known)) for a in obligation.args)
             found.append(PlanObligation(obligation.name, args, when))
         return tuple(found)
+
+
+def _words(argument: Operand, values: Mapping[str, Any], resource: Mapping[str, Any]) -> Any:
+    """An obligation argument as a decision gives it: a field as the resource gave it, dates as ISO text."""
+    if isinstance(argument, Field):
+        given = resource.get(argument.path.split(".", 1)[1])
+        if given is not None:
+            return given.isoformat() if isinstance(given, dt.date) else given
+    found = operand_value(argument, values)
+    return found.isoformat() if isinstance(found, dt.date) else found
 
 
 def _owners_for(agreements: tuple[Any, ...], date: dt.date, agency: str) -> Term:

@@ -31,7 +31,14 @@ def disagreements(policy, partial, resources) -> list[str]:
     plan = policy.plan(partial)
     found = []
     for resource in resources:
-        expected = decided(policy, partial, resource)
+        decision = policy.decide({**partial, "resource": resource}, use_cache=False)
+        expected = decision.permitted
+        if expected:
+            # The plan lists what the decision does, and undetermined ones besides (as applying).
+            given = {(o.name, tuple(o.args)) for o in decision.obligations}
+            if not given <= set(plan.obligations_for(resource)):
+                found.append(f"{partial} {resource}: obligations {given} not all in the plan's "
+                             f"{plan.obligations_for(resource)}")
         if plan.matches(resource) != expected:
             found.append(f"{partial} {resource}: decide says {'permit' if expected else 'deny'}, "
                          f"plan {plan.to_dict()['condition']}")
