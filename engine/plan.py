@@ -140,7 +140,7 @@ class Plan:
         rules = [b.obligations for b in self.branches if b.condition.holds(values)]
         for obligation in [o for obligations in rules for o in obligations] + list(self.obligations):
             if obligation.when.holds(values):
-                item = (obligation.name, tuple(_words(a, values, resource) for a in obligation.args))
+                item = (obligation.name, tuple(_words(a, values) for a in obligation.args))
                 if item not in found:
                     found.append(item)
         return found
@@ -344,12 +344,8 @@ class Planner:
         return tuple(found)
 
 
-def _words(argument: Operand, values: Mapping[str, Any], resource: Mapping[str, Any]) -> Any:
-    """An obligation argument as a decision gives it: a field as the resource gave it, dates as ISO text."""
-    if isinstance(argument, Field):
-        given = resource.get(argument.path.split(".", 1)[1])
-        if given is not None:
-            return given.isoformat() if isinstance(given, dt.date) else given
+def _words(argument: Operand, values: Mapping[str, Any]) -> Any:
+    """An obligation argument as a decision gives it: names in full, dates as ISO text."""
     found = operand_value(argument, values)
     return found.isoformat() if isinstance(found, dt.date) else found
 

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plan_data import (
     EXAMPLES,
-    decided,
     example_partial,
     example_resource,
     generated_cases,
