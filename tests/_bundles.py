@@ -1,0 +1,107 @@
+"""A small policy set with tests, Ed25519 keys, and bundles of it, for the bundle and fleet tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from engine.bundle import build_bundle
+
+VOCABULARY = """\
+policy "Fleet test set" {
+  version "1"
+}
+actions { view, share }
+roles { social_worker, police_officer }
+purposes {
+  safeguarding { children, adults }
+  marketing
+}
+categories { health, social_care }
+classifications public < official < official_sensitive
+agencies { council, police, nhs }
+attributes {
+  context.risk_of_harm bool default false
+}
+"""
+
+RULES = """\
+permit child_protection "Share for child protection" {
+  action view, share
+  role social_worker
+  purpose safeguarding.children
+  data social_care, health up to official_sensitive
+  when context.risk_of_harm
+  because "Children Act 1989 s.47"
+}
+
+deny no_marketing "Never for marketing" {
+  purpose marketing
+  because "UK GDPR Art. 21(3)"
+}
+"""
+
+TESTS = """\
+defaults:
+  context: {date: 2025-06-01}
+cases:
+  - name: a social worker may share health data to protect a child at risk
+    request:
+      requester: {role: social_worker, agency: council}
+      action: share
+      resource: {category: health, classification: official, owner: nhs}
+      purpose: safeguarding.children
+      context: {risk_of_harm: true}
+    expect: permit
+    by: child_protection
+  - name: never for marketing
+    request:
+      requester: {role: social_worker, agency: council}
+      action: share
+      resource: {category: health, classification: official, owner: nhs}
+      purpose: marketing
+    expect: deny
+    by: no_marketing
+"""
+
+PERMITTED = {
+    "requester": {"role": "social_worker", "agency": "council"},
+    "action": "share",
+    "resource": {"category": "health", "classification": "official", "owner": "nhs"},
+    "purpose": "safeguarding.children",
+    "context": {"date": "2025-06-01", "risk_of_harm": True},
+}
+
+
+def write_set(directory: Path, *, version: str = "1", rules: str = RULES, tests: str = TESTS) -> Path:
+    """A policy set with its tests in `directory`; `version` is the set's label."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "10_vocabulary.policy").write_text(VOCABULARY.replace('version "1"', f'version "{version}"'),
+                                                    encoding="utf-8")
+    (directory / "20_rules.policy").write_text(rules, encoding="utf-8")
+    (directory / "set.test.yaml").write_text(tests, encoding="utf-8")
+    return directory
+
+
+def new_key() -> Any:
+    return Ed25519PrivateKey.generate()
+
+
+def write_keys(key: Any, directory: Path, name: str = "signing") -> tuple[Path, Path]:
+    """The key's private and public PEM files, as openssl would write them."""
+    private = directory / f"{name}.pem"
+    public = directory / f"{name}.pub.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def bundle_of(tmp: Path, version: str, key: Any = None, **changes: str) -> tuple[bytes, str]:
+    """A bundle of the test set labelled `version`, and its revision."""
+    built = build_bundle(write_set(tmp / f"set-{version}", version=version, **changes), private_key=key)
+    return built.data, built.manifest.revision
