@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,61 +109,18 @@ def bundle_of(tmp: Path, version: str, key: Any = None, **changes: str) -> tuple
     return built.data, built.manifest.revision
 
 
-class BundleServer:
-    """A static HTTP server with one bundle at /bundle.tar.gz, answering If-None-Match with 304.
 
-    It counts full downloads and 304s, and can be taken down and brought back on the same port.
-    """
+def _bench_fleet() -> Any:
+    """bench/fleet.py, the fleet harness, which the bundle tests share."""
+    name = "bench_fleet"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "bench" / "fleet.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
-    def __init__(self) -> None:
-        self.data: bytes | None = None
-        self.downloads = 0
-        self.not_modified = 0
-        self._server: ThreadingHTTPServer | None = None
-        self.port = 0
-        self.start()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/bundle.tar.gz"
-
-    def publish(self, data: bytes) -> None:
-        self.data = data
-
-    def start(self) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
-                data = outer.data
-                if self.path != "/bundle.tar.gz" or data is None:
-                    self.send_error(404)
-                    return
-                etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-                if self.headers.get("If-None-Match") == etag:
-                    outer.not_modified += 1
-                    self.send_response(304)
-                    self.send_header("ETag", etag)
-                    self.end_headers()
-                    return
-                outer.downloads += 1
-                self.send_response(200)
-                self.send_header("ETag", etag)
-                self.send_header("Content-Type", "application/gzip")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+fleet = _bench_fleet()
+BundleServer = fleet.BundleServer
