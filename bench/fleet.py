@@ -16,6 +16,14 @@ tests/test_fleet.py runs it briefly; BENCHMARKS.md has the figures.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/http.py would shadow the standard library's http package: drop this folder from the path first.
+# ruff: noqa: E402
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
 import argparse
 import datetime as dt
 import hashlib
@@ -28,18 +36,16 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Callable
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = _HERE.parent
 sys.path.insert(0, str(REPO))
 
-from engine.bundle import build_bundle, load_bundle, pack, read_bundle  # noqa: E402
+from engine.bundle import build_bundle, load_bundle, pack, read_bundle
 
 HOST = "127.0.0.1"  # loopback only
 
