@@ -189,7 +189,7 @@ class ReloadSignal:
             except OSError:
                 return
             if token and token != self._sent:
-                await holder.reload("signalled by another worker")
+                await holder.reload("another worker's reload endpoint")
 
         def ours(change: Change, path: str) -> bool:
             return Path(path).name == self.path.name
