@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -156,6 +157,28 @@ def load_public_key(path: str | Path) -> Any:
     if not isinstance(key, Ed25519PublicKey):
         raise BundleError(f"{path}: not an Ed25519 public key")
     return key
+
+
+def write_key_pair(prefix: str | Path) -> tuple[Path, Path]:
+    """A new Ed25519 key pair: PREFIX.pem (private, owner-only) and PREFIX.pub.pem; never overwrites."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private, public = Path(f"{prefix}.pem"), Path(f"{prefix}.pub.pem")
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    try:
+        descriptor = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(pem)
+        public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    except FileExistsError:
+        raise BundleError(f"{private} already exists; a signing key is never overwritten") from None
+    except OSError as err:
+        raise BundleError(f"{err.filename}: cannot be written ({err.strerror})") from None
+    return private, public
 
 
 def _load_key(path: str | Path, parse: Any) -> Any:

@@ -175,3 +175,17 @@ def test_the_bundle_command_writes_nothing_for_a_refused_set(tmp_path: Path, cap
     assert main(["bundle", "build", str(root), "-o", str(out)]) == 1
     assert "no bundle was written" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_keygen_makes_a_pair_that_signs_and_verifies_and_never_overwrites(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prefix = tmp_path / "signing"
+    assert main(["bundle", "keygen", str(prefix)]) == 0
+    private, public = tmp_path / "signing.pem", tmp_path / "signing.pub.pem"
+    assert private.stat().st_mode & 0o077 == 0  # the private key is the owner's only
+    out = tmp_path / "policy.tar.gz"
+    assert main(["bundle", "build", str(write_set(tmp_path / "set")), "-o", str(out), "--sign", str(private)]) == 0
+    assert main(["bundle", "verify", str(out), "--key", str(public)]) == 0
+    before = private.read_bytes()
+    assert main(["bundle", "keygen", str(prefix)]) == 2
+    assert "never overwritten" in capsys.readouterr().err and private.read_bytes() == before

@@ -1,4 +1,4 @@
-"""`engine bundle build|verify`: pack a checked, tested policy set for a fleet; check one received."""
+"""`engine bundle build|verify|keygen`: pack a checked, tested policy set for a fleet, check one received, make a signing key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from engine.bundle import BundleError, build_bundle, load_bundle, load_private_key, load_public_key, read_bundle
+from engine.bundle import (BundleError, build_bundle, load_bundle, load_private_key, load_public_key, read_bundle,
+                           write_key_pair)
 from engine.errors import PolicyLoadError
 
 
@@ -30,7 +31,18 @@ def run_bundle(args: argparse.Namespace) -> int:
     """Exit 0 done, 1 the set or bundle was refused, 2 a usage or file problem."""
     if args.bundle_command == "build":
         return _build(args)
+    if args.bundle_command == "keygen":
+        return _keygen(args)
     return _verify(args)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    try:
+        private, public = write_key_pair(args.prefix)
+    except BundleError as err:
+        return _fail(err.message)
+    print(f"wrote {private} (keep it secret: it signs bundles) and {public} (give it to every replica)")
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -127,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     b = bundle.add_parser("verify", help="Verify a bundle's files, signature and revision.")
     b.add_argument("file")
     b.add_argument("--key", default=None, metavar="PUB", help="Ed25519 public key (PEM); the bundle must be signed by it")
+    b = bundle.add_parser("keygen", help="Make an Ed25519 key pair for signing bundles: PREFIX.pem and PREFIX.pub.pem.")
+    b.add_argument("prefix", metavar="PREFIX")
 
     p = add("audit", cmd_audit, "Work with the audit trail.")
     audit = p.add_subparsers(dest="audit_command", metavar="ACTION")
