@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 # bench/http.py would shadow the standard library's http package: drop this folder from the path first.
-# ruff: noqa: E402
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
@@ -39,8 +38,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 REPO = _HERE.parent
 sys.path.insert(0, str(REPO))
@@ -75,7 +75,7 @@ class BundleServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            def do_GET(self) -> None:
                 data = outer.data
                 if self.path != "/bundle.tar.gz" or data is None:
                     self.send_error(404)
@@ -130,7 +130,7 @@ def _public_pem(key: Any, path: Path) -> Path:
 def _variant(source: Path, into: Path, note: str) -> Path:
     """A copy of the set with a comment added: the same rules, a different revision."""
     shutil.copytree(source, into, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    first = sorted(into.rglob("*.policy"))[0]
+    first = min(into.rglob("*.policy"))
     first.write_text(first.read_text(encoding="utf-8") + f"\n# {note}\n", encoding="utf-8")
     return into
 
@@ -200,7 +200,8 @@ class Replica:
         return json.loads(body).get("policy_version") if status == 200 else None
 
     def status(self) -> dict[str, Any]:
-        return json.loads(_get(self.port, "/bundle/status")[1])
+        status: dict[str, Any] = json.loads(_get(self.port, "/bundle/status")[1])
+        return status
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -295,12 +296,13 @@ def run_scenario(policy_dir: Path, work: Path, *, replicas: int = 3, interval: f
                 published = time.monotonic()
                 server.publish(data)
                 if revision in good:
-                    _wait(lambda: _all_answered(load, replicas, revision, published), 60, f"the fleet to serve {name}")
+                    _wait(lambda r=revision, p=published: _all_answered(load, replicas, r, p), 60,  # type: ignore[misc]
+                          f"the fleet to serve {name}")
                     seconds = max(_first(load, i, revision, published) for i in range(replicas)) - published
                     convergence.append(seconds)
                     events.append({"published": name, "revision": revision, "convergence_s": round(seconds, 3)})
                 else:
-                    _wait(lambda: all(r.status()["refusals"] > n for r, n in zip(fleet, before)), 60,
+                    _wait(lambda b=before: all(r.status()["refusals"] > n for r, n in zip(fleet, b)), 60,  # type: ignore[misc]
                           f"every replica to refuse the {name} bundle")
                     time.sleep(settle)
                     events.append({"published": name, "revision": revision, "refused_by": replicas,
@@ -369,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                                workers=args.workers, rounds=args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    results["when"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    results["when"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results["machine"] = {"nproc": os.cpu_count(), "python": platform.python_version(),
                           "load_average": os.getloadavg()[0]}
     print(f"{results['replicas']} replicas x {results['workers']} workers, polling every {results['interval_s']}s: "

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 # bench/http.py would shadow the standard library's http package: drop this folder from the path first.
-# ruff: noqa: E402
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                        str(port), "--no-watch", "--log-level", "warning", "--workers", str(workers)]
             servers[workers] = (bench._start(command, port), port)
         idle = {workers: round(_rss_mb(process.pid), 1) for workers, (process, _) in servers.items()}
-        runs: dict[int, list[dict]] = {1: [], 2: []}
+        runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
         for _ in range(args.rounds):
             for workers, (process, port) in servers.items():
                 bodies = bench.Bodies("/decide", requests, 0, args.unique_ids)
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             bench._stop(process)
     ratios = [two["requests_per_s"] / one["requests_per_s"] for one, two in zip(runs[1], runs[2])]
     results = {
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "load_average": os.getloadavg()[0], "http_stack": bench._http_stack()},
         "settings": vars(args) | {"distinct_requests": len(requests)},
         "idle_rss_mb": idle, "runs": runs,

@@ -76,7 +76,7 @@ class Manifest:
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Manifest":
+    def from_bytes(cls, data: bytes) -> Manifest:
         """Read a manifest; BundleError naming the field that is missing or wrong."""
         try:
             raw = json.loads(data.decode("utf-8"))
@@ -233,7 +233,7 @@ def build_bundle(path: str | Path, *, label: str | None = None, private_key: Any
                           f"{len(report.file_problems)} test files unreadable); run `engine test {root}`")
     contents = {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
     entries = tuple(BundleFile(name, hashlib.sha256(data).hexdigest(), len(data)) for name, data in contents.items())
-    built_at = (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
+    built_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     manifest = Manifest(revision=policy.version, label=label if label is not None else policy.label,
                         title=policy.title, built_at=built_at, files=entries)
     return Built(pack(manifest, contents, private_key), manifest, report)
@@ -318,7 +318,7 @@ def read_bundle(data: bytes, public_key: Any = None) -> Bundle:
             raise BundleError(f"{POLICY_DIR}/{entry.path} does not match the manifest's hash (altered after building)")
         files[entry.path] = data_
     if members:
-        raise BundleError(f"{sorted(members)[0]} is in the bundle but not in its manifest")
+        raise BundleError(f"{min(members)} is in the bundle but not in its manifest")
     if not manifest.policy_files:
         raise BundleError("the bundle holds no .policy files")
     return Bundle(manifest, files, signature is not None and public_key is not None)

@@ -7,15 +7,24 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from _bundles import RULES, TESTS, new_key, write_keys, write_set
 
 import engine
-from engine.bundle import (MANIFEST, BundleError, Manifest, build_bundle, load_bundle, pack, read_bundle)
+from engine.bundle import (
+    MANIFEST,
+    BundleError,
+    Manifest,
+    build_bundle,
+    load_bundle,
+    pack,
+    read_bundle,
+)
 from engine.commands.main import main
 from engine.errors import PolicyLoadError
-from _bundles import RULES, TESTS, new_key, write_keys, write_set
 
 
 def _members(data: bytes) -> dict[str, bytes]:
@@ -23,7 +32,7 @@ def _members(data: bytes) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
 
 
-def _tar(entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
+def _tar(entries: Sequence[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as tar:
         for entry in entries:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from _bundles import PERMITTED, RULES, BundleServer, bundle_of, new_key, write_keys
 from fastapi.testclient import TestClient
 
-from _bundles import PERMITTED, RULES, BundleServer, bundle_of, new_key, write_keys
 from engine.bundle import MANIFEST, Manifest, pack
 from engine.service.app import create_app
 from engine.service.bundles import BundlePoller, FleetSettings, shown_source

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from _bundles import fleet, write_set
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-from engine.bundle import (BundleError, build_bundle, load_bundle, load_private_key, load_public_key, read_bundle,
-                           write_key_pair)
+from engine.bundle import (
+    BundleError,
+    build_bundle,
+    load_bundle,
+    load_private_key,
+    load_public_key,
+    read_bundle,
+    write_key_pair,
+)
 from engine.errors import PolicyLoadError
 
 

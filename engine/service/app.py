@@ -25,8 +25,8 @@ from starlette.responses import PlainTextResponse, Response
 from engine.service import schemas
 from engine.service.audit import AuditLog
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
-from engine.service.bundles import BundlePoller, FleetSettings, add_bundle_routes, check_revision, unready_reason
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
+from engine.service.bundles import BundlePoller, FleetSettings, add_bundle_routes, check_revision, unready_reason
 from engine.service.encoding import DecisionEncoder
 from engine.service.errors import ApiError, install_handlers, json_response, load_error_body
 from engine.service.logs import log_like_uvicorn

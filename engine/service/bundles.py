@@ -26,13 +26,23 @@ import random
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, Any
 
-from engine.bundle import MAX_BUNDLE_BYTES, BundleError, load_bundle, load_public_key, read_bundle
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from engine.bundle import (
+    MAX_BUNDLE_BYTES,
+    BundleError,
+    load_bundle,
+    load_public_key,
+    read_bundle,
+)
 from engine.errors import PolicyError, PolicyLoadError
-from engine.service.errors import ApiError
+from engine.service.errors import ApiError, json_response
 from engine.service.reloading import PolicyHolder, ReloadSignal
 
 log = logging.getLogger("engine.api")
@@ -56,7 +66,7 @@ class FleetSettings:
     require_label: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "FleetSettings":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> FleetSettings:
         """Read ENGINE_BUNDLE_URL, ENGINE_BUNDLE_KEY, ENGINE_BUNDLE_INTERVAL, ENGINE_BUNDLE_TIMEOUT,
         ENGINE_REQUIRE_REVISION and ENGINE_REQUIRE_LABEL; ValueError names a bad number."""
         return cls(bundle=env.get("ENGINE_BUNDLE_URL") or None, key=env.get("ENGINE_BUNDLE_KEY") or None,
@@ -154,7 +164,7 @@ def _fetch_http(url: str, etag: str | None, timeout: float) -> Fetched:
     request = urllib.request.Request(url, headers={"If-None-Match": etag} if etag else {})
     shown = shown_source(url)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) only)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             data = _read_limited(response)
             return Fetched(data, response.headers.get("ETag"))
     except urllib.error.HTTPError as err:
@@ -177,7 +187,7 @@ def _read_limited(response: IO[bytes]) -> bytes:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 class BundlePoller:
@@ -244,7 +254,7 @@ class BundlePoller:
             wait = self.settings.interval * (1 + random.uniform(-self.settings.jitter, self.settings.jitter))
             try:
                 await asyncio.wait_for(stop.wait(), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def poll_once(self) -> str:
@@ -337,12 +347,8 @@ def _write_whole(path: Path, data: bytes) -> None:
         log.warning("could not write %s: %s", path, err)
 
 
-def add_bundle_routes(app: Any, poller: BundlePoller) -> None:
+def add_bundle_routes(app: FastAPI, poller: BundlePoller) -> None:
     """`GET /bundle/status`: when the bundle was last fetched, activated or refused, and why."""
-    from starlette.responses import Response
-
-    from engine.service.errors import json_response
-
     @app.get("/bundle/status", tags=["policy"])
     async def bundle_status() -> Response:
         """The bundle source, the revision served, and the outcome of the last fetch, activation and refusal."""
