@@ -95,7 +95,7 @@ def test_bundles_with_bad_signatures_or_errors_are_refused_and_not_fetched_again
     reason = poller.report()["last_refused"]["reason"]
     assert "policies/20_rules.policy:3:" in reason and "social_wrker" in reason
     assert poller.holder.policy.version == revision
-    assert poller.report()["refusals"] == 2
+    assert poller.report()["refusals"] == 2 == poller.holder.reloads_failed
 
 
 def _manifest_and_files(data: bytes) -> tuple[Manifest, dict[str, bytes]]:

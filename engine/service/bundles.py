@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fcntl
+import http.client
 import json
 import logging
 import os
@@ -171,7 +172,7 @@ def _fetch_http(url: str, etag: str | None, timeout: float) -> Fetched:
         if err.code == 304:
             return Fetched(None, etag)
         raise BundleError(f"{shown}: the bundle server answered {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:  # a cut-short body included
         reason = getattr(err, "reason", err)
         raise BundleError(f"{shown}: the bundle could not be downloaded ({reason})") from None
 
@@ -300,6 +301,9 @@ class BundlePoller:
     def _refuse(self, revision: str | None, err: PolicyError) -> str:
         reason = err.render() if isinstance(err, PolicyLoadError) else err.message
         self.status["refusals"] += 1
+        # Counted with refused reloads, so engine_policy_reloads_total{result="failed"} alerts on both.
+        self.holder.reloads_failed += 1
+        self.holder.last_error = err
         self.status["last_refused"] = {"at": _now(), "revision": revision, "reason": reason}
         log.error("refused the bundle from %s (revision %s); still serving %s:\n%s",
                   self.shown, revision or "unknown", self._serving(), reason)
