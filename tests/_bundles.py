@@ -10,41 +10,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+# The server tests' set (with its title "Server test set"), with policy tests added.
+from test_server import PERMITTED, RULES, VOCABULARY  # noqa: F401
+
 from engine.bundle import build_bundle
-
-VOCABULARY = """\
-policy "Fleet test set" {
-  version "1"
-}
-actions { view, share }
-roles { social_worker, police_officer }
-purposes {
-  safeguarding { children, adults }
-  marketing
-}
-categories { health, social_care }
-classifications public < official < official_sensitive
-agencies { council, police, nhs }
-attributes {
-  context.risk_of_harm bool default false
-}
-"""
-
-RULES = """\
-permit child_protection "Share for child protection" {
-  action view, share
-  role social_worker
-  purpose safeguarding.children
-  data social_care, health up to official_sensitive
-  when context.risk_of_harm
-  because "Children Act 1989 s.47"
-}
-
-deny no_marketing "Never for marketing" {
-  purpose marketing
-  because "UK GDPR Art. 21(3)"
-}
-"""
 
 TESTS = """\
 defaults:
@@ -68,14 +37,6 @@ cases:
     expect: deny
     by: no_marketing
 """
-
-PERMITTED = {
-    "requester": {"role": "social_worker", "agency": "council"},
-    "action": "share",
-    "resource": {"category": "health", "classification": "official", "owner": "nhs"},
-    "purpose": "safeguarding.children",
-    "context": {"date": "2025-06-01", "risk_of_harm": True},
-}
 
 
 def write_set(directory: Path, *, version: str = "1", rules: str = RULES, tests: str = TESTS) -> Path:

@@ -58,7 +58,7 @@ def test_the_manifest_names_the_revision_served_and_hashes_every_file(tmp_path: 
     manifest, files = _unpacked(built.data)
     assert manifest == built.manifest
     assert manifest.revision == engine.load(root).version
-    assert manifest.label == "2025.1" and manifest.title == "Fleet test set"
+    assert manifest.label == "2025.1" and manifest.title == "Server test set"
     assert [f.path for f in manifest.files] == ["10_vocabulary.policy", "20_rules.policy", "set.test.yaml"]
     for entry in manifest.files:
         on_disk = (root / entry.path).read_bytes()
