@@ -43,6 +43,7 @@ OPERATION_IDS = {
     ("/healthz", "get"): "health",
     ("/readyz", "get"): "ready",
     ("/metrics", "get"): "metrics",
+    ("/bundle/status", "get"): "bundleStatus",
 }
 SECURITY_SCHEMES = {
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
@@ -50,7 +51,7 @@ SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer",
                "description": "an API key (or, for /policy/reload, the admin token) as a bearer token"},
 }
-_OPEN = {"/healthz", "/readyz", "/metrics"}  # answered without a key
+_OPEN = {"/healthz", "/readyz", "/metrics", "/bundle/status"}  # answered without a key
 _ASSETS = "/docs/assets"
 
 
