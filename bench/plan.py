@@ -29,15 +29,20 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+# bench/ goes after the standard library (Python puts a script's own directory first): bench/http.py
+# must not stand in for the standard `http` package the service imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"] + [str(ROOT / "bench")]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import sqlalchemy as sa
 from generate import realistic_model, request_mix
 from plan_data import EXAMPLE_CASES, resource_table
+from servers import serving
 
 import engine
+from engine.client import PolicyClient
 from engine.integrations.sqlalchemy import where
+from engine.service.app import create_app
 
 PG_URL = os.environ.get("ENGINE_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -55,14 +60,17 @@ def plan_times(policy: Any, partials: list[dict]) -> tuple[float, float, dict[st
     return statistics.median(times), times[int(len(times) * 0.99) - 1], kinds
 
 
-def list_page(policy: Any, database: Any, table: Any, mapping: dict[str, Any], partials: list[dict],
-              resources: list[dict]) -> tuple[float, float, int]:
-    """Median ms of plan + SQL and of select-all + decide per row, and rows shown in all."""
+def list_page(plan_of: Any, decide_all: Any, database: Any, table: Any, mapping: dict[str, Any],
+              partials: list[dict], resources: list[dict]) -> tuple[float, float, int]:
+    """Median ms of plan + SQL and of select-all + decide per row, and rows shown in all.
+
+    `plan_of(partial)` plans and `decide_all(requests)` decides a list: the library's or the client's.
+    """
     planned, decided, shown = [], [], 0
     fields = [c for c in table.columns if c.name != "row"]
     for partial in partials:
         started = time.perf_counter()
-        plan = policy.plan(partial)
+        plan = plan_of(partial)
         with database.connect() as conn:
             found = {r for (r,) in conn.execute(sa.select(table.c.row).where(where(plan, mapping)))}
         planned.append(time.perf_counter() - started)
@@ -71,7 +79,7 @@ def list_page(policy: Any, database: Any, table: Any, mapping: dict[str, Any], p
         with database.connect() as conn:
             rows = conn.execute(sa.select(table.c.row, *fields)).all()
         requests = [{**partial, "resource": resources[row[0]]} for row in rows]
-        decisions = policy.decide_many(requests, use_cache=False)
+        decisions = decide_all(requests)
         kept = {row[0] for row, d in zip(rows, decisions) if d.permitted}
         decided.append(time.perf_counter() - started)
         if kept != found:
@@ -127,13 +135,23 @@ def main() -> None:
                        if policy.plan(p).kind == "conditional"][:args.pages]
         print(f"\nList page, {label}, {len(resources):,} rows, {len(conditional)} conditional plans "
               "(median per page):\n")
-        print("| database | plan + one SQL query, ms | select all + decide per row, ms | speed-up | rows shown |")
+        print("| database, decided by | plan + one SQL query, ms | select all + decide per row, ms | speed-up | rows |")
         print("|---|---|---|---|---|")
+        def uncached(requests: list[dict]) -> list[Any]:
+            return policy.decide_many(requests, use_cache=False)
+
         for name, database, cleanup in databases():
             try:
                 table, mapping = resource_table(policy, database, resources, "records")
-                planned, decided, shown = list_page(policy, database, table, mapping, conditional, resources)
-                print(f"| {name} | {planned:.1f} | {decided:.1f} | {decided / planned:.0f}x | {shown:,} |")
+                planned, decided, shown = list_page(policy.plan, uncached, database, table, mapping,
+                                                    conditional, resources)
+                print(f"| {name}, library | {planned:.1f} | {decided:.1f} | {decided / planned:.0f}x | {shown:,} |")
+                if cleanup is None:  # the same page through the service, on SQLite
+                    with serving(create_app(Path(tmp) / "1000", watch=False)) as url, PolicyClient(url) as client:
+                        planned, decided, shown = list_page(client.plan, client.decide_many, database, table,
+                                                            mapping, conditional, resources)
+                    print(f"| {name}, over HTTP (POST /plan; /decide/batch x{-(-len(resources) // 1000)}) | "
+                          f"{planned:.1f} | {decided:.1f} | {decided / planned:.0f}x | {shown:,} |")
             finally:
                 database.dispose()
                 if cleanup is not None:
