@@ -21,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
+from engine.portal.app import add_portal
 from engine.service import schemas
 from engine.service.audit import AuditLog
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
@@ -346,6 +347,7 @@ def create_app(
     app.state.service = service
     install_handlers(app)
     _routes(app, service)
+    add_portal(app, lambda: holder.policy, path, keys=api_keys, admin_token=admin_token)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
 
