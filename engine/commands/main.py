@@ -7,6 +7,7 @@ its stage; every one returns the process exit status.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,6 +37,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from engine.commands.serve import serve
 
     return serve(args)
+
+
+def cmd_portal(args: argparse.Namespace) -> int:
+    from engine.commands.portal import run_portal
+
+    return run_portal(args)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -104,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (off: decisions go to the audit log)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+    p = add("portal", cmd_portal, "Show a policy folder in the governance portal, on this machine only.")
+    p.add_argument("path", nargs="?", default=None, help="policy directory (default: policies/)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("ENGINE_PORTAL_PORT") or 8080))
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
 
     p = add("audit", cmd_audit, "Work with the audit trail.")
     audit = p.add_subparsers(dest="audit_command", metavar="ACTION")
