@@ -194,7 +194,7 @@ def create_router(portal: Portal, prefix: str = "/portal") -> APIRouter:
                                                                  views.Answer | None]:
         assert state.policy is not None
         fields = views.request_fields(state.policy.vocabulary)
-        values = {f.name: request.query_params.get(f.name, "") for f in fields}
+        values = {f.name: views.full_choice(f, request.query_params.get(f.name, "")) for f in fields}
         if not request.query_params.get("decide"):
             return fields, values, None
         built = views.build_request(fields, values, portal.today())

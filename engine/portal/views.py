@@ -366,6 +366,14 @@ def request_fields(vocab: Vocabulary) -> list[Field]:
     return fields
 
 
+def full_choice(item: Field, value: str) -> str:
+    """A short tree name (`health`) as the pick-list's full one (`special_category.health`), when unique."""
+    if not item.choices or any(c.value == value for c in item.choices):
+        return value
+    found = [c.value for c in item.choices if c.value.endswith("." + value)]
+    return found[0] if len(found) == 1 else value
+
+
 def build_request(fields: Sequence[Field], form: Mapping[str, str], today: dt.date) -> dict[str, Any]:
     """A request from the form's values: empty fields are left out, numbers and yes/no typed."""
     request: dict[str, Any] = {}
