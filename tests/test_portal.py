@@ -284,3 +284,30 @@ def test_static_files_ship_in_the_package(client: TestClient) -> None:
     assert client.get("/portal/static/portal.js").status_code == 200
     assert client.get("/portal/static/..%2Fapp.py").status_code == 404
     assert client.get("/portal/static/nothing.css").status_code == 404
+
+
+def test_a_zip_that_unpacks_to_too_much_is_refused(client: TestClient) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("big.policy", "#" * (60 * 1024 * 1024))
+    response = client.post("/portal/review", files={"upload": ("p.zip", buffer.getvalue(), "application/zip")})
+    assert response.status_code == 422
+    assert "come to more than" in response.text
+
+
+def test_a_git_revision_of_the_policy_folder_can_be_reviewed(tmp_path: Path) -> None:
+    import subprocess
+
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES, repo / "policies")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], cwd=repo, check=True)
+    rule = _a_permit_rule()
+    path = _file_of(repo / "policies", rule)
+    path.write_text(_without_rule(path.read_text(), rule))
+    with TestClient(create_app(str(repo / "policies"), watch=False)) as test_client:
+        response = test_client.post("/portal/review", data={"revision": "HEAD"})
+    # The served set lacks the rule; the committed revision still has it: reviewing it adds the rule back.
+    assert re.search(rf'tag-permit">added</strong> {rule}\b', response.text), response.text[-3000:]

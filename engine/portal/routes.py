@@ -32,6 +32,7 @@ KEY_COOKIE = "engine_portal_key"
 ADMIN_COOKIE = "engine_portal_admin"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a zip of policy files is a few hundred KiB at most
 MAX_UPLOAD_FILES = 2_000
+MAX_UNPACKED_BYTES = 50 * 1024 * 1024  # what the files may come to unpacked: no zip bombs
 
 NAV = (("/", "Overview"), ("/rules", "Rules"), ("/matrix", "Who can see what"), ("/try", "Try a request"),
        ("/review", "Review a change"), ("/tests", "Tests"), ("/audit", "Audit"))
@@ -391,7 +392,9 @@ async def _proposed(upload: Any, folder: str, revision: str, state: PortalState,
         from engine.governance.diff import GitError, checkout_policies
 
         try:
-            return str(checkout_policies(revision, str(state.root), scratch)), f"git revision {revision}"
+            folder_root = state.root if state.root.is_dir() else state.root.parent
+            found = checkout_policies(revision, ".", scratch, cwd=str(folder_root))
+            return str(found), f"git revision {revision}"
         except GitError as err:
             raise _NotReviewable(str(err)) from None
     if folder:
@@ -410,15 +413,17 @@ def extract_policies(data: bytes, into: Path) -> Path:
     members = archive.infolist()
     if len(members) > MAX_UPLOAD_FILES:
         raise _NotReviewable(f"the zip file holds more than {MAX_UPLOAD_FILES} files")
-    written = 0
+    written = unpacked = 0
     for member in members:
         name = PurePosixPath(member.filename)
         if member.is_dir() or not (name.suffix == ".policy" or name.name.endswith(TEST_FILE_GLOB[1:])):
             continue
         if name.is_absolute() or ".." in name.parts or (member.external_attr >> 28) == 0o12:
             raise _NotReviewable(f"the zip file holds {member.filename}, which points outside it")
-        if member.file_size > MAX_UPLOAD_BYTES:
-            raise _NotReviewable(f"{member.filename} is too large")
+        unpacked += member.file_size
+        if unpacked > MAX_UNPACKED_BYTES:
+            raise _NotReviewable(f"the policy files in the zip come to more than "
+                                 f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MB")
         target = into.joinpath(*name.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(archive.read(member))
