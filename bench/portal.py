@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # would stand in for the standard library's http module.
 sys.path[0] = str(ROOT)
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from engine.service.app import create_app  # noqa: E402
+from engine.service.app import create_app
 
 TRY = ("/portal/try?decide=1&requester.role=social_worker&requester.agency=manchester_cs&action=share"
        "&purpose=safeguarding.children.child_protection&resource.category=special_category.health"
@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     with TestClient(create_app(str(ROOT / "policies"), watch=False)) as client:
-        print(f"| page | median ms | p90 ms |\n|---|---|---|")
+        print("| page | median ms | p90 ms |\n|---|---|---|")
         for path in PAGES:
             client.get(path)  # warm: templates compiled, caches filled
             times = []

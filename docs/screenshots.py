@@ -18,10 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the engine beside this script, installed or not
 
-import uvicorn  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+import uvicorn
+from playwright.sync_api import sync_playwright
 
-from engine.service.app import create_app  # noqa: E402
+from engine.service.app import create_app
 
 OUT = ROOT / "docs" / "portal"
 EXAMPLES = ROOT / "policies"
@@ -44,7 +44,7 @@ def _proposal() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for policy in sorted(EXAMPLES.glob("*.policy")):
-            text = re.sub(r"\npermit school_concerns_to_social_care\b.*?\n}\n", "\n", policy.read_text(), flags=re.S)
+            text = re.sub(r"\npermit school_concerns_to_social_care\b.*?\n}\n", "\n", policy.read_text(), flags=re.DOTALL)
             archive.writestr(policy.name, text)
     return buffer.getvalue()
 

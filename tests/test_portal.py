@@ -107,7 +107,7 @@ def test_an_invalid_request_names_the_field_at_fault(client: TestClient) -> None
 
 
 def test_a_what_if_answer_links_to_itself_and_saves_as_a_test_case(client: TestClient) -> None:
-    name, request, expected = _example_cases()[0]
+    _name, request, expected = _example_cases()[0]
     query = urllib.parse.urlencode({"decide": "1", **_flatten(request)})
     page = client.get(f"/portal/try?{query}").text
     assert f'href="/portal/try?{query.replace("&", "&amp;")}"' in page
@@ -152,7 +152,7 @@ def _zip_of(folder: Path, leave_out: str | None = None, extra: dict[str, str] | 
 
 
 def _without_rule(text: str, rule: str) -> str:
-    return re.sub(rf"\n(permit|deny) {rule}\b.*?\n}}\n", "\n", text, flags=re.S)
+    return re.sub(rf"\n(permit|deny) {rule}\b.*?\n}}\n", "\n", text, flags=re.DOTALL)
 
 
 def _a_permit_rule() -> str:
@@ -164,7 +164,7 @@ def _a_permit_rule() -> str:
 
 
 def _file_of(folder: Path, rule: str) -> Path:
-    return next(p for p in sorted(folder.glob("*.policy")) if re.search(rf"^permit {rule}\b", p.read_text(), re.M))
+    return next(p for p in sorted(folder.glob("*.policy")) if re.search(rf"^permit {rule}\b", p.read_text(), re.MULTILINE))
 
 
 def test_reviewing_an_upload_shows_a_removed_rule_and_what_it_changes(client: TestClient) -> None:
@@ -248,7 +248,7 @@ def test_signing_in_never_leads_off_the_portal(target: str) -> None:
 
 def test_a_what_if_is_never_written_to_the_audit_trail(tmp_path: Path) -> None:
     trail = tmp_path / "decisions.audit.jsonl"
-    name, request, _expected = _example_cases()[0]
+    _name, request, _expected = _example_cases()[0]
     with TestClient(create_app(str(EXAMPLES), watch=False, audit_log=str(trail))) as test_client:
         query = urllib.parse.urlencode({"decide": "1", **_flatten(request)})
         assert test_client.get(f"/portal/try?{query}").status_code == 200

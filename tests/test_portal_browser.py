@@ -1,6 +1,5 @@
 """The portal in a real browser: headless Chromium driven by Playwright, checked with axe-core."""
 
-import io
 import os
 import re
 import shutil
@@ -8,8 +7,9 @@ import socket
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -24,9 +24,9 @@ if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is installed with the test extra")
 axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
 
-import uvicorn  # noqa: E402
+import uvicorn
 
-from engine.service.app import create_app  # noqa: E402
+from engine.service.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "policies"
@@ -87,7 +87,7 @@ def _proposal_zip(tmp_path: Path, rule: str) -> Path:
     path = tmp_path / "proposed.zip"
     with zipfile.ZipFile(path, "w") as archive:
         for policy in sorted(EXAMPLES.glob("*.policy")):
-            text = re.sub(rf"\n(permit|deny) {rule}\b.*?\n}}\n", "\n", policy.read_text(), flags=re.S)
+            text = re.sub(rf"\n(permit|deny) {rule}\b.*?\n}}\n", "\n", policy.read_text(), flags=re.DOTALL)
             archive.writestr(policy.name, text)
     return path
 

@@ -9,14 +9,20 @@ import shutil
 import tempfile
 import urllib.parse
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import jinja2
 from fastapi import APIRouter, Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 
 import engine
 from engine.errors import PolicyLoadError
@@ -381,7 +387,7 @@ class _NotReviewable(Exception):
 
 async def _proposed(upload: Any, folder: str, revision: str, state: PortalState, scratch: Path) -> tuple[str, str]:
     """The path of the proposed set, and how to name it to people."""
-    if upload is not None and getattr(upload, "filename", ""):
+    if isinstance(upload, UploadFile) and upload.filename:
         data = await upload.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise _NotReviewable(f"the zip file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")

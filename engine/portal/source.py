@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import engine
 from engine.errors import Diagnostic, PolicyLoadError
@@ -20,7 +21,7 @@ class PortalState:
     path: str
     policy: Policy | None
     diagnostics: tuple[Diagnostic, ...] = ()
-    read_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    read_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     root: Path | None = None
     problem: str | None = None  # why nothing could be read at all (no such folder, no policy files)
 

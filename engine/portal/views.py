@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from engine import ast
 from engine.errors import Diagnostic, RequestError
-from engine.governance.document import describe, inline_html
-from engine.governance.matrix import ContextError, Version, build_matrix, parse_context, render_matrix
+from engine.governance.document import Para, describe, inline_html
+from engine.governance.matrix import (
+    ContextError,
+    Version,
+    build_matrix,
+    parse_context,
+    render_matrix,
+)
 from engine.governance.table import COLUMNS, Legend, row_cells, show_obligations
 from engine.governance.terms import DIMENSION_KINDS, DIMENSIONS
 from engine.policy import Policy
 from engine.portal.source import PortalState
-from engine.symbols import Agreement, Attribute, Vocabulary
+from engine.symbols import Agreement, Attribute, NameLookupError, Vocabulary
 
 EXPIRY_WARNING_DAYS = 90
 
@@ -190,7 +197,7 @@ def _tree_related(vocab: Vocabulary, kind: str, chosen: str, named: list[str]) -
     for name in named:
         try:
             node = tree.resolve(name)
-        except Exception:  # a name the checker accepted always resolves; be lenient all the same
+        except NameLookupError:  # a name the checker accepted always resolves; be lenient all the same
             continue
         if chosen in tree.descendants.get(node, ()) or node in tree.descendants.get(chosen, ()):
             return True
@@ -217,18 +224,13 @@ def rule_matches(rule: ast.Rule, vocab: Vocabulary, filters: RuleFilters, text: 
         data = [[n.text for n in c.categories] for c in rule.clauses if isinstance(c, ast.DataClause) and c.categories]
         if data and not all(_tree_related(vocab, "category", filters.category, names) for names in data):
             return False
-    if filters.agency:
-        for kind in (ast.ClauseKind.AGENCY, ast.ClauseKind.OWNER):
-            clauses = _values(rule, kind)
-            if clauses and not any(filters.agency in _agencies_of(vocab, names) for names in clauses):
-                if kind is ast.ClauseKind.AGENCY:
-                    return False
-    return True
+    agencies = _values(rule, ast.ClauseKind.AGENCY) if filters.agency else None
+    return not agencies or all(filters.agency in _agencies_of(vocab, names) for names in agencies)
 
 
 def rules_page(policy: Policy, filters: RuleFilters) -> list[RuleCard]:
     _title, blocks = describe(policy.policy_set, policy.vocabulary)
-    readings = {getattr(b, "anchor", None): b for b in blocks}
+    readings = {b.anchor: b for b in blocks if isinstance(b, Para) and b.anchor}
     cards = []
     for rule in policy.rules:
         text = _source_text(rule)
