@@ -17,12 +17,8 @@ from typing import Any
 
 import jinja2
 from fastapi import APIRouter, Request
-from starlette.responses import (
-    HTMLResponse,
-    PlainTextResponse,
-    RedirectResponse,
-    Response,
-)
+from starlette.datastructures import UploadFile
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 import engine
 from engine.errors import PolicyLoadError
