@@ -14,7 +14,7 @@ from engine.service.auth import ApiKeys, check_admin
 from engine.service.errors import ApiError
 from engine.service.limits import ASGIApp, Receive, Scope, Send, send_error
 
-KEYED = frozenset({"/policy", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+KEYED = frozenset({"/policy", "/policy/vocabulary", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 ADMIN = frozenset({"/metrics"})
 
 

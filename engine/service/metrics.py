@@ -56,9 +56,9 @@ class Metrics:
         self._rejected = Counter("engine_requests_rejected", "Decision requests refused before deciding, by error code.",
                                  ["code"], registry=registry)
         self._duration = Histogram("engine_decision_duration_seconds",
-                                   "Time to decide one request (endpoint=decide) or a whole batch (endpoint=batch).",
+                                   "Time to decide one request (endpoint=decide), a whole batch (endpoint=batch) or a plan (endpoint=plan).",
                                    ["endpoint"], buckets=BUCKETS, registry=registry)
-        self.latency = {endpoint: self._duration.labels(endpoint=endpoint) for endpoint in ("decide", "batch")}
+        self.latency = {endpoint: self._duration.labels(endpoint=endpoint) for endpoint in ("decide", "batch", "plan")}
         self._hits = Counter("engine_cache_hits", "Decisions answered from the decision cache.", registry=registry)
         self._misses = Counter("engine_cache_misses", "Decision cache lookups that found nothing.", registry=registry)
         self._reloads = Counter("engine_policy_reloads", "Policy reloads, by result (failed sets are refused).",
