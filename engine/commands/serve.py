@@ -196,6 +196,7 @@ def _run_workers(args: argparse.Namespace, fleet: FleetSettings, options: dict[s
     signal_dir = tempfile.mkdtemp(prefix=f"engine-reload-{os.getpid()}-")
     os.environ["ENGINE_RELOAD_SIGNAL"] = os.path.join(signal_dir, "reload")
     os.environ["ENGINE_SUPERVISOR_PID"] = str(os.getpid())  # workers exit when it is gone
+    os.environ["ENGINE_WORKERS"] = str(args.workers)  # how many must confirm a reload
     # Where the workers keep their metrics, so a scrape of any of them counts them all.
     os.makedirs(os.path.join(signal_dir, "metrics"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(signal_dir, "metrics")

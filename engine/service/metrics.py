@@ -130,7 +130,7 @@ class Metrics:
         if self.registry is not None:
             return generate_latest(self.registry).decode()
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry).decode()
 
     async def sync_every(self, seconds: float, holder: PolicyHolder, audit: Any, stop: asyncio.Event) -> None:
@@ -145,4 +145,4 @@ class Metrics:
     def close(self) -> None:
         """A worker stopping: its live gauges no longer count."""
         if self.shared:
-            multiprocess.mark_process_dead(os.getpid())
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -196,8 +196,12 @@ class ReloadSignal:
     removed: whoever writes next makes it again.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, workers: int | None = None):
         self.path = Path(path)
+        # How many workers `engine serve` started (ENGINE_WORKERS), so that one whose
+        # confirmation file never appeared still counts as not confirmed.
+        text = os.environ.get("ENGINE_WORKERS", "")
+        self.workers = workers if workers is not None else (int(text) if text.isdigit() else None)
         self._count = 0
         self._sent: str | None = None
         self._seen: str | None = None
@@ -256,13 +260,17 @@ class ReloadSignal:
         self._peers = {pid for pid in self._peers if alive(pid)}
         return found
 
-    async def unconfirmed(self, version: str | None, timeout: float = 3.0) -> list[int]:
-        """The workers (process ids) that did not confirm serving `version` within `timeout` seconds."""
+    async def unconfirmed(self, version: str | None, timeout: float = 3.0) -> list[int | str]:
+        """The workers that did not confirm serving `version` within `timeout` seconds: process
+        ids, and `"unknown"` for each worker started that never said who it is."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             versions = self.peers()
-            missing = sorted(pid for pid in self._peers if versions.get(pid) != (version or ""))
+            confirmed = sum(1 for pid in versions if versions[pid] == (version or ""))
+            missing: list[int | str] = sorted(pid for pid in self._peers if versions.get(pid) != (version or ""))
+            expected = (self.workers - 1) if self.workers else len(self._peers)
+            missing += ["unknown"] * max(0, expected - confirmed - len(missing))
             if not missing or loop.time() >= deadline:
                 return missing
             await asyncio.sleep(0.05)
@@ -270,9 +278,12 @@ class ReloadSignal:
     async def listen(self, holder: PolicyHolder, stop: asyncio.Event) -> None:
         """Reload `holder` whenever another worker sends the signal, until `stop` is set."""
         self._seen = self._read()
-        self.peers()
+        rounds = 0
         try:
             while not stop.is_set():
+                if rounds % 10 == 0:
+                    self.peers()  # learn of the other workers while their files are there
+                rounds += 1
                 token = self._read()
                 if token and token != self._sent and token != self._seen:
                     self._seen = token

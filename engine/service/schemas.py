@@ -117,7 +117,8 @@ class Reloaded(BaseModel):
                     "`unconfirmed_workers` did not confirm it within 3 s")
     previous_version: str | None
     policy: PolicyInfo
-    unconfirmed_workers: list[int] | None = Field(None, description="process ids of workers not yet serving it")
+    unconfirmed_workers: list[int | str] | None = Field(
+        None, description="process ids of workers not yet serving it (`unknown` for one that never reported)")
 
 
 class Health(BaseModel):
