@@ -27,6 +27,7 @@ from engine.service.errors import ApiError
 from engine.service.limits import DEFAULT_MAX_STRING, check_strings
 
 EVERYONE = "*"
+_LONDON = ZoneInfo(clock.DEFAULT_TIMEZONE)
 
 
 def parse_date_callers(text: str | None) -> frozenset[str]:
@@ -58,7 +59,7 @@ class Admission:
 
     date_callers: frozenset[str] = frozenset()
     key_agencies: Mapping[str, frozenset[str]] | None = None
-    zone: dt.tzinfo = ZoneInfo(clock.DEFAULT_TIMEZONE)
+    zone: dt.tzinfo = _LONDON
     max_string: int = DEFAULT_MAX_STRING
 
     @classmethod

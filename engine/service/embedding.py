@@ -25,8 +25,7 @@ def mount(parent: Starlette, path: str, service_app: Starlette, *, name: str | N
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
-        async with outer(app) as state:
-            async with service_app.router.lifespan_context(service_app):
-                yield state
+        async with outer(app) as state, service_app.router.lifespan_context(service_app):
+            yield state
 
     parent.router.lifespan_context = lifespan
