@@ -365,3 +365,19 @@ def test_a_mounted_service_starts_with_its_parent(policy_dir: Path) -> None:
     with TestClient(plain) as client:
         answer = client.post("/pdp/decide", json=_undated(PERMITTED))
         assert answer.status_code == 503 and "engine.service.mount" in answer.json()["message"]
+
+
+def test_expiry_warnings_follow_the_service_date(policy_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from engine.service.app import create_app
+
+    (policy_dir / "30_agreement.policy").write_text(
+        'agreement long_running "Runs until 2098" {\n  parties council, police\n  valid 2020-01-01 to 2098-12-31\n}\n',
+        encoding="utf-8")
+    with TestClient(create_app(policy_dir, watch=False)) as client:
+        assert not [w for w in client.get("/policy").json()["warnings"] if w["code"] == "agreement_expired"]
+        # The service runs on into 2099: the agreement has ended, and /policy says so.
+        monkeypatch.setattr(Admission, "today", lambda self: "2099-01-01")
+        expired = [w for w in client.get("/policy").json()["warnings"] if w["code"] == "agreement_expired"]
+        assert expired and "long_running" in expired[0]["message"]

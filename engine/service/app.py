@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 import os
@@ -29,6 +30,7 @@ from engine.service.audit import AuditLog
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
 from engine.service.bundles import BundlePoller, FleetSettings, add_bundle_routes, check_revision, unready_reason
+from engine.service.dated import DatedWarnings
 from engine.service.encoding import DecisionEncoder
 from engine.service.errors import ApiError, install_handlers, json_response, load_error_body
 from engine.service.exposure import Exposure
@@ -66,6 +68,7 @@ class Service:
         self.bundles = bundles
         self.admission = admission or Admission()
         self.started = False  # set by the lifespan
+        self.dated = DatedWarnings()
         self.reload_signal = reload_signal
         self.keys = keys
         self.admin_token = admin_token
@@ -152,8 +155,8 @@ def _vocabulary_counts(vocabulary: Any) -> dict[str, int]:
     }
 
 
-def policy_info(policy: Any) -> dict[str, Any]:
-    """What `GET /policy` says about the served set."""
+def policy_info(policy: Any, warnings: list | None = None) -> dict[str, Any]:
+    """What `GET /policy` says about the served set (`warnings`: as of the service's date)."""
     return {
         "version": policy.version,
         "title": policy.title,
@@ -163,7 +166,7 @@ def policy_info(policy: Any) -> dict[str, Any]:
         "rules": len(policy.rules),
         "vocabulary": _vocabulary_counts(policy.vocabulary),
         "loaded_at": policy.loaded_at.isoformat(),
-        "warnings": [warning.to_json() for warning in policy.warnings],
+        "warnings": [warning.to_json() for warning in (policy.warnings if warnings is None else warnings)],
     }
 
 
@@ -222,7 +225,10 @@ def _routes(app: FastAPI, service: Service) -> None:
              responses=schemas.error_responses(503))
     async def policy() -> Response:
         """The served policy set: version, title, files, rule and vocabulary counts, warnings."""
-        return json_response(policy_info(service.current()))
+        policy = service.current()
+        admission = service.admission
+        day = dt.date.fromisoformat(admission.today())
+        return json_response(policy_info(policy, await service.dated.warnings(policy, day, admission.zone)))
 
     @app.post("/policy/reload", response_model=schemas.Reloaded, tags=["policy"],
               responses=schemas.error_responses(401, 403, 409))
