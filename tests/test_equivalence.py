@@ -36,12 +36,17 @@ def canonical(arg):
 
 def fast_outcome(decision) -> tuple:
     return (decision.decision, [r.rule for r in decision.reasons],
-            [(o.name, tuple(canonical(a) for a in o.args)) for o in decision.obligations])
+            [(o.name, tuple(canonical(a) for a in o.args)) for o in decision.obligations]) + _denied_by(decision)
 
 
 def reference_outcome(decision) -> tuple:
     return (decision.decision, list(decision.reasons),
-            [(name, tuple(canonical(a) for a in args)) for name, args in decision.obligations])
+            [(name, tuple(canonical(a) for a in args)) for name, args in decision.obligations]) + _denied_by(decision)
+
+
+def _denied_by(decision) -> tuple:
+    """`role_not_held` when the requester's role is not held at their agency (LANGUAGE.md s.2)."""
+    return (decision.denied_by,) if decision.denied_by else ()
 
 
 def fast_explanation(decision) -> tuple:
