@@ -144,9 +144,10 @@ def _held_nowhere(ctx: Context) -> Iterator[Diagnostic]:
     for role, places in vocab.places.items():
         if not places and role in vocab.role_at:
             names = [r for r in vocab.roles.ancestors[role] if r in vocab.role_at and r != role]
+            if not names:
+                continue  # its own `at` names nothing declared: reported as unknown names
             yield warning("role_held_nowhere", f"role `{role}` can be held at no agency", vocab.roles.spans[role],
-                          f"its `at` shares no agency with that of {', '.join(f'`{n}`' for n in sorted(names))}"
-                          if names else "its `at` names no declared agency")
+                          f"its `at` shares no agency with that of {', '.join(f'`{n}`' for n in sorted(names))}")
 
 
 def check_groups(ctx: Context) -> list[Diagnostic]:
