@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine import ast
+from engine.durations import duration_text
 from engine.errors import Diagnostic, did_you_mean, error, warning
 from engine.source import Span
 from engine.symbols import ATTRIBUTE_ROOTS, VOCABULARY_KINDS, Attribute, NameLookupError, Vocabulary
@@ -472,11 +473,6 @@ def _shown(value) -> str:
 
 
 _UNITS = frozenset(("day", "days", "week", "weeks", "month", "months", "year", "years"))
-
-
-def duration_text(amount: int, unit: str) -> str:
-    """`1 month`, `28 days`: as the language writes a duration."""
-    return f"{amount} {unit}" + ("" if amount == 1 else "s")
 
 
 def _literal_key(value) -> object:

@@ -54,6 +54,11 @@ def shifter(op: str, amount: int, unit: str) -> Callable[[dt.date], dt.date | No
     return by_months
 
 
+def duration_text(amount: int, unit: str) -> str:
+    """`1 month`, `28 days`: as the language writes a duration."""
+    return f"{amount} {unit}" + ("" if amount == 1 else "s")
+
+
 def shift(date: dt.date, op: str, amount: int, unit: str) -> dt.date | None:
     """`date op amount unit`, or None outside the calendar."""
     return shifter(op, amount, unit)(date)
