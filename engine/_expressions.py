@@ -177,7 +177,7 @@ class ExprCompiler:
     def compile_InAttribute(self, expr: ast.InAttribute) -> Test:
         """`x in S`: exact membership in a set attribute's value (a frozenset); unknown when
         either is missing."""
-        operand = self._operand(expr.operand, self.vocab.attributes[expr.set.text].element)
+        operand = _plain(self._operand(expr.operand, self.vocab.attributes[expr.set.text].element))
         members = self._attribute(expr.set)
         if isinstance(operand, _Const):
             value = operand.value
@@ -191,7 +191,7 @@ class ExprCompiler:
                 return None if found is None else value not in found
 
             return _twins(has_member, lacks_member)
-        path = operand.path if isinstance(operand, _Attr) else ""
+        path = operand.path
 
         def member_of(env: Env) -> Any:
             value = env.get(path)
@@ -207,21 +207,22 @@ class ExprCompiler:
 
     def compile_InSet(self, expr: ast.InSet) -> Test:
         kind = self._kind(expr.operand) or next(filter(None, map(self._kind, expr.values)), None)
-        operand = self._operand(expr.operand, kind)
+        operand = _plain(self._operand(expr.operand, kind))
         values = [self._operand(v, kind) for v in expr.values]
-        if all(isinstance(v, _Const) for v in values):
-            return self._member(operand, frozenset(v.value for v in values))
+        constants = [v.value for v in values if isinstance(v, _Const)]
+        if len(constants) == len(values):
+            return self._member(operand, frozenset(constants))
         # A value that is itself an attribute: compare one by one.
         return _any_of(tuple(self.compile_Compare(ast.Compare("==", expr.operand, v, expr.span))
                              for v in expr.values))
 
     def compile_InGroup(self, expr: ast.InGroup) -> Test:
-        operand = self._operand(expr.operand, "agency")
+        operand = _plain(self._operand(expr.operand, "agency"))
         return self._member(operand, self.vocab.agencies_named(expr.group.text))
 
     def compile_Is(self, expr: ast.Is) -> Test:
         kind = self._kind(expr.operand)
-        operand = self._operand(expr.operand, kind)
+        operand = _plain(self._operand(expr.operand, kind))
         text = expr.node.text
         if kind in _HIERARCHIES:
             tree = self.vocab.hierarchy(kind)
@@ -248,13 +249,13 @@ class ExprCompiler:
 
     # --- operands -------------------------------------------------------------------
 
-    def _kind(self, value: ast.Value) -> str | None:
+    def _kind(self, value: ast.Operand) -> str | None:
         if isinstance(value, ast.Name):
             attribute = self.vocab.attributes.get(value.text)
             return attribute.kind if attribute is not None else None
         return None
 
-    def _operand(self, value: ast.Operand, kind: str | None) -> "_Const | _Attr | _Calc":
+    def _operand(self, value: ast.Operand, kind: str | None) -> _Const | _Attr | _Calc:
         if isinstance(value, ast.Arithmetic):
             return self._arithmetic(value)
         if isinstance(value, ast.Name):
@@ -266,7 +267,7 @@ class ExprCompiler:
             return _Const(value.value)
         raise NameLookupError("a nested condition cannot be compared")
 
-    def _arithmetic(self, expr: ast.Arithmetic) -> "_Const | _Calc":
+    def _arithmetic(self, expr: ast.Arithmetic) -> _Const | _Calc:
         """A date moved by a duration: a constant when the date is one, else a computation."""
         if not isinstance(expr.right, ast.DurationLit):
             raise NameLookupError(f"`{expr.op}` needs a date and a duration")
@@ -305,7 +306,7 @@ class ExprCompiler:
         return name.text
 
 
-def _computed(symbol: str, left: "_Const | _Attr | _Calc", right: "_Const | _Attr | _Calc") -> Test:
+def _computed(symbol: str, left: _Const | _Attr | _Calc, right: _Const | _Attr | _Calc) -> Test:
     """A comparison where a side is computed (a date moved by a duration): unknown when either
     side is. Only conditions using date arithmetic take this (slower, general) form."""
     op = _ORDER[symbol]
@@ -321,7 +322,14 @@ def _computed(symbol: str, left: "_Const | _Attr | _Calc", right: "_Const | _Att
     return compare_computed
 
 
-def _getter(operand: "_Const | _Attr | _Calc") -> Callable[[Env], Any]:
+def _plain(operand: _Const | _Attr | _Calc) -> _Const | _Attr:
+    """An operand that must be a value or an attribute (the checker allows no date arithmetic here)."""
+    if isinstance(operand, _Calc):
+        raise NameLookupError("date arithmetic can only be compared")
+    return operand
+
+
+def _getter(operand: _Const | _Attr | _Calc) -> Callable[[Env], Any]:
     if isinstance(operand, _Calc):
         return operand.compute
     if isinstance(operand, _Attr):
@@ -405,7 +413,7 @@ def _member_text(vocab: Vocabulary, kind: str | None, value: Any) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     if kind == "string":
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
     return str(value)
 
 

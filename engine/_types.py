@@ -92,12 +92,14 @@ class ExprChecker:
 
     def obligation_argument(self, value: ast.Value) -> None:
         """Literals or declared attribute paths only; not sets."""
-        attribute = self.vocab.attributes.get(value.text) if isinstance(value, ast.Name) else None
+        if not isinstance(value, ast.Name):
+            return
+        attribute = self.vocab.attributes.get(value.text)
         if attribute is not None and attribute.kind == "set":
             self._error("bad_obligation_argument", f"`{value.text}` is a set and cannot be an obligation argument",
                         value.span, "pass a single value, or write the obligation once per case with `when`")
             return
-        if not isinstance(value, ast.Name) or attribute is not None:
+        if attribute is not None:
             return
         if _looks_like_attribute(value.text):
             self._unknown_attribute(value)
@@ -242,7 +244,7 @@ class ExprChecker:
             return Typed(BOOL, "a condition")
         member = Typed(member_type(whole.type), expr.set.text, attribute)
         operand = self._operand(expr.operand)
-        if operand.type == NAME:
+        if operand.type == NAME and isinstance(expr.operand, ast.Name):
             self._value(member, expr.operand)  # a bare name is a value of the members' type
         elif operand.type.kind == "set":
             self._set_on_left(operand, expr.operand.span)
@@ -269,8 +271,8 @@ class ExprChecker:
                 self._error("unit_without_number", f"`{side.shown}` needs a number before it", value.span,
                             f"write a whole number and the unit, like `28 {side.shown}`")
                 return Typed(ERROR, shown)
-            if side.type == NAME:
-                self._unknown_attribute(value)  # type: ignore[arg-type]
+            if side.type == NAME and isinstance(value, ast.Name):
+                self._unknown_attribute(value)
                 return Typed(ERROR, shown)
         if ERROR in (left.type, right.type):
             return Typed(ERROR, shown)

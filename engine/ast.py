@@ -64,7 +64,7 @@ class DurationLit:
 class SetLit:
     """`{a, b}` or `{}`: the default of a `set of T` attribute."""
 
-    values: tuple["Value", ...]
+    values: tuple[Value, ...]
     span: Span = field(**_SPAN)
 
 
@@ -95,8 +95,8 @@ class Arithmetic:
     """`date + duration` or `date - duration`: op is "+" or "-"; left may be another Arithmetic."""
 
     op: str
-    left: "Operand"
-    right: "Operand"
+    left: Operand
+    right: Operand
     span: Span = field(**_SPAN)
 
 
@@ -356,7 +356,7 @@ class AttrType:
     kind: str
     values: tuple[VocabItem, ...] = ()
     span: Span = field(default=None, **_SPAN)  # type: ignore[assignment]
-    element: "AttrType | None" = None
+    element: AttrType | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ class KeyFunctions:
 
     def project(self, request: dict) -> tuple:
         """The key of a request already validated."""
-        values = [self.tag]
+        values: list[Any] = [self.tag]
         for parts in self._parts:
             node: Any = request
             for part in parts:
@@ -200,7 +200,7 @@ def _section_check(namespace: dict, schema: RequestSchema, n: int, section: str,
     return lines
 
 
-def _members_valid(spec) -> Callable[[Any], bool]:
+def _members_valid(spec: Any) -> Callable[[Any], bool]:
     reader = members_reader(spec)
 
     def valid(value: Any) -> bool:
@@ -222,12 +222,12 @@ _GUARDS = {
 }
 
 
-def _set_key(spec: Any) -> Callable[[Any], frozenset]:
+def _set_key(spec: Any) -> Callable[[Any], frozenset[Any]]:
     """A set attribute's list as a key: a frozenset, or TypeError (the careful path) when a member
     is of a type that could pass for another in a frozenset (1 and true)."""
     allowed = {_NUMBER: (int, float), _BOOL: (bool,), _DATE: (str, dt.date)}.get(spec.member.check, (str,))
 
-    def key(value: Any) -> frozenset:
+    def key(value: Any) -> frozenset[Any]:
         if value.__class__ is not list:
             raise TypeError(spec.path)
         for item in value:

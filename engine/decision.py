@@ -314,7 +314,7 @@ class Decider:
             "near_misses": (), _SOURCE: (self, env)})
         return decision
 
-    def not_held(self, env: dict, decision_id: str) -> Decision:
+    def not_held(self, env: dict[str, Any], decision_id: str) -> Decision:
         """Deny a requester whose role is not held at their agency: no rule is consulted, so no
         reasons and no near misses; the policy-wide `on deny` and `on any` obligations apply."""
         role, agency = env[WORDS][0], env[WORDS][1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from typing import Callable
+from collections.abc import Callable
 
 UNIT_DAYS = {"day": 1, "week": 7}
 UNIT_MONTHS = {"month": 1, "year": 12}

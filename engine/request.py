@@ -96,7 +96,7 @@ class _Spec:
     check: int
     attribute: Attribute
     table: Mapping[str, Any] | None = None
-    member: "_Spec | None" = None  # a set: how to check each member
+    member: _Spec | None = None  # a set: how to check each member
 
 
 class RequestSchema:
@@ -217,7 +217,7 @@ class RequestSchema:
                 return found
         raise RequestError(spec.path, f"expected {_EXPECTED[spec.attribute.kind]}, got {describe(value)}")
 
-    def _members(self, spec: _Spec, value: Any) -> frozenset:
+    def _members(self, spec: _Spec, value: Any) -> frozenset[Any]:
         """A set attribute: a list, each member checked and named by its place (`path[2]`)."""
         if not isinstance(value, (list, tuple)):
             raise RequestError(spec.path, f"expected a list, got {describe(value)}",
@@ -390,7 +390,7 @@ def _attribute_lines(namespace: dict[str, Any], v: str, i: int, path: str, spec:
     return lines
 
 
-def members_reader(spec: _Spec) -> Callable[[Any], frozenset]:
+def members_reader(spec: _Spec) -> Callable[[Any], frozenset[Any]]:
     """For generated code: a set attribute's list as a frozenset of canonical members, or
     ValueError (KeyError for an unknown name) so that the slow path words the mistake."""
     member = spec.member
@@ -398,14 +398,14 @@ def members_reader(spec: _Spec) -> Callable[[Any], frozenset]:
     if member.check == _VOCAB:
         table = member.table or {}
 
-        def names(value: Any) -> frozenset:
+        def names(value: Any) -> frozenset[Any]:
             if value.__class__ is not list:
                 raise ValueError(spec.path)
             return frozenset([table[item] for item in value])
 
         return names
     if member.check == _DATE:
-        def dates(value: Any) -> frozenset:
+        def dates(value: Any) -> frozenset[Any]:
             if value.__class__ is not list:
                 raise ValueError(spec.path)
             found = [parse_date(item) for item in value]
@@ -418,7 +418,7 @@ def members_reader(spec: _Spec) -> Callable[[Any], frozenset]:
            _NUMBER: lambda x: (x.__class__ is not int and (x.__class__ is not float or not math.isfinite(x)))}
     wrong = bad[member.check]
 
-    def values(value: Any) -> frozenset:
+    def values(value: Any) -> frozenset[Any]:
         if value.__class__ is not list or any(map(wrong, value)):
             raise ValueError(spec.path)
         return frozenset(value)

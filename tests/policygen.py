@@ -37,7 +37,7 @@ class Attr:
     default: Any = None  # a Python value: str for names, int/float, bool, dt.date; a list for a set
     element: str | None = None  # a set: the kind of its members
 
-    def member(self) -> "Attr":
+    def member(self) -> Attr:
         """A set's members as an attribute of their own kind."""
         return Attr(self.path, self.element or "string", self.choices)
 

@@ -2,9 +2,9 @@
 each broken policy gets one diagnostic, with its position, wording, help and underline."""
 
 import pytest
+from test_checker import VOCABULARY, Row, _underlined, _write, rule, warn
 
 from engine.commands.check import diagnose
-from test_checker import VOCABULARY, Row, _underlined, _write, rule, warn
 
 MORE = """attributes {
   resource.discharged_on date

@@ -238,9 +238,9 @@ def test_example_policies_document_when_present(capsys):
 
 
 def test_time_limits_sets_and_roles_at_agencies_read_aloud(tmp_path):
-    from engine.governance.document import render  # noqa: PLC0415
-    from engine.loader import load_set  # noqa: PLC0415
-    from engine.symbols import build_vocabulary  # noqa: PLC0415
+    from engine.governance.document import render
+    from engine.loader import load_set
+    from engine.symbols import build_vocabulary
 
     (tmp_path / "set.policy").write_text(
         'actions { view }\nroles {\n  gp "GP" at gp_practices\n  officer\n}\npurposes { care }\n'

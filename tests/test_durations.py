@@ -4,12 +4,12 @@ decided by the engine and by the reference interpreter."""
 import datetime as dt
 
 import pytest
+from reference import reference_decide
 
 import engine
 from engine.durations import shift
 from engine.loader import load_set
 from engine.symbols import build_vocabulary
-from reference import reference_decide
 
 D = dt.date
 
