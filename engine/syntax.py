@@ -230,7 +230,11 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
     message = f"unexpected {_found(token)}"
     help = f"expected {_describe_expected(expected, parser)}"
     close = _close_keyword(token.value, expected, parser) if token.type != "STRING" else None
-    if token.value in NEW_KEYWORDS and ("NAME" in expected or "DOTTED" in expected):
+    if token.type == "DURATION":
+        message = f"`{' '.join(token.value.split())}` is a length of time, which can only move a date"
+        help = f"write it after a date, like `resource.discharged_on + {' '.join(token.value.split())}`; " \
+               "lengths of time are not defaults, set members or obligation arguments"
+    elif token.value in NEW_KEYWORDS and ("NAME" in expected or "DOTTED" in expected):
         message = f"`{token.value}` became a keyword (for {NEW_KEYWORDS[token.value]}) and cannot be used as a name"
         help = f"rename it, such as `{token.value}_`, everywhere it is used"
     elif token.value in KEYWORDS and ("NAME" in expected or "DOTTED" in expected):

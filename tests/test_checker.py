@@ -475,6 +475,12 @@ NEW_FORM_ROWS = [
         "`set` became a keyword (for set-valued attributes) and cannot be used as a name",
         "rename it, such as `set_`, everywhere it is used", "set"),
 ]
+NEW_FORM_ROWS += [
+    Row("duration as a default", declare("attributes {\n  context.by date default 28 days\n}\n"), f"{F2}:2:27",
+        "`28 days` is a length of time, which can only move a date",
+        "write it after a date, like `resource.discharged_on + 28 days`; lengths of time are not defaults, set "
+        "members or obligation arguments", "28 days"),
+]
 ROWS += NEW_FORM_ROWS
 
 
