@@ -14,6 +14,7 @@ them in bulk. The rows are compressed and worded by engine/table.py.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -535,10 +536,13 @@ def _attribute_path(vocab: Vocabulary, key: str) -> str:
     raise ContextError(f"--context {key}: no such attribute" + (f" ({hint})" if hint else ""))
 
 
-def _typed(vocab: Vocabulary, path: str, text: str) -> Any:
-    attribute = vocab.attributes[path]
+def _typed(vocab: Vocabulary, path: str, text: str, attribute: Any = None) -> Any:
+    attribute = attribute or vocab.attributes[path]
     kind = attribute.kind
     problem = f"--context {path}={text}: "
+    if kind == "set":  # members separated by commas (`direct_care,research`); nothing for the empty set
+        member = dataclasses.replace(attribute, kind=attribute.element or "string")
+        return [_typed(vocab, path, part.strip(), member) for part in text.split(",") if part.strip()]
     if kind == "bool":
         lowered = text.lower()
         if lowered in ("true", "yes", "1"):
