@@ -14,12 +14,11 @@ them in bulk. The rows are compressed and worded by engine/table.py.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from engine.governance.terms import (
@@ -541,7 +540,7 @@ def _typed(vocab: Vocabulary, path: str, text: str, attribute: Any = None) -> An
     kind = attribute.kind
     problem = f"--context {path}={text}: "
     if kind == "set":  # members separated by commas (`direct_care,research`); nothing for the empty set
-        member = dataclasses.replace(attribute, kind=attribute.element or "string")
+        member = replace(attribute, kind=attribute.element or "string")
         return [_typed(vocab, path, part.strip(), member) for part in text.split(",") if part.strip()]
     if kind == "bool":
         lowered = text.lower()
