@@ -392,25 +392,19 @@ def build_request(fields: Sequence[Field], form: Mapping[str, str], today: dt.da
                 continue
         value: Any = raw
         if item.kind == "number":
-            try:
-                value = int(raw)
-            except ValueError:
-                try:
-                    value = float(raw)
-                except ValueError:
-                    value = raw  # the engine names the field and says a number is expected
+            value = _number(raw)  # not a number: the engine names the field and says a number is expected
         elif item.choices and [c.value for c in item.choices] == ["true", "false"]:
             value = raw == "true"
         elif item.kind == "set":  # `direct_care, research`: the members, as a list
-            value = [_member(part.strip()) for part in raw.split(",") if part.strip()]
+            value = [_number(part.strip()) for part in raw.split(",") if part.strip()]
         section, _, name = item.name.rpartition(".")
         target = request.setdefault(section, {}) if section else request
         target[name] = value
     return request
 
 
-def _member(text: str) -> Any:
-    """A set member typed in the form: a number when it reads as one, else the text."""
+def _number(text: str) -> Any:
+    """A number typed in the form (or a set member): a number when it reads as one, else the text."""
     try:
         return int(text)
     except ValueError:
