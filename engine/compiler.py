@@ -23,7 +23,7 @@ from engine.request import RAW, SUMMARY_PATHS, RequestSchema
 from engine.symbols import NameLookupError, Vocabulary
 from engine import _expressions as expressions
 from engine._expressions import Env, Test, span_text
-from engine.explain import or_list
+from engine.wording import or_list
 
 # The built-in attribute each indexed clause kind reads.
 _MATCH_PATHS = {

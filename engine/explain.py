@@ -6,26 +6,12 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from engine import ast
 from engine._expressions import show
+from engine.wording import and_list, plural
 
 if TYPE_CHECKING:
     from engine.compiler import CompiledClause
     from engine.decision import Decision, NearMiss, Reason
     from engine.symbols import Vocabulary
-
-
-def or_list(items: Iterable[str]) -> str:
-    """`a`, `a or b`, `a, b or c`."""
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " or " + items[-1]
-
-
-def and_list(items: Iterable[str]) -> str:
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 # --- the summary sentence -----------------------------------------------------------
@@ -55,7 +41,7 @@ def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["Nea
     missing = list(dict.fromkeys(path for r in reasons for path in r.missing))
     if missing:
         sentence += f", which counts as applying because {and_list(missing)} " \
-                    f"{'was' if len(missing) == 1 else 'were'} not given"
+                    f"{plural(len(missing), 'was', 'were')} not given"
     return sentence + "."
 
 
@@ -98,7 +84,7 @@ def _under_failure(node: ast.MatchClause, env: dict, vocab: "Vocabulary") -> str
         if agreement.parties is not None:
             outside = list(dict.fromkeys(a for a in (agency, owner) if a not in agreement.parties))
             if outside:
-                why.append(f"{and_list(outside)} {'is not a party' if len(outside) == 1 else 'are not parties'}")
+                why.append(f"{and_list(outside)} {plural(len(outside), 'is not a party', 'are not parties')}")
         else:
             if owner not in (agreement.sources or ()):
                 why.append(f"{owner} may not disclose under it")

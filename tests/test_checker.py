@@ -7,7 +7,7 @@ import pytest
 
 from engine import ast, checker
 from engine._graph import cycles
-from engine.commands.check import diagnose
+from engine import pipeline
 from engine.errors import Severity
 from engine.loader import parse_sources
 from engine.source import Source
@@ -392,7 +392,7 @@ def _underlined(span):
 def test_broken_policy(row, tmp_path, monkeypatch):
     _write(tmp_path, row.files)
     monkeypatch.chdir(tmp_path)
-    _policy_set, diagnostics = diagnose("policies")
+    diagnostics = pipeline.run("policies").diagnostics
     assert len(diagnostics) == 1, "\n\n".join(
         d.render() for d in diagnostics
     )
@@ -483,12 +483,12 @@ CLEAN = {
 def test_clean_policy(files, tmp_path, monkeypatch):
     _write(tmp_path, files)
     monkeypatch.chdir(tmp_path)
-    _policy_set, diagnostics = diagnose("policies")
+    diagnostics = pipeline.run("policies").diagnostics
     assert diagnostics == [], "\n\n".join(d.render() for d in diagnostics)
 
 
 def test_example_policies_are_clean():
-    _policy_set, diagnostics = diagnose(None)
+    diagnostics = pipeline.run(None).diagnostics
     assert [d.render() for d in diagnostics] == []
 
 
@@ -575,7 +575,7 @@ def test_diagnostics_have_stable_codes():
 def test_syntax_error_in_vocabulary_does_not_flood_unknown_names(tmp_path, monkeypatch):
     _write(tmp_path, {"00_vocabulary.policy": VOCABULARY + "roles { gp nurse }\n", "20_rules.policy": rule("role gp")})
     monkeypatch.chdir(tmp_path)
-    _policy_set, diagnostics = diagnose("policies")
+    diagnostics = pipeline.run("policies").diagnostics
     assert [d.code for d in diagnostics] == ["policy_parse_error"]
 
 

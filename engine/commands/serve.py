@@ -13,17 +13,12 @@ from engine.service.audit import AuditError, AuditLog
 from engine.service.auth import parse_api_keys
 from engine.service.logs import log_like_uvicorn
 from engine.errors import PolicyError, PolicyLoadError
+from engine.policy import load
 
 
 def _fail(message: str) -> int:
     print(f"engine serve: {message}", file=sys.stderr)
     return 2
-
-
-def _load(path: str | None) -> Any:
-    import engine
-
-    return engine.load(path)
 
 
 def _check_settings(args: argparse.Namespace) -> str | None:
@@ -55,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(problem)
     where = args.path or "the example policies"
     try:
-        policy = _load(args.path)
+        policy = load(args.path)
     except PolicyLoadError as err:
         print(err.render(), file=sys.stderr)
         return _fail(f"the policy set at {where} could not be loaded; nothing is served")

@@ -22,7 +22,11 @@ from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 from engine.governance.terms import DIMENSIONS
-from engine.governance.matrix import ContextError, Version, Walk, count_rows, has_permit, parse_context, parse_date
+from engine.errors import PolicyLoadError
+from engine.governance.matrix import (
+    ContextError, ProgressHook, Version, Walk, count_rows, has_permit, no_progress, parse_context, parse_date,
+)
+from engine.policy import load
 from engine.governance.table import (
     COLUMNS, UNDECLARED, Box, Legend, Outcome, cells_in, compress, row_cells, show_obligations, sort_rows,
     to_markdown,
@@ -63,7 +67,7 @@ def changed(old: Outcome, new: Outcome, old_given: frozenset | None = None,
     return set(old.obligations) != set(new.obligations)
 
 
-def build_diff(old: Version, new: Version) -> Diff:
+def build_diff(old: Version, new: Version, progress: ProgressHook = no_progress) -> Diff:
     """Every combination of either vocabulary whose outcome differs between the versions."""
     same_combining = old.combine == new.combine
 
@@ -81,7 +85,7 @@ def build_diff(old: Version, new: Version) -> Diff:
         return Change(before, after) if changed(before, after, old_given, new_given) else None
 
     started = time.perf_counter()
-    walk = Walk([old, new], False, prune, leaf, "diff")
+    walk = Walk([old, new], False, prune, leaf, "diff", progress)
     rows = compress(walk.run())
     return Diff(old, new, sort_rows(rows, new.vocab, old.vocab), walk.cells, sum(cells_in(b) for b, _c in rows),
                 walk.representatives, time.perf_counter() - started)
@@ -201,14 +205,12 @@ def load_pair(old_path: str, new_path: str | None, date_text: str | None,
               context: Sequence[str]) -> tuple[Version, Version]:
     """Both versions, with the context typed by each one's schema (a key only one knows
     applies to that one). Raises PolicyLoadError or ContextError."""
-    import engine
-
     date = parse_date(date_text)
     policies = []
     for side, path in (("old", old_path), ("new", new_path)):
         try:
-            policies.append(engine.load(path))
-        except engine.PolicyLoadError as exc:
+            policies.append(load(path))
+        except PolicyLoadError as exc:
             exc.side = side
             raise
     versions = []

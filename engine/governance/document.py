@@ -17,6 +17,7 @@ from typing import Iterable, Union
 from engine import ast
 from engine.governance.formatter import value_text
 from engine.symbols import Hierarchy, NameLookupError, Vocabulary
+from engine.wording import count
 
 # --- the document model -----------------------------------------------------------
 
@@ -449,7 +450,7 @@ class _Writer:
             facts.items.append(_fact("Version", t(header.version)))
         facts.items.append(_fact("Policy version (content hash)", code(self.set.version)))
         rules = self.set.rules()
-        facts.items.append(_fact("Rules", t(f"{len(rules)} in {_count(len(self.set.files), 'file')}")))
+        facts.items.append(_fact("Rules", t(f"{len(rules)} in {count(len(self.set.files), 'file')}")))
         self.blocks.append(facts)
         self.decisions()
         self.vocabulary()
@@ -612,10 +613,6 @@ def _by_file(rules: list[ast.Rule]) -> list[tuple[str, list[ast.Rule]]]:
     for rule in rules:
         grouped.setdefault(rule.span.path, []).append(rule)
     return list(grouped.items())
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _anchor(text: str) -> str:

@@ -14,18 +14,21 @@ them in bulk. The rows are compressed and worded by engine/table.py.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Protocol, Sequence
 
 from engine.governance.terms import (
     DIMENSION_KINDS, DIMENSIONS, FALSE, UNK, Compiler, Term, attribute_value, attributes_of, context_env, reduce,
 )
-from engine.commands.progress import Progress
+from engine.errors import did_you_mean
+from engine.policy import load
 from engine.symbols import NameLookupError, Vocabulary
+from engine.wording import count
 from engine.governance.table import (
     COLUMNS, Box, Legend, Outcome, compress, cells_in, row_cells, show_obligations, sort_rows, to_csv, to_html,
     to_markdown, union_in_order,
@@ -259,6 +262,28 @@ def has_permit(state: tuple | None) -> bool:
 # --- the walk -------------------------------------------------------------------------
 
 
+class Meter(Protocol):
+    """Counts the combinations walked so far (a command draws it as a progress bar)."""
+
+    def advance(self, amount: int) -> None: ...
+
+
+# Given the walk's total and a label, a context manager that meters the walk.
+# Commands pass engine.commands.progress.Progress; the library stays silent.
+ProgressHook = Callable[[int, str], ContextManager[Meter]]
+
+
+class _Silent:
+    def advance(self, amount: int) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def no_progress(total: int, label: str) -> Iterator[Meter]:
+    """The default progress hook: counts nothing, shows nothing."""
+    yield _Silent()
+
+
 @dataclass
 class Walk:
     """Walks the combinations of one or more versions' vocabularies.
@@ -274,6 +299,7 @@ class Walk:
     prune: Callable[[tuple, bool], bool]
     leaf: Callable[[dict[str, str], tuple], Any]
     label: str = "deciding"
+    progress: ProgressHook = no_progress
     cells: int = 0
     representatives: int = 0
     found: list[tuple[Box, Any]] = field(default_factory=list)
@@ -291,7 +317,7 @@ class Walk:
         self.total = self.below[0]
         self.subtrees: dict[tuple, list] = {}
         states = tuple(v.start(self.step, self.permits_only) for v in self.versions)
-        with Progress(self.total, self.label) as self.progress:
+        with self.progress(self.total, self.label) as self.meter:
             found = self._walk(0, states, {}, 1)
         self.found = [(_box(sets), kept) for sets, kept in found]
         return self.found
@@ -357,7 +383,7 @@ class Walk:
 
     def _count(self, amount: int) -> None:
         self.cells += amount
-        self.progress.advance(amount)
+        self.meter.advance(amount)
 
 
 def _merge_heads(found: list[tuple[tuple, Any]]) -> list[tuple[tuple, Any]]:
@@ -423,7 +449,7 @@ class Matrix:
     seconds: float
 
 
-def build_matrix(version: Version) -> Matrix:
+def build_matrix(version: Version, progress: ProgressHook = no_progress) -> Matrix:
     """Decide every combination of the version's vocabulary; keep the permitted ones."""
 
     def leaf(cell: dict[str, str], states: tuple) -> Outcome | None:
@@ -431,7 +457,7 @@ def build_matrix(version: Version) -> Matrix:
         return outcome if outcome.decision == "permit" else None
 
     started = time.perf_counter()
-    walk = Walk([version], True, lambda states, _alike: not has_permit(states[0]), leaf, "matrix")
+    walk = Walk([version], True, lambda states, _alike: not has_permit(states[0]), leaf, "matrix", progress)
     found = walk.run()
     rows = compress(found)
     permitted = sum(cells_in(box) for box, _o in rows)
@@ -529,8 +555,6 @@ def _attribute_path(vocab: Vocabulary, key: str) -> str:
         return found[0]
     if found:
         raise ContextError(f"--context {key}: ambiguous, could be {', '.join(found)}")
-    from engine.errors import did_you_mean
-
     hint = did_you_mean(key, list(vocab.attributes))
     raise ContextError(f"--context {key}: no such attribute" + (f" ({hint})" if hint else ""))
 
@@ -576,9 +600,7 @@ def load_version(path: str | None, date: dt.date, context: Sequence[str]) -> Ver
 
     Raises engine.PolicyLoadError or ContextError.
     """
-    import engine
-
-    policy = engine.load(path)
+    policy = load(path)
     given, restrict = parse_context(policy.vocabulary, context)
 
     def decide(request: dict) -> Any:
@@ -592,6 +614,6 @@ def _word(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def count_rows(count: int) -> str:
+def count_rows(rows: int) -> str:
     """`1 row`, `17 rows`."""
-    return f"{count:,} row" if count == 1 else f"{count:,} rows"
+    return count(rows, "row", grouped=True)

@@ -32,6 +32,7 @@ from engine.service.metrics import Metrics
 from engine.service.reloading import PolicyHolder, ReloadSignal
 from engine.service.telemetry import Telemetry
 from engine.errors import RequestError
+from engine.policy import load
 
 log = logging.getLogger("engine.api")
 
@@ -39,12 +40,6 @@ log = logging.getLogger("engine.api")
 # other requests in between. (A worker thread would do the same under the GIL,
 # but the handing back and forth of the GIL costs more than the deciding.)
 _SLICE = 100
-
-
-def _default_loader(path: str | None) -> Any:
-    import engine
-
-    return engine.load(path)
 
 
 class Service:
@@ -333,7 +328,7 @@ def create_app(
     if reload_signal is None:
         reload_signal = env.get("ENGINE_RELOAD_SIGNAL") or None
     path = str(policy_path) if policy_path is not None else None
-    holder = PolicyHolder(path, loader or _default_loader, policy)
+    holder = PolicyHolder(path, loader or load, policy)
     service = Service(holder, keys=ApiKeys(api_keys), admin_token=admin_token,
                       audit=AuditLog(audit_log) if audit_log else None,
                       telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from watchfiles import Change, awatch
 
 from engine.errors import PolicyError, PolicyLoadError
+from engine.loader import default_policy_dir
 
 log = logging.getLogger("engine.api")
 
@@ -40,16 +41,6 @@ class ReloadResult:
 
 def _policy_files(change: Change, path: str) -> bool:
     return path.endswith(".policy")
-
-
-def default_policy_dir() -> Path | None:
-    """Where the example policies live, to watch them when serving the default set."""
-    try:
-        from engine.loader import default_policy_dir as examples
-
-        return examples()
-    except (ImportError, ModuleNotFoundError, OSError):
-        return None
 
 
 class PolicyHolder:
