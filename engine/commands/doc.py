@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from engine import pipeline
-from engine.errors import PolicyLoadError, render_all
+from engine.errors import PolicyLoadError
 from engine.governance.document import render
 
 
@@ -20,7 +20,7 @@ def run_doc(args: argparse.Namespace) -> int:
         print(f"error: {exc.render()}", file=sys.stderr)
         return 2
     if not result.ok:
-        print(render_all(result.diagnostics), file=sys.stderr)
+        print(result.load_error().render(), file=sys.stderr)
         print("the policy set has errors: no document written", file=sys.stderr)
         return 2
     sys.stdout.write(render(result.policy_set, result.vocabulary, getattr(args, "format", "md") or "md"))
