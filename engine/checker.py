@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 from engine import ast
 from engine._graph import cycles
+from engine.analysis import analyse
 from engine._types import ExprChecker, declared_as, declared_kinds, kind_word
 from engine.errors import Diagnostic, did_you_mean, error, sorted_diagnostics, warning
 from engine.source import Span, point
@@ -397,13 +398,7 @@ def _keyword(span: Span, word: str) -> Span:
 
 
 def _analysis(ctx: Context) -> list[Diagnostic]:
-    """Hook for engine/analysis.py; check() skips it when earlier passes found errors."""
-    try:
-        from engine.analysis import analyse
-    except ImportError as exc:
-        if exc.name != "engine.analysis":
-            raise  # analysis.py exists but is broken: say so
-        return []
+    """Rule analysis (engine/analysis.py); check() skips it when earlier passes found errors."""
     return list(analyse(ctx.policy_set, ctx.vocab, today=ctx.today))
 
 

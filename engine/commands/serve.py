@@ -9,6 +9,7 @@ import sys
 import tempfile
 from typing import Any
 
+from engine.service.app import create_app
 from engine.service.audit import AuditError, AuditLog
 from engine.service.auth import parse_api_keys
 from engine.service.logs import log_like_uvicorn
@@ -66,8 +67,6 @@ def serve(args: argparse.Namespace) -> int:
                                    access_log=getattr(args, "access_log", False),
                                    log_level=getattr(args, "log_level", "info"))
     if args.workers == 1:
-        from engine.service.app import create_app
-
         app = create_app(args.path, audit_log=args.audit_log, watch=not args.no_watch, policy=policy)
         uvicorn.run(app, **options)
         return 0
