@@ -195,7 +195,7 @@ class ExprCompiler:
             return self._member(operand, self.vocab.groups[text])
         return self._member(operand, frozenset((self._constant(text, kind),)))
 
-    def _member(self, operand: "_Const | _Attr", values: frozenset) -> Test:
+    def _member(self, operand: "_Const | _Attr", values: frozenset[Any]) -> Test:
         if isinstance(operand, _Const):
             found = operand.value in values
             return lambda env: found

@@ -24,31 +24,31 @@ class Name:
     """An identifier or dotted path: a vocabulary value or an attribute."""
 
     text: str
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class StringLit:
     value: str
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class NumberLit:
     value: int | float
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class BoolLit:
     value: bool
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class DateLit:
     value: dt.date
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 Literal = Union[StringLit, NumberLit, BoolLit, DateLit]
@@ -64,13 +64,13 @@ class BoolOp:
 
     op: str
     operands: tuple["Expr", ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
     operand: "Expr"
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ class Compare:
     op: str
     left: Value
     right: Value
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class InSet:
 
     operand: Value
     values: tuple[Value, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ class InGroup:
 
     operand: Value
     group: Name
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ class Is:
 
     operand: Value
     node: Name
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ class Has:
     """`has path`: the request gave that attribute."""
 
     path: Name
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 Expr = Union[BoolOp, Not, Compare, InSet, InGroup, Is, Has, Name, StringLit, NumberLit, BoolLit, DateLit]
@@ -146,7 +146,7 @@ class MatchClause:
 
     kind: ClauseKind
     values: tuple[Name, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,7 @@ class DataClause:
 
     categories: tuple[Name, ...]
     up_to: Name | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +164,7 @@ class ConditionClause:
 
     negated: bool
     expr: Expr
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +174,13 @@ class ObligationClause:
     name: str
     args: tuple[Value, ...]
     condition: ConditionClause | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class BecauseClause:
     text: str
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 Clause = Union[MatchClause, DataClause, ConditionClause, ObligationClause, BecauseClause]
@@ -194,7 +194,7 @@ class Rule:
     id: Name
     description: str | None
     clauses: tuple[Clause, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 class Outcome(str, Enum):
@@ -209,7 +209,7 @@ class PolicyObligation:
 
     outcome: Outcome
     obligation: ObligationClause
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 # --- vocabulary -------------------------------------------------------------
@@ -227,7 +227,7 @@ class PolicyHeader:
     version: str | None
     owner: str | None
     combine: Combine | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,13 +236,13 @@ class VocabItem:
 
     name: Name
     label: str | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ActionsDecl:
     items: tuple[VocabItem, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,13 +250,13 @@ class RoleItem:
     name: Name
     label: str | None
     parents: tuple[Name, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class RolesDecl:
     items: tuple[RoleItem, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,19 +266,19 @@ class TreeNode:
     name: Name
     label: str | None
     children: tuple["TreeNode", ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class PurposesDecl:
     nodes: tuple[TreeNode, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class CategoriesDecl:
     nodes: tuple[TreeNode, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,20 +286,20 @@ class ClassificationsDecl:
     """`classifications a < b < c`, lowest first."""
 
     levels: tuple[VocabItem, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class AgenciesDecl:
     items: tuple[VocabItem, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class GroupDecl:
     name: Name
     members: tuple[Name, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,21 +317,21 @@ class AttributeDecl:
     path: Name
     type: AttrType
     default: Value | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
     label: str | None = None  # after the span: older code builds declarations without one
 
 
 @dataclass(frozen=True, slots=True)
 class AttributesDecl:
     items: tuple[AttributeDecl, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Validity:
     start: DateLit
     end: DateLit
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +345,7 @@ class AgreementDecl:
     recipients: tuple[Name, ...] | None
     valid: Validity | None
     reference: str | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 Declaration = Union[
@@ -362,7 +362,7 @@ class Comment:
     """`# text` (text without the `#`), kept for the formatter."""
 
     text: str
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

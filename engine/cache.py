@@ -57,7 +57,7 @@ class DecisionCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple) -> Any:
+    def get(self, key: tuple[Any, ...]) -> Any:
         """The cached value, or None when absent or expired; raises TypeError for an unhashable key."""
         entry = self._cache[key]
         if entry is not None and entry[0] > self._timer():
@@ -66,7 +66,7 @@ class DecisionCache:
         self.misses += 1
         return None
 
-    def put(self, key: tuple, value: Any) -> None:
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
         entry = (self._timer() + self.ttl, value)
         with self._lock:
             self._cache[key] = entry
@@ -75,7 +75,7 @@ class DecisionCache:
         with self._lock:
             self._cache.clear()
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         size = len(self._cache) if self.enabled else 0
         return {"hits": self.hits, "misses": self.misses, "size": size, "maxsize": self.maxsize, "ttl": self.ttl}
 
@@ -90,7 +90,7 @@ class KeyFunctions:
         self._date = self.paths.index("context.date") if "context.date" in self.paths else -1
         self.fast = _generate(schema, self.paths, tag)
 
-    def project(self, request: dict) -> tuple:
+    def project(self, request: dict[str, Any]) -> tuple[Any, ...]:
         """The key of a request already validated."""
         values = [self.tag]
         for parts in self._parts:
@@ -112,7 +112,7 @@ def key_paths(schema: RequestSchema, reads: frozenset[str], always: tuple[str, .
 # --- the generated key function -------------------------------------------------------
 
 
-def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callable[[Any], tuple | None]:
+def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callable[[Any], tuple[Any, ...] | None]:
     """A straight-line `fast_key(request)` for this schema and these key paths.
 
     Values in the key need no checking: a wrong one makes a key no valid
@@ -168,7 +168,7 @@ def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callab
     return namespace["fast_key"]
 
 
-def _section_check(namespace: dict, schema: RequestSchema, n: int, section: str, names: dict[str, str]) -> list[str]:
+def _section_check(namespace: dict[str, Any], schema: RequestSchema, n: int, section: str, names: dict[str, str]) -> list[str]:
     """Lines counting the optional values read from section `n` (guarding those whose type
     Python would confuse), then making sure the section holds nothing undeclared and
     valid values outside the key."""
@@ -205,7 +205,7 @@ _GUARDS = {
 }
 
 
-def _check_lines(namespace: dict, table: str, v: str, spec, indent: str) -> list[str]:
+def _check_lines(namespace: dict[str, Any], table: str, v: str, spec, indent: str) -> list[str]:
     """Lines returning None unless the value `v` is absent or valid (required ones must be there)."""
     if spec.check == _VOCAB:
         namespace[table] = spec.table

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from engine import ast
 from engine._graph import cycles
@@ -389,7 +389,7 @@ def _repeats(names: Iterable[ast.Name]) -> Iterator[Diagnostic]:
         seen.add(name.text)
 
 
-def _of_type(ctx: Context, kind: type) -> Iterator:
+def _of_type(ctx: Context, kind: type) -> Iterator[Any]:
     return (d for d in ctx.policy_set.declarations() if isinstance(d, kind))
 
 

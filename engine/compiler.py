@@ -69,7 +69,7 @@ class CompiledObligation:
     name: str
     args: tuple[Callable[[Env], Any], ...]
     condition: Test | None
-    static: tuple | None  # (name, args) when the arguments do not depend on the request
+    static: tuple[Any, ...] | None  # (name, args) when the arguments do not depend on the request
 
 
 @dataclass(slots=True)
@@ -218,7 +218,7 @@ class _Compiler:
         self.positions: dict[tuple[str, int], _Position] = {}
         self.reads: set[str] = set()
         self._lines: dict[int, list[str]] = {}  # each source's lines, split once
-        self._conditions: dict[tuple, tuple] = {}  # (negated, expression) -> (test, reads, asks)
+        self._conditions: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # (negated, expression) -> (test, reads, asks)
 
     def run(self, policy_set: ast.PolicySet) -> CompiledPolicy:
         rules: list[CompiledRule] = []
@@ -458,7 +458,7 @@ class _Constant:
 
 
 def _condition_sets(rules: list[CompiledRule]) -> tuple[tuple[Test, int], ...]:
-    sets: dict[tuple[int, int], list] = {}
+    sets: dict[tuple[int, int], list[Any]] = {}
     for rule in rules:
         seen: dict[int, int] = {}
         for test in rule.conditions:
@@ -517,7 +517,7 @@ def _nested(bits: int, group: list[tuple[str, dict[Any, int]]]) -> Any:
     return {value: _nested(bits & found, rest) for value, found in table.items()}
 
 
-def _table(domain, accepts: dict[int, frozenset], everyone: int) -> dict[Any, int]:
+def _table(domain, accepts: dict[int, frozenset[Any]], everyone: int) -> dict[Any, int]:
     """value -> bitset of rules whose clause accepts it, plus every rule without the clause."""
     base = everyone ^ _bits(list(accepts))
     by_value: dict[Any, list[int]] = {value: [] for value in domain}

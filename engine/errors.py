@@ -6,7 +6,7 @@ import difflib
 import json
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable
+from typing import Any, Iterable
 
 from engine.source import Span
 
@@ -30,7 +30,7 @@ class Diagnostic:
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[Any, ...]:
         if self.span is None:
             return ("", 0, 0, self.message)
         return (self.span.path, self.span.line, self.span.column, self.message)
@@ -45,8 +45,8 @@ class Diagnostic:
             lines.append(f"help: {self.help}")
         return "\n".join(lines)
 
-    def to_json(self) -> dict:
-        data: dict = {"severity": self.severity.value, "code": self.code, "message": self.message}
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"severity": self.severity.value, "code": self.code, "message": self.message}
         if self.span is not None:
             data["location"] = {
                 "file": self.span.path,
@@ -100,7 +100,7 @@ class PolicyError(Exception):
     def to_diagnostic(self) -> Diagnostic:
         return error(self.code, self.message, self.span, self.help)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return self.to_diagnostic().to_json()
 
 
@@ -130,7 +130,7 @@ class RequestError(PolicyError):
         super().__init__(message, None, help)
         self.field = field
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = {"code": self.code, "message": self.message, "field": self.field}
         if self.help:
             data["help"] = self.help

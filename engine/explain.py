@@ -57,7 +57,7 @@ def _kinds(near: "NearMiss") -> list[str]:
 # --- failed clauses -------------------------------------------------------------------
 
 
-def failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
+def failure(clause: "CompiledClause", env: dict[str, Any], vocab: "Vocabulary") -> tuple[str, str, str]:
     """(needed, had, text) for a clause that did not hold."""
     kind, needed = clause.kind, clause.needed
     if kind in ("when", "unless"):
@@ -74,7 +74,7 @@ def failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[s
     return needed, had, f"{kind}: needs {needed}, request has {had}"
 
 
-def _under_failure(node: ast.MatchClause, env: dict, vocab: "Vocabulary") -> str:
+def _under_failure(node: ast.MatchClause, env: dict[str, Any], vocab: "Vocabulary") -> str:
     """Why none of the agreements covers the request: not parties, or outside their dates."""
     agency, owner, date = env["requester.agency"], env["resource.owner"], env["context.date"]
     problems = []
@@ -97,7 +97,7 @@ def _under_failure(node: ast.MatchClause, env: dict, vocab: "Vocabulary") -> str
     return "; ".join(problems)
 
 
-def _condition_failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
+def _condition_failure(clause: "CompiledClause", env: dict[str, Any], vocab: "Vocabulary") -> tuple[str, str, str]:
     needed = clause.needed
     shown = []
     for path in clause.reads:

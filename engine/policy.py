@@ -159,7 +159,7 @@ class Policy:
                 raise RequestError(field, exc.message, exc.help) from None
         return decisions
 
-    def cache_stats(self) -> dict:
+    def cache_stats(self) -> dict[str, Any]:
         """`hits`, `misses`, `size`, `maxsize`, `ttl`."""
         return self._cache.stats()
 

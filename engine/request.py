@@ -168,7 +168,7 @@ class RequestSchema:
         env[WORDS] = tuple(words(env, path, self) for path in SUMMARY_PATHS)
         return env
 
-    def _walk(self, given: dict, node: dict, prefix: str, env: dict) -> None:
+    def _walk(self, given: dict[str, Any], node: dict[str, Any], prefix: str, env: dict[str, Any]) -> None:
         for key, value in given.items():
             spec = node.get(key) if isinstance(key, str) else None
             if spec.__class__ is _Spec:
@@ -277,7 +277,7 @@ def required_sections(schema: RequestSchema) -> list[str]:
             if any(p.startswith(section + ".") and spec.attribute.required for p, spec in schema.specs.items())]
 
 
-def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict | None]:
+def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict[str, Any] | None]:
     """A straight-line validator for well-formed requests; None sends a request to validate_slowly.
 
     Requests are validated on every uncached decision, so the common case is
@@ -407,7 +407,7 @@ def _spellings(vocab: Vocabulary, kind: str) -> dict[str, Any]:
     return {name: name for name in vocab.values_of(kind)}
 
 
-def words(env: dict, path: str, schema: RequestSchema) -> Any:
+def words(env: dict[str, Any], path: str, schema: RequestSchema) -> Any:
     """The value of `path` in the request's own words: as given, else the default, else None."""
     node: Any = env[RAW]
     for part in path.split("."):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from engine import ast
 from engine.errors import did_you_mean
@@ -261,7 +261,7 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
     return vocab
 
 
-def _add_flat(vocab: Vocabulary, kind: str, table: dict, items: Iterable[ast.VocabItem]) -> None:
+def _add_flat(vocab: Vocabulary, kind: str, table: dict[str, Any], items: Iterable[ast.VocabItem]) -> None:
     for item in items:
         if item.name.text not in table:
             table[item.name.text] = item.label

@@ -326,7 +326,7 @@ class _ToAst:
     def __init__(self, source: Source):
         self.source = source
 
-    def transform(self, tree: Tree):
+    def transform(self, tree: Tree[Token]):
         children = [self.transform(c) if isinstance(c, Tree) else c for c in tree.children]
         return getattr(self, tree.data)(tree.meta, children)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import json
 import sys
 from pathlib import Path
@@ -42,7 +44,7 @@ def _summary(shown: str, policy_set, diagnostics: list[Diagnostic]) -> str:
     return f"{shown.rstrip('/')}: ok ({facts})"
 
 
-def _json(diagnostics: list[Diagnostic]) -> dict:
+def _json(diagnostics: list[Diagnostic]) -> dict[str, Any]:
     errors = sum(d.is_error for d in diagnostics)
     return {
         "diagnostics": [d.to_json() for d in diagnostics],

@@ -51,8 +51,8 @@ class Diff:
     new_name: str = "new"
 
 
-def changed(old: Outcome, new: Outcome, old_given: frozenset | None = None,
-            new_given: frozenset | None = None) -> bool:
+def changed(old: Outcome, new: Outcome, old_given: frozenset[Any] | None = None,
+            new_given: frozenset[Any] | None = None) -> bool:
     """A change of decision or of obligations; an undeclared side only against a permit.
 
     `old_given`/`new_given` are the obligations as the engine gave them, compared
@@ -71,7 +71,7 @@ def build_diff(old: Version, new: Version, progress: ProgressHook = no_progress)
     """Every combination of either vocabulary whose outcome differs between the versions."""
     same_combining = old.combine == new.combine
 
-    def prune(states: tuple, alike: bool) -> bool:
+    def prune(states: tuple[Any, ...], alike: bool) -> bool:
         before, after = states
         if before is None or after is None:
             return not has_permit(before) and not has_permit(after)
@@ -79,7 +79,7 @@ def build_diff(old: Version, new: Version, progress: ProgressHook = no_progress)
         # declared in one version only.
         return same_combining and alike and before == after
 
-    def leaf(cell: dict[str, str], states: tuple) -> Change | None:
+    def leaf(cell: dict[str, str], states: tuple[Any, ...]) -> Change | None:
         before, old_given = old.judge(cell) if states[0] is not None else (UNDECLARED, frozenset())
         after, new_given = new.judge(cell) if states[1] is not None else (UNDECLARED, frozenset())
         return Change(before, after) if changed(before, after, old_given, new_given) else None
@@ -148,7 +148,7 @@ def render_diff(diff: Diff, fmt: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _json_row(legend: Legend, box: Box, change: Change) -> dict:
+def _json_row(legend: Legend, box: Box, change: Change) -> dict[str, Any]:
     row: dict[str, Any] = {p: legend.show(p, s) for p, s in zip(DIMENSIONS, box)}
     row["change"] = headline(change, box)
     for side, outcome in (("was", change.old), ("now", change.new)):
@@ -226,7 +226,7 @@ def load_pair(old_path: str, new_path: str | None, date_text: str | None,
             given.update(more_given)
             restrict.update(more_restrict)
 
-        def decide(request: dict, policy: Any = policy) -> Any:
+        def decide(request: dict[str, Any], policy: Any = policy) -> Any:
             return policy.decide(request, use_cache=False)
 
         versions.append(Version(policy.vocabulary, decide, date, given, restrict, policy.title, policy.label,

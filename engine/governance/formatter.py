@@ -13,7 +13,7 @@ import functools
 import itertools
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from engine import ast
 from engine.source import Source, Span
@@ -197,7 +197,7 @@ class _Layout:
         previous_run, key = None, None
         for decl in declarations:
             start = len(self.units)
-            handler: Callable | None = getattr(self, f"_{type(decl).__name__}", None)
+            handler: Callable[..., Any] | None = getattr(self, f"_{type(decl).__name__}", None)
             if handler is None:
                 raise TypeError(f"no layout for {type(decl).__name__}")
             handler(decl)
@@ -366,7 +366,7 @@ class _Layout:
         self.add(_obligation_lines(prefix, decl.obligation), decl.span.line, decl.span.end_line, 0)
 
 
-def _maybe(convert: Callable, value):
+def _maybe(convert: Callable[..., Any], value):
     return None if value is None else convert(value)
 
 

@@ -53,7 +53,7 @@ class Version:
     """A loaded policy set with its rules as terms, bound to a date and context."""
 
     vocab: Vocabulary
-    decide: Callable[[dict], Any]  # request -> Decision-like (decision, reasons, obligations)
+    decide: Callable[[dict[str, Any]], Any]  # request -> Decision-like (decision, reasons, obligations)
     date: dt.date
     given: dict[str, Any] = field(default_factory=dict)  # attribute path -> JSON value
     restrict: dict[str, frozenset[str]] = field(default_factory=dict)  # dimension -> allowed values
@@ -75,13 +75,13 @@ class Version:
         allowed = self.restrict.get(path)
         return values if allowed is None else [v for v in values if v in allowed]
 
-    def start(self, step: "_Step", permits_only: bool) -> tuple:
+    def start(self, step: "_Step", permits_only: bool) -> tuple[Any, ...]:
         """The walk's first state: every rule reduced by the context, dead ones dropped.
 
         With `permits_only` (the matrix), what only matters for refusals is
         left out: deny rules' obligations and `on deny` obligations.
         """
-        def obligation(o) -> tuple:
+        def obligation(o) -> tuple[Any, ...]:
             return o.name, step.id(o.condition), tuple(step.id(a) for a in o.args)
 
         rules = []
@@ -93,9 +93,9 @@ class Version:
                        for p in self.policy_obligations if not (permits_only and p.outcome == "deny"))
         return step.state((tuple(rules), policy), self.env, ("context", id(self)))
 
-    def request(self, cell: dict[str, str]) -> dict:
+    def request(self, cell: dict[str, str]) -> dict[str, Any]:
         """The request for one combination, with the context's values."""
-        built: dict = {
+        built: dict[str, Any] = {
             "requester": {"role": cell["requester.role"], "agency": cell["requester.agency"]},
             "action": cell["action"],
             "purpose": cell["purpose"],
@@ -116,7 +116,7 @@ class Version:
         """Decide one combination with the engine and word the result for a table."""
         return self.judge(cell)[0]
 
-    def judge(self, cell: dict[str, str]) -> tuple[Outcome, frozenset]:
+    def judge(self, cell: dict[str, str]) -> tuple[Outcome, frozenset[Any]]:
         """The outcome as worded, and the obligations exactly as the engine gave them
         (wording may differ between versions where the obligations do not)."""
         decision = self.decide(self.request(cell))
@@ -191,8 +191,8 @@ class _Step:
         self.ids: dict[Term, int] = {}
         self.terms: list[Term] = []
         self.reads: list[frozenset[str]] = []
-        self.memo: dict[tuple, int] = {}
-        self.items: dict[tuple, tuple | None] = {}
+        self.memo: dict[tuple[Any, ...], int] = {}
+        self.items: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
         self.false, self.unknown = self.id(FALSE), self.id(UNK)
 
     def id(self, term: Term) -> int:
@@ -203,14 +203,14 @@ class _Step:
             self.reads.append(attributes_of(term) & _DIMENSION_SET if term[0] != "k" else frozenset())
         return found
 
-    def term(self, term: int, env: dict, token: Any) -> int:
+    def term(self, term: int, env: dict[str, Any], token: Any) -> int:
         key = (term, token)
         found = self.memo.get(key)
         if found is None:
             found = self.memo[key] = self.id(reduce(self.terms[term], env))
         return found
 
-    def rule(self, item: tuple, env: dict, token: Any) -> tuple | None:
+    def rule(self, item: tuple[Any, ...], env: dict[str, Any], token: Any) -> tuple[Any, ...] | None:
         """The rule reduced, or None once it is dead: a permit rule when false or unknown
         (it cannot apply), a deny rule only when false (one that might apply applies)."""
         key = (item, token)
@@ -227,7 +227,7 @@ class _Step:
         self.items[key] = found
         return found
 
-    def _obligations(self, obligations: tuple, env: dict, token: Any) -> tuple:
+    def _obligations(self, obligations: tuple[Any, ...], env: dict[str, Any], token: Any) -> tuple[Any, ...]:
         kept = []
         for name, condition, args in obligations:
             condition = self.term(condition, env, token)
@@ -236,7 +236,7 @@ class _Step:
             kept.append((name, condition, tuple(self.term(a, env, token) for a in args)))
         return tuple(kept)
 
-    def policy(self, item: tuple, env: dict, token: Any) -> tuple | None:
+    def policy(self, item: tuple[Any, ...], env: dict[str, Any], token: Any) -> tuple[Any, ...] | None:
         outcome, name, condition, args, _old = item
         kept = self._obligations(((name, condition, args),), env, token)
         if not kept:
@@ -244,7 +244,7 @@ class _Step:
         _name, condition, args = kept[0]
         return outcome, name, condition, args, self.reads[condition].union(*(self.reads[a] for a in args))
 
-    def state(self, state: tuple, env: dict, token: Any) -> tuple:
+    def state(self, state: tuple[Any, ...], env: dict[str, Any], token: Any) -> tuple[Any, ...]:
         """Every item of a state reduced by `env`, dead ones dropped."""
         rules, policy = state
         kept = (self.rule(r, env, token) for r in rules)
@@ -255,7 +255,7 @@ class _Step:
 _DIMENSION_SET = frozenset(DIMENSIONS)
 
 
-def has_permit(state: tuple | None) -> bool:
+def has_permit(state: tuple[Any, ...] | None) -> bool:
     return state is not None and any(rule[1] for rule in state[0])
 
 
@@ -296,8 +296,8 @@ class Walk:
 
     versions: Sequence[Version]
     permits_only: bool
-    prune: Callable[[tuple, bool], bool]
-    leaf: Callable[[dict[str, str], tuple], Any]
+    prune: Callable[[tuple[Any, ...], bool], bool]
+    leaf: Callable[[dict[str, str], tuple[Any, ...]], Any]
     label: str = "deciding"
     progress: ProgressHook = no_progress
     cells: int = 0
@@ -308,21 +308,21 @@ class Walk:
         self.values = {path: union_in_order(v.values(path) for v in self.versions) for path in WALK}
         self.declared = [{p: frozenset(v.values(p)) for p in WALK} for v in self.versions]
         self.step = _Step()
-        self.columns: dict[tuple, tuple[list, list[int]]] = {}
+        self.columns: dict[tuple[Any, ...], tuple[list[Any], list[int]]] = {}
         self.undeclared = [{p: frozenset(i for i, v in enumerate(self.values[p]) if v not in d[p]) for p in WALK}
                            for d in self.declared]
         self.below = [math.prod(len(self.values[p]) for p in WALK[level:]) for level in range(len(WALK) + 1)]
         self.alike = [all(len({d[p] for d in self.declared}) == 1 for p in WALK[level:])
                       for level in range(len(WALK) + 1)]
         self.total = self.below[0]
-        self.subtrees: dict[tuple, list] = {}
+        self.subtrees: dict[tuple[Any, ...], list[Any]] = {}
         states = tuple(v.start(self.step, self.permits_only) for v in self.versions)
         with self.progress(self.total, self.label) as self.meter:
             found = self._walk(0, states, {}, 1)
         self.found = [(_box(sets), kept) for sets, kept in found]
         return self.found
 
-    def _walk(self, level: int, states: tuple, cell: dict, above: int) -> list[tuple[tuple, Any]]:
+    def _walk(self, level: int, states: tuple[Any, ...], cell: dict[str, Any], above: int) -> list[tuple[tuple[Any, ...], Any]]:
         """What the subtree keeps, as (value sets from this level on, outcome).
 
         `above` is how many combinations the path to here stands for. Equal
@@ -331,7 +331,7 @@ class Walk:
         """
         path = WALK[level]
         plans = [self._plan(index, state, path) for index, state in enumerate(states)]
-        groups: dict[tuple, list[int]] = {}
+        groups: dict[tuple[Any, ...], list[int]] = {}
         count = len(self.values[path])
         for position, key in enumerate(zip(*(_classes(plan, count) for plan in plans))):
             groups.setdefault(key, []).append(position)
@@ -359,7 +359,7 @@ class Walk:
                 self._count(combinations)
         return _merge_heads(found)
 
-    def _plan(self, index: int, state: tuple | None, path: str) -> tuple | None:
+    def _plan(self, index: int, state: tuple[Any, ...] | None, path: str) -> tuple[Any, ...] | None:
         """A state, the positions of its items that read `path`, and their columns."""
         if state is None:
             return None
@@ -370,7 +370,7 @@ class Walk:
         columns += [self._column(self.step.policy, policy[i], path) for i in policy_positions]
         return state, rule_positions, policy_positions, columns, self.undeclared[index][path]
 
-    def _column(self, reduce_item: Callable, item: tuple, path: str) -> tuple[list, list[int]]:
+    def _column(self, reduce_item: Callable[..., Any], item: tuple[Any, ...], path: str) -> tuple[list[Any], list[int]]:
         """An item reduced by each value of `path` (None when dead), and a class number per
         value: values with one number leave the item alike. Items recur across branches."""
         key = (item, path)
@@ -386,9 +386,9 @@ class Walk:
         self.meter.advance(amount)
 
 
-def _merge_heads(found: list[tuple[tuple, Any]]) -> list[tuple[tuple, Any]]:
+def _merge_heads(found: list[tuple[tuple[Any, ...], Any]]) -> list[tuple[tuple[Any, ...], Any]]:
     """Entries alike but for this level's values become one, a first step of compression."""
-    heads: dict[tuple, list[frozenset[str]]] = {}
+    heads: dict[tuple[Any, ...], list[frozenset[str]]] = {}
     for sets, kept in found:
         heads.setdefault((sets[1:], kept), []).append(sets[0])
     if len(heads) == len(found):
@@ -396,19 +396,19 @@ def _merge_heads(found: list[tuple[tuple, Any]]) -> list[tuple[tuple, Any]]:
     return [((frozenset().union(*values), *tail), kept) for (tail, kept), values in heads.items()]
 
 
-def _classes(plan: tuple | None, count: int) -> list[tuple | None]:
+def _classes(plan: tuple[Any, ...] | None, count: int) -> list[tuple[Any, ...] | None]:
     """What sets each value apart for one version: its class in every column that reads
     the dimension (None where the version does not declare the value)."""
     if plan is None:
         return [None] * count
     columns = [numbers for _reduced, numbers in plan[3]]
-    keys: list[tuple | None] = list(zip(*columns)) if columns else [()] * count
+    keys: list[tuple[Any, ...] | None] = list(zip(*columns)) if columns else [()] * count
     for position in plan[4]:
         keys[position] = None
     return keys
 
 
-def _apply(plan: tuple | None, position: int) -> tuple | None:
+def _apply(plan: tuple[Any, ...] | None, position: int) -> tuple[Any, ...] | None:
     """The state after the value at `position`: the plan's state with its changed items put back."""
     if plan is None or position in plan[4]:
         return None
@@ -418,7 +418,7 @@ def _apply(plan: tuple | None, position: int) -> tuple | None:
     return _replace(rules, rule_positions, changed[:split]), _replace(policy, policy_positions, changed[split:])
 
 
-def _replace(items: tuple, positions: list[int], changed: tuple) -> tuple:
+def _replace(items: tuple[Any, ...], positions: list[int], changed: tuple[Any, ...]) -> tuple[Any, ...]:
     if not positions:
         return items
     updated = list(items)
@@ -452,7 +452,7 @@ class Matrix:
 def build_matrix(version: Version, progress: ProgressHook = no_progress) -> Matrix:
     """Decide every combination of the version's vocabulary; keep the permitted ones."""
 
-    def leaf(cell: dict[str, str], states: tuple) -> Outcome | None:
+    def leaf(cell: dict[str, str], states: tuple[Any, ...]) -> Outcome | None:
         outcome = version.outcome(cell)
         return outcome if outcome.decision == "permit" else None
 
@@ -603,7 +603,7 @@ def load_version(path: str | None, date: dt.date, context: Sequence[str]) -> Ver
     policy = load(path)
     given, restrict = parse_context(policy.vocabulary, context)
 
-    def decide(request: dict) -> Any:
+    def decide(request: dict[str, Any]) -> Any:
         return policy.decide(request, use_cache=False)
 
     return Version(policy.vocabulary, decide, date, given, restrict, policy.title, policy.label, policy.version)

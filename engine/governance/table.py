@@ -75,7 +75,7 @@ def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
     while changed:
         changed = False
         for index in order:
-            groups: dict[tuple, list[int]] = {}
+            groups: dict[tuple[Any, ...], list[int]] = {}
             for number, (box, outcome) in enumerate(rows):
                 key = (outcome, box[:index] + box[index + 1:])
                 if index == _OWNER and box[_OWNER] == SAME_AGENCY:
@@ -94,7 +94,7 @@ def _merged(rows: list[tuple[Box, Any]], numbers: list[int], index: int) -> tupl
 
 
 def _same_agency(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
-    groups: dict[tuple, list[tuple[Box, Any]]] = {}
+    groups: dict[tuple[Any, ...], list[tuple[Box, Any]]] = {}
     for box, outcome in found:
         agency, owner = box[_AGENCY], box[_OWNER]
         key = (outcome, box[:_AGENCY] + box[_AGENCY + 1:_OWNER] + box[_OWNER + 1:]) \
@@ -128,7 +128,7 @@ def sort_rows(rows: list[tuple[Box, Any]], *vocabs: Vocabulary) -> list[tuple[Bo
         values = union_in_order(v.values_of(DIMENSION_KINDS[path]) for v in vocabs)
         value_order[path] = {v: i for i, v in enumerate(values)}
 
-    def key(row: tuple[Box, Any]) -> tuple:
+    def key(row: tuple[Box, Any]) -> tuple[Any, ...]:
         box, outcome = row
         rules = _outcome_rules(outcome)
         first = tuple(sorted(rule_order.get(r, len(rule_order)) for r in rules))

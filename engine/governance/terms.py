@@ -50,7 +50,7 @@ class _Missing:
 
 MISSING = _Missing()
 
-Term = tuple
+Term = tuple[Any, ...]  # a nested tuple: ("k", kind, value), ("a", path), (op, args) ...
 TRUE: Term = ("k", "b", True)
 FALSE: Term = ("k", "b", False)
 UNK: Term = ("k", "u", None)
@@ -74,7 +74,7 @@ def is_const(term: Term) -> bool:
     return term[0] == "k"
 
 
-def reduce(term: Term, env: Mapping) -> Term:
+def reduce(term: Term, env: Mapping[str, Any]) -> Term:
     """`term` with the attributes `env` gives substituted and simplified.
 
     `env` maps attribute paths to values (or MISSING), `("has", path)` to
@@ -159,7 +159,7 @@ def _order(term: Term, left: Term, right: Term) -> Term:
     return TRUE if result else FALSE
 
 
-def _pair(pairs: frozenset, env: Mapping) -> Term:
+def _pair(pairs: frozenset[Any], env: Mapping[str, Any]) -> Term:
     agency, owner = env.get("requester.agency", MISSING), env.get("resource.owner", MISSING)
     if agency is not MISSING and owner is not MISSING:
         return TRUE if (agency, owner) in pairs else FALSE
@@ -173,7 +173,7 @@ def _pair(pairs: frozenset, env: Mapping) -> Term:
     return ("pair", pairs) if pairs else FALSE
 
 
-def agreement_pairs(agreements: tuple, date: dt.date | None) -> frozenset:
+def agreement_pairs(agreements: tuple[Any, ...], date: dt.date | None) -> frozenset[Any]:
     """(requester agency, owner) pairs some agreement covers on `date` (any date if None)."""
     found: set[tuple[str, str]] = set()
     for parties, sources, recipients, start, end in agreements:
@@ -411,9 +411,9 @@ def default_value(vocab: Vocabulary, path: str) -> Any:
     return attribute_value(vocab, path, raw)
 
 
-def context_env(vocab: Vocabulary, given: Mapping[str, Any], date: dt.date) -> dict:
+def context_env(vocab: Vocabulary, given: Mapping[str, Any], date: dt.date) -> dict[str, Any]:
     """Everything but the dimensions: given values, defaults, MISSING; and what `has` sees."""
-    env: dict = {"context.date": date, ("has", "context.date"): True}
+    env: dict[str, Any] = {"context.date": date, ("has", "context.date"): True}
     for path in vocab.attributes:
         if path in DIMENSION_KINDS:
             env[("has", path)] = True

@@ -75,7 +75,7 @@ class Service:
         if self.telemetry.enabled:
             self.telemetry.decided(decision, cached, caller, started_ns, ended_ns, parent)
 
-    def record_batch(self, decisions: list, requests: list, caller: str | None,
+    def record_batch(self, decisions: list[Any], requests: list[Any], caller: str | None,
                      started_ns: int, ended_ns: int, parent: Any) -> None:
         """Count, audit and trace the decisions of one batch."""
         counts = self.metrics.decisions
@@ -97,9 +97,9 @@ def _hits(policy: Any) -> int:
     return policy.cache_stats()["hits"]
 
 
-async def _decide_batch(requests: list, policy: Any, encoder: DecisionEncoder) -> tuple[list, list[str]]:
+async def _decide_batch(requests: list[Any], policy: Any, encoder: DecisionEncoder) -> tuple[list[Any], list[str]]:
     """Decide a batch with one policy, yielding to other requests between slices."""
-    decisions: list = []
+    decisions: list[Any] = []
     texts: list[str] = []
     for start in range(0, len(requests), _SLICE):
         if start:
@@ -234,7 +234,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         return PlainTextResponse(service.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def _batch_requests(body: dict[str, Any]) -> list:
+def _batch_requests(body: dict[str, Any]) -> list[Any]:
     extra = sorted(set(body) - {"requests"})
     if extra:
         raise ApiError(422, "invalid_request", f"unknown field `{extra[0]}`; a batch is {{\"requests\": [...]}}",
@@ -299,17 +299,17 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
 
 
 def create_app(
-    policy_path: str | os.PathLike | None = None,
+    policy_path: str | os.PathLike[str] | None = None,
     *,
     admin_token: str | None = None,
     api_keys: Mapping[str, str] | str | None = None,
-    audit_log: str | os.PathLike | None = None,
+    audit_log: str | os.PathLike[str] | None = None,
     watch: bool = True,
     max_body: int | None = None,
     policy: Any = None,
     loader: Callable[[Any], Any] | None = None,
     telemetry: Telemetry | None = None,
-    reload_signal: str | os.PathLike | None = None,
+    reload_signal: str | os.PathLike[str] | None = None,
 ) -> FastAPI:
     """The decision service app. Arguments left as None are read from ENGINE_* variables.
 

@@ -55,7 +55,7 @@ def _timestamp(when: float) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _fields(decision: Any) -> tuple[str, str, list[str], list[dict], str]:
+def _fields(decision: Any) -> tuple[str, str, list[str], list[dict[str, Any]], str]:
     """(decision_id, outcome, rule ids, obligations, policy_version) of a Decision or its to_dict()."""
     if isinstance(decision, dict):
         return (decision["decision_id"], decision["decision"], [reason["rule"] for reason in decision["reasons"]],
@@ -64,7 +64,7 @@ def _fields(decision: Any) -> tuple[str, str, list[str], list[dict], str]:
             [obligation.to_dict() for obligation in decision.obligations], decision.policy_version)
 
 
-def make_entry(when: float, caller: str | None, request: Any, decision: Any, prev_hash: str) -> dict:
+def make_entry(when: float, caller: str | None, request: Any, decision: Any, prev_hash: str) -> dict[str, Any]:
     """The chained entry for one decision (an engine Decision, or Decision.to_dict())."""
     decision_id, outcome, rules, obligations, version = _fields(decision)
     entry = {
@@ -116,7 +116,7 @@ def _tail_hash(fd: int, path: str) -> str:
 class AuditLog:
     """Appends decisions to a hash-chained JSON-lines file from a background thread."""
 
-    def __init__(self, path: str | os.PathLike, *, fsync_every: int = 1000, fsync_interval: float = 1.0):
+    def __init__(self, path: str | os.PathLike[str], *, fsync_every: int = 1000, fsync_interval: float = 1.0):
         self.path = str(path)
         self.fsync_every = fsync_every
         self.fsync_interval = fsync_interval
@@ -145,7 +145,7 @@ class AuditLog:
         """Queue one decision; cheap enough for the event loop."""
         self._queue.put((time.time(), caller, request, decision))
 
-    def record_many(self, caller: str | None, requests: list, decisions: list) -> None:
+    def record_many(self, caller: str | None, requests: list[Any], decisions: list[Any]) -> None:
         """Queue the decisions of one batch, in order, with one queue operation."""
         when = time.time()
         self._queue.put([(when, caller, request, decision) for request, decision in zip(requests, decisions)])
@@ -285,7 +285,7 @@ def verify(data: bytes) -> tuple[int, list[tuple[int, str]]]:
     return len(raw), problems
 
 
-def _parse(number: int, line: bytes, problems: list[tuple[int, str]]) -> dict | None:
+def _parse(number: int, line: bytes, problems: list[tuple[int, str]]) -> dict[str, Any] | None:
     try:
         entry = json.loads(line.decode("utf-8"))
     except ValueError:
@@ -299,8 +299,8 @@ def _parse(number: int, line: bytes, problems: list[tuple[int, str]]) -> dict | 
     return entry
 
 
-def _check_link(number: int, entry: dict, hashes: list, where: dict[str, int],
-                followed: set, problems: list[tuple[int, str]]) -> None:
+def _check_link(number: int, entry: dict[str, Any], hashes: list[Any], where: dict[str, int],
+                followed: set[Any], problems: list[tuple[int, str]]) -> None:
     prev = entry["prev_hash"]
     expected = hashes[number - 2] if number > 1 else GENESIS
     if prev == expected or expected is None:

@@ -69,7 +69,7 @@ class PolicyHolder:
                 stats.get("size", 0))
 
     @staticmethod
-    def _stats(policy: Any) -> dict:
+    def _stats(policy: Any) -> dict[str, Any]:
         return policy.cache_stats() if policy is not None else {}
 
     async def reload(self, reason: str) -> ReloadResult:
@@ -141,7 +141,7 @@ class ReloadSignal:
     fraction of a second.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self._count = 0
         self._sent: str | None = None

@@ -125,7 +125,7 @@ class Telemetry:
             self._decisions.add(1, {"decision": decision.decision})
             self._latency.record((ended_ns - started_ns) / 1e9)
 
-    def decided_batch(self, decisions: list, caller: str | None, started_ns: int, ended_ns: int,
+    def decided_batch(self, decisions: list[Any], caller: str | None, started_ns: int, ended_ns: int,
                       parent: Any = None) -> None:
         """Record a batch: a span per decision over the batch's time, the batch's duration once."""
         for decision in decisions:
