@@ -4,9 +4,11 @@ from engine.decision import Decision, FailedClause, NearMiss, Obligation, Reason
 from engine.errors import Diagnostic, PolicyError, PolicyLoadError, PolicySyntaxError, RequestError
 from engine.explain import explain_text
 from engine.policy import CheckResult, Policy, check_path, load
+from engine.shapes import DecisionDict, NearMissDict, ObligationDict, ReasonDict
 
 __all__ = [
     "load", "check_path", "Policy", "CheckResult",
     "Decision", "Reason", "Obligation", "NearMiss", "FailedClause", "explain_text",
     "PolicyError", "PolicyLoadError", "PolicySyntaxError", "RequestError", "Diagnostic",
+    "DecisionDict", "ReasonDict", "ObligationDict", "NearMissDict",
 ]
