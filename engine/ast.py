@@ -9,11 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import Enum
+from collections.abc import Iterator
 from typing import Union
 
 from engine.source import Span
-
-_SPAN = dict(compare=False, repr=False)
 
 
 # --- names and literals ---------------------------------------------------
@@ -309,7 +308,7 @@ class AttrType:
 
     kind: str
     values: tuple[VocabItem, ...] = ()
-    span: Span = field(default=None, **_SPAN)  # type: ignore[assignment]
+    span: Span = field(default=None, compare=False, repr=False)  # type: ignore[assignment]  # None: made in code
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +369,7 @@ class PolicyFile:
     path: str
     declarations: tuple[Declaration, ...]
     comments: tuple[Comment, ...] = field(default=(), compare=False, repr=False)
-    span: Span = field(default=None, **_SPAN)  # type: ignore[assignment]
+    span: Span = field(default=None, compare=False, repr=False)  # type: ignore[assignment]  # None: made in code
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +379,7 @@ class PolicySet:
     files: tuple[PolicyFile, ...]
     version: str = field(default="", compare=False)
 
-    def declarations(self):
+    def declarations(self) -> Iterator[Declaration]:
         for policy_file in self.files:
             yield from policy_file.declarations
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterator
+from collections.abc import Sequence
+from typing import Any, Iterator, cast
 
 from engine import ast, explain
 from engine.compiler import CompiledClause, CompiledObligation, CompiledPolicy, CompiledRule
@@ -119,8 +120,8 @@ class Decision:
         return self.decision == PERMIT
 
     def to_dict(self) -> DecisionDict:
-        data: DecisionDict = {"decision": self.decision, "decision_id": self.decision_id,  # type: ignore[typeddict-item]
-                              "policy_version": self.policy_version}
+        data = cast(DecisionDict, {"decision": self.decision, "decision_id": self.decision_id,
+                                   "policy_version": self.policy_version})
         if self.title is not None:
             data["policy"] = {"title": self.title, "version": self.label}
         data["reasons"] = [r.to_dict() for r in self.reasons]
@@ -317,7 +318,7 @@ class Decider:
         while bits:  # from the top: bit_length is free and the int shrinks as it goes
             i = bits.bit_length() - 1
             bits ^= 1 << i
-            status = True
+            status: bool | None = True
             for test in conditions[i]:
                 value = test(env)
                 if value is False:
@@ -448,7 +449,7 @@ class Decider:
             found = self._remember(key, FailedClause(clause.kind, *explain.failure(clause, env, self.compiled.vocab)))
         return found
 
-    def _remember(self, key: tuple[Any, ...], value: Any) -> Any:
+    def _remember(self, key: tuple[Any, ...], value: FailedClause) -> FailedClause:
         if len(self._explained) > 50_000:
             self._explained.clear()
         self._explained[key] = value
@@ -477,7 +478,7 @@ def _reason(rule: CompiledRule) -> Reason:
 _CONDITIONS_PREPARED = 3
 
 
-def _plan(entries, outcomes: dict[tuple[Any, ...], tuple[Obligation, ...]]) -> tuple[Any, ...]:
+def _plan(entries: Sequence[tuple[Any, ...]], outcomes: dict[tuple[Any, ...], tuple[Obligation, ...]]) -> tuple[Any, ...]:
     """How to find the obligations of `entries` (in set order) for a request, prepared once:
     (conditions, answers, entries, whether any name repeats).
 
@@ -517,7 +518,8 @@ def _obligations(plan: tuple[Any, ...], env: dict[str, Any]) -> tuple[Obligation
             if condition(env) is True:
                 mask |= bit
             bit <<= 1
-        return answers[mask]
+        answer: tuple[Obligation, ...] = answers[mask]
+        return answer
     found: list[Obligation] = []
     seen: set[Any] = set()
     for _, obligation, key, compiled in entries:

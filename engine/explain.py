@@ -63,11 +63,12 @@ def failure(clause: "CompiledClause", env: dict[str, Any], vocab: "Vocabulary") 
     if kind in ("when", "unless"):
         return _condition_failure(clause, env, vocab)
     if kind == "under":
+        assert isinstance(clause.clause, ast.MatchClause)  # the compiler makes `under` of match clauses
         had = _under_failure(clause.clause, env, vocab)
         return needed, had, f"under: needs {needed}, but {had}"
     if kind == "data":
         had = env["resource.category"]
-        if clause.clause.up_to is not None:
+        if isinstance(clause.clause, ast.DataClause) and clause.clause.up_to is not None:
             had += " marked " + show(vocab, "resource.classification", env["resource.classification"])
     else:
         had = env[clause.reads[0]]  # an action, role, agency or purpose: its (full) name
@@ -90,7 +91,7 @@ def _under_failure(node: ast.MatchClause, env: dict[str, Any], vocab: "Vocabular
                 why.append(f"{owner} may not disclose under it")
             if agency not in (agreement.recipients or ()):
                 why.append(f"{agency} may not receive under it")
-        if agreement.start is not None and not agreement.start <= date <= agreement.end:
+        if agreement.start is not None and agreement.end is not None and not agreement.start <= date <= agreement.end:
             why.append(f"{date.isoformat()} is outside its dates "
                        f"{agreement.start.isoformat()} to {agreement.end.isoformat()}")
         problems.append(f"{value.text}: {' and '.join(why) or 'does not cover this request'}")

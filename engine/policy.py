@@ -142,7 +142,7 @@ class Policy:
             if cached is not None:
                 return reissue(cached, next(_ids).to_bytes(16, "big").hex())
         decision = self._decider.decide(env, next(_ids).to_bytes(16, "big").hex())
-        if cache is not None:
+        if cache is not None and key is not None:
             cache.put(key, reissuable(decision))  # never handed out as is: hits get a new id
         return decision
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from engine import ast
 from engine.errors import did_you_mean
@@ -117,7 +117,7 @@ class Agreement:
 
     def covers(self, requester_agency: str, owner: str, date: dt.date) -> bool:
         """Both agencies share under this agreement on `date`."""
-        if self.start is not None and not (self.start <= date <= self.end):
+        if self.start is not None and self.end is not None and not (self.start <= date <= self.end):
             return False
         if self.parties is not None:
             return requester_agency in self.parties and owner in self.parties
@@ -198,7 +198,7 @@ class Vocabulary:
         tree = self.hierarchy(kind)
         if tree is not None:
             return tree.resolve(text)
-        table = {"action": self.actions, "agency": self.agencies, "classification": self.classifications}[kind]
+        table = self._flat(kind)
         if text in table:
             return text
         raise NameLookupError(f"unknown {kind} `{text}`", did_you_mean(text, table))
@@ -207,7 +207,13 @@ class Vocabulary:
         tree = self.hierarchy(kind)
         if tree is not None:
             return list(tree.names)
-        return list({"action": self.actions, "agency": self.agencies, "classification": self.classifications}[kind])
+        return list(self._flat(kind))
+
+    def _flat(self, kind: str) -> Mapping[str, object]:
+        """The declared values of a kind without a hierarchy: actions, agencies or classifications."""
+        tables: dict[str, Mapping[str, object]] = {
+            "action": self.actions, "agency": self.agencies, "classification": self.classifications}
+        return tables[kind]
 
 
 def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
@@ -243,8 +249,8 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
             case ast.GroupDecl():
                 group_decls.append(decl)
             case ast.AttributesDecl():
-                for item in decl.items:
-                    vocab.attributes.setdefault(item.path.text, _attribute(item))
+                for declared in decl.items:
+                    vocab.attributes.setdefault(declared.path.text, _attribute(declared))
             case ast.AgreementDecl():
                 agreement_decls.append(decl)
             case ast.Rule():
@@ -282,7 +288,7 @@ def _attribute(decl: ast.AttributeDecl) -> Attribute:
 
 
 def _expand_groups(vocab: Vocabulary, decls: list[ast.GroupDecl]) -> None:
-    members = {}
+    members: dict[str, list[str]] = {}
     for decl in decls:
         members.setdefault(decl.name.text, [m.text for m in decl.members])
 
