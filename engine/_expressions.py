@@ -13,6 +13,7 @@ import operator
 from typing import Any, Callable
 
 from engine import ast
+from engine.source import Span
 from engine.request import RAW, RequestSchema
 from engine.symbols import NameLookupError, Vocabulary
 
@@ -30,7 +31,7 @@ def negate(test: Test) -> Test:
     A test built with its negation (a comparison, a membership, a boolean
     attribute) hands that over, saving a call per evaluation.
     """
-    twin = getattr(test, "negated", None)
+    twin: Test | None = getattr(test, "negated", None)
     if twin is not None:
         return twin
 
@@ -97,7 +98,8 @@ class ExprCompiler:
         handler = getattr(self, f"compile_{type(expr).__name__}", None)
         if handler is None:
             raise NameLookupError(f"`{type(expr).__name__}` is not a condition")
-        return handler(expr)
+        test: Test = handler(expr)
+        return test
 
     def words(self, path: str) -> Callable[[Env], Any]:
         """An obligation argument: the attribute's value as the request names it (None when omitted)."""
@@ -174,8 +176,9 @@ class ExprCompiler:
         kind = self._kind(expr.operand) or next(filter(None, map(self._kind, expr.values)), None)
         operand = self._operand(expr.operand, kind)
         values = [self._operand(v, kind) for v in expr.values]
-        if all(isinstance(v, _Const) for v in values):
-            return self._member(operand, frozenset(v.value for v in values))
+        constants = [v for v in values if isinstance(v, _Const)]
+        if len(constants) == len(values):
+            return self._member(operand, frozenset(v.value for v in constants))
         # A value that is itself an attribute: compare one by one.
         return _any_of(tuple(self.compile_Compare(ast.Compare("==", expr.operand, v, expr.span))
                              for v in expr.values))
@@ -188,8 +191,8 @@ class ExprCompiler:
         kind = self._kind(expr.operand)
         operand = self._operand(expr.operand, kind)
         text = expr.node.text
-        if kind in _HIERARCHIES:
-            tree = self.vocab.hierarchy(kind)
+        tree = self.vocab.hierarchy(kind) if kind in _HIERARCHIES else None
+        if tree is not None:
             return self._member(operand, tree.descendants[tree.resolve(text)])
         if kind == "agency" and text in self.vocab.groups:
             return self._member(operand, self.vocab.groups[text])
@@ -246,8 +249,9 @@ class ExprCompiler:
 
 def _compare(symbol: str, left: "_Const | _Attr", right: "_Const | _Attr") -> Test:
     to_constant, from_constant, between = _COMPARE[symbol]
-    if isinstance(right, _Const):
+    if isinstance(right, _Const) and isinstance(left, _Attr):
         return to_constant(left.path, right.value)
+    assert isinstance(right, _Attr)  # two constants are folded before they get here
     if isinstance(left, _Const):
         return from_constant(left.value, right.path)
     return between(left.path, right.path)
@@ -295,11 +299,11 @@ def show(vocab: Vocabulary, path: str, value: Any) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     if kind == "string":
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'  # as the language writes it
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'  # as the language writes it
     return str(value)
 
 
-def span_text(span, cache: dict[int, list[str]] | None = None) -> str:
+def span_text(span: Span | None, cache: dict[int, list[str]] | None = None) -> str:
     """The source text a span covers, on one line; `cache` keeps each source's lines."""
     if span is None:
         return ""

@@ -190,7 +190,7 @@ class _Analysis:
                 return False
         return bool(residuals - {FALSE})
 
-    def _reduce(self, term: Term, given: dict[str, Any], path: str, value: str) -> Term:
+    def _reduce(self, term: Term, given: dict[Any, Any], path: str, value: str) -> Term:
         key = (term, path, value)
         found = self.memo.get(key)
         if found is None:

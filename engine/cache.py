@@ -27,7 +27,7 @@ from engine.request import (_BOOL, _DATE, _NUMBER, _VOCAB, CHECKS, SECTIONS, TOP
 FORMAT = "decision-2"
 
 
-class _Entries(FIFOCache):
+class _Entries(FIFOCache[tuple[Any, ...], Any]):
     """A FIFOCache whose missing keys read as None (cachetools' `__missing__` hook), not KeyError."""
 
     def __missing__(self, key: Any) -> None:
@@ -92,7 +92,7 @@ class KeyFunctions:
 
     def project(self, request: dict[str, Any]) -> tuple[Any, ...]:
         """The key of a request already validated."""
-        values = [self.tag]
+        values: list[Any] = [self.tag]
         for parts in self._parts:
             node: Any = request
             for part in parts:
@@ -165,7 +165,8 @@ def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callab
         lines += _check_lines(namespace, f"_R{i}", names[path], specs[path], "    ")
     lines.append(f"    return (_TAG, {', '.join(f'k{i}' for i in range(len(paths)))},)")
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
-    return namespace["fast_key"]
+    key: Callable[[Any], tuple[Any, ...] | None] = namespace["fast_key"]
+    return key
 
 
 def _section_check(namespace: dict[str, Any], schema: RequestSchema, n: int, section: str, names: dict[str, str]) -> list[str]:
@@ -205,7 +206,7 @@ _GUARDS = {
 }
 
 
-def _check_lines(namespace: dict[str, Any], table: str, v: str, spec, indent: str) -> list[str]:
+def _check_lines(namespace: dict[str, Any], table: str, v: str, spec: Any, indent: str) -> list[str]:
     """Lines returning None unless the value `v` is absent or valid (required ones must be there)."""
     if spec.check == _VOCAB:
         namespace[table] = spec.table

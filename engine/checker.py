@@ -101,7 +101,7 @@ def check_duplicates(ctx: Context) -> list[Diagnostic]:
     """A name declared twice in its namespace: point at the second, name the first."""
     first: dict[tuple[str, str], tuple[str, Span]] = {}
     repeated: set[tuple[str, str]] = set()
-    found = []
+    found: list[Diagnostic] = []
     for kind, full, name in _declared_names(ctx.policy_set):
         key = (_NAMESPACE.get(kind, kind), full)
         if key not in first:
@@ -124,7 +124,7 @@ _ARTICLE = {"agency": "an", "group": "a"}
 
 def check_roles(ctx: Context) -> list[Diagnostic]:
     """Role parents are declared roles, and inheritance has no cycle."""
-    found = []
+    found: list[Diagnostic | None] = []
     for decl in _of_type(ctx, ast.RolesDecl):
         for item in decl.items:
             found.extend(_lookup(ctx, "role", parent) for parent in item.parents)
@@ -196,10 +196,11 @@ def _default(ctx: Context, item: ast.AttributeDecl) -> Diagnostic | None:
         if isinstance(default, _DEFAULT_LITERALS[kind]):
             return None
         what = "true or false" if kind == "bool" else f"a {kind}"
-        return error("bad_default", f"the default of `{path}` must be {what}", default.span,
+        return error("bad_default", f"the default of `{path}` must be {what}", default.span if default else None,
                      f"for example `default {_DEFAULT_EXAMPLES[kind]}`")
     if not isinstance(default, ast.Name):
-        return error("bad_default", f"the default of `{path}` must be a name, not a literal", default.span,
+        return error("bad_default", f"the default of `{path}` must be a name, not a literal",
+                     default.span if default else None,
                      "write the value without quotes")
     if kind == "one_of":
         choices = [v.name.text for v in item.type.values]

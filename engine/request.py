@@ -139,9 +139,7 @@ class RequestSchema:
         default = spec.attribute.default
         if isinstance(default, ast.Name):
             return (spec.table or {}).get(default.text, default.text)
-        if isinstance(default, ast.DateLit):
-            return default.value
-        return default.value
+        return None if default is None else default.value
 
     # --- validation ----------------------------------------------------------
 
@@ -187,7 +185,7 @@ class RequestSchema:
     def _value(self, spec: _Spec, value: Any) -> Any:
         check = spec.check
         if check == _VOCAB:
-            found = spec.table.get(value) if value.__class__ is str else None
+            found = spec.table.get(value) if value.__class__ is str and spec.table is not None else None
             if found is None:
                 raise self._bad_name(spec, value)
             return found
@@ -323,7 +321,8 @@ def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict[str, Any]
     lines += [f"{body}env[_WORDS] = ({', '.join(f'v{number[p]}' for p in SUMMARY_PATHS)},)",
               "    except (KeyError, ValueError):", "        return None", "    return env"]
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
-    return namespace["fast_validate"]
+    validate: Callable[[Any], dict[str, Any] | None] = namespace["fast_validate"]
+    return validate
 
 
 def _attribute_lines(namespace: dict[str, Any], v: str, i: int, path: str, spec: _Spec, body: str) -> list[str]:
@@ -381,7 +380,7 @@ def default_words(attr: Attribute) -> Any:
         return default.text
     if isinstance(default, ast.DateLit):
         return default.value.isoformat()
-    return default.value
+    return None if default is None else default.value
 
 
 def _spellings(vocab: Vocabulary, kind: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def run_check(path: str | None, format: str = "text") -> int:
     return 1 if errors else 0
 
 
-def _summary(shown: str, policy_set, diagnostics: list[Diagnostic]) -> str:
+def _summary(shown: str, policy_set: ast.PolicySet, diagnostics: list[Diagnostic]) -> str:
     errors = sum(d.is_error for d in diagnostics)
     warnings = len(diagnostics) - errors
     if errors:

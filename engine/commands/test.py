@@ -66,8 +66,7 @@ def _usage(message: str) -> int:
 
 def wants_colour(stream: TextIO, environ: dict[str, str] | None = None) -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (to anything)."""
-    environ = os.environ if environ is None else environ
-    if "NO_COLOR" in environ:
+    if "NO_COLOR" in (os.environ if environ is None else environ):
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())

@@ -31,7 +31,7 @@ from engine.service.logs import log_like_uvicorn
 from engine.service.metrics import Metrics
 from engine.service.reloading import PolicyHolder, ReloadSignal
 from engine.service.telemetry import Telemetry
-from engine.errors import RequestError
+from engine.errors import PolicyLoadError, RequestError
 from engine.policy import load
 
 log = logging.getLogger("engine.api")
@@ -94,7 +94,7 @@ class Service:
 
 
 def _hits(policy: Any) -> int:
-    return policy.cache_stats()["hits"]
+    return int(policy.cache_stats()["hits"])
 
 
 async def _decide_batch(requests: list[Any], policy: Any, encoder: DecisionEncoder) -> tuple[list[Any], list[str]]:
@@ -208,7 +208,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         check_admin(request.headers, service.admin_token)
         result = await holder.reload("reload endpoint")
         if not result.ok:
-            return json_response(load_error_body(result.error, result.current), 409)
+            return json_response(load_error_body(result.error or PolicyLoadError("refused"), result.current), 409)
         if service.reload_signal is not None:  # the other workers of `engine serve --workers N`
             service.reload_signal.send()
         status = "reloaded" if result.changed else "unchanged"
@@ -268,7 +268,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
-def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager]:
+def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder = service.holder

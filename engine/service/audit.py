@@ -106,7 +106,7 @@ def _tail_hash(fd: int, path: str) -> str:
     try:
         last = json.loads(line)
         if complete and isinstance(last, dict) and isinstance(last.get("hash"), str):
-            return last["hash"]
+            return str(last["hash"])
     except ValueError:
         pass
     raise AuditError(f"audit log {path}: its last line is not a complete audit entry, so the chain "
@@ -132,7 +132,7 @@ class AuditLog:
             os.close(self._fd)
             raise
         self._size = os.fstat(self._fd).st_size
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._started = False
 

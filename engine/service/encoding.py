@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 MEMO_SIZE = 20_000

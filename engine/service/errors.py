@@ -128,7 +128,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
     location = {"in": "path", "path": request.url.path}
-    return json_response(error_body(code, message, location=location), exc.status_code, exc.headers)
+    return json_response(error_body(code, message, location=location), exc.status_code, dict(exc.headers) if exc.headers else None)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

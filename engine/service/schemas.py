@@ -132,7 +132,7 @@ class ErrorBody(BaseModel):
     rendered: str | None = Field(None, description="the diagnostics as the `engine check` command prints them")
 
 
-REQUEST_BODY_MODELS = {"DecisionRequest": DecisionRequest, "BatchRequest": BatchRequest}
+REQUEST_BODY_MODELS: dict[str, type[BaseModel]] = {"DecisionRequest": DecisionRequest, "BatchRequest": BatchRequest}
 
 
 def body_doc(model: str) -> dict[str, Any]:

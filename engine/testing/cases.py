@@ -127,7 +127,7 @@ class _FileProblem(Exception):
         self.problem = problem
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):
     """The safe loader, remembering repeated keys and the tags of scalars it has seen.
 
     Test files repeat the same few words thousands of times (`permit`,
@@ -145,7 +145,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         key = (kind, value, implicit)
         tag = self.tags.get(key)
         if tag is None:
-            tag = self.tags[key] = super().resolve(kind, value, implicit)
+            tag = self.tags[key] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
         return tag
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
@@ -352,9 +352,9 @@ class _CaseReader:
             return None
         if expect not in EXPECTATIONS:
             problems.append(_at(self.shown, fields["expect"][1], f"`expect` must be permit or deny, not `{expect}`",
-                                _did_you_mean(expect, EXPECTATIONS)))
+                                _did_you_mean(str(expect), EXPECTATIONS)))
             return None
-        return expect
+        return str(expect)
 
     def _by(self, fields: dict[str, Any], data: dict[str, Any], problems: list[Problem]) -> tuple[str, ...]:
         if "by" not in fields:

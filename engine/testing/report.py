@@ -99,7 +99,7 @@ def _expected(result: CaseResult) -> str:
 def _actual(result: CaseResult) -> str:
     rules = result.reason_rules
     text = result.decision.decision + (f" by {', '.join(rules)}" if rules else " (no rule applied)")
-    return text + f"; obligations: {', '.join(result.obligation_names) or 'none'}"
+    return f"{text}; obligations: {', '.join(result.obligation_names) or 'none'}"
 
 
 def _obligation_difference(result: CaseResult) -> str:
