@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, Callable
 
 from engine import ast
 from engine.errors import PolicyError
 from engine.request import RAW, SUMMARY_PATHS, RequestSchema
-from engine.symbols import NameLookupError, Vocabulary
+from engine.source import Span
+from engine.symbols import Hierarchy, NameLookupError, Vocabulary
 from engine import _expressions as expressions
 from engine._expressions import Env, Test, span_text
 from engine.wording import or_list
@@ -57,7 +59,7 @@ class CompiledClause:
     asks: tuple[str, ...] = ()  # attribute paths `has` asks about: whether given, not their values
 
     @property
-    def span(self):
+    def span(self) -> Span:
         return self.clause.span
 
 
@@ -171,7 +173,8 @@ class _UnderIndex:
         return bits
 
     def _valid(self, date: dt.date) -> int:
-        valid = sum(1 << i for i, a in enumerate(self.agreements) if a.start is None or a.start <= date <= a.end)
+        valid = sum(1 << i for i, a in enumerate(self.agreements)
+                    if a.start is None or a.end is None or a.start <= date <= a.end)
         if len(self._valid_on) > 10_000:  # requests for many different days: keep the memory bounded
             self._valid_on.clear()
         self._valid_on[date] = valid
@@ -234,7 +237,9 @@ class _Compiler:
                 for outcome in (("permit", "deny") if decl.outcome is ast.Outcome.ANY else (decl.outcome.value,)):
                     policy_wide[outcome].append(compiled)
         everyone = (1 << len(rules)) - 1
-        mask = lambda effect: sum(1 << r.index for r in rules if r.effect is effect)  # noqa: E731
+        def mask(effect: ast.Effect) -> int:
+            return sum(1 << r.index for r in rules if r.effect is effect)
+
         dimensions = tuple(self._dimension(p, everyone) for p in self.positions.values())
         lookups = tuple(pair for d in dimensions for pair in d.lookups)
         unders = tuple(d.under for d in dimensions if d.under is not None)
@@ -278,7 +283,7 @@ class _Compiler:
         return CompiledRule(index, rule, rule.effect, tuple(clauses), conditions, tuple(obligations), because)
 
     def compile_clause(self, clause: ast.Clause) -> CompiledClause:
-        handler = getattr(self, f"compile_{type(clause).__name__}")
+        handler: Callable[[ast.Clause], CompiledClause] = getattr(self, f"compile_{type(clause).__name__}")
         return handler(clause)
 
     def compile_MatchClause(self, clause: ast.MatchClause) -> CompiledClause:
@@ -305,7 +310,7 @@ class _Compiler:
         if clause.categories:
             categories = frozenset().union(*(self._below(self.vocab.categories, c) for c in clause.categories))
         limit = None if clause.up_to is None else self._rank(clause.up_to)
-        reads = ("resource.category",) if categories is not None else ()
+        reads: tuple[str, ...] = ("resource.category",) if categories is not None else ()
         if limit is not None:
             reads += ("resource.classification",)
         self.reads.update(reads)
@@ -343,8 +348,9 @@ class _Compiler:
             if clause.condition.negated:
                 condition = expressions.negate(condition)
         static = None
-        if all(isinstance(a, _Constant) for a in args):
-            static = (clause.name, tuple(a.value for a in args))
+        constants = [a for a in args if isinstance(a, _Constant)]
+        if len(constants) == len(args):
+            static = (clause.name, tuple(a.value for a in constants))
         return CompiledObligation(seq, clause.name, args, condition, static)
 
     def _argument(self, value: ast.Value) -> Callable[[Env], Any]:
@@ -383,8 +389,9 @@ class _Compiler:
         tree = self.vocab.roles if kind is ast.ClauseKind.ROLE else self.vocab.purposes
         return frozenset().union(*(self._below(tree, v) for v in values))
 
-    def _below(self, tree, name: ast.Name) -> frozenset[str]:
-        return tree.descendants[self._resolve(tree.kind, name)]
+    def _below(self, tree: Hierarchy, name: ast.Name) -> frozenset[str]:
+        below: frozenset[str] = tree.descendants[self._resolve(tree.kind, name)]
+        return below
 
     def _resolve(self, kind: str, name: ast.Name) -> str:
         try:
@@ -423,6 +430,7 @@ class _Compiler:
                 categories = frozenset().union(*(self._below(self.vocab.categories, c) for c in clause.categories))
             limit = None if clause.up_to is None else self._rank(clause.up_to)
             return categories, limit
+        assert isinstance(clause, ast.MatchClause)  # only data and match clauses are indexed
         if clause.kind is ast.ClauseKind.UNDER:
             return tuple(v.text for v in clause.values)
         return self._accepts(clause.kind, clause.values)
@@ -506,7 +514,8 @@ def _selector(lookups: tuple[tuple[str, dict[Any, int]], ...], unders: tuple[_Un
         lines += ["    if bits:", f"        bits &= _U{n}(env)"]
     lines.append("    return bits")
     exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
-    return namespace["candidates"]
+    candidates: Callable[[Env], int] = namespace["candidates"]
+    return candidates
 
 
 def _nested(bits: int, group: list[tuple[str, dict[Any, int]]]) -> Any:
@@ -517,7 +526,7 @@ def _nested(bits: int, group: list[tuple[str, dict[Any, int]]]) -> Any:
     return {value: _nested(bits & found, rest) for value, found in table.items()}
 
 
-def _table(domain, accepts: dict[int, frozenset[Any]], everyone: int) -> dict[Any, int]:
+def _table(domain: Iterable[Any], accepts: dict[int, frozenset[Any]], everyone: int) -> dict[Any, int]:
     """value -> bitset of rules whose clause accepts it, plus every rule without the clause."""
     base = everyone ^ _bits(list(accepts))
     by_value: dict[Any, list[int]] = {value: [] for value in domain}
