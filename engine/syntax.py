@@ -14,17 +14,11 @@ from lark.tree import Meta
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from engine import ast
+from engine._keywords import keywords
 from engine.errors import PolicySyntaxError
 from engine.source import Source, Span, point
 
 # Words that may not be used as names (LANGUAGE.md section 1).
-KEYWORDS = frozenset(
-    """policy actions roles purposes categories classifications agencies group attributes
-    agreement permit deny on action role agency purpose data owner under when unless
-    obligation because and or not in is has any up to from parties valid reference version
-    combine default one of true false bool number string date category classification""".split()
-)
-
 # A line continues after these tokens ...
 _CONTINUE_AFTER = frozenset({",", "{", "(", "or", "and", "not", "==", "!=", "<", "<=", ">", ">=", "in", "is"})
 # ... or when the next line starts with one of these ...
@@ -93,6 +87,13 @@ def _keep_comment(token: Token) -> Token:
     if sink is not None:
         sink.append(token)
     return token
+
+
+def __getattr__(name: str) -> frozenset[str]:
+    """`KEYWORDS`: the language's keywords, read from the grammar when first asked for."""
+    if name == "KEYWORDS":
+        return keywords(_parser())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.cache
@@ -167,7 +168,7 @@ def _found(token: Token) -> str:
         return "end of line"
     if token.type == "STRING":
         return f"string {token.value}"
-    if token.value in KEYWORDS:
+    if token.value in keywords(_parser()):
         return f"keyword `{token.value}`"
     return f"`{token.value}`"
 
@@ -200,10 +201,11 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
     message = f"unexpected {_found(token)}"
     help = f"expected {_describe_expected(expected, parser)}"
     close = _close_keyword(token.value, expected, parser) if token.type != "STRING" else None
-    if token.value in KEYWORDS and ("NAME" in expected or "DOTTED" in expected):
+    reserved = keywords(parser)
+    if token.value in reserved and ("NAME" in expected or "DOTTED" in expected):
         message = f"`{token.value}` is a keyword and cannot be used as a name"
         help = f"choose another name, such as `{token.value}_`"
-    elif close and (token.type == "NAME" or token.value in KEYWORDS):
+    elif close and (token.type == "NAME" or token.value in reserved):
         message = f"unknown word `{token.value}`" if token.type == "NAME" else message
         help = f"did you mean `{close}`?"
     elif _previous_char(source.text, token.start_pos) == "," and ("NAME" in expected or "DOTTED" in expected):
