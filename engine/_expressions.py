@@ -13,6 +13,7 @@ import operator
 from typing import Any, Callable
 
 from engine import ast
+from engine._codegen import define
 from engine.source import Span
 from engine.request import RAW, RequestSchema
 from engine.symbols import NameLookupError, Vocabulary
@@ -51,25 +52,26 @@ def _twins(test: Test, negated: Test) -> Test:
 def _comparisons(symbol: str) -> tuple[Callable[..., Test], Callable[..., Test], Callable[..., Test]]:
     """Closure makers for one comparison operator, written out so that a test runs the
     operator itself rather than calling operator.gt and the like."""
-    namespace: dict[str, Any] = {}
-    exec(  # noqa: S102 - fixed text, one of six operators
-        f"def to_constant(path, constant):\n"
-        f"    def compare_to_constant(env):\n"
-        f"        value = env.get(path)\n"
-        f"        return None if value is None else value {symbol} constant\n"
-        f"    return compare_to_constant\n"
-        f"def from_constant(constant, path):\n"
-        f"    def constant_compared(env):\n"
-        f"        value = env.get(path)\n"
-        f"        return None if value is None else constant {symbol} value\n"
-        f"    return constant_compared\n"
-        f"def between(left, right):\n"
-        f"    def compare_attributes(env):\n"
-        f"        a = env.get(left)\n"
-        f"        b = env.get(right)\n"
-        f"        return None if a is None or b is None else a {symbol} b\n"
-        f"    return compare_attributes\n", namespace)
-    return namespace["to_constant"], namespace["from_constant"], namespace["between"]
+    made: tuple[Callable[..., Test], Callable[..., Test], Callable[..., Test]] = define(
+        ("to_constant", "from_constant", "between"), [
+            "def to_constant(path, constant):",
+            "    def compare_to_constant(env):",
+            "        value = env.get(path)",
+            f"        return None if value is None else value {symbol} constant",
+            "    return compare_to_constant",
+            "def from_constant(constant, path):",
+            "    def constant_compared(env):",
+            "        value = env.get(path)",
+            f"        return None if value is None else constant {symbol} value",
+            "    return constant_compared",
+            "def between(left, right):",
+            "    def compare_attributes(env):",
+            "        a = env.get(left)",
+            "        b = env.get(right)",
+            f"        return None if a is None or b is None else a {symbol} b",
+            "    return compare_attributes",
+        ], {})
+    return made
 
 
 _COMPARE = {symbol: _comparisons(symbol) for symbol in _ORDER}

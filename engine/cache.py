@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from cachetools import FIFOCache
 
+from engine._codegen import define
 from engine.request import (_BOOL, _DATE, _NUMBER, _VOCAB, CHECKS, SECTIONS, TOP_KEYS, RequestSchema, parse_date,
                             item_of, required_sections, section_keys, simple_shape, source_of, today)
 
@@ -164,8 +165,7 @@ def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callab
     for i, path in enumerate(required):  # built-ins every request gives, though no rule reads them
         lines += _check_lines(namespace, f"_R{i}", names[path], specs[path], "    ")
     lines.append(f"    return (_TAG, {', '.join(f'k{i}' for i in range(len(paths)))},)")
-    exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
-    key: Callable[[Any], tuple[Any, ...] | None] = namespace["fast_key"]
+    key: Callable[[Any], tuple[Any, ...] | None] = define("fast_key", lines, namespace)
     return key
 
 

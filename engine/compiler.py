@@ -24,6 +24,7 @@ from engine.request import RAW, SUMMARY_PATHS, RequestSchema
 from engine.source import Span
 from engine.symbols import Hierarchy, NameLookupError, Vocabulary
 from engine import _expressions as expressions
+from engine._codegen import define
 from engine._expressions import Env, Test, span_text
 from engine.wording import or_list
 
@@ -513,8 +514,7 @@ def _selector(lookups: tuple[tuple[str, dict[Any, int]], ...], unders: tuple[_Un
         namespace[f"_U{n}"] = under.hold
         lines += ["    if bits:", f"        bits &= _U{n}(env)"]
     lines.append("    return bits")
-    exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
-    candidates: Callable[[Env], int] = namespace["candidates"]
+    candidates: Callable[[Env], int] = define("candidates", lines, namespace)
     return candidates
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from engine import ast
+from engine._codegen import define
 from engine.errors import RequestError, did_you_mean
 from engine.symbols import VOCABULARY_KINDS, Attribute, NameLookupError, Vocabulary
 
@@ -320,8 +321,7 @@ def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict[str, Any]
     number = {path: i for i, path in enumerate(specs)}
     lines += [f"{body}env[_WORDS] = ({', '.join(f'v{number[p]}' for p in SUMMARY_PATHS)},)",
               "    except (KeyError, ValueError):", "        return None", "    return env"]
-    exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
-    validate: Callable[[Any], dict[str, Any] | None] = namespace["fast_validate"]
+    validate: Callable[[Any], dict[str, Any] | None] = define("fast_validate", lines, namespace)
     return validate
 
 
