@@ -190,19 +190,15 @@ class CompiledPolicy:
     schema: RequestSchema
     combine: ast.Combine
     rules: tuple[CompiledRule, ...]
-    everyone: int
     permits: int
     denies: int
     conditional: int  # rules with when/unless clauses
     # Each distinct condition (and its 2nd, 3rd... use in one rule) with the rules that have it.
     condition_sets: tuple[tuple[Test, int], ...]
     dimensions: tuple[Dimension, ...]
-    lookups: tuple[tuple[str, dict[Any, int]], ...]  # every plain dimension's lookups, flattened
-    unders: tuple[Any, ...]
     select: Callable[[Env], int]  # the candidates, as one generated function (_selector)
     obligations: dict[str, tuple[CompiledObligation, ...]]  # outcome -> policy-wide obligations
     reads: frozenset[str]  # attribute paths any rule or obligation reads
-    class_names: tuple[str, ...]  # rank -> classification name
 
     def candidates(self, env: Env) -> int:
         """The rules whose indexed clauses all hold for the request."""
@@ -249,18 +245,14 @@ class _Compiler:
             schema=self.schema,
             combine=self.vocab.combine,
             rules=tuple(rules),
-            everyone=everyone,
             permits=mask(ast.Effect.PERMIT),
             denies=mask(ast.Effect.DENY),
             conditional=sum(1 << r.index for r in rules if r.conditions),
             condition_sets=_condition_sets(rules),
             dimensions=dimensions,
-            lookups=lookups,
-            unders=unders,
             select=_selector(lookups, unders, everyone),
             obligations={k: tuple(v) for k, v in policy_wide.items()},
             reads=frozenset(self.reads),
-            class_names=tuple(self.vocab.classifications),
         )
 
     # --- rules -----------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Iterable
@@ -74,10 +73,6 @@ def sorted_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 def render_all(diagnostics: Iterable[Diagnostic]) -> str:
     return "\n\n".join(d.render() for d in sorted_diagnostics(diagnostics))
-
-
-def diagnostics_json(diagnostics: Iterable[Diagnostic]) -> str:
-    return json.dumps([d.to_json() for d in sorted_diagnostics(diagnostics)], indent=2)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

@@ -26,7 +26,6 @@ from engine.pipeline import Checked
 from engine.pipeline import loading as loading  # for tools that run the stages one by one
 from engine.request import SUMMARY_PATHS, RequestSchema
 from engine.source import Source
-from engine.symbols import Vocabulary
 
 
 # Decision ids: 32 hex digits like a uuid4, but a tenth of the cost: a random 80-bit
@@ -42,11 +41,6 @@ def _reseed_ids() -> None:
 
 _reseed_ids()
 os.register_at_fork(after_in_child=_reseed_ids)
-
-
-def new_decision_id() -> str:
-    """A decision id unique to this decision (even one served from the cache)."""
-    return next(_ids).to_bytes(16, "big").hex()
 
 
 # What `check_path` returns; the pipeline's result under its public name.

@@ -98,10 +98,6 @@ class Hierarchy:
                     stack.append(parent)
         return seen
 
-    def is_below(self, name: str, node: str) -> bool:
-        """`name is node`: name equals node or inherits from / sits below it."""
-        return node in self.ancestors.get(name, ())
-
 
 @dataclass(frozen=True)
 class Agreement:
@@ -140,10 +136,6 @@ class Attribute:
     builtin: bool = False
     span: Span | None = None
     label: str | None = None  # the author's words for it, used in explanations and documents
-
-    @property
-    def has_default(self) -> bool:
-        return self.default is not None or self.path == "context.date"
 
 
 BUILTIN_ATTRIBUTES = (

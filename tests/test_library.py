@@ -144,8 +144,9 @@ def test_loading_pauses_the_collector_and_restores_it():
         gc.enable()
 
 
-def test_decision_ids_are_32_hex_digits_and_differ_in_a_forked_worker():
-    from engine.policy import new_decision_id
+def test_decision_ids_are_32_hex_digits_and_differ_in_a_forked_worker(example):
+    def new_decision_id():
+        return example.decide(EXAMPLE_REQUEST).decision_id
 
     here = new_decision_id()
     reader, writer = os.pipe()

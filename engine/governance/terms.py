@@ -70,10 +70,6 @@ def const(value: Any) -> Term:
     return ("k", "s", value)
 
 
-def is_const(term: Term) -> bool:
-    return term[0] == "k"
-
-
 def reduce(term: Term, env: Mapping[str, Any]) -> Term:
     """`term` with the attributes `env` gives substituted and simplified.
 
