@@ -8,29 +8,16 @@ import pytest
 from engine import loader
 from engine.commands.main import main
 
+from conftest import SMALL_RULE, SMALL_VOCABULARY
+
 ROOT = Path(__file__).resolve().parent.parent
 
-VOCABULARY = """\
-actions { view }
-roles { social_worker, gp }
-purposes { direct_care }
-categories { health }
-classifications official
-agencies { nhs }
-"""
-GOOD_RULE = 'permit r {\n  role gp\n  action view\n  because "reason"\n}\n'
+VOCABULARY, GOOD_RULE = SMALL_VOCABULARY, SMALL_RULE
 
 
 @pytest.fixture
-def policy_dir(tmp_path):
-    def make(**files):
-        root = tmp_path / "policies"
-        root.mkdir(exist_ok=True)
-        for name, text in files.items():
-            (root / f"{name}.policy").write_text(text, encoding="utf-8")
-        return root
-
-    return make
+def policy_dir(policy_files):
+    return policy_files
 
 
 def run(capsys, *argv):

@@ -5,7 +5,7 @@ import os
 import pytest
 
 import engine
-from _requests import VOCABULARY, request, rule
+from conftest import VOCABULARY, request, rule
 from engine import ast
 from engine.symbols import Vocabulary
 

@@ -9,15 +9,9 @@ import engine
 from engine.commands.main import main
 from engine.service.app import create_app
 
-VOCABULARY = """\
-actions { view }
-roles { social_worker, gp }
-purposes { direct_care }
-categories { health }
-classifications official
-agencies { nhs }
-"""
-RULE = 'permit r {\n  role gp\n  action view\n  because "reason"\n}\n'
+from conftest import SMALL_RULE, SMALL_VOCABULARY
+
+VOCABULARY, RULE = SMALL_VOCABULARY, SMALL_RULE
 OTHER = RULE.replace("permit r", "permit s")
 EXAMPLES = Path(__file__).resolve().parent.parent / "policies"
 
@@ -39,19 +33,9 @@ BROKEN = [
 ]
 
 
-def write(root: Path, files: dict[str, str]) -> None:
-    for old in root.glob("*.policy"):
-        old.unlink()
-    for name, text in files.items():
-        (root / f"{name}.policy").write_text(text, encoding="utf-8")
-
-
 @pytest.fixture
-def root(tmp_path):
-    path = tmp_path / "policies"
-    path.mkdir()
-    write(path, {"a": VOCABULARY, "b": RULE})
-    return path
+def root(policy_files):
+    return policy_files(a=VOCABULARY, b=RULE)
 
 
 @pytest.fixture
@@ -65,8 +49,8 @@ def where(diagnostics: list[dict]) -> list[tuple[str, int, str]]:
 
 
 @pytest.mark.parametrize(("files", "expected"), BROKEN)
-def test_every_door_reports_the_same_diagnostics(files, expected, root, reload_client, capsys):
-    write(root, files)
+def test_every_door_reports_the_same_diagnostics(files, expected, root, reload_client, policy_files, capsys):
+    policy_files(**files)
 
     with pytest.raises(engine.PolicyLoadError) as raised:
         engine.load(root)
