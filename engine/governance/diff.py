@@ -201,6 +201,14 @@ def _git_bytes(*args: str) -> bytes:
 # --- the command --------------------------------------------------------------------------
 
 
+class SideLoadError(PolicyLoadError):
+    """One version of a diff, `old` or `new`, could not be loaded."""
+
+    def __init__(self, side: str, error: PolicyLoadError):
+        super().__init__(error.message, error.diagnostics)
+        self.side = side
+
+
 def load_pair(old_path: str, new_path: str | None, date_text: str | None,
               context: Sequence[str]) -> tuple[Version, Version]:
     """Both versions, with the context typed by each one's schema (a key only one knows
@@ -211,8 +219,7 @@ def load_pair(old_path: str, new_path: str | None, date_text: str | None,
         try:
             policies.append(load(path))
         except PolicyLoadError as exc:
-            exc.side = side
-            raise
+            raise SideLoadError(side, exc) from None
     versions = []
     for policy in policies:
         given, restrict = {}, {}

@@ -20,7 +20,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterator, NamedTuple, Protocol, Sequence
 
 from engine.governance.terms import (
     DIMENSION_KINDS, DIMENSIONS, FALSE, UNK, Compiler, Term, attribute_value, attributes_of, context_env, reduce,
@@ -75,23 +75,23 @@ class Version:
         allowed = self.restrict.get(path)
         return values if allowed is None else [v for v in values if v in allowed]
 
-    def start(self, step: "_Step", permits_only: bool) -> tuple[Any, ...]:
+    def start(self, step: "_Step", permits_only: bool) -> "_State | None":
         """The walk's first state: every rule reduced by the context, dead ones dropped.
 
         With `permits_only` (the matrix), what only matters for refusals is
         left out: deny rules' obligations and `on deny` obligations.
         """
-        def obligation(o) -> tuple[Any, ...]:
-            return o.name, step.id(o.condition), tuple(step.id(a) for a in o.args)
+        def obligation(o: Any) -> _Obligation:
+            return _Obligation(o.name, step.id(o.condition), tuple(step.id(a) for a in o.args))
 
         rules = []
         for rule in self.rules:
             obligations = () if permits_only and not rule.permit else rule.obligations
-            rules.append((rule.id, rule.permit, step.id(rule.term), tuple(obligation(o) for o in obligations),
-                          _DIMENSION_SET))
-        policy = tuple((p.outcome, *obligation(p.obligation), _DIMENSION_SET)
+            rules.append(_RuleItem(rule.id, rule.permit, step.id(rule.term), tuple(obligation(o) for o in obligations),
+                                   _DIMENSION_SET))
+        policy = tuple(_PolicyItem(p.outcome, *obligation(p.obligation), _DIMENSION_SET)
                        for p in self.policy_obligations if not (permits_only and p.outcome == "deny"))
-        return step.state((tuple(rules), policy), self.env, ("context", id(self)))
+        return step.state(_State(tuple(rules), policy), self.env, ("context", id(self)))
 
     def request(self, cell: dict[str, str]) -> dict[str, Any]:
         """The request for one combination, with the context's values."""
@@ -136,7 +136,7 @@ class Version:
         return name, tuple(shown)
 
 
-def _symbolic_arguments(rules, policy_obligations) -> dict[tuple[str, int], tuple[str, ...]]:
+def _symbolic_arguments(rules: Sequence[Any], policy_obligations: Sequence[Any]) -> dict[tuple[str, int], tuple[str, ...]]:
     found: dict[tuple[str, int], set[str]] = {}
     obligations = [o for r in rules for o in r.obligations] + [p.obligation for p in policy_obligations]
     for obligation in obligations:
@@ -151,11 +151,12 @@ def _rule_id(reason: Any) -> str:
 
 
 def _name(obligation: Any) -> str:
-    return obligation[0] if isinstance(obligation, tuple) else obligation.name
+    return str(obligation[0] if isinstance(obligation, tuple) else obligation.name)
 
 
 def _args(obligation: Any) -> Sequence[Any]:
-    return obligation[1] if isinstance(obligation, tuple) else obligation.args
+    args: Sequence[Any] = obligation[1] if isinstance(obligation, tuple) else obligation.args
+    return args
 
 
 def _literal(value: Any) -> str:
@@ -172,6 +173,49 @@ def _literal(value: Any) -> str:
 
 
 # --- reducing the state of the walk ------------------------------------------------
+
+
+class _Obligation(NamedTuple):
+    """An obligation of a rule in the walk: its terms interned as numbers (_Step)."""
+
+    name: str
+    condition: int
+    args: tuple[int, ...]
+
+
+class _RuleItem(NamedTuple):
+    id: str
+    permit: bool
+    term: int
+    obligations: tuple[_Obligation, ...]
+    reads: frozenset[str]  # the dimensions the rule still depends on
+
+
+class _PolicyItem(NamedTuple):
+    """A policy-wide obligation (`on permit obligation ...`) in the walk."""
+
+    outcome: str
+    name: str
+    condition: int
+    args: tuple[int, ...]
+    reads: frozenset[str]
+
+
+class _State(NamedTuple):
+    """What is left of one version at a point of the walk: its live rules and obligations."""
+
+    rules: tuple[_RuleItem, ...]
+    policy: tuple[_PolicyItem, ...]
+
+
+class _Plan(NamedTuple):
+    """A state about to take one dimension's values: the items that read it, and their columns."""
+
+    state: _State
+    rule_positions: list[int]
+    policy_positions: list[int]
+    columns: list[tuple[list[Any], list[int]]]  # per item: (reduced item per value, class per value)
+    undeclared: frozenset[int]  # positions of values the version does not declare
 
 
 class _Step:
@@ -192,7 +236,7 @@ class _Step:
         self.terms: list[Term] = []
         self.reads: list[frozenset[str]] = []
         self.memo: dict[tuple[Any, ...], int] = {}
-        self.items: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
+        self.items: dict[tuple[Any, ...], Any] = {}
         self.false, self.unknown = self.id(FALSE), self.id(UNK)
 
     def id(self, term: Term) -> int:
@@ -210,53 +254,54 @@ class _Step:
             found = self.memo[key] = self.id(reduce(self.terms[term], env))
         return found
 
-    def rule(self, item: tuple[Any, ...], env: dict[str, Any], token: Any) -> tuple[Any, ...] | None:
+    def rule(self, item: _RuleItem, env: dict[str, Any], token: Any) -> _RuleItem | None:
         """The rule reduced, or None once it is dead: a permit rule when false or unknown
         (it cannot apply), a deny rule only when false (one that might apply applies)."""
         key = (item, token)
         if key in self.items:
-            return self.items[key]
+            known: _RuleItem | None = self.items[key]
+            return known
         rule_id, permit, term, obligations, _old = item
         reduced = self.term(term, env, token)
         if reduced == self.false or (permit and reduced == self.unknown):
             found = None
         else:
             kept = self._obligations(obligations, env, token)
-            reads = self.reads[reduced].union(*(self.reads[t] for o in kept for t in (o[1], *o[2])))
-            found = (rule_id, permit, reduced, kept, reads)
+            reads = self.reads[reduced].union(*(self.reads[t] for o in kept for t in (o.condition, *o.args)))
+            found = _RuleItem(rule_id, permit, reduced, kept, reads)
         self.items[key] = found
         return found
 
-    def _obligations(self, obligations: tuple[Any, ...], env: dict[str, Any], token: Any) -> tuple[Any, ...]:
+    def _obligations(self, obligations: tuple[_Obligation, ...], env: dict[str, Any],
+                     token: Any) -> tuple[_Obligation, ...]:
         kept = []
         for name, condition, args in obligations:
             condition = self.term(condition, env, token)
             if condition == self.false or condition == self.unknown:
                 continue  # unknown counts as not holding
-            kept.append((name, condition, tuple(self.term(a, env, token) for a in args)))
+            kept.append(_Obligation(name, condition, tuple(self.term(a, env, token) for a in args)))
         return tuple(kept)
 
-    def policy(self, item: tuple[Any, ...], env: dict[str, Any], token: Any) -> tuple[Any, ...] | None:
+    def policy(self, item: _PolicyItem, env: dict[str, Any], token: Any) -> _PolicyItem | None:
         outcome, name, condition, args, _old = item
-        kept = self._obligations(((name, condition, args),), env, token)
+        kept = self._obligations((_Obligation(name, condition, args),), env, token)
         if not kept:
             return None
         _name, condition, args = kept[0]
-        return outcome, name, condition, args, self.reads[condition].union(*(self.reads[a] for a in args))
+        return _PolicyItem(outcome, name, condition, args, self.reads[condition].union(*(self.reads[a] for a in args)))
 
-    def state(self, state: tuple[Any, ...], env: dict[str, Any], token: Any) -> tuple[Any, ...]:
+    def state(self, state: _State, env: dict[str, Any], token: Any) -> _State:
         """Every item of a state reduced by `env`, dead ones dropped."""
-        rules, policy = state
-        kept = (self.rule(r, env, token) for r in rules)
-        obligations = (self.policy(p, env, token) for p in policy)
-        return tuple(r for r in kept if r is not None), tuple(p for p in obligations if p is not None)
+        kept = (self.rule(r, env, token) for r in state.rules)
+        obligations = (self.policy(p, env, token) for p in state.policy)
+        return _State(tuple(r for r in kept if r is not None), tuple(p for p in obligations if p is not None))
 
 
 _DIMENSION_SET = frozenset(DIMENSIONS)
 
 
-def has_permit(state: tuple[Any, ...] | None) -> bool:
-    return state is not None and any(rule[1] for rule in state[0])
+def has_permit(state: _State | None) -> bool:
+    return state is not None and any(rule.permit for rule in state.rules)
 
 
 # --- the walk -------------------------------------------------------------------------
@@ -335,7 +380,7 @@ class Walk:
         count = len(self.values[path])
         for position, key in enumerate(zip(*(_classes(plan, count) for plan in plans))):
             groups.setdefault(key, []).append(position)
-        found = []
+        found: list[tuple[tuple[Any, ...], Any]] = []
         for key, positions in groups.items():
             members = [self.values[path][p] for p in positions]
             cell[path] = members[0]
@@ -359,16 +404,16 @@ class Walk:
                 self._count(combinations)
         return _merge_heads(found)
 
-    def _plan(self, index: int, state: tuple[Any, ...] | None, path: str) -> tuple[Any, ...] | None:
+    def _plan(self, index: int, state: _State | None, path: str) -> _Plan | None:
         """A state, the positions of its items that read `path`, and their columns."""
         if state is None:
             return None
         rules, policy = state
-        rule_positions = [i for i, r in enumerate(rules) if path in r[4]]
-        policy_positions = [i for i, p in enumerate(policy) if path in p[4]]
+        rule_positions = [i for i, r in enumerate(rules) if path in r.reads]
+        policy_positions = [i for i, p in enumerate(policy) if path in p.reads]
         columns = [self._column(self.step.rule, rules[i], path) for i in rule_positions]
         columns += [self._column(self.step.policy, policy[i], path) for i in policy_positions]
-        return state, rule_positions, policy_positions, columns, self.undeclared[index][path]
+        return _Plan(state, rule_positions, policy_positions, columns, self.undeclared[index][path])
 
     def _column(self, reduce_item: Callable[..., Any], item: tuple[Any, ...], path: str) -> tuple[list[Any], list[int]]:
         """An item reduced by each value of `path` (None when dead), and a class number per
@@ -396,29 +441,29 @@ def _merge_heads(found: list[tuple[tuple[Any, ...], Any]]) -> list[tuple[tuple[A
     return [((frozenset().union(*values), *tail), kept) for (tail, kept), values in heads.items()]
 
 
-def _classes(plan: tuple[Any, ...] | None, count: int) -> list[tuple[Any, ...] | None]:
+def _classes(plan: _Plan | None, count: int) -> list[tuple[Any, ...] | None]:
     """What sets each value apart for one version: its class in every column that reads
     the dimension (None where the version does not declare the value)."""
     if plan is None:
         return [None] * count
-    columns = [numbers for _reduced, numbers in plan[3]]
+    columns = [numbers for _reduced, numbers in plan.columns]
     keys: list[tuple[Any, ...] | None] = list(zip(*columns)) if columns else [()] * count
-    for position in plan[4]:
+    for position in plan.undeclared:
         keys[position] = None
     return keys
 
 
-def _apply(plan: tuple[Any, ...] | None, position: int) -> tuple[Any, ...] | None:
+def _apply(plan: _Plan | None, position: int) -> _State | None:
     """The state after the value at `position`: the plan's state with its changed items put back."""
-    if plan is None or position in plan[4]:
+    if plan is None or position in plan.undeclared:
         return None
     (rules, policy), rule_positions, policy_positions, columns, _undeclared = plan
     changed = [reduced[position] for reduced, _numbers in columns]
     split = len(rule_positions)
-    return _replace(rules, rule_positions, changed[:split]), _replace(policy, policy_positions, changed[split:])
+    return _State(_replace(rules, rule_positions, changed[:split]), _replace(policy, policy_positions, changed[split:]))
 
 
-def _replace(items: tuple[Any, ...], positions: list[int], changed: tuple[Any, ...]) -> tuple[Any, ...]:
+def _replace(items: tuple[Any, ...], positions: list[int], changed: list[Any]) -> tuple[Any, ...]:
     if not positions:
         return items
     updated = list(items)
@@ -427,7 +472,7 @@ def _replace(items: tuple[Any, ...], positions: list[int], changed: tuple[Any, .
     return tuple(item for item in updated if item is not None)
 
 
-def _box(sets: list[frozenset[str]]) -> Box:
+def _box(sets: Sequence[frozenset[str]]) -> Box:
     ordered: list[frozenset[str]] = [frozenset()] * len(DIMENSIONS)
     for path, values in zip(WALK, sets):
         ordered[_POSITION[path]] = values
