@@ -176,6 +176,13 @@ class Vocabulary:
     def hierarchy(self, kind: str) -> Hierarchy | None:
         return {"role": self.roles, "purpose": self.purposes, "category": self.categories}.get(kind)
 
+    def tree(self, kind: str) -> Hierarchy:
+        """The hierarchy of `kind`, which must be role, purpose or category."""
+        tree = self.hierarchy(kind)
+        if tree is None:
+            raise KeyError(f"{kind} values form no hierarchy")
+        return tree
+
     def agencies_named(self, name: str) -> frozenset[str]:
         """An agency as a one-element set, or a group's agencies; NameLookupError otherwise."""
         if name in self.agencies:

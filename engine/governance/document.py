@@ -16,7 +16,7 @@ from typing import Iterable, Union
 
 from engine import ast
 from engine.governance.formatter import value_text
-from engine.symbols import Hierarchy, NameLookupError, Vocabulary
+from engine.symbols import Attribute, Hierarchy, NameLookupError, Vocabulary
 from engine.wording import count
 
 # --- the document model -----------------------------------------------------------
@@ -306,11 +306,11 @@ class _RuleWriter:
         whens = [c.expr for c in conditions if not c.negated]
         unlesses = [c.expr for c in conditions if c.negated]
         if whens:
-            expr = whens[0] if len(whens) == 1 else ast.BoolOp("and", tuple(whens), None)
+            expr = whens[0] if len(whens) == 1 else ast.BoolOp("and", tuple(whens), whens[0].span)
             out += [t(", and only when " if rule.effect is ast.Effect.PERMIT else ", when ")]
             out += self.say.expr(expr)
         if unlesses:
-            expr = unlesses[0] if len(unlesses) == 1 else ast.BoolOp("or", tuple(unlesses), None)
+            expr = unlesses[0] if len(unlesses) == 1 else ast.BoolOp("or", tuple(unlesses), unlesses[0].span)
             out += [t(", unless ")] + self.say.expr(expr)
         return out
 
@@ -511,7 +511,7 @@ class _Writer:
         ordered = [a for a in self.vocab.agencies if a in members]
         return Item([code(name), t(": ")] + join([[t(self.say.agency(a))] for a in ordered], "and"))
 
-    def _attribute(self, attribute) -> Item:
+    def _attribute(self, attribute: Attribute) -> Item:
         kind = "one of " + ", ".join(attribute.values) if attribute.kind == "one_of" else attribute.kind
         out: Inline = [code(attribute.path), t(f" ({kind})")]
         if attribute.default is not None:

@@ -63,7 +63,7 @@ def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
     """
     # Outcomes become small numbers while merging: keys are hashed over and over.
     ids: dict[Any, int] = {}
-    outcomes = []
+    outcomes: list[Any] = []
     for _box, outcome in found:
         if outcome not in ids:
             ids[outcome] = len(outcomes)
@@ -77,7 +77,7 @@ def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
         for index in order:
             groups: dict[tuple[Any, ...], list[int]] = {}
             for number, (box, outcome) in enumerate(rows):
-                key = (outcome, box[:index] + box[index + 1:])
+                key: tuple[Any, ...] = (outcome, box[:index] + box[index + 1:])
                 if index == _OWNER and box[_OWNER] == SAME_AGENCY:
                     key = (number,)  # "own agency" does not merge with named owners
                 groups.setdefault(key, []).append(number)
@@ -160,7 +160,7 @@ class Legend:
         for kind in ("role", "purpose", "category"):
             below: dict[str, set[str]] = {}
             for vocab in vocabs:
-                for node, nodes in vocab.hierarchy(kind).descendants.items():
+                for node, nodes in vocab.tree(kind).descendants.items():
                     below.setdefault(node, set()).update(nodes)
             self.below[kind] = {n: frozenset(s) for n, s in below.items()}
         self.groups = _shared_groups(vocabs)
@@ -213,7 +213,8 @@ class Legend:
     @staticmethod
     def _cover(order: list[str], below: dict[str, frozenset[str]], values: frozenset[str]) -> list[str]:
         """The fewest nodes, in declared order, whose subtrees make up exactly `values`."""
-        found, covered = [], set()
+        found: list[Any] = []
+        covered: set[Any] = set()
         for node in order:
             if node in values and node not in covered and below.get(node, frozenset((node,))) <= values:
                 found.append(node)
@@ -221,7 +222,8 @@ class Legend:
         return found
 
     def _agencies(self, path: str, values: frozenset[str]) -> list[str]:
-        shown, covered = [], set()
+        shown: list[Any] = []
+        covered: set[Any] = set()
         for name, members in sorted(self.groups.items(), key=lambda g: (-len(g[1]), g[0])):
             if len(members) > 1 and members <= values and not members <= covered:
                 shown.append(name)
