@@ -227,6 +227,8 @@ class PolicyHeader:
     owner: str | None
     combine: Combine | None
     span: Span = field(compare=False, repr=False)
+    # Where each field given was written (`version "1"`), in the order written; for the formatter.
+    field_spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +347,8 @@ class AgreementDecl:
     valid: Validity | None
     reference: str | None
     span: Span = field(compare=False, repr=False)
+    # Where each field given was written (`parties a, b`), in the order written; for the formatter.
+    field_spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False, repr=False)
 
 
 Declaration = Union[

@@ -360,7 +360,8 @@ class _ToAst:
                 self._fail(f"`{key}` is given twice in the policy header", span)
             fields[key] = value
         return ast.PolicyHeader(
-            _string(title), fields.get("version"), fields.get("owner"), fields.get("combine"), self._span(meta)
+            _string(title), fields.get("version"), fields.get("owner"), fields.get("combine"), self._span(meta),
+            tuple((key, span) for key, _value, span in (i for i in items if i is not None)),
         )
 
     def header_version(self, meta: Meta, children: list[Any]) -> Any:
@@ -440,6 +441,7 @@ class _ToAst:
             fields.get("valid"),
             fields.get("reference"),
             self._span(meta),
+            tuple((key, span) for key, _value, span in (i for i in items if i is not None)),
         )
 
     def agreement_parties(self, meta: Meta, children: list[Any]) -> Any:
