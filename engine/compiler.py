@@ -190,6 +190,7 @@ class CompiledPolicy:
     schema: RequestSchema
     combine: ast.Combine
     rules: tuple[CompiledRule, ...]
+    everyone: int  # a bit for every rule
     permits: int
     denies: int
     conditional: int  # rules with when/unless clauses
@@ -199,6 +200,7 @@ class CompiledPolicy:
     select: Callable[[Env], int]  # the candidates, as one generated function (_selector)
     obligations: dict[str, tuple[CompiledObligation, ...]]  # outcome -> policy-wide obligations
     reads: frozenset[str]  # attribute paths any rule or obligation reads
+    class_names: tuple[str, ...]  # rank -> classification name
 
     def candidates(self, env: Env) -> int:
         """The rules whose indexed clauses all hold for the request."""
@@ -245,6 +247,7 @@ class _Compiler:
             schema=self.schema,
             combine=self.vocab.combine,
             rules=tuple(rules),
+            everyone=everyone,
             permits=mask(ast.Effect.PERMIT),
             denies=mask(ast.Effect.DENY),
             conditional=sum(1 << r.index for r in rules if r.conditions),
@@ -253,6 +256,7 @@ class _Compiler:
             select=_selector(lookups, unders, everyone),
             obligations={k: tuple(v) for k, v in policy_wide.items()},
             reads=frozenset(self.reads),
+            class_names=tuple(self.vocab.classifications),
         )
 
     # --- rules -----------------------------------------------------------------

@@ -23,10 +23,10 @@ from engine.compiler import CompiledPolicy
 from engine.decision import Decider, Decision, reissuable, reissue
 from engine.errors import Diagnostic, RequestError
 from engine.pipeline import Checked
+from engine.plan import Plan, Planner
 from engine.pipeline import loading as loading  # for tools that run the stages one by one
 from engine.request import SUMMARY_PATHS, RequestSchema
 from engine.source import Source
-
 
 # Decision ids: 32 hex digits like a uuid4, but a tenth of the cost: a random 80-bit
 # per-process prefix above a 48-bit counter, both in one itertools.count (whose `next`
@@ -104,6 +104,7 @@ class Policy:
         self._keys = KeyFunctions(self._schema, key_paths(self._schema, compiled.reads, SUMMARY_PATHS),
                                   f"{FORMAT}:{self.version}")
         self._fast_key = self._keys.fast
+        self._planner: Planner | None = None
 
     def __repr__(self) -> str:
         return f"<Policy {self.title or 'untitled'} {self.version} ({len(self.rules)} rules)>"
@@ -139,6 +140,14 @@ class Policy:
         if cache is not None and key is not None:
             cache.put(key, reissuable(decision))  # never handed out as is: hits get a new id
         return decision
+
+    def plan(self, partial_request: Any) -> Plan:
+        """A query plan for a request without its resource (engine/plan.py): which resources
+        `decide` would permit, as a condition over their fields. RequestError names the field."""
+        planner = self._planner
+        if planner is None:  # prepared on first use: most callers never plan
+            planner = self._planner = Planner(self)
+        return planner.plan(partial_request)
 
     def decide_many(self, requests: Iterable[Any], *, use_cache: bool = True) -> list[Decision]:
         """Decide each request in order; a RequestError names the request's index (`requests[3].purpose`)."""

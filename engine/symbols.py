@@ -137,6 +137,11 @@ class Attribute:
     span: Span | None = None
     label: str | None = None  # the author's words for it, used in explanations and documents
 
+    @property
+    def has_default(self) -> bool:
+        """Decided without it when a request leaves it out: it has a default (`context.date`: today)."""
+        return self.default is not None or self.path == "context.date"
+
 
 BUILTIN_ATTRIBUTES = (
     Attribute("requester.role", "role", required=True, builtin=True),
