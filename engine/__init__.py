@@ -7,8 +7,23 @@ from engine.policy import CheckResult, Policy, check_path, load
 from engine.shapes import DecisionDict, NearMissDict, ObligationDict, ReasonDict
 
 __all__ = [
-    "load", "check_path", "Policy", "CheckResult",
-    "Decision", "Reason", "Obligation", "NearMiss", "FailedClause", "explain_text",
-    "PolicyError", "PolicyLoadError", "PolicySyntaxError", "RequestError", "Diagnostic",
-    "DecisionDict", "ReasonDict", "ObligationDict", "NearMissDict",
+    "CheckResult",
+    "Decision",
+    "DecisionDict",
+    "Diagnostic",
+    "FailedClause",
+    "NearMiss",
+    "NearMissDict",
+    "Obligation",
+    "ObligationDict",
+    "Policy",
+    "PolicyError",
+    "PolicyLoadError",
+    "PolicySyntaxError",
+    "Reason",
+    "ReasonDict",
+    "RequestError",
+    "check_path",
+    "explain_text",
+    "load",
 ]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine import ast
 from engine._codegen import define
-from engine.source import Span
 from engine.request import RAW, RequestSchema
+from engine.source import Span
 from engine.symbols import NameLookupError, Vocabulary
 
 Env = dict[str, Any]
@@ -200,7 +201,7 @@ class ExprCompiler:
             return self._member(operand, self.vocab.groups[text])
         return self._member(operand, frozenset((self._constant(text, kind),)))
 
-    def _member(self, operand: "_Const | _Attr", values: frozenset[Any]) -> Test:
+    def _member(self, operand: _Const | _Attr, values: frozenset[Any]) -> Test:
         if isinstance(operand, _Const):
             found = operand.value in values
             return lambda env: found
@@ -224,7 +225,7 @@ class ExprCompiler:
             return attribute.kind if attribute is not None else None
         return None
 
-    def _operand(self, value: ast.Value, kind: str | None) -> "_Const | _Attr":
+    def _operand(self, value: ast.Value, kind: str | None) -> _Const | _Attr:
         if isinstance(value, ast.Name):
             if value.text in self.vocab.attributes:
                 self._reads[value.text] = None
@@ -249,7 +250,7 @@ class ExprCompiler:
         return name.text
 
 
-def _compare(symbol: str, left: "_Const | _Attr", right: "_Const | _Attr") -> Test:
+def _compare(symbol: str, left: _Const | _Attr, right: _Const | _Attr) -> Test:
     to_constant, from_constant, between = _COMPARE[symbol]
     if isinstance(right, _Const) and isinstance(left, _Attr):
         return to_constant(left.path, right.value)

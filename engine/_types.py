@@ -9,8 +9,8 @@ of the attribute they are compared with (LANGUAGE.md section 3).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from engine import ast
 from engine.errors import Diagnostic, did_you_mean, error, warning

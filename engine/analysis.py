@@ -14,17 +14,26 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from engine import ast
 from engine.errors import Diagnostic, warning
-from engine.symbols import NameLookupError, Vocabulary
 from engine.governance.terms import (
-    DIMENSION_KINDS, DIMENSIONS, FALSE, TRUE, Compiler, RuleTerm, Term, agreement_pairs, attributes_of, junction,
+    DIMENSION_KINDS,
+    DIMENSIONS,
+    FALSE,
+    TRUE,
+    Compiler,
+    RuleTerm,
+    Term,
+    agreement_pairs,
+    attributes_of,
+    junction,
     reduce,
 )
-
+from engine.symbols import NameLookupError, Vocabulary
 
 _ALWAYS = ((dt.date.min, dt.date.max),)
 
@@ -64,7 +73,7 @@ class Region:
                 if ranges:
                     yield pair, ranges
 
-    def within(self, other: "Region") -> bool:
+    def within(self, other: Region) -> bool:
         """Every request this region admits, `other` admits too."""
         if any(not values <= other.sets[d] for d, values in self.sets.items()):
             return False

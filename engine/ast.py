@@ -7,13 +7,11 @@ differently laid-out text compare equal when they mean the same.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from collections.abc import Iterator
-from typing import Union
 
 from engine.source import Span
-
 
 # --- names and literals ---------------------------------------------------
 
@@ -50,8 +48,8 @@ class DateLit:
     span: Span = field(compare=False, repr=False)
 
 
-Literal = Union[StringLit, NumberLit, BoolLit, DateLit]
-Value = Union[Name, StringLit, NumberLit, BoolLit, DateLit]
+Literal = StringLit | NumberLit | BoolLit | DateLit
+Value = Name | StringLit | NumberLit | BoolLit | DateLit
 
 
 # --- expressions ----------------------------------------------------------
@@ -62,13 +60,13 @@ class BoolOp:
     """`a and b and c` or `a or b`: op is "and" or "or"."""
 
     op: str
-    operands: tuple["Expr", ...]
+    operands: tuple[Expr, ...]
     span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
-    operand: "Expr"
+    operand: Expr
     span: Span = field(compare=False, repr=False)
 
 
@@ -117,7 +115,9 @@ class Has:
     span: Span = field(compare=False, repr=False)
 
 
-Expr = Union[BoolOp, Not, Compare, InSet, InGroup, Is, Has, Name, StringLit, NumberLit, BoolLit, DateLit]
+Expr = (
+    BoolOp | Not | Compare | InSet | InGroup | Is | Has | Name | StringLit | NumberLit | BoolLit | DateLit
+)
 
 
 # --- rules ------------------------------------------------------------------
@@ -182,7 +182,7 @@ class BecauseClause:
     span: Span = field(compare=False, repr=False)
 
 
-Clause = Union[MatchClause, DataClause, ConditionClause, ObligationClause, BecauseClause]
+Clause = MatchClause | DataClause | ConditionClause | ObligationClause | BecauseClause
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +266,7 @@ class TreeNode:
 
     name: Name
     label: str | None
-    children: tuple["TreeNode", ...]
+    children: tuple[TreeNode, ...]
     span: Span = field(compare=False, repr=False)
 
 
@@ -351,10 +351,10 @@ class AgreementDecl:
     field_spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False, repr=False)
 
 
-Declaration = Union[
-    PolicyHeader, ActionsDecl, RolesDecl, PurposesDecl, CategoriesDecl, ClassificationsDecl,
-    AgenciesDecl, GroupDecl, AttributesDecl, AgreementDecl, Rule, PolicyObligation,
-]
+Declaration = (
+    PolicyHeader | ActionsDecl | RolesDecl | PurposesDecl | CategoriesDecl | ClassificationsDecl |
+    AgenciesDecl | GroupDecl | AttributesDecl | AgreementDecl | Rule | PolicyObligation
+)
 
 
 # --- files and sets ---------------------------------------------------------

@@ -16,13 +16,29 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cachetools import FIFOCache
 
 from engine._codegen import define
-from engine.request import (_BOOL, _DATE, _NUMBER, _VOCAB, CHECKS, SECTIONS, TOP_KEYS, RequestSchema, parse_date,
-                            item_of, required_sections, section_keys, simple_shape, source_of, today)
+from engine.request import (
+    _BOOL,
+    _DATE,
+    _NUMBER,
+    _VOCAB,
+    CHECKS,
+    SECTIONS,
+    TOP_KEYS,
+    RequestSchema,
+    item_of,
+    parse_date,
+    required_sections,
+    section_keys,
+    simple_shape,
+    source_of,
+    today,
+)
 
 # Bump when the shape of a cached Decision changes.
 FORMAT = "decision-2"

@@ -9,13 +9,14 @@ others, so an author sees every mistake at once, sorted by location.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from engine import ast
 from engine._graph import cycles
-from engine.analysis import analyse
 from engine._types import ExprChecker, declared_as, declared_kinds, kind_word
+from engine.analysis import analyse
 from engine.errors import Diagnostic, did_you_mean, error, sorted_diagnostics, warning
 from engine.source import Span, point
 from engine.symbols import ATTRIBUTE_ROOTS, NameLookupError, Vocabulary, build_vocabulary
@@ -30,7 +31,7 @@ class Context:
     today: dt.date = field(default_factory=dt.date.today)
 
     @classmethod
-    def of(cls, policy_set: ast.PolicySet, today: dt.date | None = None) -> "Context":
+    def of(cls, policy_set: ast.PolicySet, today: dt.date | None = None) -> Context:
         return cls(policy_set, build_vocabulary(policy_set), today or dt.date.today())
 
 

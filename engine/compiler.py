@@ -14,18 +14,18 @@ the rules left.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any
 
+from engine import _expressions as expressions
 from engine import ast
+from engine._codegen import define
+from engine._expressions import Env, Test, span_text
 from engine.errors import PolicyError
 from engine.request import RAW, SUMMARY_PATHS, RequestSchema
 from engine.source import Span
 from engine.symbols import Hierarchy, NameLookupError, Vocabulary
-from engine import _expressions as expressions
-from engine._codegen import define
-from engine._expressions import Env, Test, span_text
 from engine.wording import or_list
 
 # The built-in attribute each indexed clause kind reads.
@@ -105,7 +105,7 @@ class Dimension:
 
     name: tuple[str, int]
     lookups: tuple[tuple[str, dict[Any, int]], ...]  # (path, value -> bitset), ANDed
-    under: "_UnderIndex | None" = None
+    under: _UnderIndex | None = None
 
     def hold(self, env: Env) -> int:
         if self.under is not None:
@@ -543,5 +543,14 @@ def _bits(indices: list[int]) -> int:
     return int.from_bytes(buffer, "little")
 
 
-__all__ = ["CompiledPolicy", "CompiledRule", "CompiledClause", "CompiledObligation", "CompileError",
-           "Dimension", "compile_policy", "RAW", "SUMMARY_PATHS"]
+__all__ = [
+    "RAW",
+    "SUMMARY_PATHS",
+    "CompileError",
+    "CompiledClause",
+    "CompiledObligation",
+    "CompiledPolicy",
+    "CompiledRule",
+    "Dimension",
+    "compile_policy",
+]

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from collections.abc import Sequence
-from typing import Any, Iterator, cast
+from typing import Any, cast
 
 from engine import ast, explain
 from engine.compiler import CompiledClause, CompiledObligation, CompiledPolicy, CompiledRule
@@ -103,7 +103,7 @@ class Decision:
     share one explanation, worked out once.
     """
 
-    __slots__ = ("decision_id", "__dict__")
+    __slots__ = ("__dict__", "decision_id")
 
     decision: str
     decision_id: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from engine import ast
 from engine._expressions import show
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 # --- the summary sentence -----------------------------------------------------------
 
 
-def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...],
+def summary(outcome: str, reasons: tuple[Reason, ...], near_misses: tuple[NearMiss, ...],
             words: tuple[str, ...]) -> str:
     """One plain-English sentence a caseworker could read, in the request's own words.
 
@@ -45,19 +45,19 @@ def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["Nea
     return sentence + "."
 
 
-def rule_phrase(reason: "Reason") -> str:
+def rule_phrase(reason: Reason) -> str:
     """`rule child_protection (Children Act 1989 s.47)`."""
     return f"rule {reason.rule}" + (f" ({reason.because})" if reason.because else "")
 
 
-def _kinds(near: "NearMiss") -> list[str]:
+def _kinds(near: NearMiss) -> list[str]:
     return list(dict.fromkeys(f.clause for f in near.failed))
 
 
 # --- failed clauses -------------------------------------------------------------------
 
 
-def failure(clause: "CompiledClause", env: dict[str, Any], vocab: "Vocabulary") -> tuple[str, str, str]:
+def failure(clause: CompiledClause, env: dict[str, Any], vocab: Vocabulary) -> tuple[str, str, str]:
     """(needed, had, text) for a clause that did not hold."""
     kind, needed = clause.kind, clause.needed
     if kind in ("when", "unless"):
@@ -75,7 +75,7 @@ def failure(clause: "CompiledClause", env: dict[str, Any], vocab: "Vocabulary") 
     return needed, had, f"{kind}: needs {needed}, request has {had}"
 
 
-def _under_failure(node: ast.MatchClause, env: dict[str, Any], vocab: "Vocabulary") -> str:
+def _under_failure(node: ast.MatchClause, env: dict[str, Any], vocab: Vocabulary) -> str:
     """Why none of the agreements covers the request: not parties, or outside their dates."""
     agency, owner, date = env["requester.agency"], env["resource.owner"], env["context.date"]
     problems = []
@@ -98,7 +98,7 @@ def _under_failure(node: ast.MatchClause, env: dict[str, Any], vocab: "Vocabular
     return "; ".join(problems)
 
 
-def _condition_failure(clause: "CompiledClause", env: dict[str, Any], vocab: "Vocabulary") -> tuple[str, str, str]:
+def _condition_failure(clause: CompiledClause, env: dict[str, Any], vocab: Vocabulary) -> tuple[str, str, str]:
     needed = clause.needed
     shown = []
     for path in clause.reads:
@@ -112,7 +112,7 @@ def _condition_failure(clause: "CompiledClause", env: dict[str, Any], vocab: "Vo
 # --- text for caseworkers -------------------------------------------------------------
 
 
-def explain_text(decision: "Decision") -> str:
+def explain_text(decision: Decision) -> str:
     """The decision as text a caseworker can read: outcome, rules, obligations, near misses."""
     lines = [decision.decision.upper(), "", decision.summary, ""]
     if decision.reasons:

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from engine import ast
 from engine.checker import check
-from engine.compiler import CompileError, CompiledPolicy, compile_policy
+from engine.compiler import CompiledPolicy, CompileError, compile_policy
 from engine.errors import Diagnostic, PolicyLoadError, sorted_diagnostics
 from engine.loader import parse_sources, read_sources
 from engine.source import Source

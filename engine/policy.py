@@ -14,8 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from engine import ast, pipeline
 from engine.cache import FORMAT, DecisionCache, KeyFunctions, key_paths
@@ -24,7 +25,6 @@ from engine.decision import Decider, Decision, reissuable, reissue
 from engine.errors import Diagnostic, RequestError
 from engine.pipeline import Checked
 from engine.plan import Plan, Planner
-from engine.pipeline import loading as loading  # for tools that run the stages one by one
 from engine.request import SUMMARY_PATHS, RequestSchema
 from engine.source import Source
 
@@ -96,7 +96,7 @@ class Policy:
         self.rules = list(vocab.rules)
         self.warnings = warnings
         self.vocabulary = vocab
-        self.loaded_at = dt.datetime.now(dt.timezone.utc)
+        self.loaded_at = dt.datetime.now(dt.UTC)
         self._schema: RequestSchema = compiled.schema
         self._decider = Decider(compiled, self.version, self.title, self.label)
         self._cache = DecisionCache(cache_size, cache_ttl)

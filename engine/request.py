@@ -17,8 +17,9 @@ import difflib
 import json
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from engine import ast
 from engine._codegen import define
@@ -52,7 +53,7 @@ _EXPECTED = {
 class _Today:
     """Today's date, looked up once a day rather than on every request."""
 
-    __slots__ = ("date", "iso", "_until")
+    __slots__ = ("_until", "date", "iso")
 
     def __init__(self) -> None:
         self._refresh()

@@ -8,8 +8,9 @@ wins) so the checker, the compiler and request validation share one view.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from engine import ast
 from engine.errors import did_you_mean

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, NoReturn
 
 from lark import Lark, Token, Tree
-from lark.tree import Meta
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.tree import Meta
 
 from engine import ast
 from engine._keywords import keywords
@@ -25,9 +26,7 @@ _CONTINUE_AFTER = frozenset({",", "{", "(", "or", "and", "not", "==", "!=", "<",
 _CONTINUE_BEFORE = frozenset({"or", "and", ")", "}"})
 # ... but a clause or declaration keyword at the start of a line always starts anew.
 _STARTS_ANEW = frozenset(
-    """policy actions roles purposes categories classifications agencies group attributes
-    agreement permit deny on action role agency purpose data owner under when unless
-    obligation because parties from to valid reference version combine""".split()
+    ["policy", "actions", "roles", "purposes", "categories", "classifications", "agencies", "group", "attributes", "agreement", "permit", "deny", "on", "action", "role", "agency", "purpose", "data", "owner", "under", "when", "unless", "obligation", "because", "parties", "from", "to", "valid", "reference", "version", "combine"]
 )
 
 
@@ -237,7 +236,7 @@ def _accepted(exc: UnexpectedInput) -> set[str]:
     if interactive is not None:
         try:
             return set(interactive.accepts())
-        except Exception:  # fall back to Lark's own (wider) set
+        except Exception:  # noqa: BLE001, S110 - any failure: fall back to Lark's own (wider) set
             pass
     return set(getattr(exc, "expected", ()))
 

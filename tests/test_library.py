@@ -129,7 +129,7 @@ def test_explain_text(example):
 
 
 def test_loading_pauses_the_collector_and_restores_it():
-    from engine.policy import loading
+    from engine.pipeline import loading
 
     assert gc.isenabled()
     with loading():

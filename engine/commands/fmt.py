@@ -15,7 +15,6 @@ from engine.loader import policy_paths
 from engine.source import Source
 from engine.wording import count
 
-
 # For `engine fmt --help` (argparse epilog).
 HELP = """\
 exit status: 0 nothing to change, or files rewritten; 1 with --check, some file

@@ -9,13 +9,13 @@ import sys
 import tempfile
 from typing import Any
 
+from engine.errors import PolicyError, PolicyLoadError
+from engine.policy import load
 from engine.service.app import create_app
 from engine.service.audit import AuditError, AuditLog
 from engine.service.auth import parse_api_keys
 from engine.service.bundles import FleetSettings, shown_source
 from engine.service.logs import log_like_uvicorn
-from engine.errors import PolicyError, PolicyLoadError
-from engine.policy import load
 
 
 def _fail(message: str) -> int:
@@ -115,8 +115,8 @@ def serve(args: argparse.Namespace) -> int:
 def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     level = getattr(args, "log_level", "info")
     log_like_uvicorn(level.upper())
-    return dict(host=args.host, port=args.port, timeout_graceful_shutdown=10,
-                access_log=getattr(args, "access_log", False), log_level=level)
+    return {"host": args.host, "port": args.port, "timeout_graceful_shutdown": 10,
+                "access_log": getattr(args, "access_log", False), "log_level": level}
 
 
 def _serve_bundle(args: argparse.Namespace, fleet: FleetSettings) -> int:

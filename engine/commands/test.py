@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from engine.errors import PolicyLoadError
 from engine.loader import default_policy_dir

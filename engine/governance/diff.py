@@ -17,20 +17,38 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
-from engine.governance.terms import DIMENSIONS
 from engine.errors import PolicyLoadError
 from engine.governance.matrix import (
-    ContextError, ProgressHook, Version, Walk, count_rows, has_permit, no_progress, parse_context, parse_date,
+    ContextError,
+    ProgressHook,
+    Version,
+    Walk,
+    count_rows,
+    has_permit,
+    no_progress,
+    parse_context,
+    parse_date,
 )
-from engine.policy import load
 from engine.governance.table import (
-    COLUMNS, UNDECLARED, Box, Legend, Outcome, cells_in, compress, row_cells, show_obligations, sort_rows,
+    COLUMNS,
+    UNDECLARED,
+    Box,
+    Legend,
+    Outcome,
+    cells_in,
+    compress,
+    row_cells,
+    show_obligations,
+    sort_rows,
     to_markdown,
 )
+from engine.governance.terms import DIMENSIONS
+from engine.policy import load
 
 
 class Change(NamedTuple):
@@ -176,7 +194,7 @@ def checkout_policies(rev: str, path: str, into: Path, cwd: str | None = None) -
     names = [n for n in listing.splitlines() if n.endswith(".policy")]
     if not names:
         raise GitError(f"no .policy files under {path} at {rev}")
-    base = path if not names == [path] else os.path.dirname(path)
+    base = path if names != [path] else os.path.dirname(path)
     for name in names:
         target = into / os.path.relpath(name, base or ".")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Union
 
 from engine import ast
 from engine.governance.formatter import value_text
@@ -50,7 +50,7 @@ class Para:
 @dataclass
 class Item:
     inline: Inline
-    children: "BulletList | None" = None
+    children: BulletList | None = None
 
 
 @dataclass
@@ -59,7 +59,7 @@ class BulletList:
     ordered: bool = False
 
 
-Block = Union[Heading, Para, BulletList]
+Block = Heading | Para | BulletList
 
 
 # --- words for names and values ----------------------------------------------------------
@@ -466,7 +466,7 @@ class _Writer:
         self.para(t(_APPLYING))
 
     def vocabulary(self) -> None:
-        vocab, say = self.vocab, self.say
+        vocab = self.vocab
         self.heading(2, "Vocabulary", "vocabulary")
         self.para(t("Every name a rule uses is declared here. A request that names anything else is rejected."))
         self.heading(3, "Actions", "actions")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from engine import ast
 from engine.source import Source, Span

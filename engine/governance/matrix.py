@@ -19,20 +19,41 @@ import datetime as dt
 import json
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator, NamedTuple, Protocol, Sequence
+from typing import Any, NamedTuple, Protocol
 
-from engine.governance.terms import (
-    DIMENSION_KINDS, DIMENSIONS, FALSE, UNK, Compiler, Term, attribute_value, attributes_of, context_env, reduce,
-)
 from engine.errors import did_you_mean
+from engine.governance.table import (
+    COLUMNS,
+    Box,
+    Legend,
+    Outcome,
+    cells_in,
+    compress,
+    row_cells,
+    show_obligations,
+    sort_rows,
+    to_csv,
+    to_html,
+    to_markdown,
+    union_in_order,
+)
+from engine.governance.terms import (
+    DIMENSION_KINDS,
+    DIMENSIONS,
+    FALSE,
+    UNK,
+    Compiler,
+    Term,
+    attribute_value,
+    attributes_of,
+    context_env,
+    reduce,
+)
 from engine.policy import load
 from engine.symbols import NameLookupError, Vocabulary
 from engine.wording import count
-from engine.governance.table import (
-    COLUMNS, Box, Legend, Outcome, compress, cells_in, row_cells, show_obligations, sort_rows, to_csv, to_html,
-    to_markdown, union_in_order,
-)
 
 # The walk's order: the most selective dimensions first, agency just before owner
 # so that `under` clauses resolve on the last step.
@@ -75,7 +96,7 @@ class Version:
         allowed = self.restrict.get(path)
         return values if allowed is None else [v for v in values if v in allowed]
 
-    def start(self, step: "_Step", permits_only: bool) -> "_State | None":
+    def start(self, step: _Step, permits_only: bool) -> _State | None:
         """The walk's first state: every rule reduced by the context, dead ones dropped.
 
         With `permits_only` (the matrix), what only matters for refusals is
@@ -315,7 +336,7 @@ class Meter(Protocol):
 
 # Given the walk's total and a label, a context manager that meters the walk.
 # Commands pass engine.commands.progress.Progress; the library stays silent.
-ProgressHook = Callable[[int, str], ContextManager[Meter]]
+ProgressHook = Callable[[int, str], contextlib.AbstractContextManager[Meter]]
 
 
 class _Silent:

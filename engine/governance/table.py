@@ -14,7 +14,8 @@ import csv
 import html
 import io
 import math
-from typing import Any, Iterable, NamedTuple, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 from engine.governance.terms import DIMENSION_KINDS, DIMENSIONS
 from engine.symbols import Vocabulary

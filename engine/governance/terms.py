@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
-from typing import Any, Iterable, Mapping, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 from engine import ast
 from engine.symbols import NameLookupError, Vocabulary

@@ -15,13 +15,16 @@ import gc
 import logging
 import os
 import time
-from typing import Any, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
+from engine.errors import PolicyLoadError, RequestError
+from engine.policy import load
 from engine.portal.app import add_portal
 from engine.service import applications, schemas
 from engine.service.audit import AuditLog
@@ -34,8 +37,6 @@ from engine.service.logs import log_like_uvicorn
 from engine.service.metrics import Metrics
 from engine.service.reloading import PolicyHolder, ReloadSignal
 from engine.service.telemetry import Telemetry
-from engine.errors import PolicyLoadError, RequestError
-from engine.policy import load
 
 log = logging.getLogger("engine.api")
 
@@ -50,10 +51,10 @@ class Service:
 
     def __init__(self, holder: PolicyHolder, *, keys: ApiKeys, admin_token: str | None,
                  audit: AuditLog | None, telemetry: Telemetry, max_body: int, watch: bool,
-                 reload_signal: ReloadSignal | None = None, fleet: FleetSettings = FleetSettings(),
+                 reload_signal: ReloadSignal | None = None, fleet: FleetSettings | None = None,
                  bundles: BundlePoller | None = None):
         self.holder = holder
-        self.fleet = fleet
+        self.fleet = fleet if fleet is not None else FleetSettings()
         self.bundles = bundles
         self.reload_signal = reload_signal
         self.keys = keys

@@ -25,7 +25,8 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from engine.service.encoding import json_default
 
@@ -51,7 +52,7 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 
 def _timestamp(when: float) -> str:
-    moment = dt.datetime.fromtimestamp(when, dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(when, dt.UTC)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -320,5 +321,5 @@ def _check_link(number: int, entry: dict[str, Any], hashes: list[Any], where: di
     if target is not None:
         problems.append((number, f"out of order: in the chain it comes after line {target}, not line {before}"))
     else:
-        problems.append((number, f"does not follow line {before}: an entry was removed before it, "
-                                 f"or line {before} was altered and re-hashed"))
+        problems.append((number, (f"does not follow line {before}: an entry was removed before it, "
+                                  f"or line {before} was altered and re-hashed")))

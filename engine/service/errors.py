@@ -17,8 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from engine.service.encoding import dumps
 from engine.errors import PolicyError, PolicyLoadError, RequestError, render_all
+from engine.service.encoding import dumps
 
 log = logging.getLogger("engine.api")
 

@@ -14,9 +14,10 @@ import asyncio
 import datetime as dt
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from watchfiles import Change, awatch
 
@@ -79,7 +80,7 @@ class PolicyHolder:
         async with self._lock:
             previous = self.policy
             before = previous.version if previous is not None else None
-            self.last_attempt = dt.datetime.now(dt.timezone.utc)
+            self.last_attempt = dt.datetime.now(dt.UTC)
             try:
                 policy = await asyncio.to_thread(self._load, self.path)
             except PolicyError as err:
@@ -94,7 +95,7 @@ class PolicyHolder:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            self.last_attempt = dt.datetime.now(dt.timezone.utc)
+            self.last_attempt = dt.datetime.now(dt.UTC)
             return self._swap(policy, reason)
 
     def _swap(self, policy: Any, reason: str) -> ReloadResult:
@@ -202,5 +203,5 @@ async def watch_until(target: Path, accept: Callable[[Change, str], bool], chang
             log.exception("watching %s failed; trying again in 1s", target)
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

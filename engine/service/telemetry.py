@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.metrics import Observation
@@ -107,7 +108,7 @@ class Telemetry:
                 "engine.batch.duration", unit="s", description="Time to decide one batch of requests")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Telemetry":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Telemetry:
         env = os.environ if env is None else env
         if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return cls()

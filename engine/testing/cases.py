@@ -10,9 +10,10 @@ a file that is not YAML, or not that mapping, cannot be loaded at all.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any
 
 import yaml
 

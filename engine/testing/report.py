@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from engine.errors import PolicyLoadError
-from engine.wording import plural
 from engine.testing.runner import CaseResult, TestReport
+from engine.wording import plural
 
 _GREEN, _RED, _YELLOW, _BOLD = "32", "31", "33", "1"
 
