@@ -114,7 +114,8 @@ class Policy:
 
         The decision's `near_misses` and `summary` are computed when first read.
         """
-        # One function, and the id made in place: each call layer costs a twentieth of a hit.
+        # One function, and the id made in place: each call layer costs a twentieth of a cache hit
+        # (BENCHMARKS.md, deciding: where a cache hit goes).
         cache = self._cache if use_cache and self._cache.enabled else None
         key = None
         if cache is not None:

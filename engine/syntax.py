@@ -34,7 +34,8 @@ def _word(token: Token) -> str | None:
     """The keyword or punctuation a token is, or None for names and literals."""
     if token.type in ("NAME", "DOTTED", "STRING", "NUMBER", "DATE", "_NL"):
         return None
-    return str(token)
+    value: str = token.value  # as fast as the token itself: this runs for every token
+    return value
 
 
 class _Newlines:
@@ -312,7 +313,8 @@ def _token_span(source: Source, token: Token) -> Span:
 
 
 def _string(token: Token) -> str:
-    return str(token)[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    value: str = token.value
+    return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
 
 
 def _opt_string(token: Token | None) -> str | None:
