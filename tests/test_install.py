@@ -45,7 +45,7 @@ def _venv(where: Path) -> Path:
     """A fresh virtual environment that borrows the dependencies of the interpreter running
     the tests, whether that is a virtual environment itself or not."""
     base = getattr(sys, "_base_executable", None) or sys.executable
-    made = subprocess.run([base, "-m", "venv", "--without-pip", str(where)], capture_output=True, text=True,
+    made = subprocess.run([base, "-m", "venv", "--without-pip", str(where)], capture_output=True, text=True, check=False,
                           timeout=120)
     if made.returncode != 0:
         pytest.skip(f"cannot create a virtual environment: {made.stderr.strip()}")
@@ -69,7 +69,7 @@ def installed(tmp_path_factory):
     # Offline with the setuptools at hand when it builds wheels alone (70.1 on); else pip's
     # isolated build, which fetches one.
     offline = ["--no-index", "--no-build-isolation"] if _version("setuptools") >= (70, 1) else []
-    done = subprocess.run([*pip, *offline, str(source)], capture_output=True, text=True, timeout=240)
+    done = subprocess.run([*pip, *offline, str(source)], capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr
     project = scratch / "project"
     for package in ("api", "engine_tools"):
@@ -83,7 +83,7 @@ def installed(tmp_path_factory):
 def run(installed, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
     python, project, env = installed
     return subprocess.run([str(python), *argv], capture_output=True, text=True, cwd=project, env=env,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 @pytest.mark.slow

@@ -3,13 +3,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_RULE, SMALL_VOCABULARY
 from fastapi.testclient import TestClient
 
 import engine
 from engine.commands.main import main
 from engine.service.app import create_app
-
-from conftest import SMALL_RULE, SMALL_VOCABULARY
 
 VOCABULARY, RULE = SMALL_VOCABULARY, SMALL_RULE
 OTHER = RULE.replace("permit r", "permit s")

@@ -19,6 +19,6 @@ def test_an_application_using_the_library_type_checks_strictly(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--cache-dir", str(tmp_path / "cache"),
          "application.py"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False,
     )
     assert (result.returncode, result.stdout) == (0, "Success: no issues found in 1 source file\n")
