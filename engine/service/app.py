@@ -16,13 +16,16 @@ import gc
 import logging
 import os
 import time
-from typing import Any, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
+from engine.errors import PolicyLoadError, RequestError
+from engine.policy import load
 from engine.portal.app import add_portal
 from engine.service import applications, schemas
 from engine.service.admission import Admission
@@ -40,7 +43,6 @@ from engine.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from engine.service.reloading import PolicyHolder, ReloadSignal
 from engine.service.supervision import watch_supervisor
 from engine.service.telemetry import Telemetry
-from engine.errors import RequestError
 
 log = logging.getLogger("engine.api")
 
@@ -50,21 +52,15 @@ log = logging.getLogger("engine.api")
 _SLICE = 100
 
 
-def _default_loader(path: str | None) -> Any:
-    import engine
-
-    return engine.load(path)
-
-
 class Service:
     """Everything a request handler needs, built once per app."""
 
     def __init__(self, holder: PolicyHolder, *, keys: ApiKeys, admin_token: str | None,
                  audit: AuditLog | None, telemetry: Telemetry, max_body: int, watch: bool,
-                 reload_signal: ReloadSignal | None = None, fleet: FleetSettings = FleetSettings(),
+                 reload_signal: ReloadSignal | None = None, fleet: FleetSettings | None = None,
                  bundles: BundlePoller | None = None, admission: Admission | None = None):
         self.holder = holder
-        self.fleet = fleet
+        self.fleet = fleet if fleet is not None else FleetSettings()
         self.bundles = bundles
         self.admission = admission or Admission()
         self.started = False  # set by the lifespan
@@ -100,7 +96,7 @@ class Service:
         if self.telemetry.enabled:
             self.telemetry.decided(decision, cached, caller, started_ns, ended_ns, parent)
 
-    def record_batch(self, decisions: list, requests: list, caller: str | None,
+    def record_batch(self, decisions: list[Any], requests: list[Any], caller: str | None,
                      started_ns: int, ended_ns: int, parent: Any) -> None:
         """Count, audit and trace the decisions of one batch."""
         counts = self.metrics.decisions
@@ -116,12 +112,12 @@ class Service:
 
 
 def _hits(policy: Any) -> int:
-    return policy.cache_stats()["hits"]
+    return int(policy.cache_stats()["hits"])
 
 
-async def _decide_batch(requests: list, policy: Any, encoder: DecisionEncoder) -> tuple[list, list[str]]:
+async def _decide_batch(requests: list[Any], policy: Any, encoder: DecisionEncoder) -> tuple[list[Any], list[str]]:
     """Decide a batch with one policy, yielding to other requests between slices."""
-    decisions: list = []
+    decisions: list[Any] = []
     texts: list[str] = []
     for start in range(0, len(requests), _SLICE):
         if start:
@@ -237,7 +233,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         check_admin(request.headers, service.admin_token)
         result = await holder.reload("reload endpoint")
         if not result.ok:
-            return json_response(load_error_body(result.error, result.current), 409)
+            return json_response(load_error_body(result.error or PolicyLoadError("refused"), result.current), 409)
         status = "reloaded" if result.changed else "unchanged"
         answer = {"status": status, "previous_version": result.previous, "policy": policy_info(service.current())}
         signal = service.reload_signal
@@ -268,7 +264,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         return PlainTextResponse(service.metrics_text(), media_type=METRICS_CONTENT_TYPE)
 
 
-def _batch_requests(body: dict[str, Any]) -> list:
+def _batch_requests(body: dict[str, Any]) -> list[Any]:
     extra = sorted(set(body) - {"requests"})
     if extra:
         raise ApiError(422, "invalid_request", f"unknown field `{extra[0]}`; a batch is {{\"requests\": [...]}}",
@@ -302,7 +298,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
-def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager]:
+def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder = service.holder
@@ -340,17 +336,17 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
 
 
 def create_app(
-    policy_path: str | os.PathLike | None = None,
+    policy_path: str | os.PathLike[str] | None = None,
     *,
     admin_token: str | None = None,
     api_keys: Mapping[str, str] | str | None = None,
-    audit_log: str | os.PathLike | None = None,
+    audit_log: str | os.PathLike[str] | None = None,
     watch: bool = True,
     max_body: int | None = None,
     policy: Any = None,
     loader: Callable[[Any], Any] | None = None,
     telemetry: Telemetry | None = None,
-    reload_signal: str | os.PathLike | None = None,
+    reload_signal: str | os.PathLike[str] | None = None,
     date_callers: str | None = None,
     key_agencies: str | None = None,
     timezone: str | None = None,
@@ -390,7 +386,7 @@ def create_app(
         bundles = BundlePoller(fleet, share_dir=signal.path.parent if signal else None, signal=signal)
         holder, watch = bundles.holder, False
     else:
-        holder = PolicyHolder(path, loader or _default_loader, policy)
+        holder = PolicyHolder(path, loader or load, policy)
     service = Service(holder, keys=keys, admin_token=admin_token, admission=admission,
                       audit=AuditLog(audit_log) if audit_log else None,
                       telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,

@@ -22,6 +22,7 @@ from typing import Any
 from watchfiles import Change, awatch
 
 from engine.errors import PolicyError, PolicyLoadError
+from engine.loader import default_policy_dir
 
 log = logging.getLogger("engine.api")
 
@@ -42,16 +43,6 @@ class ReloadResult:
 def _policy_files(change: Change, path: str) -> bool:
     # `..data` is the symlink a Kubernetes ConfigMap update swaps to its new files.
     return path.endswith(".policy") or os.path.basename(path) == "..data"
-
-
-def default_policy_dir() -> Path | None:
-    """Where the example policies live, to watch them when serving the default set."""
-    try:
-        from engine.loader import default_policy_dir as examples
-
-        return examples()
-    except (ImportError, ModuleNotFoundError, OSError):
-        return None
 
 
 class PolicyHolder:
@@ -80,7 +71,7 @@ class PolicyHolder:
                 stats.get("size", 0))
 
     @staticmethod
-    def _stats(policy: Any) -> dict:
+    def _stats(policy: Any) -> dict[str, Any]:
         return policy.cache_stats() if policy is not None else {}
 
     async def reload(self, reason: str) -> ReloadResult:
@@ -105,7 +96,7 @@ class PolicyHolder:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            self.last_attempt = dt.datetime.now(dt.timezone.utc)
+            self.last_attempt = dt.datetime.now(dt.UTC)
             return self._swap(policy, reason)
 
     def _swap(self, policy: Any, reason: str) -> ReloadResult:
@@ -196,7 +187,7 @@ class ReloadSignal:
     removed: whoever writes next makes it again.
     """
 
-    def __init__(self, path: str | os.PathLike, workers: int | None = None):
+    def __init__(self, path: str | os.PathLike[str], workers: int | None = None):
         self.path = Path(path)
         # How many workers `engine serve` started (ENGINE_WORKERS), so that one whose
         # confirmation file never appeared still counts as not confirmed.
