@@ -9,7 +9,7 @@ import sys
 import tempfile
 from typing import Any
 
-from engine.service.audit import AuditError, AuditLog
+from engine.service.audit import AuditError, AuditSettings
 from engine.service.auth import parse_api_keys
 from engine.service.logs import log_like_uvicorn
 from engine.errors import PolicyError, PolicyLoadError
@@ -26,6 +26,46 @@ def _load(path: str | None) -> Any:
     return engine.load(path)
 
 
+# `engine serve` flags for the audit trail, and the variables they set (so every worker reads them).
+_AUDIT_FLAGS = {
+    "audit_log": "ENGINE_AUDIT_LOG", "audit_key_file": "ENGINE_AUDIT_KEY_FILE", "audit_fsync": "ENGINE_AUDIT_FSYNC",
+    "audit_checkpoints": "ENGINE_AUDIT_CHECKPOINTS", "audit_checkpoint_seconds": "ENGINE_AUDIT_CHECKPOINT_SECONDS",
+    "audit_rotate_size": "ENGINE_AUDIT_ROTATE_SIZE", "audit_rotate_daily": "ENGINE_AUDIT_ROTATE_DAILY",
+    "audit_on_failure": "ENGINE_AUDIT_ON_FAILURE", "audit_omit": "ENGINE_AUDIT_OMIT",
+}
+_PATH_FLAGS = ("audit_log", "audit_key_file", "audit_checkpoints")
+
+
+def add_audit_flags(parser: argparse.ArgumentParser) -> None:
+    """The audit trail's flags of `engine serve` (--audit-log is added with the others)."""
+    parser.add_argument("--audit-fsync", action="store_true", default=None,
+                        help="fsync every write: entries survive a power cut, not only a crash")
+    parser.add_argument("--audit-key-file", default=None, metavar="FILE",
+                        help="file holding the audit key (or ENGINE_AUDIT_KEY): HMAC-chained entries, signed checkpoints")
+    parser.add_argument("--audit-checkpoints", default=None, metavar="FILE",
+                        help="where checkpoints go (default: FILE.checkpoints beside the trail)")
+    parser.add_argument("--audit-checkpoint-seconds", default=None, metavar="SECONDS")
+    parser.add_argument("--audit-rotate-size", default=None, metavar="SIZE", help="start a new file beyond this size (100M)")
+    parser.add_argument("--audit-rotate-daily", action="store_true", default=None, help="start a new file each day")
+    parser.add_argument("--audit-on-failure", choices=["refuse", "continue"], default=None,
+                        help="while the trail cannot be written: refuse decisions with 503 (default) or keep deciding")
+    parser.add_argument("--audit-omit", default=None, metavar="PATHS",
+                        help="request attributes left out of the trail, comma-separated (requester.team)")
+
+
+def _audit_environment(args: argparse.Namespace) -> None:
+    """Put the audit flags given into ENGINE_AUDIT_* (a flag wins over its variable)."""
+    for name, variable in _AUDIT_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if value is True:
+            value = "1"
+        elif name in _PATH_FLAGS and not str(value).startswith(("postgresql://", "postgres://")):
+            value = os.path.abspath(value)
+        os.environ[variable] = str(value)
+
+
 def _check_settings(args: argparse.Namespace) -> str | None:
     """A message for the first setting that cannot work, or None."""
     if args.workers < 1:
@@ -37,12 +77,14 @@ def _check_settings(args: argparse.Namespace) -> str | None:
     max_body = os.environ.get("ENGINE_MAX_BODY_BYTES")
     if max_body and not max_body.isdigit():
         return f"ENGINE_MAX_BODY_BYTES must be a number of bytes, not {max_body!r}"
-    audit_log = args.audit_log or os.environ.get("ENGINE_AUDIT_LOG")
-    if audit_log:
-        try:
-            AuditLog(audit_log).close()  # opens it and checks its last line continues the chain
-        except AuditError as err:
-            return str(err)
+    try:
+        settings = AuditSettings.from_env()
+        if settings.target:
+            from engine.service.audit.writer import open_sink
+
+            open_sink(settings.target).close()  # can it be opened (created, connected to)?
+    except AuditError as err:
+        return str(err)
     return None
 
 
@@ -50,6 +92,7 @@ def serve(args: argparse.Namespace) -> int:
     """Serve decisions over HTTP until interrupted; 2 if the policy set cannot be loaded."""
     import uvicorn
 
+    _audit_environment(args)
     problem = _check_settings(args)
     if problem:
         return _fail(problem)
@@ -73,7 +116,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         from engine.service.app import create_app
 
-        app = create_app(args.path, audit_log=args.audit_log, watch=not args.no_watch, policy=policy)
+        app = create_app(args.path, watch=not args.no_watch, policy=policy)
         uvicorn.run(app, **options)
         return 0
     # Each worker process builds its own app from the environment.
@@ -81,8 +124,6 @@ def serve(args: argparse.Namespace) -> int:
     os.environ["ENGINE_LOG_LEVEL"] = level
     if args.path:
         os.environ["ENGINE_POLICY_PATH"] = os.path.abspath(args.path)
-    if args.audit_log:
-        os.environ["ENGINE_AUDIT_LOG"] = os.path.abspath(args.audit_log)
     # Where a worker whose reload endpoint was called tells the others (api.reloading.ReloadSignal).
     signal_dir = tempfile.mkdtemp(prefix="engine-reload-")
     os.environ["ENGINE_RELOAD_SIGNAL"] = os.path.join(signal_dir, "reload")

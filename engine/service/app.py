@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 import time
 from typing import Any, AsyncIterator, Callable, Mapping
 
@@ -22,7 +23,8 @@ from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
 from engine.service import schemas
-from engine.service.audit import AuditLog
+from engine.service.audit import AuditLog, AuditSettings, AuditUnavailable, EntryError
+from engine.service.audit.policies import policy_document
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
 from engine.service.encoding import DecisionEncoder
@@ -71,23 +73,45 @@ class Service:
             raise ApiError(503, "not_ready", "no policy set is loaded yet", location={"in": "server"})
         return policy
 
+    async def audited(self, policy: Any, caller: str | None, requests: list, decisions: list,
+                      batch: bool = False) -> None:
+        """Write the decisions' entries before they are answered: 503 audit_unavailable if they cannot be."""
+        audit = self.audit
+        if audit is None:
+            return
+        if not audit.knows_policy(policy.version):
+            document = policy_document(self.holder.path, policy.version)
+            if document is not None:
+                audit.remember_policy(policy.version, document)
+        try:
+            if batch:
+                await audit.commit_many(caller, requests, decisions)
+            else:
+                await audit.commit(caller, requests[0], decisions[0])
+        except AuditUnavailable as err:
+            if audit.keep_deciding:  # the operator chose answers over the trail: counted, logged
+                audit.unrecorded += len(decisions)
+                return
+            self.metrics.reject("audit_unavailable")
+            raise ApiError(503, "audit_unavailable", f"the decision was not answered because it could not be "
+                                                     f"recorded: {err}", location={"in": "server"}) from None
+        except EntryError as err:
+            self.metrics.reject("invalid_request")
+            raise ApiError(422, "invalid_request", f"the request cannot be recorded: {err}") from None
+
     def record(self, decision: Any, request: Any, caller: str | None, cached: bool | None,
                started_ns: int, ended_ns: int, parent: Any) -> None:
-        """Count, audit and trace one decision made."""
+        """Count and trace one decision made (it is audited by `audited`, before this)."""
         self.metrics.decided(decision.decision)
-        if self.audit is not None:
-            self.audit.record(caller, request, decision)
         if self.telemetry.enabled:
             self.telemetry.decided(decision, cached, caller, started_ns, ended_ns, parent)
 
     def record_batch(self, decisions: list, requests: list, caller: str | None,
                      started_ns: int, ended_ns: int, parent: Any) -> None:
-        """Count, audit and trace the decisions of one batch."""
+        """Count and trace the decisions of one batch (audited by `audited`, before this)."""
         counts = self.metrics.decisions
         for decision in decisions:
             counts[decision.decision] += 1
-        if self.audit is not None:
-            self.audit.record_many(caller, requests, decisions)
         if self.telemetry.enabled:
             self.telemetry.decided_batch(decisions, caller, started_ns, ended_ns, parent)
 
@@ -95,7 +119,16 @@ class Service:
         audit = self.audit
         if audit is None:
             return self.metrics.render(self.holder)
-        return self.metrics.render(self.holder, audit.written, audit.failed, audit.pending)
+        return self.metrics.render(self.holder, audit.written, audit.failed, audit.pending) + audit_metrics(audit)
+
+
+def audit_metrics(audit: AuditLog) -> str:
+    return ("# HELP engine_audit_available 1 while the audit trail can be written, 0 while decisions are refused.\n"
+            "# TYPE engine_audit_available gauge\n"
+            f"engine_audit_available {int(audit.available)}\n"
+            "# HELP engine_audit_unrecorded_total Decisions answered without an entry (ENGINE_AUDIT_ON_FAILURE=continue).\n"
+            "# TYPE engine_audit_unrecorded_total counter\n"
+            f"engine_audit_unrecorded_total {audit.unrecorded}\n")
 
 
 def _hits(policy: Any) -> int:
@@ -178,6 +211,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         ended = time.time_ns()
         cached = None if hits is None else _hits(policy) > hits
         metrics.latency["decide"].observe((ended - started) / 1e9)
+        await service.audited(policy, caller, [body], [decision])
         service.record(decision, body, caller, cached, started, ended, service.telemetry.parent(request.headers))
         return _json_bytes(service.encoder.encode(decision))
 
@@ -197,6 +231,7 @@ def _routes(app: FastAPI, service: Service) -> None:
             raise
         ended = time.time_ns()
         metrics.latency["batch"].observe((ended - started) / 1e9)
+        await service.audited(policy, caller, requests, decisions, batch=True)
         service.record_batch(decisions, requests, caller, started, ended, service.telemetry.parent(request.headers))
         return _json_bytes('{"decisions":[' + ",".join(texts) + "]}")
 
@@ -231,6 +266,10 @@ def _routes(app: FastAPI, service: Service) -> None:
         policy = holder.policy
         if policy is None:
             raise ApiError(503, "not_ready", "no policy set is loaded yet", location={"in": "server"})
+        audit = service.audit
+        if audit is not None and not audit.available and not audit.keep_deciding:
+            raise ApiError(503, "audit_unavailable", audit.problem or "the audit trail cannot be written",
+                           location={"in": "server"})
         return json_response({"status": "ready", "policy_version": policy.version})
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
@@ -281,6 +320,8 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
             await holder.reload("start")
         if service.audit is not None:
             service.audit.start()
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # SIGHUP: external logrotate
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, service.audit.reopen)
         stop = asyncio.Event()
         watcher = asyncio.create_task(holder.watch(stop)) if service.watch else None
         listener = asyncio.create_task(service.reload_signal.listen(holder, stop)) \
@@ -326,8 +367,9 @@ def create_app(
         admin_token = env.get("ENGINE_ADMIN_TOKEN") or None
     if api_keys is None or isinstance(api_keys, str):
         api_keys = parse_api_keys(env.get("ENGINE_API_KEYS") if api_keys is None else api_keys)
+    audit_settings = AuditSettings.from_env(env)
     if audit_log is None:
-        audit_log = env.get("ENGINE_AUDIT_LOG") or None
+        audit_log = audit_settings.target
     if max_body is None:
         max_body = int(env.get("ENGINE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY)
     if reload_signal is None:
@@ -335,7 +377,7 @@ def create_app(
     path = str(policy_path) if policy_path is not None else None
     holder = PolicyHolder(path, loader or _default_loader, policy)
     service = Service(holder, keys=ApiKeys(api_keys), admin_token=admin_token,
-                      audit=AuditLog(audit_log) if audit_log else None,
+                      audit=audit_settings.open(audit_log) if audit_log else None,
                       telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,
                       reload_signal=ReloadSignal(reload_signal) if reload_signal else None)
     app = FastAPI(title="Sharing policy decision service", version="1",
