@@ -165,6 +165,7 @@ class AuditLog:
         if self._closed:
             future.set_exception(AuditUnavailable("the audit log is closed"))
             return future
+        self.start()
         self._queue.put((entries, future))
         return future
 
