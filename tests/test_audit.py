@@ -1,8 +1,9 @@
 import asyncio
+import itertools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -10,7 +11,6 @@ from engine.commands.main import main
 from engine.service.audit import GENESIS, AuditLog, AuditUnavailable, EntryError, verify
 from engine.service.audit.checkpoints import make_checkpoint
 from engine.service.audit.entries import Hasher, seal, split
-from engine.service.audit.trails import verify_trail
 
 KEY = b"correct horse battery staple"
 WRONG = Hasher(b"a guess at the key")
@@ -75,7 +75,7 @@ def test_entries_carry_instance_sequence_date_and_a_keyed_chain(trail: Path) -> 
     assert [entry["seq"] for entry in entries] == [1, 2, 3, 4, 5, 6]
     assert len({entry["instance"] for entry in entries}) == 1
     assert entries[0]["prev_hash"] == GENESIS
-    for before, entry in zip(entries, entries[1:]):
+    for before, entry in itertools.pairwise(entries):
         assert entry["prev_hash"] == before["hash"]
     first = entries[0]
     assert first["kind"] == "decision" and first["alg"] == "hmac-sha256"

@@ -16,7 +16,14 @@ from typing import Any
 
 from engine.errors import PolicyLoadError, RequestError
 from engine.service.audit import AuditError
-from engine.service.audit.query import COLUMNS, ExplainError, Filters, as_rows, explain, query
+from engine.service.audit.query import (
+    COLUMNS,
+    ExplainError,
+    Filters,
+    as_rows,
+    explain,
+    query,
+)
 from engine.service.audit.trails import verify_trail
 
 

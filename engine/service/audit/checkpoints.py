@@ -11,7 +11,8 @@ tail deleted is seen.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from engine.service.audit.entries import Hasher, canonical, timestamp
 

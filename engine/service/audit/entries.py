@@ -18,7 +18,8 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from engine.service.encoding import json_default
 
@@ -72,7 +73,7 @@ def split(line: bytes) -> tuple[bytes, str] | None:
 
 def timestamp(when: float) -> str:
     """An ISO 8601 UTC time with microseconds and a `Z`."""
-    moment = dt.datetime.fromtimestamp(when, dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(when, dt.UTC)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 

@@ -124,7 +124,7 @@ class FileSink:
         return self.rotate_daily and dt.date.today() != self._day
 
     def _rotate(self) -> None:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime(ROTATED_STAMP)
+        stamp = dt.datetime.now(dt.UTC).strftime(ROTATED_STAMP)
         target = f"{self.path}.{stamp}"
         number = 1
         while os.path.exists(target):

@@ -8,9 +8,10 @@ verification checks the same bytes as for a file), `audit_checkpoints` and
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from engine.service.audit.checkpoints import Checkpoints
 from engine.service.audit.entries import Hasher
@@ -26,6 +27,13 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id bigserial PRIMARY KEY, instance text NOT NULL, seq bigint NOT NULL, line text NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_policies (version text PRIMARY KEY, document text NOT NULL);
 """
+
+
+def psycopg_errors() -> tuple[type[BaseException], ...]:
+    """What psycopg raises when the database cannot be reached or written."""
+    import psycopg
+
+    return (psycopg.Error, OSError)
 
 
 def _connect(url: str) -> Any:
@@ -54,12 +62,11 @@ class PostgresSink:
 
     def __init__(self, url: str):
         self.url = url
-        self._lock = threading.Lock()
         self._connection = _connect(url)
         try:
             with self._connection.transaction():
                 self._connection.execute(SCHEMA)
-        except Exception as err:
+        except psycopg_errors() as err:
             raise AuditError(f"cannot prepare the audit tables in {_shown(url)}: {str(err).strip()}") from None
 
     def describe(self) -> str:
@@ -79,22 +86,19 @@ class PostgresSink:
             return None
         try:
             connection = self._live()
-            with connection.transaction():
-                with connection.cursor() as cursor:
-                    with cursor.copy("COPY audit_entries (instance, seq, time, decision_id, line) FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
-        except Exception as err:
+            with connection.transaction(), connection.cursor() as cursor, \
+                    cursor.copy("COPY audit_entries (instance, seq, time, decision_id, line) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except (AuditError, *psycopg_errors()) as err:  # type: ignore[misc]
             self._drop()
             raise OSError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from None
         return None
 
     def _drop(self) -> None:
-        try:
-            if self._connection is not None:
+        if self._connection is not None:
+            with contextlib.suppress(*psycopg_errors()):  # already broken: closing is all that is left
                 self._connection.close()
-        except Exception:
-            pass
         self._connection = None
 
     def sync(self) -> None:  # a committed transaction is already durable
@@ -130,12 +134,11 @@ def database_lines(url: str, *, by_instance: bool) -> Iterator[tuple[str, bytes]
     connection = _connect(url)
     order = "instance, seq" if by_instance else "time, instance, seq"
     try:
-        with connection.transaction():
-            with connection.cursor(name="audit_lines") as cursor:
-                cursor.itersize = 5000
-                cursor.execute(f"SELECT instance, seq, line FROM audit_entries ORDER BY {order}")
-                for instance, seq, line in cursor:
-                    yield f"{instance}#{seq}", line.encode() + b"\n"
+        with connection.transaction(), connection.cursor(name="audit_lines") as cursor:
+            cursor.itersize = 5000
+            cursor.execute(f"SELECT instance, seq, line FROM audit_entries ORDER BY {order}")
+            for instance, seq, line in cursor:
+                yield f"{instance}#{seq}", line.encode() + b"\n"
     finally:
         connection.close()
 

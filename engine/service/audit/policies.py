@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.errors import PolicyError
 from engine.loader import content_hash, read_sources
 from engine.source import Source
 
@@ -12,7 +13,7 @@ def policy_document(path: str | None, version: str) -> dict[str, Any] | None:
     """The files of the set at `path` as {version, files: [{name, text}]}, if they are still that version."""
     try:
         sources = read_sources(path)
-    except Exception:  # changed or gone since it was loaded: the next version will be kept instead
+    except (OSError, PolicyError):  # changed or gone since it was loaded: the next version is kept instead
         return None
     if content_hash(sources) != version:
         return None

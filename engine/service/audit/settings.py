@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from engine.service.audit.filesink import AuditError
 
@@ -40,7 +41,7 @@ class AuditSettings:
     omit: tuple[str, ...] = field(default=())
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "AuditSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AuditSettings:
         """The settings from ENGINE_AUDIT_*; AuditError naming the variable that cannot work."""
         env = os.environ if env is None else env
         key = env.get("ENGINE_AUDIT_KEY") or None
@@ -68,11 +69,14 @@ class AuditSettings:
                    checkpoint_seconds=seconds, rotate_bytes=rotate,
                    rotate_daily=_flag(env.get("ENGINE_AUDIT_ROTATE_DAILY")), on_failure=on_failure, omit=omit)
 
-    def open(self, target: Any = None) -> Any:
+    def open(self, target: str | os.PathLike[str] | None = None) -> Any:
         """The AuditLog these settings describe (for `target`, or the configured one)."""
         from engine.service.audit.writer import AuditLog
 
-        return AuditLog(target if target is not None else self.target, key=self.key, fsync=self.fsync,
+        where = target if target is not None else self.target
+        if where is None:
+            raise AuditError("no audit trail is set (ENGINE_AUDIT_LOG)")
+        return AuditLog(where, key=self.key, fsync=self.fsync,
                         checkpoints=self.checkpoints, checkpoint_seconds=self.checkpoint_seconds,
                         rotate_bytes=self.rotate_bytes, rotate_daily=self.rotate_daily, omit_paths=self.omit,
                         keep_deciding=self.on_failure == "continue")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from engine.service.audit.checkpoints import Checkpoints
 from engine.service.audit.entries import Hasher
@@ -84,8 +85,8 @@ def verify_trail(location: str, key: bytes | None, checkpoints_at: str | None = 
     verifier = Verifier(hasher)
     verifier.expect(checkpoints)
     if key and not found:
-        verifier.report.problems.append(("checkpoints", "no checkpoints found: with an audit key they are "
-                                                        "required, to see a trail cut short or emptied"))
+        verifier.report.problems.append(("checkpoints", ("no checkpoints found: with an audit key they are "
+                                                        "required, to see a trail cut short or emptied")))
     for where, line in lines:
         if line.endswith(b"\n"):
             verifier.line(where, line[:-1])

@@ -11,12 +11,12 @@ problem is reported once rather than at every later line.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from engine.service.audit.checkpoints import Checkpoints
 from engine.service.audit.entries import GENESIS, Hasher, split
-
 
 NEEDS_KEY = "written with an audit key: give the key (ENGINE_AUDIT_KEY) to check it"
 
@@ -130,8 +130,8 @@ class Verifier:
     def _check_point(self, where: str, instance: str, seq: int, digest: str) -> None:
         wanted = self._checkpoints.latest.get(instance) if self._checkpoints else None
         if wanted is not None and wanted[0] == seq and wanted[1] != digest:
-            self.report.problems.append((where, f"does not match the checkpoint of {instance} at entry {seq}: "
-                                                "the chain was rewritten"))
+            self.report.problems.append((where, (f"does not match the checkpoint of {instance} at entry {seq}: "
+                                                "the chain was rewritten")))
 
     _checkpoints: Checkpoints | None = None
 
@@ -146,19 +146,19 @@ class Verifier:
 
     def finish(self, trail: str) -> Report:
         if self.needs_key:
-            self.report.problems.append((trail, "the entries are chained with an audit key: give it "
-                                                "(ENGINE_AUDIT_KEY or --key-file) to check their hashes"))
+            self.report.problems.append((trail, ("the entries are chained with an audit key: give it "
+                                                "(ENGINE_AUDIT_KEY or --key-file) to check their hashes")))
         checkpoints = self._checkpoints
         if checkpoints is not None:
             for instance, (seq, _) in sorted(checkpoints.latest.items()):
                 reached = self.report.instances.get(instance)
                 if reached is None:
-                    self.report.problems.append((trail, f"emptied or cut short: {instance} has a checkpoint at "
-                                                        f"entry {seq} but none of its entries are here"))
+                    self.report.problems.append((trail, (f"emptied or cut short: {instance} has a checkpoint at "
+                                                        f"entry {seq} but none of its entries are here")))
                 elif reached[0] < seq:
                     self.report.problems.append((self._where[instance],
-                                                 f"cut short: {instance} ends at entry {reached[0]} but has a "
-                                                 f"checkpoint at entry {seq}"))
+                                                 (f"cut short: {instance} ends at entry {reached[0]} but has a "
+                                                 f"checkpoint at entry {seq}")))
         return self.report
 
 

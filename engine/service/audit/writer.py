@@ -27,11 +27,22 @@ import secrets
 import socket
 import threading
 import time
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from engine.service.audit.checkpoints import make_checkpoint
 from engine.service.audit.entries import (
-    DECISION, GENESIS, RECOVERED, REFUSAL, EntryError, Hasher, applied_date, decision_fields, omit, seal, timestamp,
+    DECISION,
+    GENESIS,
+    RECOVERED,
+    REFUSAL,
+    EntryError,
+    Hasher,
+    applied_date,
+    decision_fields,
+    omit,
+    seal,
+    timestamp,
 )
 
 log = logging.getLogger("engine.api.audit")
@@ -277,7 +288,7 @@ class AuditLog:
         if lines:
             try:
                 note = self.sink.append(b"".join(lines))
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - whatever the sink's failure, these entries are not written
                 self._failed_entries += count
                 self.failed += count
                 self._mark_unavailable(err)
@@ -320,7 +331,7 @@ class AuditLog:
             line, digest = seal({**entry, "instance": self.instance, "seq": self._seq + 1,
                                  "prev_hash": self._last_hash, "alg": self.hasher.alg}, self.hasher)
             aside = self.sink.append(line)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - still cannot write: stay unavailable, try again
             self._mark_unavailable(err)
             return
         self._seq, self._last_hash = self._seq + 1, digest
