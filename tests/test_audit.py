@@ -175,7 +175,7 @@ def rewrite_without_key(lines: list[bytes]) -> list[bytes]:
 
 def duplicate_key(lines: list[bytes]) -> list[bytes]:
     line = lines[2]
-    return lines[:2] + [line.replace(b'{"alg"', b'{"decision":"deny","alg"', 1)] + lines[3:]
+    return lines[:2] + [line.replace(b'"decision":"permit"', b'"decision":"permit","decision":"deny"', 1)] + lines[3:]
 
 
 TAMPERINGS: list[tuple[str, Callable[[list[bytes]], list[bytes]]]] = [

@@ -1,11 +1,13 @@
 """Audit entries: what one line of the trail holds, and how lines are chained.
 
-A line is the entry's canonical JSON (sorted keys, no spaces, UTF-8) with the
-`hash` member appended last: `{"alg":…,…,"seq":7}` becomes
-`{"alg":…,…,"seq":7,"hash":"<64 hex>"}`. The hash covers exactly the bytes
-before it (the line without `,"hash":"…"`, closed with `}`), so verifying a
-line never re-serialises it. With an audit key the hash is HMAC-SHA-256 under
-the key (`alg` "hmac-sha256"), else plain SHA-256 (`alg` "sha256").
+A line is one JSON object: first the chain's fields, always in this order,
+`{"alg":…,"instance":…,"seq":…,"prev_hash":…,` then the entry's other fields
+as canonical JSON (sorted keys, no spaces, UTF-8), then `"hash":"<64 hex>"}`
+last. The hash covers exactly the bytes before it (the line without
+`,"hash":"…"`, closed with `}`), so verifying a line needs neither to parse
+nor to re-serialise it: the fixed header gives the chain, the hash the rest.
+With an audit key the hash is HMAC-SHA-256 under the key (`alg`
+"hmac-sha256"), else plain SHA-256 (`alg` "sha256").
 
 Each writing process (an *instance*: a worker or a replica) keeps its own
 chain: its entries are numbered `seq` 1, 2, 3… and each names the previous
@@ -18,6 +20,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,7 +48,7 @@ class Hasher:
 
     def digest(self, body: bytes) -> str:
         if self.key:
-            return hmac.new(self.key, body, hashlib.sha256).hexdigest()
+            return hmac.digest(self.key, body, "sha256").hex()
         return hashlib.sha256(body).hexdigest()
 
 
@@ -54,14 +57,34 @@ def canonical(entry: dict[str, Any]) -> str:
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_default)
 
 
+CHAIN_FIELDS = ("alg", "instance", "seq", "prev_hash")
+HEADER = re.compile(rb'\{"alg":"(sha256|hmac-sha256)","instance":"((?:[^"\\]|\\.)*)","seq":([0-9]+),'
+                    rb'"prev_hash":"([0-9a-f]{64})",')
+
+
 def seal(fields: dict[str, Any], hasher: Hasher) -> tuple[bytes, str]:
-    """(the line's bytes with its newline, its hash) for fields that already hold alg, seq and prev_hash."""
+    """(the line's bytes with its newline, its hash) for fields that hold instance, seq and prev_hash."""
+    rest = {key: value for key, value in fields.items() if key not in CHAIN_FIELDS}
     try:
-        body = canonical(fields).encode("utf-8")
+        header = (f'{{"alg":"{hasher.alg}","instance":{json.dumps(fields["instance"], ensure_ascii=False)},'
+                  f'"seq":{int(fields["seq"])},"prev_hash":"{fields["prev_hash"]}",')
+        body = (header + canonical(rest)[1:]).encode("utf-8")
     except (UnicodeEncodeError, TypeError, ValueError) as err:
         raise EntryError(f"the entry cannot be written as UTF-8 JSON: {err}") from None
     digest = hasher.digest(body)
     return body[:-1] + b',"hash":"' + digest.encode() + b'"}\n', digest
+
+
+def chain_of(line: bytes) -> tuple[str, str, int, str] | None:
+    """(alg, instance, seq, prev_hash) from a line's fixed header, or None when it has none."""
+    found = HEADER.match(line)
+    if found is None:
+        return None
+    alg, instance, seq, prev = found.groups()
+    name = instance.decode("utf-8", "replace")
+    if b"\\" in instance:
+        name = json.loads(b'"' + instance + b'"')
+    return alg.decode(), name, int(seq), prev.decode()
 
 
 def split(line: bytes) -> tuple[bytes, str] | None:

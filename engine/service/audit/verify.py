@@ -1,7 +1,7 @@
 """Verifying a trail, streaming, in memory that grows with the number of instances only.
 
-Each line is checked on its own (whole JSON, no repeated key, its hash or HMAC
-matches its bytes), then against its instance's chain (the next sequence
+Each line is checked on its own (the chain's header where it belongs, its
+hash or HMAC matches its bytes), then against its instance's chain (the next sequence
 number, naming the previous entry's hash), and at the end against the
 checkpoints (every instance reaches its latest checkpoint with the same hash).
 After a problem the chain is followed on from the offending line, so one
@@ -10,33 +10,13 @@ problem is reported once rather than at every later line.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from engine.service.audit.checkpoints import Checkpoints
-from engine.service.audit.entries import GENESIS, Hasher, split
+from engine.service.audit.entries import GENESIS, Hasher, chain_of, split
 
 NEEDS_KEY = "written with an audit key: give the key (ENGINE_AUDIT_KEY) to check it"
-
-
-class DuplicateKey(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise DuplicateKey(key)
-            seen.add(key)
-    return result
-
-
-_decode = json.JSONDecoder(object_pairs_hook=_no_duplicates).decode
 
 
 @dataclass
@@ -54,26 +34,25 @@ class Report:
         return not self.problems
 
 
-def parse_line(line: bytes, hasher: Hasher) -> tuple[dict[str, Any] | None, str | None]:
-    """(the entry, None) for a sound line, or (the entry or None, what is wrong with it)."""
-    parts = split(line)
-    try:
-        entry = _decode(line.decode("utf-8"))
-    except DuplicateKey as err:
-        return None, f"altered: the key {str(err)!r} appears twice in the line"
-    except ValueError:
-        return None, "altered: not a JSON audit entry"
-    if parts is None or not isinstance(entry, dict) or not isinstance(entry.get("instance"), str) \
-            or not isinstance(entry.get("seq"), int) or not isinstance(entry.get("prev_hash"), str):
-        return None, "altered: not an audit entry (no instance, seq, prev_hash and hash)"
+def parse_line(line: bytes, hasher: Hasher) -> tuple[tuple[str, int, str, str] | None, str | None]:
+    """((instance, seq, prev_hash, hash), None) for a sound line, or (what could be read, what is wrong).
+
+    Nothing is parsed as JSON: the fixed header gives the chain and the hash
+    covers every other byte, so a line whose hash matches is as written.
+    """
+    chain, parts = chain_of(line), split(line)
+    if chain is None or parts is None:
+        return None, "altered: not an audit entry (no alg, instance, seq, prev_hash and hash where they belong)"
+    alg, instance, seq, prev = chain
     body, stated = parts
-    if hasher.key and entry.get("alg") != hasher.alg:
-        return entry, "forged: not written with the audit key"
-    if not hasher.key and entry.get("alg") != "sha256":
-        return entry, NEEDS_KEY
+    found = (instance, seq, prev, stated)
+    if hasher.key and alg != hasher.alg:
+        return found, "forged: not written with the audit key"
+    if not hasher.key and alg != "sha256":
+        return found, NEEDS_KEY
     if hasher.digest(body) != stated:
-        return entry, "altered: its content does not match its hash"
-    return entry, None
+        return found, "altered: its content does not match its hash (edited, or a key repeated)"
+    return found, None
 
 
 class Verifier:
@@ -97,10 +76,10 @@ class Verifier:
             report.problems.append((where, problem))
         if entry is None:
             return
-        instance, seq, digest = entry["instance"], entry["seq"], entry.get("hash", "")
+        instance, seq, prev, digest = entry
         before = report.instances.get(instance)
         if problem is None:
-            link = self._link(instance, seq, entry["prev_hash"], before)
+            link = self._link(instance, seq, prev, before)
             if link:
                 report.problems.append((where, link))
         report.instances[instance] = (seq, digest)
