@@ -141,9 +141,11 @@ def verify(args: argparse.Namespace) -> None:
         result = subprocess.run([sys.executable, "-m", "engine", "audit", "verify", str(path)], capture_output=True,
                                 text=True, env=env, cwd=REPO)
         elapsed = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
     print(json.dumps({"bytes": actual, "entries": count, "generate_s": round(made, 1),
                       "verify_s": round(elapsed, 1), "mb_per_s": round(actual / 1e6 / elapsed, 1),
+                      "verify_cpu_s": round(cpu, 1), "mb_per_cpu_s": round(actual / 1e6 / cpu, 1),
                       "peak_rss_mb": round(peak, 1), "exit": result.returncode,
                       "output": result.stdout.strip()[-200:], "load_average": os.getloadavg()[0]}, indent=2))
 

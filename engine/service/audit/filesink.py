@@ -70,6 +70,8 @@ class FileSink:
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = fd
+        self._inode = os.fstat(fd).st_ino
+        self._whole = -1  # the size at which the file last ended with a whole line (-1: not known)
         self._day = dt.date.today()
 
     def reopen(self) -> None:
@@ -80,16 +82,17 @@ class FileSink:
         """Append whole lines; what was set aside from a broken tail first, if anything."""
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            self._follow()
-            size = os.fstat(self._fd).st_size
+            size = self._follow()
             if self._rotation_due(size, len(data)):
                 self._rotate()
                 size = 0
-            note = self._set_aside_broken_tail(size) if size else None
+            # Another process may have died mid-line: look only when the size is not the one we left.
+            note = self._set_aside_broken_tail(size) if size and size != self._whole else None
             if note is not None:
                 size = os.fstat(self._fd).st_size
             try:
                 write_all(self._fd, data)
+                self._whole = size + len(data)
                 if self.fsync:
                     os.fsync(self._fd)
             except OSError:
@@ -106,15 +109,18 @@ class FileSink:
     def sync(self) -> None:
         os.fsync(self._fd)
 
-    def _follow(self) -> None:
-        """Reopen when the name now points at another file (renamed by rotation here or elsewhere)."""
+    def _follow(self) -> int:
+        """The file's size, reopening first when the name now points at another file (rotated)."""
         try:
-            moved = os.stat(self.path).st_ino != os.fstat(self._fd).st_ino
+            found = os.stat(self.path)
+            moved = found.st_ino != self._inode
         except FileNotFoundError:
             moved = True
         if moved or self._reopen:
             self._reopen = False
             self._open()
+            return os.fstat(self._fd).st_size
+        return found.st_size
 
     def _rotation_due(self, size: int, adding: int) -> bool:
         if size == 0:

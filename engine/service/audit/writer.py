@@ -1,11 +1,17 @@
 """The audit log a service writes: group commit before answering, failing closed, recovering by itself.
 
-A request handler hands its decision's entry to `commit()` and awaits it; a
-writer thread takes everything queued at that moment, chains it, writes it
-with one append (one write() to the file, or one transaction in PostgreSQL)
-and only then lets the waiting handlers answer. So concurrent requests share
-one write, and nothing is answered that was not handed to the operating
-system (or committed to the database).
+A request handler hands its decision's entry to `commit()` and awaits it.
+Once the event loop has run every handler that was ready, one flush takes all
+the entries waiting, chains them, writes them with one append (one write() to
+the file, or one transaction in PostgreSQL) and only then lets the waiting
+handlers answer. So concurrent requests share one write, and nothing is
+answered that was not handed to the operating system (or committed to the
+database). A write to a file's page cache takes microseconds and is made on
+the event loop itself (handing it to a thread would cost more in passing the
+GIL back and forth); an fsync or a database commit is waited for on a
+thread, while the next entries gather. A background thread writes what is
+recorded outside the event loop (`record`, `record_refusal`), retries after
+failures, fsyncs and writes checkpoints.
 
 An entry that cannot be written (text JSON cannot carry) fails alone; its
 chain position is given to the next entry. A write that fails fails the
@@ -110,6 +116,11 @@ class AuditLog:
         self._started = False
         self._start_lock = threading.Lock()
         self._closed = False
+        self._lock = threading.Lock()  # one chain: the event loop's flushes and the thread take turns
+        self._pending: list[tuple[list[dict[str, Any]], Any]] = []
+        self._flushing = False
+        self._inline = not fsync and hasattr(self.sink, "fsync")  # a file without fsync: write on the loop
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         try:
             aside = self.sink.append(b"")  # at start: set aside a broken last line, if any
         except OSError as err:
@@ -151,8 +162,30 @@ class AuditLog:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.start()
-        self._queue.put((entries, (loop, future)))
+        self._pending.append((entries, future))
+        if not self._flushing:
+            # The flush runs after the handlers ready now have run, gathering their entries too.
+            self._flushing = True
+            if self._inline:
+                loop.call_soon(self._flush_now)
+            else:
+                loop.create_task(self._flush(loop))
         await future
+
+    def _flush_now(self) -> None:
+        batch, self._pending, self._flushing = self._pending, [], False
+        self._write(batch)
+
+    async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(1, "audit-commit")
+                await loop.run_in_executor(self._executor, self._write,
+                                           [(entries, (loop, future)) for entries, future in batch])
+        finally:
+            self._flushing = False
 
     def record(self, caller: str | None, request: Any, decision: Any) -> concurrent.futures.Future[None]:
         """Queue one decision without waiting (the returned future is done once it is written)."""
@@ -232,18 +265,16 @@ class AuditLog:
                     self._fail(items, AuditUnavailable(self.problem or "the audit trail cannot be written"))
             self._housekeeping(stop)
             if stop:
+                if self._executor is not None:
+                    self._executor.shutdown(wait=True)
                 self.sink.close()
                 return
 
-    def _wait_seconds(self) -> float | None:
+    def _wait_seconds(self) -> float:
+        # Entries written from the event loop are not seen here: wake regularly to fsync and checkpoint.
         if not self.available:
             return _RETRY_SECONDS
-        waits = []
-        if self._seq > self._checkpointed:
-            waits.append(self._checkpoint_at + self.checkpoint_seconds - time.monotonic())
-        if self._unsynced:
-            waits.append(self._synced_at + self.fsync_interval - time.monotonic())
-        return max(0.0, min(waits)) if waits else None
+        return max(0.05, min(self.checkpoint_seconds, self.fsync_interval))
 
     def _collect(self, first: Any) -> tuple[list[Any], bool]:
         if first is None:
@@ -262,6 +293,10 @@ class AuditLog:
                 items.append(item)
 
     def _write(self, items: list[tuple[list[dict[str, Any]], Waiter]]) -> None:
+        with self._lock:
+            self._write_locked(items)
+
+    def _write_locked(self, items: list[tuple[list[dict[str, Any]], Waiter]]) -> None:
         seq, last = self._seq, self._last_hash
         lines: list[bytes] = []
         done: list[tuple[Waiter, BaseException | None]] = []
@@ -322,6 +357,10 @@ class AuditLog:
         return {"kind": RECOVERED, "time": timestamp(time.time()), "note": note}
 
     def _recover(self) -> None:
+        with self._lock:
+            self._recover_locked()
+
+    def _recover_locked(self) -> None:
         since = timestamp(self._failed_since or time.time())
         note = (f"the trail could not be written from {since} to {timestamp(time.time())} ({self.problem}); "
                 f"{self._failed_entries} entries were not written and their requests were not answered "
@@ -342,25 +381,22 @@ class AuditLog:
             self._queue.put(([self._recovered(aside)], None))
 
     def _housekeeping(self, stop: bool) -> None:
+        """fsync now and then, and checkpoint what is written, without holding up the event loop's writes."""
         now = time.monotonic()
         if self._unsynced and (stop or now - self._synced_at >= self.fsync_interval):
+            self._unsynced, self._synced_at = False, now
             try:
                 self.sink.sync()
-                self._unsynced, self._synced_at = False, now
-            except Exception:
+            except OSError:
                 log.exception("could not fsync the audit trail %s", self.path)
-        due = now - self._checkpoint_at >= self.checkpoint_seconds
-        if self._seq > self._checkpointed and (stop or due) and not self._unsynced_for_checkpoint():
+        with self._lock:  # the chain's end, read whole
+            seq, digest = self._seq, self._last_hash
+        if seq > self._checkpointed and (stop or now - self._checkpoint_at >= self.checkpoint_seconds):
             try:
-                self.sink.checkpoint(make_checkpoint(self.instance, self._seq, self._last_hash, time.time(),
-                                                     self.hasher))
-                self._checkpointed, self._checkpoint_at = self._seq, now
+                self.sink.checkpoint(make_checkpoint(self.instance, seq, digest, time.time(), self.hasher))
+                self._checkpointed, self._checkpoint_at = seq, now
             except Exception:
                 log.exception("could not write a checkpoint of the audit trail %s", self.path)
-
-    def _unsynced_for_checkpoint(self) -> bool:
-        # With --audit-fsync a checkpoint never names an entry a power cut could lose.
-        return self.fsync and self._unsynced
 
 
 def _settle(done: list[tuple[Waiter, BaseException | None]]) -> None:
@@ -371,7 +407,10 @@ def _settle(done: list[tuple[Waiter, BaseException | None]]) -> None:
             if error is not None and not isinstance(error, AuditUnavailable):
                 log.error("an audit entry could not be written: %s", error)
             continue
-        if isinstance(waiter, tuple):
+        if isinstance(waiter, asyncio.Future):  # written on the event loop itself
+            if not waiter.done():
+                waiter.set_result(None) if error is None else waiter.set_exception(error)
+        elif isinstance(waiter, tuple):
             by_loop.setdefault(waiter[0], []).append((waiter[1], error))
         elif error is None:
             waiter.set_result(None)
