@@ -136,15 +136,13 @@ def test_killed_under_load_nothing_answered_is_missing(policy_dir: Path, trail: 
     for round_number in range(3):
         server = _start(policy_dir, trail, tmp_path, f"kill-{round_number}")
         load = Load(server.url, threads=4)
-        load.wait_for(100 + 50 * round_number)
+        load.wait_for(60 + 30 * round_number)
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(10)
         answers = load.finish()
         ok = [identity for status, identity, _ in answers if status == 200]
-        assert len(ok) >= 100
+        assert len(ok) >= 60
         answered += [identity for identity in ok if identity]
-    server = _start(policy_dir, trail, tmp_path, "after")
-    server.stop()
     missing = set(answered) - _recorded(trail)
     assert not missing, f"{len(missing)} of {len(answered)} decisions answered 200 are not in the trail"
     _verify(trail)

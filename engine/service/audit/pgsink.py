@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 from engine.service.audit.checkpoints import Checkpoints
-from engine.service.audit.entries import Hasher
+from engine.service.audit.entries import SUFFIX_LENGTH, Hasher, chain_of
 from engine.service.audit.filesink import AuditError
+
+_DECISION_ID = re.compile(rb'"decision_id":"([^"\\]*)"')
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_entries (
@@ -62,6 +66,7 @@ class PostgresSink:
 
     def __init__(self, url: str):
         self.url = url
+        self._lock = threading.Lock()  # one connection; the writer thread and the commit thread take turns
         self._connection = _connect(url)
         try:
             with self._connection.transaction():
@@ -80,20 +85,28 @@ class PostgresSink:
     def append(self, data: bytes) -> str | None:
         rows = []
         for line in data.splitlines():
-            entry = json.loads(line)
-            rows.append((entry["instance"], entry["seq"], entry["time"], entry.get("decision_id"), line.decode()))
+            chain = chain_of(line)
+            if chain is None:
+                raise AuditError("not an audit line")  # the writer made it: cannot happen
+            found = _DECISION_ID.search(line)
+            when = line[-SUFFIX_LENGTH - 28:-SUFFIX_LENGTH - 1].decode()  # "time" is the last field: fixed width
+            rows.append((chain[1], chain[2], when, found.group(1).decode() if found else None, line.decode()))
         if not rows:
             return None
         try:
-            connection = self._live()
-            with connection.transaction(), connection.cursor() as cursor, \
-                    cursor.copy("COPY audit_entries (instance, seq, time, decision_id, line) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            with self._lock:
+                self._copy(rows)
         except (AuditError, *psycopg_errors()) as err:  # type: ignore[misc]
             self._drop()
             raise OSError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from None
         return None
+
+    def _copy(self, rows: list[tuple[Any, ...]]) -> None:
+        connection = self._live()
+        with connection.transaction(), connection.cursor() as cursor, \
+                cursor.copy("COPY audit_entries (instance, seq, time, decision_id, line) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def _drop(self) -> None:
         if self._connection is not None:
@@ -109,20 +122,18 @@ class PostgresSink:
 
     def checkpoint(self, line: bytes) -> None:
         fields = json.loads(line)
-        connection = self._live()
-        with connection.transaction():
-            connection.execute("INSERT INTO audit_checkpoints (instance, seq, line) VALUES (%s, %s, %s)",
+        with self._lock, self._live().transaction():
+            self._connection.execute("INSERT INTO audit_checkpoints (instance, seq, line) VALUES (%s, %s, %s)",
                                (fields["instance"], fields["seq"], line.decode().rstrip("\n")))
 
     def has_policy(self, version: str) -> bool:
-        row = self._live().execute("SELECT 1 FROM audit_policies WHERE version = %s", (version,)).fetchone()
-        self._connection.commit()
+        with self._lock, self._live().transaction():
+            row = self._connection.execute("SELECT 1 FROM audit_policies WHERE version = %s", (version,)).fetchone()
         return row is not None
 
     def store_policy(self, version: str, document: dict[str, Any]) -> None:
-        connection = self._live()
-        with connection.transaction():
-            connection.execute("INSERT INTO audit_policies (version, document) VALUES (%s, %s) "
+        with self._lock, self._live().transaction():
+            self._connection.execute("INSERT INTO audit_policies (version, document) VALUES (%s, %s) "
                                "ON CONFLICT (version) DO NOTHING", (version, json.dumps(document)))
 
     def close(self) -> None:
