@@ -78,15 +78,18 @@ def throughput(args: argparse.Namespace) -> None:
                                "--key-file", str(work / "key")], capture_output=True, text=True, cwd=REPO)
     print(f"load average {os.getloadavg()[0]:.1f}; {args.connections} connections, {args.duration:g} s x "
           f"{args.rounds} rounds; unique requester ids (no cache hits)")
-    print("| trail | requests/s (median round) | rounds | ratio to off (per round) | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
+    print("| trail | requests/s (median round) | rounds | ratio to off (per round) | p50 ms | p99 ms "
+          "| server CPU µs/request | CPU ratio to off |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, rounds in runs.items():
         middle = sorted(rounds, key=lambda row: row["requests_per_s"])[len(rounds) // 2]
         ratios = [row["requests_per_s"] / off["requests_per_s"] for row, off in zip(rounds, runs["off"])]
         each = ", ".join(f"{row['requests_per_s']:,.0f}" for row in rounds)
         shares = ", ".join(f"{ratio:.0%}" for ratio in ratios)
+        cpu = statistics.median(row["server_cpu_us_per_request"] for row in rounds)
+        cpu_off = statistics.median(row["server_cpu_us_per_request"] for row in runs["off"])
         print(f"| {name} | {middle['requests_per_s']:,.0f} | {each} | {statistics.median(ratios):.0%} ({shares}) | "
-              f"{middle['p50_ms']} | {middle['p99_ms']} |")
+              f"{middle['p50_ms']} | {middle['p99_ms']} | {cpu:.0f} | {cpu_off / cpu:.0%} |")
     print(f"file trail verified: {verified.stdout.strip() or verified.stderr.strip()}")
 
 

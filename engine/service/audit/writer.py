@@ -213,9 +213,17 @@ class AuditLog:
         self._queue.put((entries, future))
         return future
 
-    def remember_policy(self, version: str, document: dict[str, Any]) -> None:
-        """Keep a served policy version (content-addressed by its version) for `engine audit explain`."""
+    def remember_policy(self, version: str, document: dict[str, Any] | None) -> None:
+        """Keep a served policy version (content-addressed by its version) for `engine audit explain`.
+
+        None: its files cannot be read as they were served; it is not tried again.
+        """
         if version in self._policies:
+            return
+        if document is None:
+            self._policies.add(version)
+            log.warning("policy version %s cannot be kept beside the audit trail: its decisions cannot be "
+                        "explained again with `engine audit explain`", version)
             return
         try:
             if not self.sink.has_policy(version):
