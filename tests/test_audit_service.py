@@ -12,27 +12,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server import PERMITTED, RULES, VOCABULARY, Server
+import test_server
+from test_server import PERMITTED, RULES, Server
 
 from engine.commands.main import main
 from engine.service.audit.query import Filters, query
 from engine.service.audit.trails import entries, verify_trail
 
 pytestmark = pytest.mark.slow
+policy_dir = test_server.policy_dir  # the server tests' policy set, as a fixture here too
 
 KEY = "an audit key for the tests"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A valid request but for a lone UTF-16 surrogate in a free-text field: it must be refused alone.
 POISON = json.dumps({**PERMITTED, "requester": {**PERMITTED["requester"], "id": "X"}}).replace('"X"', '"\\ud800"').encode()
-
-
-@pytest.fixture
-def policy_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "policies"
-    directory.mkdir()
-    (directory / "10_vocabulary.policy").write_text(VOCABULARY, encoding="utf-8")
-    (directory / "20_rules.policy").write_text(RULES, encoding="utf-8")
-    return directory
 
 
 def _database() -> Iterator[str]:

@@ -16,7 +16,7 @@ from typing import Any
 from engine.service.audit.checkpoints import Checkpoints
 from engine.service.audit.entries import Hasher
 from engine.service.audit.filesink import SIDE_SUFFIXES, load_policy_document
-from engine.service.audit.verify import Report, Verifier
+from engine.service.audit.verify import Report, verify_lines
 
 
 def is_database(location: str) -> bool:
@@ -82,18 +82,7 @@ def verify_trail(location: str, key: bytes | None, checkpoints_at: str | None = 
                 checkpoints.read(handle, str(place), hasher)
         found = bool(places)
         lines = file_lines(trail_files(location))
-    verifier = Verifier(hasher)
-    verifier.expect(checkpoints)
-    if key and not found:
-        verifier.report.problems.append(("checkpoints", ("no checkpoints found: with an audit key they are "
-                                                        "required, to see a trail cut short or emptied")))
-    for where, line in lines:
-        if line.endswith(b"\n"):
-            verifier.line(where, line[:-1])
-        else:
-            verifier.line(where, line)
-            verifier.incomplete(where)
-    return verifier.finish(location)
+    return verify_lines(lines, hasher, checkpoints, trail=location, missing_checkpoints=bool(key) and not found)
 
 
 def entries(location: str) -> Iterator[dict[str, Any]]:

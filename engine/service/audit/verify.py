@@ -58,10 +58,9 @@ def parse_line(line: bytes, hasher: Hasher) -> tuple[tuple[str, int, str, str] |
 class Verifier:
     """Feed it lines in trail order with `line()`, then `finish()` with the checkpoints."""
 
-    def __init__(self, hasher: Hasher, *, continuing: bool = False):
+    def __init__(self, hasher: Hasher):
         self.hasher = hasher
         self.report = Report()
-        self.continuing = continuing  # an instance's first entry here may follow entries in an earlier file
         self._where: dict[str, str] = {}
         self.needs_key = False
 
@@ -90,8 +89,6 @@ class Verifier:
         if before is None:
             if seq == 1 and prev == GENESIS:
                 return None
-            if self.continuing:
-                return f"the entries of {instance} before number {seq} are missing (removed, or in a file not given)"
             return f"the entries of {instance} before it were removed (it is number {seq}, chained to an entry not here)"
         last_seq, last_hash = before
         if seq == last_seq + 1:
@@ -142,11 +139,17 @@ class Verifier:
 
 
 def verify_lines(lines: Iterable[tuple[str, bytes]], hasher: Hasher, checkpoints: Checkpoints | None = None,
-                 *, trail: str = "trail", continuing: bool = False) -> Report:
-    """Verify (where, line) pairs in order; a line not ending in a newline is reported incomplete."""
-    verifier = Verifier(hasher, continuing=continuing)
+                 *, trail: str = "trail", missing_checkpoints: bool = False) -> Report:
+    """Verify (where, line) pairs in order; a line not ending in a newline is reported incomplete.
+
+    `missing_checkpoints`: a key was given and no checkpoints found, which is itself a problem.
+    """
+    verifier = Verifier(hasher)
     if checkpoints is not None:
         verifier.expect(checkpoints)
+    if missing_checkpoints:
+        missing = "no checkpoints found: with an audit key they are required, to see a trail cut short or emptied"
+        verifier.report.problems.append(("checkpoints", missing))
     for where, line in lines:
         if line.endswith(b"\n"):
             verifier.line(where, line[:-1])
