@@ -88,7 +88,7 @@ def test_entries_carry_instance_sequence_date_and_a_keyed_chain(trail: Path) -> 
 def test_an_intact_trail_verifies_with_its_key_and_checkpoints(trail: Path, capsys, keyed) -> None:
     status, output = _verify(trail, capsys)
     assert status == 0, output
-    assert "6 entries verified (1 instance, 1 checkpoints)" in output
+    assert "6 entries verified (1 instance, 1 checkpoint)" in output
 
 
 def test_a_keyed_trail_without_the_key_is_not_called_intact(trail: Path, capsys) -> None:
@@ -342,6 +342,18 @@ def test_a_broken_last_line_is_set_aside_and_said_so(trail: Path, capsys, keyed)
     assert b"half a li" in Path(f"{trail}.quarantine").read_bytes()
     assert len(entries) == 9
     assert _verify(trail, capsys)[0] == 0
+
+
+def test_an_empty_batch_is_answered_at_once(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "trail.jsonl")
+
+    async def empty() -> None:
+        await asyncio.wait_for(log.commit_many("c", [], []), 5)
+
+    asyncio.run(empty())
+    assert log.record_many("c", [], []).result(5) is None
+    log.close()
+    assert (tmp_path / "trail.jsonl").read_bytes() == b""
 
 
 def test_refusals_are_entries_of_their_own(tmp_path: Path, capsys) -> None:

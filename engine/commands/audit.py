@@ -71,7 +71,8 @@ def _verify(trail: str, key: bytes | None, checkpoints: str | None) -> int:
         print(f"{trail}: NOT intact: {count} problem{'s' * (count != 1)} in {report.entries} entries")
         return 1
     instances = len(report.instances)
-    checked = f", {report.checkpoints} checkpoints" if report.checkpoints else ", no checkpoints"
+    count = report.checkpoints
+    checked = f", {count} checkpoint{'s' * (count != 1)}" if count else ", no checkpoints"
     print(f"{trail}: {report.entries} entries verified ({instances} instance{'s' * (instances != 1)}{checked})")
     return 0
 

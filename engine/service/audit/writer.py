@@ -157,6 +157,8 @@ class AuditLog:
                           for request, decision in zip(requests, decisions)])
 
     async def _wait(self, entries: list[dict[str, Any]]) -> None:
+        if not entries:  # an empty batch: nothing to record
+            return
         if not self.available:
             raise AuditUnavailable(self.problem or "the audit trail cannot be written")
         loop = asyncio.get_running_loop()
@@ -328,7 +330,9 @@ class AuditLog:
             lines.extend(sealed)
             written.append(waiter)
             count += len(entries)
-        if lines:
+        if not lines:
+            done.extend((waiter, None) for waiter in written)
+        else:
             try:
                 note = self.sink.append(b"".join(lines))
             except Exception as err:  # noqa: BLE001 - whatever the sink's failure, these entries are not written
