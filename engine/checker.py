@@ -9,12 +9,14 @@ others, so an author sees every mistake at once, sorted by location.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any
 
 from engine import ast
 from engine._graph import cycles
 from engine._types import ExprChecker, declared_as, declared_kinds, kind_word
+from engine.analysis import analyse
 from engine.errors import Diagnostic, did_you_mean, error, sorted_diagnostics, warning
 from engine.source import Span, point
 from engine.symbols import ATTRIBUTE_ROOTS, NameLookupError, Vocabulary, build_vocabulary
@@ -29,7 +31,7 @@ class Context:
     today: dt.date = field(default_factory=dt.date.today)
 
     @classmethod
-    def of(cls, policy_set: ast.PolicySet, today: dt.date | None = None) -> "Context":
+    def of(cls, policy_set: ast.PolicySet, today: dt.date | None = None) -> Context:
         return cls(policy_set, build_vocabulary(policy_set), today or dt.date.today())
 
 
@@ -100,7 +102,7 @@ def check_duplicates(ctx: Context) -> list[Diagnostic]:
     """A name declared twice in its namespace: point at the second, name the first."""
     first: dict[tuple[str, str], tuple[str, Span]] = {}
     repeated: set[tuple[str, str]] = set()
-    found = []
+    found: list[Diagnostic] = []
     for kind, full, name in _declared_names(ctx.policy_set):
         key = (_NAMESPACE.get(kind, kind), full)
         if key not in first:
@@ -122,17 +124,32 @@ _ARTICLE = {"agency": "an", "group": "a"}
 
 
 def check_roles(ctx: Context) -> list[Diagnostic]:
-    """Role parents are declared roles, and inheritance has no cycle."""
-    found = []
+    """Role parents are declared roles, inheritance has no cycle, and `at` names agencies or groups."""
+    found: list[Diagnostic | None] = []
     for decl in _of_type(ctx, ast.RolesDecl):
         for item in decl.items:
             found.extend(_lookup(ctx, "role", parent) for parent in item.parents)
+            found.extend(_repeats(item.places))
+            found.extend(_lookup(ctx, "agency_or_group", place) for place in item.places)
+    found.extend(_held_nowhere(ctx))
     roles = ctx.vocab.roles
     edges = {name: [p for p in roles.parents[name] if p in roles.labels] for name in roles.names}
     for cycle in cycles(roles.names, edges):
         found.append(error("role_cycle", "role inheritance forms a cycle: " + " -> ".join(cycle),
                            roles.spans[cycle[0]], "remove one of these parents"))
     return [d for d in found if d is not None]
+
+
+def _held_nowhere(ctx: Context) -> Iterator[Diagnostic]:
+    """A role whose `at` shares no agency with a parent's can never be held: surely a slip."""
+    vocab = ctx.vocab
+    for role, places in vocab.places.items():
+        if not places and role in vocab.role_at:
+            names = [r for r in vocab.roles.ancestors[role] if r in vocab.role_at and r != role]
+            if not names:
+                continue  # its own `at` names nothing declared: reported as unknown names
+            yield warning("role_held_nowhere", f"role `{role}` can be held at no agency", vocab.roles.spans[role],
+                          f"its `at` shares no agency with that of {', '.join(f'`{n}`' for n in sorted(names))}")
 
 
 def check_groups(ctx: Context) -> list[Diagnostic]:
@@ -177,28 +194,51 @@ def _attribute(ctx: Context, item: ast.AttributeDecl) -> Iterator[Diagnostic | N
         builtins = ", ".join(f"`{a.path}`" for a in ctx.vocab.attributes.values() if a.builtin)
         yield error("builtin_attribute", f"`{path}` is built in and cannot be declared", item.path.span,
                     f"the built-in attributes are {builtins}")
-    if item.type.kind == "one_of":
-        if not item.type.values:
-            yield error("empty_choice", "`one of` lists no values", item.type.span, "list the values it may take")
-        yield from _repeats([v.name for v in item.type.values])
+    type_ = item.type.element or item.type
+    if item.type.kind == "set" and type_.kind == "bool":
+        yield error("set_of_bool", f"`{path}` cannot be a set of true/false values", item.type.span,
+                    "declare one `bool` attribute per fact instead")
+    if type_.kind == "one_of":
+        if not type_.values:
+            yield error("empty_choice", "`one of` lists no values", type_.span, "list the values it may take")
+        yield from _repeats([v.name for v in type_.values])
     if item.default is not None:
-        yield _default(ctx, item)
+        yield from _set_default(ctx, item) if item.type.kind == "set" else (_default(ctx, item),)
 
 
 _DEFAULT_LITERALS = {"bool": ast.BoolLit, "number": ast.NumberLit, "string": ast.StringLit, "date": ast.DateLit}
 _DEFAULT_EXAMPLES = {"bool": "false", "number": "0", "string": '"none"', "date": "2025-06-01"}
 
 
+def _set_default(ctx: Context, item: ast.AttributeDecl) -> Iterator[Diagnostic | None]:
+    """A set's default is `{}` or `{a, b}`, each member a value of the members' type."""
+    element = item.type.element
+    if not isinstance(item.default, ast.SetLit):
+        where = item.default.span if item.default is not None else item.path.span
+        yield error("bad_default", f"the default of `{item.path.text}` must be a set", where,
+                    "write `default {}` for none, or `default {a, b}`")
+        return
+    if element is None or element.kind == "bool":
+        return
+    yield from _repeats([v for v in item.default.values if isinstance(v, ast.Name)])
+    for value in item.default.values:
+        yield _default(ctx, ast.AttributeDecl(item.path, element, value, item.span))
+
+
 def _default(ctx: Context, item: ast.AttributeDecl) -> Diagnostic | None:
     kind, default, path = item.type.kind, item.default, item.path.text
+    if isinstance(default, ast.SetLit):
+        return error("bad_default", f"`{path}` holds one value, not a set", default.span,
+                     "write a single value, or declare it `set of …`")
     if kind in _DEFAULT_LITERALS:
         if isinstance(default, _DEFAULT_LITERALS[kind]):
             return None
         what = "true or false" if kind == "bool" else f"a {kind}"
-        return error("bad_default", f"the default of `{path}` must be {what}", default.span,
+        return error("bad_default", f"the default of `{path}` must be {what}", default.span if default else None,
                      f"for example `default {_DEFAULT_EXAMPLES[kind]}`")
     if not isinstance(default, ast.Name):
-        return error("bad_default", f"the default of `{path}` must be a name, not a literal", default.span,
+        return error("bad_default", f"the default of `{path}` must be a name, not a literal",
+                     default.span if default else None,
                      "write the value without quotes")
     if kind == "one_of":
         choices = [v.name.text for v in item.type.values]
@@ -388,7 +428,7 @@ def _repeats(names: Iterable[ast.Name]) -> Iterator[Diagnostic]:
         seen.add(name.text)
 
 
-def _of_type(ctx: Context, kind: type) -> Iterator:
+def _of_type(ctx: Context, kind: type) -> Iterator[Any]:
     return (d for d in ctx.policy_set.declarations() if isinstance(d, kind))
 
 
@@ -397,13 +437,7 @@ def _keyword(span: Span, word: str) -> Span:
 
 
 def _analysis(ctx: Context) -> list[Diagnostic]:
-    """Hook for engine/analysis.py; check() skips it when earlier passes found errors."""
-    try:
-        from engine.analysis import analyse
-    except ImportError as exc:
-        if exc.name != "engine.analysis":
-            raise  # analysis.py exists but is broken: say so
-        return []
+    """Rule analysis (engine/analysis.py); check() skips it when earlier passes found errors."""
     return list(analyse(ctx.policy_set, ctx.vocab, today=ctx.today))
 
 

@@ -17,10 +17,12 @@ import difflib
 import json
 import math
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 from engine import ast
+from engine._codegen import define
 from engine.errors import RequestError, did_you_mean
 from engine.symbols import VOCABULARY_KINDS, Attribute, NameLookupError, Vocabulary
 
@@ -37,8 +39,8 @@ SUMMARY_PATHS = ("requester.role", "requester.agency", "action", "resource.categ
 REQUIRED = ("requester.role", "requester.agency", "action", "purpose",
             "resource.category", "resource.classification", "resource.owner")
 
-# Kinds of check, one per attribute type.
-_VOCAB, _BOOL, _NUMBER, _STRING, _DATE = range(5)
+# Kinds of check, one per attribute type; _SET checks each member with the spec's `member`.
+_VOCAB, _BOOL, _NUMBER, _STRING, _DATE, _SET = range(6)
 
 _EXPECTED = {
     "action": "an action name", "role": "a role name", "agency": "an agency name",
@@ -51,7 +53,7 @@ _EXPECTED = {
 class _Today:
     """Today's date, looked up once a day rather than on every request."""
 
-    __slots__ = ("date", "iso", "_until")
+    __slots__ = ("_until", "date", "iso")
 
     def __init__(self) -> None:
         self._refresh()
@@ -96,6 +98,7 @@ class _Spec:
     check: int
     attribute: Attribute
     table: Mapping[str, Any] | None = None
+    member: _Spec | None = None  # a set: how to check each member
 
 
 class RequestSchema:
@@ -127,6 +130,9 @@ class RequestSchema:
         self.fast_validate = _generate_validator(self)
 
     def _spec(self, attr: Attribute) -> _Spec:
+        if attr.kind == "set":
+            member = self._spec(Attribute(attr.path, attr.element or "string", attr.values))
+            return _Spec(attr.path, _SET, attr, member=member)
         if attr.kind in VOCABULARY_KINDS:
             return _Spec(attr.path, _VOCAB, attr, self.spellings[attr.kind])
         if attr.kind == "one_of":
@@ -135,13 +141,16 @@ class RequestSchema:
         return _Spec(attr.path, check, attr)
 
     def canonical_default(self, spec: _Spec) -> Any:
-        """An attribute's default in canonical form (a declared name resolved, a rank, a date)."""
+        """An attribute's default in canonical form (a declared name resolved, a rank, a date;
+        a set as a frozenset of those)."""
         default = spec.attribute.default
+        if isinstance(default, ast.SetLit):
+            member = spec.member or spec
+            return frozenset(self.canonical_default(replace(member, attribute=replace(member.attribute, default=v)))
+                             for v in default.values)
         if isinstance(default, ast.Name):
             return (spec.table or {}).get(default.text, default.text)
-        if isinstance(default, ast.DateLit):
-            return default.value
-        return default.value
+        return None if default is None else default.value
 
     # --- validation ----------------------------------------------------------
 
@@ -168,7 +177,7 @@ class RequestSchema:
         env[WORDS] = tuple(words(env, path, self) for path in SUMMARY_PATHS)
         return env
 
-    def _walk(self, given: dict, node: dict, prefix: str, env: dict) -> None:
+    def _walk(self, given: dict[str, Any], node: dict[str, Any], prefix: str, env: dict[str, Any]) -> None:
         for key, value in given.items():
             spec = node.get(key) if isinstance(key, str) else None
             if spec.__class__ is _Spec:
@@ -186,8 +195,10 @@ class RequestSchema:
 
     def _value(self, spec: _Spec, value: Any) -> Any:
         check = spec.check
+        if check == _SET:
+            return self._members(spec, value)
         if check == _VOCAB:
-            found = spec.table.get(value) if value.__class__ is str else None
+            found = spec.table.get(value) if value.__class__ is str and spec.table is not None else None
             if found is None:
                 raise self._bad_name(spec, value)
             return found
@@ -205,6 +216,20 @@ class RequestSchema:
             if found is not None:
                 return found
         raise RequestError(spec.path, f"expected {_EXPECTED[spec.attribute.kind]}, got {describe(value)}")
+
+    def _members(self, spec: _Spec, value: Any) -> frozenset[Any]:
+        """A set attribute: a list, each member checked and named by its place (`path[2]`)."""
+        if not isinstance(value, (list, tuple)):
+            raise RequestError(spec.path, f"expected a list, got {describe(value)}",
+                               f"`{spec.path}` is a set: give it as a list, like [a, b], or [] for none")
+        assert spec.member is not None
+        found = []
+        for index, item in enumerate(value):
+            try:
+                found.append(self._value(spec.member, item))
+            except RequestError as exc:
+                raise RequestError(f"{spec.path}[{index}]", exc.message, exc.help) from None
+        return frozenset(found)
 
     def _bad_name(self, spec: _Spec, value: Any) -> RequestError:
         attr = spec.attribute
@@ -277,7 +302,7 @@ def required_sections(schema: RequestSchema) -> list[str]:
             if any(p.startswith(section + ".") and spec.attribute.required for p, spec in schema.specs.items())]
 
 
-def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict | None]:
+def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict[str, Any] | None]:
     """A straight-line validator for well-formed requests; None sends a request to validate_slowly.
 
     Requests are validated on every uncached decision, so the common case is
@@ -322,8 +347,8 @@ def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict | None]:
     number = {path: i for i, path in enumerate(specs)}
     lines += [f"{body}env[_WORDS] = ({', '.join(f'v{number[p]}' for p in SUMMARY_PATHS)},)",
               "    except (KeyError, ValueError):", "        return None", "    return env"]
-    exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
-    return namespace["fast_validate"]
+    validate: Callable[[Any], dict[str, Any] | None] = define("fast_validate", lines, namespace)
+    return validate
 
 
 def _attribute_lines(namespace: dict[str, Any], v: str, i: int, path: str, spec: _Spec, body: str) -> list[str]:
@@ -351,6 +376,9 @@ def _attribute_lines(namespace: dict[str, Any], v: str, i: int, path: str, spec:
     if spec.check == _VOCAB:
         namespace[f"_T{i}"] = spec.table
         lines.append(f"{inner}env[{key}] = _T{i}[{v}]")
+    elif spec.check == _SET:
+        namespace[f"_S{i}"] = members_reader(spec)
+        lines.append(f"{inner}env[{key}] = _S{i}({v})")
     elif spec.check == _DATE:
         lines += [f"{inner}if {v}.__class__ is str and len({v}) == 10 and {v}[4] == '-' and {v}[7] == '-':",
                   f"{inner}    env[{key}] = _fromiso({v})",
@@ -360,6 +388,42 @@ def _attribute_lines(namespace: dict[str, Any], v: str, i: int, path: str, spec:
     else:
         lines += [f"{inner}if {CHECKS[spec.check].format(v=v)}: return None", f"{inner}env[{key}] = {v}"]
     return lines
+
+
+def members_reader(spec: _Spec) -> Callable[[Any], frozenset[Any]]:
+    """For generated code: a set attribute's list as a frozenset of canonical members, or
+    ValueError (KeyError for an unknown name) so that the slow path words the mistake."""
+    member = spec.member
+    assert member is not None
+    if member.check == _VOCAB:
+        table = member.table or {}
+
+        def names(value: Any) -> frozenset[Any]:
+            if value.__class__ is not list:
+                raise ValueError(spec.path)
+            return frozenset([table[item] for item in value])
+
+        return names
+    if member.check == _DATE:
+        def dates(value: Any) -> frozenset[Any]:
+            if value.__class__ is not list:
+                raise ValueError(spec.path)
+            found = [parse_date(item) for item in value]
+            if None in found:
+                raise ValueError(spec.path)
+            return frozenset(found)
+
+        return dates
+    bad = {_BOOL: lambda x: x.__class__ is not bool, _STRING: lambda x: x.__class__ is not str,
+           _NUMBER: lambda x: (x.__class__ is not int and (x.__class__ is not float or not math.isfinite(x)))}
+    wrong = bad[member.check]
+
+    def values(value: Any) -> frozenset[Any]:
+        if value.__class__ is not list or any(map(wrong, value)):
+            raise ValueError(spec.path)
+        return frozenset(value)
+
+    return values
 
 
 def parse_date(value: Any) -> dt.date | None:
@@ -377,11 +441,13 @@ def parse_date(value: Any) -> dt.date | None:
 def default_words(attr: Attribute) -> Any:
     """An attribute's default as the policy wrote it (names as text, dates as ISO)."""
     default = attr.default
+    if isinstance(default, ast.SetLit):
+        return [default_words(replace(attr, default=v)) for v in default.values]
     if isinstance(default, ast.Name):
         return default.text
     if isinstance(default, ast.DateLit):
         return default.value.isoformat()
-    return default.value
+    return None if default is None else default.value
 
 
 def _spellings(vocab: Vocabulary, kind: str) -> dict[str, Any]:
@@ -407,7 +473,7 @@ def _spellings(vocab: Vocabulary, kind: str) -> dict[str, Any]:
     return {name: name for name in vocab.values_of(kind)}
 
 
-def words(env: dict, path: str, schema: RequestSchema) -> Any:
+def words(env: dict[str, Any], path: str, schema: RequestSchema) -> Any:
     """The value of `path` in the request's own words: as given, else the default, else None."""
     node: Any = env[RAW]
     for part in path.split("."):

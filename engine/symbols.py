@@ -8,8 +8,9 @@ wins) so the checker, the compiler and request validation share one view.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any
 
 from engine import ast
 from engine.errors import did_you_mean
@@ -98,10 +99,6 @@ class Hierarchy:
                     stack.append(parent)
         return seen
 
-    def is_below(self, name: str, node: str) -> bool:
-        """`name is node`: name equals node or inherits from / sits below it."""
-        return node in self.ancestors.get(name, ())
-
 
 @dataclass(frozen=True)
 class Agreement:
@@ -117,7 +114,7 @@ class Agreement:
 
     def covers(self, requester_agency: str, owner: str, date: dt.date) -> bool:
         """Both agencies share under this agreement on `date`."""
-        if self.start is not None and not (self.start <= date <= self.end):
+        if self.start is not None and self.end is not None and not (self.start <= date <= self.end):
             return False
         if self.parties is not None:
             return requester_agency in self.parties and owner in self.parties
@@ -133,16 +130,18 @@ class Attribute:
     """One attribute of the request schema, built-in or declared."""
 
     path: str
-    kind: str  # bool number string date one_of action role agency purpose category classification
-    values: tuple[str, ...] = ()  # the choices of a one_of
-    default: ast.Value | None = None
+    kind: str  # bool number string date one_of action role agency purpose category classification set
+    values: tuple[str, ...] = ()  # the choices of a one_of (or of a set of one_of)
+    default: ast.Value | ast.SetLit | None = None
     required: bool = False  # built-ins every request must give
     builtin: bool = False
     span: Span | None = None
     label: str | None = None  # the author's words for it, used in explanations and documents
+    element: str | None = None  # a `set of T`: the kind of its members
 
     @property
     def has_default(self) -> bool:
+        """Decided without it when a request leaves it out: it has a default (`context.date`: today)."""
         return self.default is not None or self.path == "context.date"
 
 
@@ -180,9 +179,25 @@ class Vocabulary:
     rules: list[ast.Rule] = field(default_factory=list)
     policy_obligations: list[ast.PolicyObligation] = field(default_factory=list)
     spans: dict[tuple[str, str], Span] = field(default_factory=dict)  # (namespace, name) -> first declaration
+    # Roles whose own `at` or an ancestor's limits where they are held -> the agencies they may be
+    # held at (the intersection of every `at` in their ancestry). A role not listed is held anywhere.
+    places: dict[str, frozenset[str]] = field(default_factory=dict)
+    role_at: dict[str, tuple[ast.Name, ...]] = field(default_factory=dict)  # each role's own `at`, as written
+
+    def holds(self, role: str, agency: str) -> bool:
+        """A requester with `role` may be at `agency` (LANGUAGE.md section 2)."""
+        places = self.places.get(role)
+        return places is None or agency in places
 
     def hierarchy(self, kind: str) -> Hierarchy | None:
         return {"role": self.roles, "purpose": self.purposes, "category": self.categories}.get(kind)
+
+    def tree(self, kind: str) -> Hierarchy:
+        """The hierarchy of `kind`, which must be role, purpose or category."""
+        tree = self.hierarchy(kind)
+        if tree is None:
+            raise KeyError(f"{kind} values form no hierarchy")
+        return tree
 
     def agencies_named(self, name: str) -> frozenset[str]:
         """An agency as a one-element set, or a group's agencies; NameLookupError otherwise."""
@@ -198,7 +213,7 @@ class Vocabulary:
         tree = self.hierarchy(kind)
         if tree is not None:
             return tree.resolve(text)
-        table = {"action": self.actions, "agency": self.agencies, "classification": self.classifications}[kind]
+        table = self._flat(kind)
         if text in table:
             return text
         raise NameLookupError(f"unknown {kind} `{text}`", did_you_mean(text, table))
@@ -207,7 +222,13 @@ class Vocabulary:
         tree = self.hierarchy(kind)
         if tree is not None:
             return list(tree.names)
-        return list({"action": self.actions, "agency": self.agencies, "classification": self.classifications}[kind])
+        return list(self._flat(kind))
+
+    def _flat(self, kind: str) -> Mapping[str, object]:
+        """The declared values of a kind without a hierarchy: actions, agencies or classifications."""
+        tables: dict[str, Mapping[str, object]] = {
+            "action": self.actions, "agency": self.agencies, "classification": self.classifications}
+        return tables[kind]
 
 
 def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
@@ -235,7 +256,8 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
             case ast.RolesDecl():
                 for role in decl.items:
                     parents = tuple(p.text for p in role.parents)
-                    vocab.roles.add(role.name.text, role.label, parents, role.name.span)
+                    if vocab.roles.add(role.name.text, role.label, parents, role.name.span) and role.places:
+                        vocab.role_at[role.name.text] = role.places
             case ast.PurposesDecl():
                 _add_tree(vocab.purposes, decl.nodes, "")
             case ast.CategoriesDecl():
@@ -243,8 +265,8 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
             case ast.GroupDecl():
                 group_decls.append(decl)
             case ast.AttributesDecl():
-                for item in decl.items:
-                    vocab.attributes.setdefault(item.path.text, _attribute(item))
+                for declared in decl.items:
+                    vocab.attributes.setdefault(declared.path.text, _attribute(declared))
             case ast.AgreementDecl():
                 agreement_decls.append(decl)
             case ast.Rule():
@@ -255,13 +277,14 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
     vocab.purposes.close()
     vocab.categories.close()
     _expand_groups(vocab, group_decls)
+    _role_places(vocab)
     for decl in agreement_decls:
         if decl.name.text not in vocab.agreements:
             vocab.agreements[decl.name.text] = _agreement(vocab, decl)
     return vocab
 
 
-def _add_flat(vocab: Vocabulary, kind: str, table: dict, items: Iterable[ast.VocabItem]) -> None:
+def _add_flat(vocab: Vocabulary, kind: str, table: dict[str, Any], items: Iterable[ast.VocabItem]) -> None:
     for item in items:
         if item.name.text not in table:
             table[item.name.text] = item.label
@@ -277,12 +300,23 @@ def _add_tree(tree: Hierarchy, nodes: Iterable[ast.TreeNode], prefix: str) -> No
 
 
 def _attribute(decl: ast.AttributeDecl) -> Attribute:
-    values = tuple(v.name.text for v in decl.type.values)
-    return Attribute(decl.path.text, decl.type.kind, values, decl.default, span=decl.path.span, label=decl.label)
+    element = decl.type.element
+    values = tuple(v.name.text for v in (element or decl.type).values)
+    return Attribute(decl.path.text, decl.type.kind, values, decl.default, span=decl.path.span, label=decl.label,
+                     element=element.kind if element is not None else None)
+
+
+def _role_places(vocab: Vocabulary) -> None:
+    """Where each role may be held: every `at` in its ancestry must allow the agency."""
+    own = {role: _agency_set(vocab, names) or frozenset() for role, names in vocab.role_at.items()}
+    for role in vocab.roles.names:
+        limits = [own[r] for r in vocab.roles.ancestors.get(role, ()) if r in own]
+        if limits:
+            vocab.places[role] = frozenset.intersection(*limits)
 
 
 def _expand_groups(vocab: Vocabulary, decls: list[ast.GroupDecl]) -> None:
-    members = {}
+    members: dict[str, list[str]] = {}
     for decl in decls:
         members.setdefault(decl.name.text, [m.text for m in decl.members])
 

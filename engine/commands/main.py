@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--audit-log", default=None, metavar="FILE|URL", help="decision trail: a file or postgresql:// URL")
-    from engine.commands.serve import add_audit_flags
+    from engine.commands.audit import add_audit_flags
 
     add_audit_flags(p)
     p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
@@ -211,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _default_local_policies(args)
     try:
-        return args.func(args)
+        status: int = args.func(args)
+        return status
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -9,11 +9,14 @@ import sys
 import tempfile
 from typing import Any
 
+from engine.commands.audit import AUDIT_FLAGS, PATH_FLAGS
+from engine.errors import PolicyError, PolicyLoadError
+from engine.policy import load
+from engine.service.app import create_app
 from engine.service.audit import AuditError, AuditSettings
 from engine.service.auth import parse_api_keys
 from engine.service.bundles import FleetSettings, shown_source
 from engine.service.logs import log_like_uvicorn
-from engine.errors import PolicyError, PolicyLoadError
 
 
 def _fail(message: str) -> int:
@@ -21,48 +24,15 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _load(path: str | None) -> Any:
-    import engine
-
-    return engine.load(path)
-
-
-# `engine serve` flags for the audit trail, and the variables they set (so every worker reads them).
-_AUDIT_FLAGS = {
-    "audit_log": "ENGINE_AUDIT_LOG", "audit_key_file": "ENGINE_AUDIT_KEY_FILE", "audit_fsync": "ENGINE_AUDIT_FSYNC",
-    "audit_checkpoints": "ENGINE_AUDIT_CHECKPOINTS", "audit_checkpoint_seconds": "ENGINE_AUDIT_CHECKPOINT_SECONDS",
-    "audit_rotate_size": "ENGINE_AUDIT_ROTATE_SIZE", "audit_rotate_daily": "ENGINE_AUDIT_ROTATE_DAILY",
-    "audit_on_failure": "ENGINE_AUDIT_ON_FAILURE", "audit_omit": "ENGINE_AUDIT_OMIT",
-}
-_PATH_FLAGS = ("audit_log", "audit_key_file", "audit_checkpoints")
-
-
-def add_audit_flags(parser: argparse.ArgumentParser) -> None:
-    """The audit trail's flags of `engine serve` (--audit-log is added with the others)."""
-    parser.add_argument("--audit-fsync", action="store_true", default=None,
-                        help="fsync every write: entries survive a power cut, not only a crash")
-    parser.add_argument("--audit-key-file", default=None, metavar="FILE",
-                        help="file holding the audit key (or ENGINE_AUDIT_KEY): HMAC-chained entries, signed checkpoints")
-    parser.add_argument("--audit-checkpoints", default=None, metavar="FILE",
-                        help="where checkpoints go (default: FILE.checkpoints beside the trail)")
-    parser.add_argument("--audit-checkpoint-seconds", default=None, metavar="SECONDS")
-    parser.add_argument("--audit-rotate-size", default=None, metavar="SIZE", help="start a new file beyond this size (100M)")
-    parser.add_argument("--audit-rotate-daily", action="store_true", default=None, help="start a new file each day")
-    parser.add_argument("--audit-on-failure", choices=["refuse", "continue"], default=None,
-                        help="while the trail cannot be written: refuse decisions with 503 (default) or keep deciding")
-    parser.add_argument("--audit-omit", default=None, metavar="PATHS",
-                        help="request attributes left out of the trail, comma-separated (requester.team)")
-
-
 def _audit_environment(args: argparse.Namespace) -> None:
     """Put the audit flags given into ENGINE_AUDIT_* (a flag wins over its variable)."""
-    for name, variable in _AUDIT_FLAGS.items():
+    for name, variable in AUDIT_FLAGS.items():
         value = getattr(args, name, None)
         if value is None:
             continue
         if value is True:
             value = "1"
-        elif name in _PATH_FLAGS and not str(value).startswith(("postgresql://", "postgres://")):
+        elif name in PATH_FLAGS and not str(value).startswith(("postgresql://", "postgres://")):
             value = os.path.abspath(value)
         os.environ[variable] = str(value)
 
@@ -138,7 +108,7 @@ def serve(args: argparse.Namespace) -> int:
         return _serve_bundle(args, fleet)
     where = args.path or "the example policies"
     try:
-        policy = _load(args.path)
+        policy = load(args.path)
     except PolicyLoadError as err:
         print(err.render(), file=sys.stderr)
         return _fail(f"the policy set at {where} could not be loaded; nothing is served")
@@ -150,8 +120,6 @@ def serve(args: argparse.Namespace) -> int:
     print(f"engine serve: serving {where} ({policy.version}, {len(policy.rules)} rules) "
           f"on http://{args.host}:{args.port}", file=sys.stderr)
     if args.workers == 1:
-        from engine.service.app import create_app
-
         app = create_app(args.path, watch=not args.no_watch, policy=policy, fleet=fleet)
         uvicorn.run(app, **options)
         return 0
@@ -164,8 +132,8 @@ def serve(args: argparse.Namespace) -> int:
 def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     level = getattr(args, "log_level", "info")
     log_like_uvicorn(level.upper())
-    return dict(host=args.host, port=args.port, timeout_graceful_shutdown=10,
-                access_log=getattr(args, "access_log", False), log_level=level)
+    return {"host": args.host, "port": args.port, "timeout_graceful_shutdown": 10,
+                "access_log": getattr(args, "access_log", False), "log_level": level}
 
 
 def _serve_bundle(args: argparse.Namespace, fleet: FleetSettings) -> int:

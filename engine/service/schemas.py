@@ -91,6 +91,9 @@ class Decision(BaseModel):
     obligations: list[Obligation]
     near_misses: list[NearMiss] = []
     summary: str
+    denied_by: Literal["role_not_held"] | None = Field(
+        None, description="set when the request was refused before any rule: the requester's role is not held "
+                          "at their agency")
 
 
 class BatchDecisions(BaseModel):
@@ -173,7 +176,7 @@ class Vocabulary(BaseModel):
     obligations: list[dict[str, Any]] = Field(description="each name once, with the arguments of each use")
 
 
-REQUEST_BODY_MODELS = {"DecisionRequest": DecisionRequest, "BatchRequest": BatchRequest, "PlanRequest": PlanRequest}
+REQUEST_BODY_MODELS: dict[str, type[BaseModel]] = {"DecisionRequest": DecisionRequest, "BatchRequest": BatchRequest, "PlanRequest": PlanRequest}
 
 
 def body_doc(model: str) -> dict[str, Any]:
