@@ -10,6 +10,7 @@ ENGINE_BUNDLE_* and ENGINE_REQUIRE_*: engine/service/bundles.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
@@ -30,6 +31,7 @@ from engine.portal.app import add_portal
 from engine.service import applications, schemas
 from engine.service.audit import AuditLog, AuditSettings, AuditUnavailable, EntryError
 from engine.service.audit.policies import policy_document
+from engine.service.audit.query import Filters, query
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
 from engine.service.bundles import BundlePoller, FleetSettings, add_bundle_routes, check_revision, unready_reason
@@ -125,6 +127,21 @@ class Service:
         if audit is None:
             return self.metrics.render(self.holder)
         return self.metrics.render(self.holder, audit.written, audit.failed, audit.pending) + audit_metrics(audit)
+
+
+# The portal's audit page shows at most this many decisions, the latest first.
+_AUDIT_PAGE_ROWS = 500
+
+
+def _audit_search(location: str) -> Callable[[Mapping[str, str]], list[dict[str, Any]]]:
+    """The portal's audit page over this service's trail: the filters it offers, as `engine audit query`."""
+
+    def search(filters: Mapping[str, str]) -> list[dict[str, Any]]:
+        wanted = Filters(**{k: (v or None) for k, v in filters.items() if k in Filters.__dataclass_fields__})
+        rows = collections.deque(query(location, wanted), maxlen=_AUDIT_PAGE_ROWS)
+        return [{**row, "rules": (row.get("rules") or "").split()} for row in reversed(rows)]
+
+    return search
 
 
 def audit_metrics(audit: AuditLog) -> str:
@@ -406,7 +423,8 @@ def create_app(
     install_handlers(app)
     _routes(app, service)
     applications.install(app, service)  # /plan, /policy/vocabulary, an offline /docs
-    add_portal(app, lambda: holder.policy, path, keys=api_keys, admin_token=admin_token)
+    add_portal(app, lambda: holder.policy, path, keys=api_keys, admin_token=admin_token,
+               audit_query=_audit_search(str(audit_log)) if audit_log else None)
     if bundles is not None:
         add_bundle_routes(app, bundles)
     app.openapi = applications.openapi(_openapi(app), service)  # type: ignore[method-assign]
