@@ -316,7 +316,7 @@ def test_a_git_revision_of_the_policy_folder_can_be_reviewed(tmp_path: Path) -> 
 
 def test_the_audit_page_finds_who_asked_for_a_record(tmp_path: Path) -> None:
     trail = tmp_path / "decisions.audit.jsonl"
-    name, request, expected = _example_cases()[0]
+    _name, request, expected = _example_cases()[0]
     asked = {**request, "requester": {**request["requester"], "id": "u-17"},
              "resource": {**request["resource"], "id": "child-42"}}
     app = create_app(str(EXAMPLES), watch=False, admin_token="s3cret", audit_log=str(trail))
