@@ -115,9 +115,10 @@ def test_a_key_speaks_only_for_its_own_agencies(serve, policy_dir: Path, tmp_pat
         assert http.post("/decide", json=as_police, headers={"X-API-Key": "k-police"}).status_code == 200
     server.stop()
     entries = [json.loads(line) for line in log.read_text().splitlines()]
-    refusals = [(e["caller"], e["decision"], e["request"]["requester"]["agency"]) for e in entries
-                if e["decision"] == "refused"]
-    assert refusals == [("case_system", "refused", "police"), ("police_portal", "refused", "council")]
+    refusals = [(e["caller"], e["code"], e["field"], e["request"]["requester"]["agency"]) for e in entries
+                if e.get("kind") == "refusal"]
+    assert refusals == [("case_system", "forbidden_agency", "requester.agency", "police"),
+                        ("police_portal", "forbidden_agency", "requests[0].requester.agency", "council")]
 
 
 def _raw(port: int, request: bytes) -> bytes:

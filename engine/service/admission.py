@@ -120,13 +120,12 @@ class Admission:
         if EVERYONE in allowed or agency in _expand(allowed, policy):
             return
         field = f"{prefix}requester.agency"
+        message = (f"caller `{caller}` may not speak for agency `{agency}`"
+                   + (f"; its key is bound to {', '.join(sorted(allowed))}" if allowed else
+                      "; its key is bound to no agency (ENGINE_KEY_AGENCIES)"))
         if audit is not None:
-            audit.record_refusal(caller, request, "forbidden_agency", field, getattr(policy, "version", None))
-        raise ApiError(403, "forbidden_agency",
-                       f"caller `{caller}` may not speak for agency `{agency}`"
-                       + (f"; its key is bound to {', '.join(sorted(allowed))}" if allowed else
-                          "; its key is bound to no agency (ENGINE_KEY_AGENCIES)"),
-                       field=field)
+            audit.record_refusal(caller, "forbidden_agency", message, request=request, field=field)
+        raise ApiError(403, "forbidden_agency", message, field=field)
 
 
 def _expand(names: frozenset[str], policy: Any) -> frozenset[str]:

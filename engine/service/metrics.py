@@ -67,6 +67,12 @@ class Metrics:
                                       registry=registry)
         self._audit_failed = Counter("engine_audit_failures", "Decisions that could not be appended to the audit trail.",
                                      registry=registry)
+        self._audit_unrecorded = Counter(
+            "engine_audit_unrecorded", "Decisions answered without an entry (ENGINE_AUDIT_ON_FAILURE=continue).",
+            registry=registry)
+        self._available = Gauge("engine_audit_available",
+                                "1 while the audit trail can be written (by every worker), 0 while decisions are refused.",
+                                registry=registry, multiprocess_mode="min")
         self._entries = Gauge("engine_cache_entries", "Decisions held in the current policy's caches (all workers).",
                               registry=registry, multiprocess_mode="livesum")
         self._pending = Gauge("engine_audit_pending",
@@ -112,7 +118,9 @@ class Metrics:
         if audit is not None:
             self._push(("audit", "written"), audit.written, self._audit_written)
             self._push(("audit", "failed"), audit.failed, self._audit_failed)
+            self._push(("audit", "unrecorded"), getattr(audit, "unrecorded", 0), self._audit_unrecorded)
             self._pending.set(audit.pending)
+            self._available.set(int(getattr(audit, "available", True)))
         policy = holder.policy
         if policy is not None:
             served = (policy.version, policy.label or "", policy.title or "")
