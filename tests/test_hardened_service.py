@@ -3,6 +3,8 @@
 Each test starts `engine serve` on a free loopback port (see test_server.py).
 """
 
+# ruff: noqa: F811  (pytest fixtures imported from test_server are parameters here)
+
 import datetime as dt
 import json
 import os

@@ -20,7 +20,6 @@ from engine.service.auth import parse_api_keys
 from engine.service.bundles import FleetSettings, shown_source
 from engine.service.logs import log_like_uvicorn
 
-
 # --flag, its ENGINE_* variable and default, for the connection settings (engine.service.connections).
 _CONNECTION_FLAGS = [
     ("--keep-alive-timeout", "ENGINE_KEEP_ALIVE_TIMEOUT", "seconds an idle keep-alive connection stays open", "5"),

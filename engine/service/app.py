@@ -43,7 +43,8 @@ from engine.service.errors import ApiError, install_handlers, json_response, loa
 from engine.service.exposure import Exposure
 from engine.service.limits import TextGuard
 from engine.service.logs import log_like_uvicorn
-from engine.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
+from engine.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from engine.service.metrics import Metrics
 from engine.service.reloading import PolicyHolder, ReloadSignal
 from engine.service.supervision import watch_supervisor
 from engine.service.telemetry import Telemetry
@@ -192,7 +193,7 @@ def _vocabulary_counts(vocabulary: Any) -> dict[str, int]:
     }
 
 
-def policy_info(policy: Any, warnings: list | None = None) -> dict[str, Any]:
+def policy_info(policy: Any, warnings: list[Any] | None = None) -> dict[str, Any]:
     """What `GET /policy` says about the served set (`warnings`: as of the service's date)."""
     return {
         "version": policy.version,
@@ -278,7 +279,8 @@ def _routes(app: FastAPI, service: Service) -> None:
         if not result.ok:
             return json_response(load_error_body(result.error or PolicyLoadError("refused"), result.current), 409)
         status = "reloaded" if result.changed else "unchanged"
-        answer = {"status": status, "previous_version": result.previous, "policy": policy_info(service.current())}
+        answer: dict[str, Any] = {"status": status, "previous_version": result.previous,
+                                  "policy": policy_info(service.current())}
         signal = service.reload_signal
         if signal is not None:  # the other workers of `engine serve --workers N` must confirm
             signal.send()
