@@ -242,6 +242,8 @@ class Planner:
                 value = env[path]
                 if attribute.kind == "classification":
                     value = self.class_names[value]
+                elif attribute.kind == "set" and attribute.element == "classification":
+                    value = frozenset(self.class_names[v] for v in value)  # ranks, as the request check keeps them
                 known[path] = value
             else:
                 known[path] = MISSING
