@@ -28,7 +28,13 @@ def policy_dir(tmp_path):
 def run(capsys, *argv):
     status = main(["decide", *map(str, argv)])
     out, err = capsys.readouterr()
-    return status, out, err
+    return status, out, without_used_set("decide", err)
+
+
+def without_used_set(command: str, err: str) -> str:
+    """Standard error without the line naming the policy set used (every command prints it first)."""
+    first, _, rest = err.partition("\n")
+    return rest if first.startswith(f"engine {command}: using ") else err
 
 
 def test_prints_the_decision_as_json(capsys, tmp_path, policy_dir):

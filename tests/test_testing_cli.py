@@ -49,7 +49,13 @@ def policies(tmp_path):
 def run(capsys, *args: str) -> tuple[int, str, str]:
     code = main(["test", *args])
     out, err = capsys.readouterr()
-    return code, out, err
+    return code, out, without_used_set("test", err)
+
+
+def without_used_set(command: str, err: str) -> str:
+    """Standard error without the line naming the policy set used (every command prints it first)."""
+    first, _, rest = err.partition("\n")
+    return rest if first.startswith(f"engine {command}: using ") else err
 
 
 @pytest.mark.parametrize(
@@ -259,9 +265,9 @@ def test_without_a_path_policies_here_is_used(capsys, policies, monkeypatch):
     assert out.splitlines()[-1] == "7 passed, 2 failed"
 
 
-def test_without_a_path_or_policies_here_the_example_set_and_its_tests_run(capsys, tmp_path, monkeypatch):
+def test_the_example_set_and_its_tests_run_when_asked_for(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "-v")
+    code, out, _ = run(capsys, "--example", "-v")
     cases = [line for line in out.splitlines() if line.startswith(("PASS ", "FAIL "))]
     assert cases and all(line.split()[1].startswith("policies/") for line in cases)
     assert code in (0, 1)
@@ -299,4 +305,4 @@ def test_python_dash_m_engine_test_runs_in_a_fresh_process(policies):
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines()[-1] == "7 passed, 2 failed"
     assert "\x1b[" not in done.stdout  # piped: plain
-    assert done.stderr == ""
+    assert done.stderr == f"engine test: using {policies.root} ({done.stderr.split('(')[-1]}"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from engine import ast, checker, loader
+from engine.commands.policy_set import announce, shown
 from engine.errors import Diagnostic, PolicyLoadError, error, sorted_diagnostics
 
 # Codes that may only be echoes of a file that did not parse: a name declared
@@ -46,19 +47,18 @@ def _trial_compile(policy_set: ast.PolicySet, vocab) -> list[Diagnostic]:
 
 def run_check(path: str | None, format: str = "text") -> int:
     """Check the set at `path`; 0 clean (warnings allowed), 1 errors, 2 unreadable."""
-    target = path if path is not None else ("policies" if Path("policies").is_dir() else None)
-    shown = target if target is not None else "policies"
     try:
-        policy_set, diagnostics = diagnose(target)
+        policy_set, diagnostics = diagnose(path)
     except PolicyLoadError as exc:
         return _unreadable(exc, format)
+    announce("check", path, policy_set.version)
     errors = sum(d.is_error for d in diagnostics)
     if format == "json":
         print(json.dumps(_json(diagnostics), indent=2))
     else:
         for diagnostic in diagnostics:
             print(diagnostic.render(), end="\n\n")
-        print(_summary(shown, policy_set, diagnostics))
+        print(_summary(shown(path), policy_set, diagnostics))
     return 1 if errors else 0
 
 

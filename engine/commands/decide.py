@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from engine.commands.policy_set import announce
 from engine.errors import PolicyLoadError, RequestError
 from engine.explain import explain_text
 
@@ -60,6 +61,7 @@ def run_decide(args: argparse.Namespace, stdout: TextIO | None = None, stderr: T
     except PolicyLoadError as exc:
         print(exc.render(), file=err)
         return EXIT_NOT_LOADED
+    announce("decide", args.policy, policy.version, err)
     try:
         request = read_request(args.request)
     except RequestFileError as exc:

@@ -12,6 +12,7 @@ from typing import Any
 from engine.service.audit import AuditError, AuditLog
 from engine.service.auth import parse_api_keys
 from engine.service.logs import log_like_uvicorn
+from engine.commands.policy_set import shown
 from engine.errors import PolicyError, PolicyLoadError
 
 
@@ -53,7 +54,7 @@ def serve(args: argparse.Namespace) -> int:
     problem = _check_settings(args)
     if problem:
         return _fail(problem)
-    where = args.path or "the example policies"
+    where = shown(args.path)
     try:
         policy = _load(args.path)
     except PolicyLoadError as err:
@@ -65,6 +66,9 @@ def serve(args: argparse.Namespace) -> int:
         print(warning.render(), file=sys.stderr)
     level = getattr(args, "log_level", "info").upper()
     log_like_uvicorn(level)
+    if args.path is None:
+        print(f"engine serve: no policy set was named and there is no policies/ directory here: "
+              f"serving {where}", file=sys.stderr)
     print(f"engine serve: serving {where} ({policy.version}, {len(policy.rules)} rules) "
           f"on http://{args.host}:{args.port}", file=sys.stderr)
     options: dict[str, Any] = dict(host=args.host, port=args.port, timeout_graceful_shutdown=10,
