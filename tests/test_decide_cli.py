@@ -132,3 +132,16 @@ def test_default_policy_is_the_example_set(capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(example)))
     status, out, _ = run(capsys, "-")
     assert status == 0 and json.loads(out)["decision"] == "deny"
+
+
+@pytest.mark.parametrize(("name", "text", "where"), [
+    ("twice.json", '{"action": "view",\n "purpose": "care",\n "action": "share"}', ":3:2: the key `action` appears twice"),
+    ("nested.json", '{"requester": {"role": "gp", "role": "nurse"}}', ":1:30: the key `role` appears twice"),
+    ("twice.yaml", "action: view\npurpose: care\naction: share\n", ":3:1: the key `action` appears twice"),
+], ids=["json", "json-nested", "yaml"])
+def test_a_key_given_twice_is_refused_naming_it(capsys, tmp_path, policy_dir, name, text, where):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    status, out, err = run(capsys, "--policy", policy_dir, path)
+    assert (status, out) == (2, "")
+    assert f"{path}{where}" in err

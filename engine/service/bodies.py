@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from engine import jsontext
 from engine.service.errors import ApiError
 
 DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB; ENGINE_MAX_BODY_BYTES changes it
@@ -66,7 +67,13 @@ def _too_large(limit: int) -> ApiError:
 def parse_json(body: bytes) -> Any:
     """JSON text -> Python value, or a 400 naming the line and column at fault."""
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return jsontext.loads(body, parse_constant=_reject_constant)
+    except jsontext.DuplicateKeyError as err:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        at = jsontext.key_position(text, err.key)
+        location = {"in": "body", "line": at[0], "column": at[1]} if at else {"in": "body"}
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON for a request: {err}",
+                       location=location) from None
     except json.JSONDecodeError as err:
         location = {"in": "body", "line": err.lineno, "column": err.colno}
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {err.msg}", location=location) from None

@@ -178,6 +178,9 @@ def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any, list[yaml.
         loader.dispose()
 
 
+compose_yaml = _compose_and_construct  # for other readers of YAML requests (`engine decide`)
+
+
 def _yaml_problem(shown: str, exc: yaml.YAMLError) -> Problem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     message = getattr(exc, "problem", None) or str(exc)
