@@ -48,13 +48,28 @@ class Reason:
         return data
 
 
+APPLIES = "applies"
+UNDETERMINED = "undetermined"
+
+
 @dataclass(frozen=True, slots=True)
 class Obligation:
+    """A duty that comes with the decision.
+
+    `status` is "applies", or "undetermined" when its condition (or an argument)
+    needs attributes the request omitted, which `needs` names: a caller that
+    cannot settle them treats it as applying (LANGUAGE.md section 4 of the contract).
+    """
+
     name: str
     args: tuple = ()
+    status: str = APPLIES
+    needs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "args": list(self.args)}
+        if self.status is APPLIES:
+            return {"name": self.name, "args": list(self.args), "status": APPLIES}
+        return {"name": self.name, "args": list(self.args), "status": self.status, "needs": list(self.needs)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +322,8 @@ class Decider:
         """A decision's `near_misses` or `summary`, when first read."""
         if name == "near_misses":
             return self._near_misses(env) if not decision.reasons else ()
-        return explain.summary(decision.decision, decision.reasons, decision.near_misses, env[WORDS])
+        return explain.summary(decision.decision, decision.reasons, decision.near_misses, env[WORDS],
+                               decision.obligations)
 
     def _denies(self, bits: int, env: dict) -> list[tuple[int, Any]]:
         """Deny rules among `bits` that apply (True) or might apply (None): both count, failing closed."""
@@ -507,33 +523,66 @@ def _plan(entries, outcomes: dict[tuple, tuple[Obligation, ...]]) -> tuple:
 
 
 def _obligations(plan: tuple, env: dict) -> tuple[Obligation, ...]:
-    """The obligations of a plan (`_plan`) whose conditions hold (unknown counts as not
-    holding): in set order, once each."""
+    """The obligations of a plan (`_plan`) whose conditions hold, in set order, once each;
+    those whose condition is unknown are listed as undetermined (`_gather`)."""
     conditions, answers, entries, repeats = plan
     if answers is not None:
         mask, bit = 0, 1
         for condition in conditions:
-            if condition(env) is True:
+            value = condition(env)
+            if value is True:
                 mask |= bit
+            elif value is None:  # rare: a condition needs an omitted attribute
+                return _gather(entries, env)
             bit <<= 1
         return answers[mask]
+    if repeats:
+        return _gather(entries, env)
     found: list[Obligation] = []
-    seen: set = set()
-    for _, obligation, key, compiled in entries:
-        if compiled.condition is not None and compiled.condition(env) is not True:
-            continue
-        if obligation is None:
-            obligation = Obligation(compiled.name, tuple([arg(env) for arg in compiled.args]))
-            if not repeats:
-                found.append(obligation)
+    for _, obligation, _, compiled in entries:
+        if compiled.condition is not None:
+            value = compiled.condition(env)
+            if value is not True:
+                if value is None:
+                    return _gather(entries, env)
                 continue
-            key = _identity(obligation)
-        elif not repeats:
+        if obligation is None:
+            if any(path not in env for path in compiled.arg_reads):
+                return _gather(entries, env)
+            obligation = Obligation(compiled.name, tuple([arg(env) for arg in compiled.args]))
+        found.append(obligation)
+    return tuple(found)
+
+
+def _gather(entries: tuple, env: dict) -> tuple[Obligation, ...]:
+    """Every obligation whose condition holds or is unknown, in set order, once each.
+
+    One whose condition is unknown, or whose argument names an omitted attribute,
+    is undetermined, `needs` naming what was omitted; the same name and
+    arguments listed both ways count once, as applying, in the first place.
+    """
+    found: list[Obligation] = []
+    at: dict[tuple, int] = {}
+    for _, obligation, _, compiled in entries:
+        needs: tuple[str, ...] = ()
+        if compiled.condition is not None:
+            value = compiled.condition(env)
+            if value is False:
+                continue
+            if value is None:
+                needs = tuple(path for path in compiled.reads if path not in env)
+        omitted = tuple(path for path in compiled.arg_reads if path not in env and path not in needs)
+        needs += omitted
+        args = tuple([arg(env) for arg in compiled.args]) if obligation is None else obligation.args
+        obligation = Obligation(compiled.name, args, UNDETERMINED, needs) if needs else \
+            (obligation or Obligation(compiled.name, args))
+        key = _identity(obligation)
+        place = at.get(key)
+        if place is None:
+            at[key] = len(found)
             found.append(obligation)
-            continue
-        if key not in seen:
-            seen.add(key)
-            found.append(obligation)
+        elif not needs and found[place].status is UNDETERMINED:
+            found[place] = obligation
     return tuple(found)
 
 

@@ -9,7 +9,7 @@ from engine._expressions import show
 
 if TYPE_CHECKING:
     from engine.compiler import CompiledClause
-    from engine.decision import Decision, NearMiss, Reason
+    from engine.decision import Decision, NearMiss, Obligation, Reason
     from engine.symbols import Vocabulary
 
 
@@ -32,12 +32,31 @@ def and_list(items: Iterable[str]) -> str:
 
 
 def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...],
-            words: tuple[str, ...]) -> str:
+            words: tuple[str, ...], obligations: tuple["Obligation", ...] = ()) -> str:
     """One plain-English sentence a caseworker could read, in the request's own words.
 
     `words` are the requester's role and agency, the action, the resource's
     category and owner and the purpose, as the request gave them (request.WORDS).
+    Undetermined obligations are named at the end, with what they need.
     """
+    return _sentence(outcome, reasons, near_misses, words) + undetermined_clause(obligations) + "."
+
+
+def undetermined_clause(obligations: Iterable["Obligation"]) -> str:
+    """`; obligation inform_adult is undetermined because context.consent was not given (treat it as applying)`."""
+    pending = [o for o in obligations if o.status == "undetermined"]
+    if not pending:
+        return ""
+    needs = list(dict.fromkeys(path for o in pending for path in o.needs))
+    names = and_list(dict.fromkeys(o.name for o in pending))
+    one = len(dict.fromkeys(o.name for o in pending)) == 1
+    return (f"; {'obligation' if one else 'obligations'} {names} {'is' if one else 'are'} undetermined "
+            f"because {and_list(needs)} {'was' if len(needs) == 1 else 'were'} not given "
+            f"(treat {'it' if one else 'them'} as applying)")
+
+
+def _sentence(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...],
+              words: tuple[str, ...]) -> str:
     role, agency, action, category, owner, purpose = words
     who = f"{role} at {agency}"
     what = f"{category} data owned by {owner} for {purpose}"
@@ -46,7 +65,7 @@ def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["Nea
         if near_misses:
             nearest = near_misses[0]
             sentence += f"; the nearest rule, {nearest.rule}, fails on {and_list(_kinds(nearest))}"
-        return sentence + "."
+        return sentence
     if outcome == "permit":
         sentence = f"Permitted: {who} may {action} {what} under "
     else:
@@ -56,7 +75,7 @@ def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["Nea
     if missing:
         sentence += f", which counts as applying because {and_list(missing)} " \
                     f"{'was' if len(missing) == 1 else 'were'} not given"
-    return sentence + "."
+    return sentence
 
 
 def rule_phrase(reason: "Reason") -> str:
@@ -144,7 +163,11 @@ def explain_text(decision: "Decision") -> str:
         lines += ["", "You must:"]
         for obligation in decision.obligations:
             args = ", ".join(_arg(a) for a in obligation.args)
-            lines.append(f"  - {obligation.name}" + (f" ({args})" if args else ""))
+            line = f"  - {obligation.name}" + (f" ({args})" if args else "")
+            if obligation.status == "undetermined":
+                line += (f" -- undetermined: {and_list(obligation.needs)} "
+                         f"{'was' if len(obligation.needs) == 1 else 'were'} not given; treat it as applying")
+            lines.append(line)
     if decision.near_misses:
         lines += ["", "Nearest rules that did not apply:"]
         for near in decision.near_misses:
