@@ -227,8 +227,9 @@ def test_json_format_reports_cases_coverage_and_totals(capsys, policies):
     refused = report["cases"][7]
     assert {k: refused[k] for k in ("name", "file", "line", "status")} == {
         "name": "nurse is refused for treatment", "file": str(more), "line": 8, "status": "failed"}
-    assert refused["expected"] == {"decision": "deny", "by": [], "obligations": None}
-    assert refused["actual"] == {"decision": "permit", "reasons": ["clinicians_view"], "obligations": ["log_access"]}
+    assert refused["expected"] == {"decision": "deny", "by": [], "obligations": None, "undetermined": None}
+    assert refused["actual"] == {"decision": "permit", "reasons": ["clinicians_view"], "obligations": ["log_access"],
+                                 "undetermined": []}
     assert refused["error"] is None
     assert refused["explanation"]["decision"] == "permit"
     surgeon = report["cases"][8]

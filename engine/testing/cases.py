@@ -23,7 +23,7 @@ try:  # libyaml is several times faster on large test files
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
-CASE_FIELDS = ("name", "request", "expect", "by", "obligations")
+CASE_FIELDS = ("name", "request", "expect", "by", "obligations", "undetermined")
 REQUIRED_FIELDS = ("name", "request", "expect")
 FILE_FIELDS = ("defaults", "cases")
 EXPECTATIONS = ("permit", "deny")
@@ -61,11 +61,12 @@ class Case:
     request: dict[str, Any]
     expect: str | None
     by: tuple[str, ...] = ()
-    obligations: tuple[str, ...] | None = None
+    obligations: tuple[str, ...] | None = None  # exactly the names that apply, when given
     problems: tuple[Problem, ...] = ()
     field_lines: Mapping[str, int] = field(default_factory=dict, repr=False)
     named: bool = True
     case_lines: Mapping[str, int] = field(default_factory=dict, repr=False)  # `by`, `obligations`, ...
+    undetermined: tuple[str, ...] | None = None  # exactly the names of the undetermined ones, when given
 
     def line_of(self, request_field: str) -> int:
         """The line that gave a request field, else the case's own line."""
@@ -316,6 +317,7 @@ class _CaseReader:
             expect=self._expect(fields, data, problems),
             by=self._by(fields, data, problems),
             obligations=self._obligations(fields, data, problems),
+            undetermined=self._obligations(fields, data, problems, "undetermined"),
             problems=tuple(problems),
             field_lines=self._lines(fields),
             named=named,
@@ -374,16 +376,17 @@ class _CaseReader:
                                     did_you_mean(name, self.rule_ids)))
         return tuple(names)
 
-    def _obligations(self, fields: dict, data: dict, problems: list[Problem]) -> tuple[str, ...] | None:
-        if "obligations" not in fields:
+    def _obligations(self, fields: dict, data: dict, problems: list[Problem],
+                     key: str = "obligations") -> tuple[str, ...] | None:
+        if key not in fields:
             return None
-        names = data.get("obligations")
+        names = data.get(key)
         if names is None:
             return ()
         if isinstance(names, str):
             names = [names]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            problems.append(_at(self.shown, fields["obligations"][1], "`obligations` must be a list of obligation names"))
+            problems.append(_at(self.shown, fields[key][1], f"`{key}` must be a list of obligation names"))
             return None
         return tuple(names)
 
