@@ -61,7 +61,7 @@ def check_classifications(ctx: Context) -> list[Diagnostic]:
     ]
 
 
-# Namespaces of LANGUAGE.md section 1; agencies and groups share one.
+# Namespaces of names (docs/language.md, "Names"); agencies and groups share one.
 _NAMESPACE = {"group": "agency"}
 
 

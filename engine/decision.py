@@ -1,6 +1,6 @@
 """Decide: combine the rules that apply, gather obligations, find near misses.
 
-`Decider.decide(env)` follows LANGUAGE.md section 4 on a compiled policy. The
+`Decider.decide(env)` follows "How decisions are made" in docs/language.md on a compiled policy. The
 index (compiler.py) narrows the rules to those whose value clauses hold; only
 their `when`/`unless` clauses run here. A deny rule that *might* apply (no
 clause false, some unknown) counts as applying and its reason names what was
@@ -58,7 +58,7 @@ class Obligation:
 
     `status` is "applies", or "undetermined" when its condition (or an argument)
     needs attributes the request omitted, which `needs` names: a caller that
-    cannot settle them treats it as applying (LANGUAGE.md section 4 of the contract).
+    cannot settle them treats it as applying (docs/language.md, "Obligations on a decision").
     """
 
     name: str

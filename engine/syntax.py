@@ -16,7 +16,7 @@ from engine import ast
 from engine.errors import PolicySyntaxError
 from engine.source import Source, Span, point
 
-# Words that may not be used as names (LANGUAGE.md section 1).
+# Words that may not be used as names (docs/language.md, "Names").
 KEYWORDS = frozenset(
     """policy actions roles purposes categories classifications agencies group attributes
     agreement permit deny on action role agency purpose data owner under when unless

@@ -162,7 +162,7 @@ def _routes(app: FastAPI, service: Service) -> None:
               openapi_extra=schemas.body_doc("DecisionRequest"),
               responses=schemas.error_responses(400, 401, 413, 415, 422, 503))
     async def decide(request: Request) -> Response:
-        """Decide one request (LANGUAGE.md section 4): permit or deny, with reasons and obligations."""
+        """Decide one request (docs/language.md, "How decisions are made"): permit or deny, with reasons and obligations."""
         try:
             caller = service.keys.caller(request.headers)
             body = require_object(await read_json(request, service.max_body), "a decision request")
