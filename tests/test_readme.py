@@ -24,7 +24,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 def setup_commands() -> list[str]:
     """The `sh` blocks of the README's "Set-up" section that are commands to run (not marked skipped)."""
     section = README.split("## Set-up", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"(<!-- skip:[^>]*-->\n)?```sh\n(.*?)```", section, flags=re.S)
+    blocks = re.findall(r"(<!-- skip:[^>]*-->\n)?```sh\n(.*?)```", section, flags=re.DOTALL)
     return [body.strip() for skip, body in blocks if not skip]
 
 
@@ -47,7 +47,7 @@ def test_the_virtual_environment_is_not_committed():
 
 def _curl_body() -> dict:
     """The request the README sends to /decide with curl."""
-    return json.loads(re.search(r"curl -s http://127\.0\.0\.1:8000/decide .*?-d '(.*?)'", README, re.S).group(1))
+    return json.loads(re.search(r"curl -s http://127\.0\.0\.1:8000/decide .*?-d '(.*?)'", README, re.DOTALL).group(1))
 
 
 def _free_port() -> int:
@@ -71,7 +71,7 @@ def test_the_readme_set_up_works_in_a_fresh_virtual_environment(tmp_path):
     serve, test = setup_commands()
 
     *install, start = serve.split(" && ")
-    done = subprocess.run(" && ".join(install), shell=True, cwd=work, env=env, capture_output=True, text=True,
+    done = subprocess.run(" && ".join(install), shell=True, cwd=work, env=env, capture_output=True, text=True, check=False,
                           timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -90,7 +90,7 @@ def test_the_readme_set_up_works_in_a_fresh_virtual_environment(tmp_path):
     *steps, pytest_step = test.split(" && ")
     assert pytest_step == ".venv/bin/python -m pytest"  # not run here: this test is part of it
     done = subprocess.run(" && ".join([*steps, ".venv/bin/python -m pytest --version"]), shell=True, cwd=work,
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "policies: ok (" in done.stdout and "81 passed, 0 failed" in done.stdout
 
