@@ -12,7 +12,7 @@ from typing import Iterator
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from engine import ast
+from engine import ast, syntax_hints
 from engine.errors import PolicySyntaxError
 from engine.source import Source, Span, point
 
@@ -182,6 +182,9 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
                 point(source, exc.line, exc.column, len(rest)),
                 'a string ends with `"` on the same line; write `\\"` for a quote inside it',
             )
+        hint = syntax_hints.unexpected_character(source, exc.line, exc.column, char)
+        if hint is not None:
+            return PolicySyntaxError(hint.message, hint.span, hint.help)
         return PolicySyntaxError(f"unexpected character `{char}`", span, _char_help(char))
     if isinstance(exc, UnexpectedEOF) or exc.token.type == "$END":
         return _end_of_file(source, exc, parser)
@@ -194,6 +197,9 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
     # LALR's own expected set can include tokens of merged states; asking the
     # parser which tokens it would accept here is exact.
     expected = _accepted(exc)
+    hint = syntax_hints.unexpected_token(source, token, expected)
+    if hint is not None:
+        return PolicySyntaxError(hint.message, hint.span, hint.help)
     message = f"unexpected {_found(token)}"
     help = f"expected {_describe_expected(expected, parser)}"
     close = _close_keyword(token.value, expected, parser) if token.type != "STRING" else None
@@ -573,4 +579,4 @@ class _ToAst:
             return dt.date.fromisoformat(token.value)
         except ValueError:
             self._fail(f"`{token.value}` is not a real date", _token_span(self.source, token),
-                       "dates are written year-month-day, like 2025-06-01")
+                       syntax_hints.date_help(token.value))
