@@ -31,10 +31,9 @@ class Hint:
 
 # Keywords that begin a declaration at the top of a file.
 DECLARATION_WORDS = frozenset(
-    "policy actions roles purposes categories classifications agencies group attributes agreement permit deny on"
-    .split())
+    ["policy", "actions", "roles", "purposes", "categories", "classifications", "agencies", "group", "attributes", "agreement", "permit", "deny", "on"])
 # Keywords that begin a clause inside a rule.
-CLAUSE_WORDS = frozenset("action role agency purpose data owner under when unless obligation because".split())
+CLAUSE_WORDS = frozenset(["action", "role", "agency", "purpose", "data", "owner", "under", "when", "unless", "obligation", "because"])
 # Operators after which a condition must go on.
 _JOINS = frozenset(("and", "or", "not", "==", "!=", "<", "<=", ">", ">=", "in", "is"))
 
@@ -70,8 +69,23 @@ def unexpected_character(source: Source, line: int, column: int, char: str) -> H
     return None
 
 
-def unexpected_token(source: Source, token: Token, expected: set[str]) -> Hint | None:
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    """The parts of a Lark token used here, as plain values."""
+
+    type: str
+    value: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    start_pos: int
+
+
+def unexpected_token(source: Source, found: Token, expected: set[str]) -> Hint | None:
     """A token the parser cannot use here; the mistake is often on the line before."""
+    token = _Tok(found.type, str(found.value), found.line or 1, found.column or 1, found.end_line or 1,
+                 found.end_column or 1, found.start_pos or 0)
     for hint in (_unclosed_brace(source, token), _line_cut_after_operator(source, token),
                  _line_starting_with_join(source, token), _missing_comma(source, token, expected)):
         if hint is not None:
@@ -79,7 +93,7 @@ def unexpected_token(source: Source, token: Token, expected: set[str]) -> Hint |
     return None
 
 
-def _unclosed_brace(source: Source, token: Token) -> Hint | None:
+def _unclosed_brace(source: Source, token: _Tok) -> Hint | None:
     """A declaration keyword at the start of a line while a `{` is still open: name that `{`."""
     if token.value not in DECLARATION_WORDS or token.column != 1:
         return None
@@ -93,7 +107,7 @@ def _unclosed_brace(source: Source, token: Token) -> Hint | None:
                 f"add `}}` to close it before `{token.value}` on line {token.line}")
 
 
-def _line_cut_after_operator(source: Source, token: Token) -> Hint | None:
+def _line_cut_after_operator(source: Source, token: _Tok) -> Hint | None:
     """`when a and` at the end of a line, then a clause keyword: the condition was cut short."""
     if token.type != "_NL":
         return None
@@ -112,7 +126,7 @@ def _line_cut_after_operator(source: Source, token: Token) -> Hint | None:
         f"finish the condition after `{last}` on line {token.line}, or remove the `{last}`")
 
 
-def _line_starting_with_join(source: Source, token: Token) -> Hint | None:
+def _line_starting_with_join(source: Source, token: _Tok) -> Hint | None:
     """`and ...` / `or ...` at the start of a line after a clause that is not a condition."""
     if token.value not in ("and", "or") or source.line(token.line)[: token.column - 1].strip():
         return None
@@ -134,7 +148,7 @@ def _line_starting_with_join(source: Source, token: Token) -> Hint | None:
                                             else ""))
 
 
-def _missing_comma(source: Source, token: Token, expected: set[str]) -> Hint | None:
+def _missing_comma(source: Source, token: _Tok, expected: set[str]) -> Hint | None:
     """A name alone at the start of a line after a line ending in a name: a list line without its `,`."""
     if token.type not in ("NAME", "DOTTED") or source.line(token.line)[: token.column - 1].strip():
         return None
@@ -163,7 +177,7 @@ def date_help(value: str) -> str:
     return "dates are written year-month-day, like 2025-06-01"
 
 
-def _token_span(source: Source, token: Token) -> Span:
+def _token_span(source: Source, token: _Tok) -> Span:
     return Span(source, token.line, token.column, token.end_line, token.end_column)
 
 

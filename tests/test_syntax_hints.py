@@ -15,77 +15,77 @@ from engine.commands.check import diagnose
 BROKEN = [
     ("missing comma at the end of a list line",
      "permit r {\n  role gp\n  data health, social_care\n     diagnosis\n}\n",
-     "a.policy:3:27: error: line 4 goes on with `diagnosis`, but line 3 does not end with `,`\n"
+     ("a.policy:3:27: error: line 4 goes on with `diagnosis`, but line 3 does not end with `,`\n"
      "      data health, social_care\n"
      "                              ^\n"
-     "help: add `,` at the end of line 3 to continue the list"),
+     "help: add `,` at the end of line 3 to continue the list")),
     ("missing comma in a vocabulary list",
      "roles {\n  gp, nurse\n  doctor\n}\n",
      None),  # a list in braces may go on by line: no error
     ("a line ending in `and` followed by a clause",
      "permit r {\n  when context.a and\n  unless context.b\n}\n",
-     "a.policy:2:18: error: line 2 ends with `and`, so the condition goes on to the next line, "
+     ("a.policy:2:18: error: line 2 ends with `and`, so the condition goes on to the next line, "
      "but line 3 starts a new clause with `unless`\n"
      "      when context.a and\n"
      "                     ^^^\n"
-     "help: finish the condition after `and` on line 2, or remove the `and`"),
+     "help: finish the condition after `and` on line 2, or remove the `and`")),
     ("a line starting with `and` after a clause that is not a condition",
      "permit r {\n  role gp\n  and role nurse\n}\n",
-     "a.policy:3:3: error: line 3 starts with `and`, so it continues line 2, but line 2 is a `role` clause\n"
+     ("a.policy:3:3: error: line 3 starts with `and`, so it continues line 2, but line 2 is a `role` clause\n"
      "      and role nurse\n"
      "      ^^^\n"
      "help: `and` and `or` join the conditions of `when` and `unless`; each other clause stands on its own "
-     "line: remove `and`, or list both values in one clause: `role a, b`"),
+     "line: remove `and`, or list both values in one clause: `role a, b`")),
     ("a `{` left open in the middle of a file",
      "roles { gp, nurse\n\npermit r {\n  role gp\n}\n\npermit s {\n  role nurse\n}\n",
-     "a.policy:1:7: error: the `{` on line 1 is never closed\n"
+     ("a.policy:1:7: error: the `{` on line 1 is never closed\n"
      "    roles { gp, nurse\n"
      "          ^\n"
-     "help: add `}` to close it before `permit` on line 3"),
+     "help: add `}` to close it before `permit` on line 3")),
     ("curly double quotes",
      "permit r {\n  because \u201cChildren Act\u201d\n}\n",
-     "a.policy:2:11: error: unexpected character `\u201c`: a curly quote\n"
+     ("a.policy:2:11: error: unexpected character `\u201c`: a curly quote\n"
      "      because \u201cChildren Act\u201d\n"
      "              ^\n"
      'help: use straight double quotes: "like this" (text copied from Word, Excel or a web page often '
-     "brings these in)"),
+     "brings these in)")),
     ("an en dash between the dates of `valid`",
      "agreement a {\n  valid 2025-04-01 \u2013 2028-03-31\n}\n",
-     "a.policy:2:20: error: unexpected `\u2013` between the dates\n"
+     ("a.policy:2:20: error: unexpected `\u2013` between the dates\n"
      "      valid 2025-04-01 \u2013 2028-03-31\n"
      "                       ^\n"
-     "help: write `to` between the dates: `valid 2025-04-01 to 2028-03-31`"),
+     "help: write `to` between the dates: `valid 2025-04-01 to 2028-03-31`")),
     ("a hyphen between the dates of `valid`",
      "agreement a {\n  valid 2025-04-01 - 2028-03-31\n}\n",
-     "a.policy:2:20: error: unexpected `-` between the dates\n"
+     ("a.policy:2:20: error: unexpected `-` between the dates\n"
      "      valid 2025-04-01 - 2028-03-31\n"
      "                       ^\n"
-     "help: write `to` between the dates: `valid 2025-04-01 to 2028-03-31`"),
+     "help: write `to` between the dates: `valid 2025-04-01 to 2028-03-31`")),
     ("a non-breaking space",
      "permit r {\n  role\u00a0gp\n}\n",
-     "a.policy:2:7: error: unexpected character U+00A0: a non-breaking space\n"
+     ("a.policy:2:7: error: unexpected character U+00A0: a non-breaking space\n"
      "      role\u00a0gp\n"
      "          ^\n"
      "help: replace it with an ordinary space (text copied from Word, Excel or a web page often brings "
-     "these in)"),
+     "these in)")),
     ("an impossible day of the month",
      "agreement a {\n  valid 2025-04-31 to 2028-03-31\n}\n",
-     "a.policy:2:9: error: `2025-04-31` is not a real date\n"
+     ("a.policy:2:9: error: `2025-04-31` is not a real date\n"
      "      valid 2025-04-31 to 2028-03-31\n"
      "            ^^^^^^^^^^\n"
-     "help: April 2025 has 30 days"),
+     "help: April 2025 has 30 days")),
     ("29 February outside a leap year",
      "agreement a {\n  valid 2025-02-29 to 2028-03-31\n}\n",
-     "a.policy:2:9: error: `2025-02-29` is not a real date\n"
+     ("a.policy:2:9: error: `2025-02-29` is not a real date\n"
      "      valid 2025-02-29 to 2028-03-31\n"
      "            ^^^^^^^^^^\n"
-     "help: February 2025 has 28 days"),
+     "help: February 2025 has 28 days")),
     ("month and day swapped",
      "agreement a {\n  valid 2025-31-03 to 2028-03-31\n}\n",
-     "a.policy:2:9: error: `2025-31-03` is not a real date\n"
+     ("a.policy:2:9: error: `2025-31-03` is not a real date\n"
      "      valid 2025-31-03 to 2028-03-31\n"
      "            ^^^^^^^^^^\n"
-     "help: there is no month 31: dates are written year-month-day, like 2025-06-01"),
+     "help: there is no month 31: dates are written year-month-day, like 2025-06-01")),
 ]
 
 
