@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from engine.commands.check import diagnose
+from engine.commands.main import main
 
 # (id, policy text, the rendered error: file:line:col, message, source line, caret, help)
 BROKEN = [
@@ -106,3 +107,48 @@ def test_a_byte_order_mark_at_the_start_of_a_file_is_accepted_silently(tmp_path,
     monkeypatch.chdir(tmp_path)
     _, diagnostics = diagnose("a.policy")
     assert diagnostics == []
+
+
+# --- YAML mistakes in a *.test.yaml file --------------------------------------------------
+
+# (id, test file text, the error as `engine test` prints it: place, line, caret, help)
+BROKEN_YAML = [
+    ("a tab in the indentation", "cases:\n  - name: a\n\trequest: {}\n",
+     ["ERROR t.test.yaml:3:1: not valid YAML: a tab in the indentation",
+      "     request: {}",
+      "    ^",
+      "  help: YAML indents with spaces, not tabs: replace the tab on line 3 with spaces"]),
+    ("an unclosed flow mapping, at its own line", "cases:\n  - name: a\n    request: {requester: {role: nurse}\n"
+     "    expect: permit\n",
+     ["ERROR t.test.yaml:3:14: not valid YAML: the `{` here is never closed",
+      "        request: {requester: {role: nurse}",
+      "                 ^",
+      "  help: add `}` to close it, on line 3"]),
+    ("an unclosed quote", 'cases:\n  - name: "abc\n    expect: permit\n',
+     ["ERROR t.test.yaml:2:11: not valid YAML: the `\"` here is never closed",
+      '      - name: "abc',
+      "              ^",
+      "  help: add `\"` to close it, on line 2"]),
+    ("a key indented less than the others", "cases:\n  - name: a\n    request: {}\n   expect: permit\n",
+     ["ERROR t.test.yaml:4:4: not valid YAML: this line is indented differently from the lines above it",
+      "       expect: permit",
+      "       ^",
+      "  help: the keys of a case (`name`, `request`, `expect`) line up under each other, indented with spaces"]),
+    ("a colon inside unquoted text", "cases:\n  - name: nurse: night shift\n",
+     ["ERROR t.test.yaml:2:16: not valid YAML: mapping values are not allowed in this context",
+      "      - name: nurse: night shift",
+      "                   ^",
+      '  help: put text that contains `: ` in quotes, as in `name: "nurse: night shift"`, or indent line 2 '
+      "like the lines above it"]),
+]
+
+
+@pytest.mark.parametrize(("text", "shown"), [c[1:] for c in BROKEN_YAML], ids=[c[0] for c in BROKEN_YAML])
+def test_a_yaml_mistake_is_shown_at_its_line_with_a_caret_and_help(tmp_path, monkeypatch, capsys, text, shown):
+    (tmp_path / "a.policy").write_text("actions { view }\n", encoding="utf-8")
+    (tmp_path / "t.test.yaml").write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["test", "t.test.yaml"]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("ERROR"))
+    assert lines[start:start + 4] == shown

@@ -107,7 +107,7 @@ def test_an_unloadable_test_file_is_reported_and_the_rest_still_run(capsys, poli
     top = policies("b_top.test.yaml", NOT_A_MAPPING)
     code, out, _ = run(capsys, str(policies.root))
     assert code == 2
-    assert f"ERROR {bad}:4:1: not valid YAML: did not find expected ',' or '}}'" in out
+    assert f"ERROR {bad}:3:14: not valid YAML: the `{{` here is never closed" in out
     assert f"ERROR {top}:1:1: the top level is not a mapping" in out
     assert out.splitlines()[-2:] == ["2 test files could not be loaded", "6 passed, 0 failed"]
 
@@ -207,7 +207,7 @@ def test_junit_xml_shows_a_test_file_that_could_not_load(capsys, policies, tmp_p
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("6", "0", "1")
     (error,) = root.iter("error")
     assert error.get("message").startswith("not valid YAML")
-    assert error.text.startswith(f"{bad}:4:1: ")
+    assert error.text.startswith(f"{bad}:3:14: ")
 
 
 def test_a_junit_file_that_cannot_be_written_is_said_plainly(capsys, policies, tmp_path):

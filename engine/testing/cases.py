@@ -39,9 +39,17 @@ class Problem:
     column: int
     message: str
     help: str | None = None
+    source_line: str | None = None  # the line at fault, shown with a caret under the column
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.column}: {self.message}"
+
+    def excerpt(self) -> list[str]:
+        """The line at fault and a caret under the column, when known."""
+        if self.source_line is None:
+            return []
+        shown = self.source_line.expandtabs(1)  # a tab is one column, as YAML counts it
+        return [f"    {shown}", "    " + " " * (self.column - 1) + "^"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +120,7 @@ def read_test_file(path: Path, shown: str, rule_ids: Collection[str]) -> TestFil
     try:
         node, data, duplicates = _compose_and_construct(text)
     except yaml.YAMLError as exc:
-        return TestFile(shown, problem=_yaml_problem(shown, exc))
+        return TestFile(shown, problem=_yaml_problem(shown, exc, text))
     try:
         return _read_document(shown, node, data, duplicates, rule_ids)
     except _FileProblem as exc:
@@ -182,15 +190,42 @@ def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any, list[yaml.
 compose_yaml = _compose_and_construct  # for other readers of YAML requests (`engine decide`)
 
 
-def _yaml_problem(shown: str, exc: yaml.YAMLError) -> Problem:
+def _yaml_problem(shown: str, exc: yaml.YAMLError, text: str = "") -> Problem:
+    """A YAML error at the line to fix, with the line shown and help in plain words.
+
+    PyYAML reports where it gave up, which for an unclosed `{`, `[` or quote
+    is a line or more after the mistake; its `context_mark` is where the
+    unclosed thing began, which is where the fix goes.
+    """
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    message = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    if context and getattr(exc, "problem", None):
-        message = f"{message} ({context})"
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None) or ""
+    message = f"{problem} ({context})" if context and getattr(exc, "problem", None) else problem
     if mark is None:
         return Problem(shown, 1, 1, f"not valid YAML: {message}")
-    return Problem(shown, mark.line + 1, mark.column + 1, f"not valid YAML: {message}")
+    context_mark = getattr(exc, "context_mark", None)
+    help = None
+    opener = {"flow mapping": "{", "flow sequence": "[", "quoted scalar": '"'}
+    unclosed = next((sign for what, sign in opener.items() if what in context), None)
+    if unclosed is not None and context_mark is not None:
+        mark = context_mark
+        closer = {"{": "}", "[": "]"}.get(unclosed, unclosed)
+        sign = text[mark.index] if 0 <= mark.index < len(text) else unclosed
+        message = f"the `{sign}` here is never closed"
+        help = f"add `{closer if sign != chr(39) else sign}` to close it, on line {mark.line + 1}"
+    elif "tab" in problem:
+        message = "a tab in the indentation"
+        help = f"YAML indents with spaces, not tabs: replace the tab on line {mark.line + 1} with spaces"
+    elif "block end" in problem or "'-' indicator" in problem or "block mapping" in context:
+        message = "this line is indented differently from the lines above it"
+        help = ("the keys of a case (`name`, `request`, `expect`) line up under each other, "
+                "indented with spaces")
+    elif "mapping values are not allowed" in problem:
+        help = ('put text that contains `: ` in quotes, as in `name: "nurse: night shift"`, '
+                f"or indent line {mark.line + 1} like the lines above it")
+    lines = text.split("\n")
+    source_line = lines[mark.line].rstrip("\r") if text and mark.line < len(lines) else None
+    return Problem(shown, mark.line + 1, mark.column + 1, f"not valid YAML: {message}", help, source_line)
 
 
 def _at(shown: str, node: yaml.Node, message: str, help: str | None = None) -> Problem:

@@ -33,6 +33,7 @@ def render_text(report: TestReport, *, verbose: bool = False, colour: bool = Fal
         if file.problem is not None:
             problem = file.problem
             lines.append(f"{_paint('ERROR', _RED + ';' + _BOLD, colour)} {problem}")
+            lines.extend(problem.excerpt())
             if problem.help:
                 lines.append(f"  help: {problem.help}")
             lines.append("  this test file could not be loaded; its cases did not run")
