@@ -81,7 +81,8 @@ def run_decide(args: argparse.Namespace, stdout: TextIO | None = None, stderr: T
     try:
         decision = policy.decide(request)
     except RequestError as exc:
-        print(f"invalid request: {exc}", file=err)
+        for line in exc.lines():
+            print(f"invalid request: {line}", file=err)
         return EXIT_INVALID_REQUEST
     if getattr(args, "explain", False):
         print(explain_text(decision), file=out)

@@ -113,8 +113,7 @@ async def _decide_batch(requests: list, policy: Any, encoder: DecisionEncoder) -
             try:
                 decision = policy.decide(request)
             except RequestError as err:  # named as Policy.decide_many names it
-                field = f"requests[{index}]" + (f".{err.field}" if err.field else "")
-                raise RequestError(field, err.message, err.help) from None
+                raise err.within(f"requests[{index}]") from None
             decisions.append(decision)
             texts.append(encoder.encode(decision))
     return decisions, texts
