@@ -4,10 +4,14 @@ required field at once, and an attribute under the wrong section named where it 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 import engine
 from engine.commands.main import main
