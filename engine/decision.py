@@ -323,7 +323,7 @@ class Decider:
         if name == "near_misses":
             return self._near_misses(env) if not decision.reasons else ()
         return explain.summary(decision.decision, decision.reasons, decision.near_misses, env[WORDS],
-                               decision.obligations)
+                               decision.obligations, self.compiled.vocab)
 
     def _denies(self, bits: int, env: dict) -> list[tuple[int, Any]]:
         """Deny rules among `bits` that apply (True) or might apply (None): both count, failing closed."""

@@ -85,8 +85,19 @@ def join(parts: list[Inline], last: str = "or") -> Inline:
     return out
 
 
+# Words whose first letter misleads: "a university", "a one-off", "an hour".
+_SOUNDS_CONSONANT = ("uni", "use", "usu", "uti", "eu", "one", "once")
+_SOUNDS_VOWEL = ("hour", "honest", "honour", "heir")
+
+
 def _article(text: str) -> str:
-    return "an" if text[:1].lower() in "aeiou" else "a"
+    """`a` or `an`, by how the word sounds (as far as its spelling tells)."""
+    word = text.lower()
+    if word.startswith(_SOUNDS_VOWEL):
+        return "an"
+    if word.startswith(_SOUNDS_CONSONANT):
+        return "a"
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
 
 
 def _date(value: dt.date) -> str:
@@ -191,7 +202,10 @@ class _Words:
     def operand(self, value: ast.Expr, kind: str | None = None) -> Inline:
         match value:
             case ast.Name(text=text) if text in self.vocab.attributes:
-                return [t(_BUILTIN_WORDS[text])] if text in _BUILTIN_WORDS else [code(text)]
+                if text in _BUILTIN_WORDS:
+                    return [t(_BUILTIN_WORDS[text])]
+                label = self.vocab.attributes[text].label
+                return [t(_lower_first(label))] if label else [code(text)]
             case ast.Name(text=text):
                 return [self.value(kind, text)]
             case ast.StringLit(value=text):
@@ -512,7 +526,10 @@ class _Writer:
 
     def _attribute(self, attribute) -> Item:
         kind = "one of " + ", ".join(attribute.values) if attribute.kind == "one_of" else attribute.kind
-        out: Inline = [code(attribute.path), t(f" ({kind})")]
+        out: Inline = [code(attribute.path)]
+        if attribute.label:
+            out.append(t(f" — {attribute.label}"))
+        out.append(t(f" ({kind})"))
         if attribute.default is not None:
             out += [t(", default ")] + self.say.operand(attribute.default, attribute.kind)
         else:
