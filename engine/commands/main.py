@@ -39,6 +39,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from engine.commands.bundle import run_bundle
+
+    return run_bundle(args)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from engine.commands.audit import run_audit
 
@@ -108,6 +114,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (off: decisions go to the audit log)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--bundle", default=None, metavar="URL|FILE", help="serve the policy bundle polled from here")
+    p.add_argument("--bundle-key", default=None, metavar="PUB", help="Ed25519 public key (PEM): refuse bundles it did not sign")
+    p.add_argument("--bundle-interval", type=float, default=None, metavar="SECONDS", help="seconds between polls (default 30)")
+    p.add_argument("--require-revision", default=None, metavar="REV", help="not ready until serving this revision")
+    p.add_argument("--require-label", default=None, metavar="LABEL", help="not ready until serving this label")
+
+    p = add("bundle", cmd_bundle, "Build or verify a policy bundle for a fleet.")
+    bundle = p.add_subparsers(dest="bundle_command", metavar="ACTION")
+    bundle.required = True
+    b = bundle.add_parser("build", help="Check and test a policy set, then pack it as a bundle.")
+    b.add_argument("path", nargs="?", default=None, help="policy directory (default: policies/)")
+    b.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the bundle (.tar.gz)")
+    b.add_argument("--label", default=None, help="the bundle's label (default: the set's version header)")
+    b.add_argument("--sign", default=None, metavar="KEY", help="Ed25519 private key (PEM) to sign the manifest")
+    b = bundle.add_parser("verify", help="Verify a bundle's files, signature and revision.")
+    b.add_argument("file")
+    b.add_argument("--key", default=None, metavar="PUB", help="Ed25519 public key (PEM); the bundle must be signed by it")
+    b = bundle.add_parser("keygen", help="Make an Ed25519 key pair for signing bundles: PREFIX.pem and PREFIX.pub.pem.")
+    b.add_argument("prefix", metavar="PREFIX")
 
     p = add("audit", cmd_audit, "Work with the audit trail.")
     audit = p.add_subparsers(dest="audit_command", metavar="ACTION")

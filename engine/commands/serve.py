@@ -1,4 +1,4 @@
-"""`engine serve`: check the policy set, then run the decision service on uvicorn."""
+"""`engine serve`: check the policy set (or poll a bundle), then run the decision service on uvicorn."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.service.audit import AuditError, AuditLog
 from engine.service.auth import parse_api_keys
+from engine.service.bundles import FleetSettings, shown_source
 from engine.service.logs import log_like_uvicorn
 from engine.commands.policy_set import shown
 from engine.errors import PolicyError, PolicyLoadError
@@ -27,10 +28,46 @@ def _load(path: str | None) -> Any:
     return engine.load(path)
 
 
+def fleet_settings(args: argparse.Namespace) -> FleetSettings:
+    """The bundle and readiness settings: each flag, else its ENGINE_* variable (ValueError if bad)."""
+    env = FleetSettings.from_env()
+
+    def pick(name: str, default: Any) -> Any:
+        value = getattr(args, name, None)
+        return default if value is None else value
+
+    return FleetSettings(bundle=pick("bundle", env.bundle), key=pick("bundle_key", env.key),
+                         interval=pick("bundle_interval", env.interval), timeout=env.timeout,
+                         require_revision=pick("require_revision", env.require_revision),
+                         require_label=pick("require_label", env.require_label))
+
+
+def _check_fleet(args: argparse.Namespace) -> str | None:
+    try:
+        fleet = fleet_settings(args)
+    except ValueError as err:
+        return str(err)
+    if fleet.interval <= 0:
+        return "--bundle-interval must be more than 0 seconds"
+    if fleet.bundle and args.path:
+        return "give either a policy PATH or --bundle, not both"
+    if fleet.key:
+        from engine.bundle import BundleError, load_public_key
+
+        try:
+            load_public_key(fleet.key)
+        except BundleError as err:
+            return f"--bundle-key: {err.message}"
+    return None
+
+
 def _check_settings(args: argparse.Namespace) -> str | None:
     """A message for the first setting that cannot work, or None."""
     if args.workers < 1:
         return "--workers must be at least 1"
+    problem = _check_fleet(args)
+    if problem:
+        return problem
     try:
         parse_api_keys(os.environ.get("ENGINE_API_KEYS"))
     except ValueError as err:
@@ -54,6 +91,9 @@ def serve(args: argparse.Namespace) -> int:
     problem = _check_settings(args)
     if problem:
         return _fail(problem)
+    fleet = fleet_settings(args)
+    if fleet.bundle:
+        return _serve_bundle(args, fleet)
     where = shown(args.path)
     try:
         policy = _load(args.path)
@@ -64,27 +104,54 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(f"the policy set at {where} could not be loaded: {err}")
     for warning in policy.warnings:
         print(warning.render(), file=sys.stderr)
-    level = getattr(args, "log_level", "info").upper()
-    log_like_uvicorn(level)
+    options = _uvicorn_options(args)
     if args.path is None:
         print(f"engine serve: no policy set was named and there is no policies/ directory here: "
               f"serving {where}", file=sys.stderr)
     print(f"engine serve: serving {where} ({policy.version}, {len(policy.rules)} rules) "
           f"on http://{args.host}:{args.port}", file=sys.stderr)
-    options: dict[str, Any] = dict(host=args.host, port=args.port, timeout_graceful_shutdown=10,
-                                   access_log=getattr(args, "access_log", False),
-                                   log_level=getattr(args, "log_level", "info"))
     if args.workers == 1:
         from engine.service.app import create_app
 
-        app = create_app(args.path, audit_log=args.audit_log, watch=not args.no_watch, policy=policy)
+        app = create_app(args.path, audit_log=args.audit_log, watch=not args.no_watch, policy=policy, fleet=fleet)
         uvicorn.run(app, **options)
         return 0
-    # Each worker process builds its own app from the environment.
     os.environ["ENGINE_WATCH"] = "0" if args.no_watch else "1"
-    os.environ["ENGINE_LOG_LEVEL"] = level
     if args.path:
         os.environ["ENGINE_POLICY_PATH"] = os.path.abspath(args.path)
+    return _run_workers(args, fleet, options)
+
+
+def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
+    level = getattr(args, "log_level", "info")
+    log_like_uvicorn(level.upper())
+    return dict(host=args.host, port=args.port, timeout_graceful_shutdown=10,
+                access_log=getattr(args, "access_log", False), log_level=level)
+
+
+def _serve_bundle(args: argparse.Namespace, fleet: FleetSettings) -> int:
+    """Serve whatever bundle the poller activates; not ready until the first good one."""
+    import uvicorn
+
+    options = _uvicorn_options(args)
+    signed = "signature required" if fleet.key else "UNSIGNED bundles accepted (no --bundle-key)"
+    print(f"engine serve: serving the bundle at {shown_source(str(fleet.bundle))}, polled every "
+          f"{fleet.interval:g}s ({signed}), on http://{args.host}:{args.port}", file=sys.stderr)
+    if args.workers == 1:
+        from engine.service.app import create_app
+
+        uvicorn.run(create_app(None, audit_log=args.audit_log, fleet=fleet), **options)
+        return 0
+    os.environ["ENGINE_WATCH"] = "0"
+    return _run_workers(args, fleet, options)
+
+
+def _run_workers(args: argparse.Namespace, fleet: FleetSettings, options: dict[str, Any]) -> int:
+    """Run `--workers N` processes; each builds its own app from the environment."""
+    import uvicorn
+
+    os.environ["ENGINE_LOG_LEVEL"] = options["log_level"].upper()
+    os.environ.update(fleet.to_env())
     if args.audit_log:
         os.environ["ENGINE_AUDIT_LOG"] = os.path.abspath(args.audit_log)
     # Where a worker whose reload endpoint was called tells the others (api.reloading.ReloadSignal).

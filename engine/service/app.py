@@ -3,7 +3,8 @@
 `create_app()` builds it; `app_from_env()` is the factory uvicorn imports in
 each worker process when serving with `--workers N`, configured through the
 environment (ENGINE_POLICY_PATH, ENGINE_WATCH, ENGINE_ADMIN_TOKEN,
-ENGINE_API_KEYS, ENGINE_AUDIT_LOG, ENGINE_MAX_BODY_BYTES).
+ENGINE_API_KEYS, ENGINE_AUDIT_LOG, ENGINE_MAX_BODY_BYTES, and for bundles
+ENGINE_BUNDLE_* and ENGINE_REQUIRE_*: engine/service/bundles.py).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
-from engine.service import schemas
+from engine.service import applications, schemas
 from engine.service.audit import AuditLog
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
+from engine.service.bundles import BundlePoller, FleetSettings, add_bundle_routes, check_revision, unready_reason
 from engine.service.encoding import DecisionEncoder
 from engine.service.errors import ApiError, install_handlers, json_response, load_error_body
 from engine.service.logs import log_like_uvicorn
@@ -52,8 +54,11 @@ class Service:
 
     def __init__(self, holder: PolicyHolder, *, keys: ApiKeys, admin_token: str | None,
                  audit: AuditLog | None, telemetry: Telemetry, max_body: int, watch: bool,
-                 reload_signal: ReloadSignal | None = None):
+                 reload_signal: ReloadSignal | None = None, fleet: FleetSettings = FleetSettings(),
+                 bundles: BundlePoller | None = None):
         self.holder = holder
+        self.fleet = fleet
+        self.bundles = bundles
         self.reload_signal = reload_signal
         self.keys = keys
         self.admin_token = admin_token
@@ -64,11 +69,14 @@ class Service:
         self.metrics = Metrics()
         self.encoder = DecisionEncoder()
 
-    def current(self) -> Any:
-        """The Policy to decide with; read once per request."""
+    def current(self, headers: Mapping[str, str] | None = None) -> Any:
+        """The Policy to decide with; read once per request. With the request's headers, a
+        revision the caller requires (X-Policy-Revision) that is not this one is a 409."""
         policy = self.holder.policy
         if policy is None:
             raise ApiError(503, "not_ready", "no policy set is loaded yet", location={"in": "server"})
+        if headers is not None:
+            check_revision(policy, headers)
         return policy
 
     def record(self, decision: Any, request: Any, caller: str | None, cached: bool | None,
@@ -165,7 +173,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         try:
             caller = service.keys.caller(request.headers)
             body = require_object(await read_json(request, service.max_body), "a decision request")
-            policy = service.current()
+            policy = service.current(request.headers)
             # Whether the cache answered is worked out only for a span: reading the
             # cache's counters costs as much as a cached decision.
             hits = _hits(policy) if tracing else None
@@ -188,7 +196,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         try:
             caller = service.keys.caller(request.headers)
             requests = _batch_requests(require_object(await read_json(request, service.max_body), "a batch"))
-            policy = service.current()
+            policy = service.current(request.headers)
             started = time.time_ns()
             decisions, texts = await _decide_batch(requests, policy, service.encoder)
         except (ApiError, RequestError) as err:
@@ -226,10 +234,11 @@ def _routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/readyz", response_model=schemas.Health, tags=["health"], responses=schemas.error_responses(503))
     async def readyz() -> Response:
-        """Ready once a policy set is loaded."""
+        """Ready once a policy set is loaded (and it is the revision or label required, if any)."""
         policy = holder.policy
-        if policy is None:
-            raise ApiError(503, "not_ready", "no policy set is loaded yet", location={"in": "server"})
+        problem = unready_reason(policy, service.fleet)
+        if problem:
+            raise ApiError(503, "not_ready", problem, location={"in": "server"})
         return json_response({"status": "ready", "policy_version": policy.version})
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
@@ -276,7 +285,7 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder = service.holder
-        if holder.policy is None:
+        if holder.policy is None and service.bundles is None:  # a bundle is loaded by its poller
             await holder.reload("start")
         if service.audit is not None:
             service.audit.start()
@@ -284,6 +293,7 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
         watcher = asyncio.create_task(holder.watch(stop)) if service.watch else None
         listener = asyncio.create_task(service.reload_signal.listen(holder, stop)) \
             if service.reload_signal is not None else None
+        poller = asyncio.create_task(service.bundles.run(stop)) if service.bundles is not None else None
         # What start-up built lives as long as the process: keep it out of the
         # garbage collector's full passes, which would otherwise stall requests.
         gc.freeze()
@@ -291,7 +301,7 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
             yield
         finally:
             stop.set()
-            for task in (watcher, listener):
+            for task in (watcher, listener, poller):
                 if task is not None:
                     with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                         await asyncio.wait_for(task, 5.0)
@@ -314,11 +324,13 @@ def create_app(
     loader: Callable[[Any], Any] | None = None,
     telemetry: Telemetry | None = None,
     reload_signal: str | os.PathLike | None = None,
+    fleet: FleetSettings | None = None,
 ) -> FastAPI:
     """The decision service app. Arguments left as None are read from ENGINE_* variables.
 
     `policy` is an already loaded Policy for `policy_path` (so `engine serve`
-    loads it once); without it the set is loaded when the app starts.
+    loads it once); without it the set is loaded when the app starts. With
+    `fleet.bundle`, the set comes from that bundle, polled (engine/service/bundles.py).
     """
     env = os.environ
     if admin_token is None:
@@ -331,21 +343,32 @@ def create_app(
         max_body = int(env.get("ENGINE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY)
     if reload_signal is None:
         reload_signal = env.get("ENGINE_RELOAD_SIGNAL") or None
+    if fleet is None:
+        fleet = FleetSettings.from_env(env)
     path = str(policy_path) if policy_path is not None else None
-    holder = PolicyHolder(path, loader or _default_loader, policy)
+    signal = ReloadSignal(reload_signal) if reload_signal else None
+    bundles = None
+    if fleet.bundle is not None:
+        bundles = BundlePoller(fleet, share_dir=signal.path.parent if signal else None, signal=signal)
+        holder, watch = bundles.holder, False
+    else:
+        holder = PolicyHolder(path, loader or _default_loader, policy)
     service = Service(holder, keys=ApiKeys(api_keys), admin_token=admin_token,
                       audit=AuditLog(audit_log) if audit_log else None,
                       telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,
-                      reload_signal=ReloadSignal(reload_signal) if reload_signal else None)
+                      reload_signal=signal, fleet=fleet, bundles=bundles)
     app = FastAPI(title="Sharing policy decision service", version="1",
                   description="Permit or deny multi-agency information sharing, with the reasons "
                               "in the words of the rule that decided.",
-                  lifespan=_lifespan(service))
+                  lifespan=_lifespan(service), docs_url=None, redoc_url=None)
     service.telemetry.watch_cache(holder.cache_totals)
     app.state.service = service
     install_handlers(app)
     _routes(app, service)
-    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    applications.install(app, service)  # /plan, /policy/vocabulary, an offline /docs
+    if bundles is not None:
+        add_bundle_routes(app, bundles)
+    app.openapi = applications.openapi(_openapi(app), service)  # type: ignore[method-assign]
     return app
 
 

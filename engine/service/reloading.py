@@ -96,15 +96,28 @@ class PolicyHolder:
             except Exception as err:
                 log.exception("loading the policy set failed unexpectedly (%s)", reason)
                 return self._refused(PolicyLoadError(f"the policy set could not be loaded: {err}"), before, reason)
-            self.reloads_ok += 1
-            self.last_error = None
-            if previous is not None and policy.version == previous.version:
-                log.info("policy set unchanged at %s (%s)", before, reason)
-                return ReloadResult(True, False, before, before)
-            self._retire(previous)
-            self.policy = policy  # the swap: one reference assignment
-            log.info("serving policy set %s, was %s (%s)", policy.version, before, reason)
-            return ReloadResult(True, True, before, policy.version)
+            return self._swap(policy, reason)
+
+    async def install(self, policy: Any, reason: str) -> ReloadResult:
+        """Swap in a set already loaded elsewhere (a verified bundle), as a reload would."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            self.last_attempt = dt.datetime.now(dt.timezone.utc)
+            return self._swap(policy, reason)
+
+    def _swap(self, policy: Any, reason: str) -> ReloadResult:
+        previous = self.policy
+        before = previous.version if previous is not None else None
+        self.reloads_ok += 1
+        self.last_error = None
+        if previous is not None and policy.version == previous.version:
+            log.info("policy set unchanged at %s (%s)", before, reason)
+            return ReloadResult(True, False, before, before)
+        self._retire(previous)
+        self.policy = policy  # the swap: one reference assignment
+        log.info("serving policy set %s, was %s (%s)", policy.version, before, reason)
+        return ReloadResult(True, True, before, policy.version)
 
     def _refused(self, err: PolicyError, before: str | None, reason: str) -> ReloadResult:
         self.reloads_failed += 1
