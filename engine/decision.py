@@ -67,7 +67,7 @@ class Obligation:
     needs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        if self.status is APPLIES:
+        if self.status == APPLIES:
             return {"name": self.name, "args": list(self.args), "status": APPLIES}
         return {"name": self.name, "args": list(self.args), "status": self.status, "needs": list(self.needs)}
 
@@ -581,7 +581,7 @@ def _gather(entries: tuple, env: dict) -> tuple[Obligation, ...]:
         if place is None:
             at[key] = len(found)
             found.append(obligation)
-        elif not needs and found[place].status is UNDETERMINED:
+        elif not needs and found[place].status == UNDETERMINED:
             found[place] = obligation
     return tuple(found)
 
