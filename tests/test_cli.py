@@ -115,3 +115,16 @@ def test_json_output_stays_json(local_copy, capsys):
 def test_context_mistakes_say_what_to_write(capsys, argv, message):
     assert main(["matrix", str(EXAMPLES), *argv]) == 2
     assert f"error: {message}" in capsys.readouterr().err
+
+
+def test_serving_a_bundle_looks_for_no_policies_folder(local_copy, monkeypatch):
+    from engine.commands import policy_set
+    from engine.commands.main import _parser
+
+    args = _parser().parse_args(["serve", "--bundle", "https://bundles.example/policy.tar.gz"])
+    policy_set.resolve(args)
+    assert args.path is None
+    monkeypatch.setenv("ENGINE_BUNDLE_URL", "https://bundles.example/policy.tar.gz")
+    args = _parser().parse_args(["serve"])
+    policy_set.resolve(args)
+    assert args.path is None

@@ -14,6 +14,7 @@ Each command then names the set it used, path and version, on standard error
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -63,6 +64,8 @@ def resolve(args: argparse.Namespace) -> None:
     attribute = PATH_ARGUMENT.get(args.command)
     if attribute is None:
         return
+    if args.command == "serve" and (getattr(args, "bundle", None) or os.environ.get("ENGINE_BUNDLE_URL")):
+        return  # a bundle is the policy set: no folder is looked for
     example = bool(getattr(args, "example", False))
     setattr(args, attribute, choose(args.command, getattr(args, attribute), example))
 
