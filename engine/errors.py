@@ -127,14 +127,14 @@ class RequestError(PolicyError):
     code = "invalid_request"
 
     def __init__(self, field: str, message: str, help: str | None = None,
-                 errors: "tuple[RequestError, ...]" = ()):
+                 errors: tuple[RequestError, ...] = ()):
         super().__init__(message, None, help)
         self.field = field
         # Every mistake found at once (the first is this error itself), when there are several:
         # a caller fixing missing fields one round trip at a time would be told one per try.
         self.errors = errors
 
-    def within(self, prefix: str) -> "RequestError":
+    def within(self, prefix: str) -> RequestError:
         """The same error for a request inside something larger (`requests[3]`)."""
         field = f"{prefix}.{self.field}" if self.field else prefix
         return RequestError(field, self.message, self.help, tuple(e.within(prefix) for e in self.errors))

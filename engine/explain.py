@@ -32,9 +32,9 @@ def and_list(items: Iterable[str]) -> str:
 # --- the summary sentence -----------------------------------------------------------
 
 
-def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...],
-            words: tuple[str, ...], obligations: tuple["Obligation", ...] = (),
-            vocab: "Vocabulary | None" = None) -> str:
+def summary(outcome: str, reasons: tuple[Reason, ...], near_misses: tuple[NearMiss, ...],
+            words: tuple[str, ...], obligations: tuple[Obligation, ...] = (),
+            vocab: Vocabulary | None = None) -> str:
     """One plain-English sentence a caseworker could read, in the request's own words.
 
     `words` are the requester's role and agency, the action, the resource's
@@ -54,7 +54,7 @@ def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["Nea
             + ".")
 
 
-def label_of(vocab: "Vocabulary", kind: str, name: Any) -> str | None:
+def label_of(vocab: Vocabulary, kind: str, name: Any) -> str | None:
     """The label the policy declared for a role, agency, purpose, category or action, if any."""
     if not isinstance(name, str):
         return None
@@ -71,7 +71,7 @@ def label_of(vocab: "Vocabulary", kind: str, name: Any) -> str | None:
     return None
 
 
-def named(vocab: "Vocabulary", kind: str, name: Any) -> str:
+def named(vocab: Vocabulary, kind: str, name: Any) -> str:
     """A name in the author's words: its declared label (a role's with a small first letter), else itself."""
     label = label_of(vocab, kind, name)
     if label is None:
@@ -79,7 +79,7 @@ def named(vocab: "Vocabulary", kind: str, name: Any) -> str:
     return _lower_first(label) if kind == "role" else label
 
 
-def attribute_words(vocab: "Vocabulary | None", path: str) -> str:
+def attribute_words(vocab: Vocabulary | None, path: str) -> str:
     """An attribute as the policy labelled it, else its path."""
     attribute = vocab.attributes.get(path) if vocab is not None else None
     label = getattr(attribute, "label", None)
@@ -93,7 +93,7 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def undetermined_clause(obligations: Iterable["Obligation"], vocab: "Vocabulary | None" = None) -> str:
+def undetermined_clause(obligations: Iterable[Obligation], vocab: Vocabulary | None = None) -> str:
     """`; obligation inform_adult is undetermined because context.consent was not given (treat it as applying)`."""
     pending = [o for o in obligations if o.status == "undetermined"]
     if not pending:
@@ -106,8 +106,8 @@ def undetermined_clause(obligations: Iterable["Obligation"], vocab: "Vocabulary 
             f"(treat {'it' if one else 'them'} as applying)")
 
 
-def _sentence(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...],
-              words: tuple[str, ...], vocab: "Vocabulary | None" = None) -> str:
+def _sentence(outcome: str, reasons: tuple[Reason, ...], near_misses: tuple[NearMiss, ...],
+              words: tuple[str, ...], vocab: Vocabulary | None = None) -> str:
     role, agency, action, category, owner, purpose = words
     who = f"{role} at {agency}"
     what = f"{category} owned by {owner} for {purpose}"  # the category as "health data", or its label
@@ -129,19 +129,19 @@ def _sentence(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["N
     return sentence
 
 
-def rule_phrase(reason: "Reason") -> str:
+def rule_phrase(reason: Reason) -> str:
     """`rule child_protection (Children Act 1989 s.47)`."""
     return f"rule {reason.rule}" + (f" ({reason.because})" if reason.because else "")
 
 
-def _kinds(near: "NearMiss") -> list[str]:
+def _kinds(near: NearMiss) -> list[str]:
     return list(dict.fromkeys(f.clause for f in near.failed))
 
 
 # --- failed clauses -------------------------------------------------------------------
 
 
-def failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
+def failure(clause: CompiledClause, env: dict, vocab: Vocabulary) -> tuple[str, str, str]:
     """(needed, had, text) for a clause that did not hold."""
     kind, needed = clause.kind, clause.needed
     if kind in ("when", "unless"):
@@ -170,7 +170,7 @@ def failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[s
 _KIND_OF_CLAUSE = {"owner": "agency"}
 
 
-def _under_failure(node: ast.MatchClause, env: dict, vocab: "Vocabulary") -> str:
+def _under_failure(node: ast.MatchClause, env: dict, vocab: Vocabulary) -> str:
     """Why none of the agreements covers the request: not parties, or outside their dates."""
     agency, owner, date = env["requester.agency"], env["resource.owner"], env["context.date"]
     problems = []
@@ -193,7 +193,7 @@ def _under_failure(node: ast.MatchClause, env: dict, vocab: "Vocabulary") -> str
     return "; ".join(problems)
 
 
-def _condition_failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
+def _condition_failure(clause: CompiledClause, env: dict, vocab: Vocabulary) -> tuple[str, str, str]:
     needed = clause.needed
     shown = []
     for path in clause.reads:
@@ -208,7 +208,7 @@ def _condition_failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary")
 # --- text for caseworkers -------------------------------------------------------------
 
 
-def explain_text(decision: "Decision") -> str:
+def explain_text(decision: Decision) -> str:
     """The decision as text a caseworker can read: outcome, rules, obligations, near misses."""
     lines = [decision.decision.upper(), "", decision.summary, ""]
     if decision.reasons:

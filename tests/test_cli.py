@@ -109,8 +109,8 @@ def test_json_output_stays_json(local_copy, capsys):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--context", "consnt=given"], "--context consnt: no such attribute (did you mean `context.consent`?)"),
-    (["--context", "agency=gp_practices"], "--context requester.agency=gp_practices: `gp_practices` is a group; "
-                                           "name one agency (ardwick_gp, levenshulme_gp)"),
+    (["--context", "agency=gp_practices"], ("--context requester.agency=gp_practices: `gp_practices` is a group; "
+                                           "name one agency (ardwick_gp, levenshulme_gp)")),
 ], ids=["misspelt key", "group for an agency"])
 def test_context_mistakes_say_what_to_write(capsys, argv, message):
     assert main(["matrix", str(EXAMPLES), *argv]) == 2

@@ -118,8 +118,8 @@ BROKEN_YAML = [
       "     request: {}",
       "    ^",
       "  help: YAML indents with spaces, not tabs: replace the tab on line 3 with spaces"]),
-    ("an unclosed flow mapping, at its own line", "cases:\n  - name: a\n    request: {requester: {role: nurse}\n"
-     "    expect: permit\n",
+    ("an unclosed flow mapping, at its own line", ("cases:\n  - name: a\n    request: {requester: {role: nurse}\n"
+     "    expect: permit\n"),
      ["ERROR t.test.yaml:3:14: not valid YAML: the `{` here is never closed",
       "        request: {requester: {role: nurse}",
       "                 ^",
@@ -138,8 +138,8 @@ BROKEN_YAML = [
      ["ERROR t.test.yaml:2:16: not valid YAML: mapping values are not allowed in this context",
       "      - name: nurse: night shift",
       "                   ^",
-      '  help: put text that contains `: ` in quotes, as in `name: "nurse: night shift"`, or indent line 2 '
-      "like the lines above it"]),
+      ('  help: put text that contains `: ` in quotes, as in `name: "nurse: night shift"`, or indent line 2 '
+      "like the lines above it")]),
 ]
 
 

@@ -81,12 +81,12 @@ def test_check_warns_where_an_obligation_reads_an_attribute_with_no_default(poli
     out = capsys.readouterr().out
     warned = [line for line in out.splitlines() if "obligation_may_be_undetermined" in line or "reads `" in line]
     assert [line.split(": warning: ")[1] for line in warned] == [
-        "obligation `tell_patient` reads `context.consent`, which has no default: a request without it leaves "
-        "the obligation undetermined",
-        "obligation `count` reads `context.n`, which has no default: a request without it leaves "
-        "the obligation undetermined",
-        "obligation `ask_consent` reads `context.consent`, which has no default: a request without it leaves "
-        "the obligation undetermined",
+        ("obligation `tell_patient` reads `context.consent`, which has no default: a request without it leaves "
+        "the obligation undetermined"),
+        ("obligation `count` reads `context.n`, which has no default: a request without it leaves "
+        "the obligation undetermined"),
+        ("obligation `ask_consent` reads `context.consent`, which has no default: a request without it leaves "
+        "the obligation undetermined"),
     ]  # not `settled`, which asks `has` first, nor `expedite`, whose attribute has a default
     assert f"{policy_dir}/a.policy:13:11: warning:" in out
 

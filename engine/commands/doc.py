@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from engine import checker, loader
 from engine.commands.policy_set import announce
 from engine.errors import PolicyLoadError, render_all
