@@ -62,11 +62,11 @@ class Obligation:
     """
 
     name: str
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     status: str = APPLIES
     needs: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         if self.status == APPLIES:
             return {"name": self.name, "args": list(self.args), "status": APPLIES}
         return {"name": self.name, "args": list(self.args), "status": self.status, "needs": list(self.needs)}
@@ -554,7 +554,7 @@ def _obligations(plan: tuple, env: dict) -> tuple[Obligation, ...]:
     return tuple(found)
 
 
-def _gather(entries: tuple, env: dict) -> tuple[Obligation, ...]:
+def _gather(entries: tuple[Any, ...], env: dict[str, Any]) -> tuple[Obligation, ...]:
     """Every obligation whose condition holds or is unknown, in set order, once each.
 
     One whose condition is unknown, or whose argument names an omitted attribute,
@@ -562,7 +562,7 @@ def _gather(entries: tuple, env: dict) -> tuple[Obligation, ...]:
     arguments listed both ways count once, as applying, in the first place.
     """
     found: list[Obligation] = []
-    at: dict[tuple, int] = {}
+    at: dict[tuple[Any, ...], int] = {}
     for _, obligation, _, compiled in entries:
         needs: tuple[str, ...] = ()
         if compiled.condition is not None:

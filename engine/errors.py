@@ -6,7 +6,7 @@ import difflib
 import json
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable
+from typing import Any, Iterable
 
 from engine.source import Span
 
@@ -139,8 +139,8 @@ class RequestError(PolicyError):
         field = f"{prefix}.{self.field}" if self.field else prefix
         return RequestError(field, self.message, self.help, tuple(e.within(prefix) for e in self.errors))
 
-    def to_json(self) -> dict:
-        data = {"code": self.code, "message": self.message, "field": self.field}
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"code": self.code, "message": self.message, "field": self.field}
         if self.help:
             data["help"] = self.help
         if self.errors:

@@ -146,23 +146,25 @@ def failure(clause: CompiledClause, env: dict, vocab: Vocabulary) -> tuple[str, 
     kind, needed = clause.kind, clause.needed
     if kind in ("when", "unless"):
         return _condition_failure(clause, env, vocab)
-    if kind == "under":
+    if kind == "under" and isinstance(clause.clause, ast.MatchClause):
         had = _under_failure(clause.clause, env, vocab)
         return needed, had, f"under: needs {needed}, but {had}"
-    if kind == "data":
+    node = clause.clause
+    if isinstance(node, ast.DataClause):
         had = env["resource.category"]
         had_words = named(vocab, "category", had)
-        needed_words = or_list(named(vocab, "category", c.text) for c in clause.clause.categories)
-        if clause.clause.up_to is not None:
+        needed_words = or_list(named(vocab, "category", c.text) for c in node.categories)
+        if node.up_to is not None:
             marking = show(vocab, "resource.classification", env["resource.classification"])
             had += " marked " + marking
             had_words += " marked " + marking
-            needed_words = f"{needed_words or 'any data'} up to {clause.clause.up_to.text}"
+            needed_words = f"{needed_words or 'any data'} up to {node.up_to.text}"
     else:
         had = env[clause.reads[0]]  # an action, role, agency or purpose: its (full) name
         of = _KIND_OF_CLAUSE.get(kind, kind)
         had_words = named(vocab, of, had)
-        needed_words = or_list(named(vocab, of, v.text) for v in clause.clause.values)
+        values = node.values if isinstance(node, ast.MatchClause) else ()
+        needed_words = or_list(named(vocab, of, v.text) for v in values) or needed
     return needed, had, f"{kind}: needs {needed_words}, request has {had_words}"
 
 
