@@ -74,6 +74,6 @@ def test_the_document_uses_attribute_labels_and_says_a_university(policy_dir):
     policy_set, _ = loader.load_set(policy_dir)
     vocab, _ = checker.check(policy_set)
     document = render(policy_set, vocab, "md")
-    assert "- `context.consent` — The patient's consent (one of given, refused), default `refused`" in document
+    assert "- `context.consent` (one of given, refused): The patient's consent, default `refused`" in document
     assert "and only when the patient's consent is `given`" in document  # the rule, in the label's words
     assert "Permits a university researcher who works for University of Manchester" in document

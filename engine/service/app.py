@@ -22,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
+from engine.portal.app import add_portal
 from engine.service import applications, schemas
 from engine.service.audit import AuditLog
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
@@ -366,6 +367,7 @@ def create_app(
     install_handlers(app)
     _routes(app, service)
     applications.install(app, service)  # /plan, /policy/vocabulary, an offline /docs
+    add_portal(app, lambda: holder.policy, path, keys=api_keys, admin_token=admin_token)
     if bundles is not None:
         add_bundle_routes(app, bundles)
     app.openapi = applications.openapi(_openapi(app), service)  # type: ignore[method-assign]
