@@ -202,13 +202,15 @@ def _under_failure(node: ast.MatchClause, env: dict, vocab: Vocabulary) -> str:
 
 def _condition_failure(clause: CompiledClause, env: dict, vocab: Vocabulary) -> tuple[str, str, str]:
     needed = clause.needed
-    shown = []
+    shown, said = [], []  # by path (the `had` field, for programs), and in the policy's words (the text)
     for path in clause.reads:
-        said = attribute_words(vocab, path)
-        shown.append(f"{said} = {show(vocab, path, env[path])}" if path in env else f"no {said}")
+        words = attribute_words(vocab, path)
+        value = show(vocab, path, env[path]) if path in env else None
+        shown.append(f"{path} = {value}" if value is not None else f"no {path}")
+        said.append(f"{words} = {value}" if value is not None else f"no {words}")
     had = ", ".join(shown)
     wanted = f"{needed} to be false" if clause.kind == "unless" else needed
-    text = f"{clause.kind}: needs {wanted}" + (f", request has {had}" if had else "")
+    text = f"{clause.kind}: needs {wanted}" + (f", request has {', '.join(said)}" if said else "")
     return needed, had, text
 
 

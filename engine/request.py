@@ -262,10 +262,10 @@ class RequestSchema:
         siblings = {p[len(prefix):]: p for p in self.specs if p.startswith(prefix)}
         close = difflib.get_close_matches(key, list(siblings), n=1, cutoff=0.6)
         elsewhere = [p for p in self.specs if p.rsplit(".", 1)[-1] == key]  # under another section
-        if close:
-            help = f"did you mean `{siblings[close[0]]}`?"
-        elif elsewhere:
+        if elsewhere:  # the very name, in another section: surely the one meant
             help = f"did you mean `{elsewhere[0]}`? `{key}` is declared under `{elsewhere[0].rsplit('.', 1)[0]}`"
+        elif close:
+            help = f"did you mean `{siblings[close[0]]}`?"
         else:
             help = "declare it in an `attributes` block"
         return RequestError(path, "is not a declared attribute", help)

@@ -86,6 +86,10 @@ def unexpected_token(source: Source, found: Token, expected: set[str]) -> Hint |
     """A token the parser cannot use here; the mistake is often on the line before."""
     token = _Tok(found.type, str(found.value), found.line or 1, found.column or 1, found.end_line or 1,
                  found.end_column or 1, found.start_pos or 0)
+    if token.value == "-":  # `-` is also date arithmetic, so the lexer passes it on
+        dash = unexpected_character(source, token.line, token.column, "-")
+        if dash is not None:
+            return dash
     for hint in (_unclosed_brace(source, token), _line_cut_after_operator(source, token),
                  _line_starting_with_join(source, token), _missing_comma(source, token, expected)):
         if hint is not None:
