@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from engine import ast
 from engine._expressions import show
 from engine.symbols import NameLookupError
+from engine.wording import and_list, or_list, plural
 
 if TYPE_CHECKING:
     from engine.compiler import CompiledClause
     from engine.decision import Decision, NearMiss, Obligation, Reason
     from engine.symbols import Vocabulary
-
-
-def or_list(items: Iterable[str]) -> str:
-    """`a`, `a or b`, `a, b or c`."""
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " or " + items[-1]
-
-
-def and_list(items: Iterable[str]) -> str:
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 # --- the summary sentence -----------------------------------------------------------
@@ -125,7 +112,7 @@ def _sentence(outcome: str, reasons: tuple[Reason, ...], near_misses: tuple[Near
     missing = list(dict.fromkeys(attribute_words(vocab, path) for r in reasons for path in r.missing))
     if missing:
         sentence += f", which counts as applying because {and_list(missing)} " \
-                    f"{'was' if len(missing) == 1 else 'were'} not given"
+                    f"{plural(len(missing), 'was', 'were')} not given"
     return sentence
 
 
@@ -146,7 +133,7 @@ def _kinds(near: NearMiss) -> list[str]:
 # --- failed clauses -------------------------------------------------------------------
 
 
-def failure(clause: CompiledClause, env: dict, vocab: Vocabulary) -> tuple[str, str, str]:
+def failure(clause: CompiledClause, env: dict[str, Any], vocab: Vocabulary) -> tuple[str, str, str]:
     """(needed, had, text) for a clause that did not hold."""
     kind, needed = clause.kind, clause.needed
     if kind in ("when", "unless"):
@@ -177,7 +164,7 @@ def failure(clause: CompiledClause, env: dict, vocab: Vocabulary) -> tuple[str, 
 _KIND_OF_CLAUSE = {"owner": "agency"}
 
 
-def _under_failure(node: ast.MatchClause, env: dict, vocab: Vocabulary) -> str:
+def _under_failure(node: ast.MatchClause, env: dict[str, Any], vocab: Vocabulary) -> str:
     """Why none of the agreements covers the request: not parties, or outside their dates."""
     agency, owner, date = env["requester.agency"], env["resource.owner"], env["context.date"]
     problems = []
@@ -187,20 +174,20 @@ def _under_failure(node: ast.MatchClause, env: dict, vocab: Vocabulary) -> str:
         if agreement.parties is not None:
             outside = list(dict.fromkeys(a for a in (agency, owner) if a not in agreement.parties))
             if outside:
-                why.append(f"{and_list(outside)} {'is not a party' if len(outside) == 1 else 'are not parties'}")
+                why.append(f"{and_list(outside)} {plural(len(outside), 'is not a party', 'are not parties')}")
         else:
             if owner not in (agreement.sources or ()):
                 why.append(f"{owner} may not disclose under it")
             if agency not in (agreement.recipients or ()):
                 why.append(f"{agency} may not receive under it")
-        if agreement.start is not None and not agreement.start <= date <= agreement.end:
+        if agreement.start is not None and agreement.end is not None and not agreement.start <= date <= agreement.end:
             why.append(f"{date.isoformat()} is outside its dates "
                        f"{agreement.start.isoformat()} to {agreement.end.isoformat()}")
         problems.append(f"{value.text}: {' and '.join(why) or 'does not cover this request'}")
     return "; ".join(problems)
 
 
-def _condition_failure(clause: CompiledClause, env: dict, vocab: Vocabulary) -> tuple[str, str, str]:
+def _condition_failure(clause: CompiledClause, env: dict[str, Any], vocab: Vocabulary) -> tuple[str, str, str]:
     needed = clause.needed
     shown, said = [], []  # by path (the `had` field, for programs), and in the policy's words (the text)
     for path in clause.reads:

@@ -36,7 +36,7 @@ import pytest
 import yaml
 
 import engine
-from engine.commands.check import diagnose
+from engine.pipeline import run as run_pipeline
 from engine.commands.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ def test_the_example_works(block, workspace, example, capsys):
 
 def _policy(block: Block, workspace: Path, example, capsys) -> None:
     (workspace / "policies" / "zz_from_the_docs.policy").write_text(block.text, encoding="utf-8")
-    _, diagnostics = diagnose(workspace / "policies")
+    diagnostics = run_pipeline(workspace / "policies").diagnostics
     errors = [d.render() for d in diagnostics if d.is_error and d.code not in _REPEATS]
     assert errors == [], block.id
 

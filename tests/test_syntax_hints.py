@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.commands.check import diagnose
+from engine.pipeline import run as run_pipeline
 from engine.commands.main import main
 
 # (id, policy text, the rendered error: file:line:col, message, source line, caret, help)
@@ -94,7 +94,7 @@ BROKEN = [
 def test_a_syntax_mistake_is_reported_where_it_can_be_fixed(tmp_path, monkeypatch, text, rendered):
     (tmp_path / "a.policy").write_text(text, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    _, diagnostics = diagnose("a.policy")
+    diagnostics = run_pipeline("a.policy").diagnostics
     syntax = [d for d in diagnostics if d.code == "policy_parse_error"]
     if rendered is None:
         assert syntax == []
@@ -105,7 +105,7 @@ def test_a_syntax_mistake_is_reported_where_it_can_be_fixed(tmp_path, monkeypatc
 def test_a_byte_order_mark_at_the_start_of_a_file_is_accepted_silently(tmp_path, monkeypatch):
     (tmp_path / "a.policy").write_bytes("\ufeffactions { view }\n".encode())
     monkeypatch.chdir(tmp_path)
-    _, diagnostics = diagnose("a.policy")
+    diagnostics = run_pipeline("a.policy").diagnostics
     assert diagnostics == []
 
 

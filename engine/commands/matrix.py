@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from engine.commands.policy_set import announce
+from engine.commands.progress import Progress
 from engine.errors import PolicyLoadError
 from engine.governance.matrix import ContextError, build_matrix, load_version, parse_date, render_matrix
 
@@ -22,5 +23,5 @@ def run_matrix(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     announce("matrix", args.path, version.hash)
-    sys.stdout.write(render_matrix(build_matrix(version), args.format))
+    sys.stdout.write(render_matrix(build_matrix(version, Progress), args.format))
     return 0

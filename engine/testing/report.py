@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.errors import PolicyLoadError
 from engine.testing.runner import CaseResult, TestReport
+from engine.wording import plural
 
 _GREEN, _RED, _YELLOW, _BOLD = "32", "31", "33", "1"
 
@@ -55,7 +56,7 @@ def render_text(report: TestReport, *, verbose: bool = False, colour: bool = Fal
         lines.extend(_coverage_lines(report, colour, coverage_min))
     problems = len(report.file_problems)
     if problems:
-        noun = "test file" if problems == 1 else "test files"
+        noun = plural(problems, "test file")
         lines.append(_paint(f"{problems} {noun} could not be loaded", _RED, colour))
     lines.append(closing_line(report))
     return "\n".join(lines)
