@@ -9,7 +9,6 @@ others, so an author sees every mistake at once, sorted by location.
 from __future__ import annotations
 
 import dataclasses
-
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field

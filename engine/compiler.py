@@ -341,7 +341,8 @@ class _Compiler:
 
     def compile_obligation(self, clause: ast.ObligationClause, seq: int) -> CompiledObligation:
         args = tuple(self._argument(a) for a in clause.args)
-        condition, reads = None, ()
+        condition = None
+        reads: tuple[str, ...] = ()
         if clause.condition is not None:
             condition, reads, _ = self._expr(clause.condition.expr)
             if clause.condition.negated:

@@ -17,8 +17,8 @@ from engine import jsontext
 from engine.commands.policy_set import announce
 from engine.errors import PolicyLoadError, RequestError
 from engine.explain import explain_text
-from engine.testing.cases import compose_yaml
 from engine.policy import load
+from engine.testing.cases import compose_yaml
 
 EXIT_DECIDED, EXIT_INVALID_REQUEST, EXIT_NOT_LOADED = 0, 1, 2
 

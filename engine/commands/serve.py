@@ -9,6 +9,7 @@ import sys
 import tempfile
 from typing import Any
 
+from engine.commands.policy_set import shown
 from engine.errors import PolicyError, PolicyLoadError
 from engine.policy import load
 from engine.service.app import create_app
@@ -16,7 +17,6 @@ from engine.service.audit import AuditError, AuditLog
 from engine.service.auth import parse_api_keys
 from engine.service.bundles import FleetSettings, shown_source
 from engine.service.logs import log_like_uvicorn
-from engine.commands.policy_set import shown
 
 
 def _fail(message: str) -> int:

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
-from engine.errors import did_you_mean
 from engine.governance.table import (
     COLUMNS,
     Box,

@@ -102,7 +102,8 @@ def _expected(result: CaseResult) -> str:
 
 def _actual(result: CaseResult) -> str:
     rules = result.reason_rules
-    text = result.decision.decision + (f" by {', '.join(rules)}" if rules else " (no rule applied)")
+    outcome: str = result.decision.decision
+    text = outcome + (f" by {', '.join(rules)}" if rules else " (no rule applied)")
     text += f"; obligations: {', '.join(result.obligation_names) or 'none'}"
     if result.undetermined_names or result.case.undetermined is not None:
         text += f"; undetermined: {', '.join(result.undetermined_names) or 'none'}"
