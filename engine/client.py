@@ -15,7 +15,6 @@ per client: make one client per process and share it.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass

@@ -18,6 +18,8 @@ from engine import ast, syntax_hints
 from engine._keywords import keywords
 from engine.errors import PolicySyntaxError
 from engine.source import Source, Span, point
+from engine.syntax_hints import line_column as _line_column
+from engine.syntax_hints import open_braces as _open_braces
 
 # Words that may not be used as names (docs/language.md, "Names").
 # Words that became keywords after policies were written with them as names: the
@@ -288,27 +290,6 @@ def _accepted(exc: UnexpectedInput) -> set[str]:
     return set(getattr(exc, "expected", ()))
 
 
-def _open_braces(text: str, end: int) -> list[int]:
-    """Offsets of the `{` still open at offset `end` (strings and comments skipped)."""
-    opened: list[int] = []
-    i = 0
-    while i < end:
-        char = text[i]
-        if char == "#":
-            i = text.find("\n", i)
-            i = end if i < 0 else i
-        elif char == '"':
-            i += 1
-            while i < end and text[i] not in '"\n':
-                i += 2 if text[i] == "\\" else 1
-        elif char == "{":
-            opened.append(i)
-        elif char == "}" and opened:
-            opened.pop()
-        i += 1
-    return opened
-
-
 def _previous_index(text: str, end: int) -> int:
     i = end - 1
     while i >= 0 and text[i].isspace():
@@ -319,11 +300,6 @@ def _previous_index(text: str, end: int) -> int:
 def _previous_char(text: str, end: int) -> str:
     i = _previous_index(text, end)
     return text[i] if i >= 0 else ""
-
-
-def _line_column(text: str, offset: int) -> tuple[int, int]:
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _is_keyword(terminal: str, parser: Lark) -> bool:

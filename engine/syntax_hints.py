@@ -101,12 +101,10 @@ def _unclosed_brace(source: Source, token: _Tok) -> Hint | None:
     """A declaration keyword at the start of a line while a `{` is still open: name that `{`."""
     if token.value not in DECLARATION_WORDS or token.column != 1:
         return None
-    from engine.syntax import _line_column, _open_braces
-
-    opened = _open_braces(source.text, token.start_pos)
+    opened = open_braces(source.text, token.start_pos)
     if not opened:
         return None
-    line, column = _line_column(source.text, opened[-1])
+    line, column = line_column(source.text, opened[-1])
     return Hint(f"the `{{` on line {line} is never closed", point(source, line, column),
                 f"add `}}` to close it before `{token.value}` on line {token.line}")
 
@@ -168,6 +166,33 @@ def _missing_comma(source: Source, token: _Tok, expected: set[str]) -> Hint | No
     return Hint(f"line {token.line} goes on with `{token.value}`, but line {number} does not end with `,`",
                 point(source, number, len(source.line(number).split("#", 1)[0].rstrip()) + 1),
                 f"add `,` at the end of line {number} to continue the list")
+
+
+def open_braces(text: str, end: int) -> list[int]:
+    """Offsets of the `{` still open at offset `end` (strings and comments skipped)."""
+    opened: list[int] = []
+    i = 0
+    while i < end:
+        char = text[i]
+        if char == "#":
+            i = text.find("\n", i)
+            i = end if i < 0 else i
+        elif char == '"':
+            i += 1
+            while i < end and text[i] not in '"\n':
+                i += 2 if text[i] == "\\" else 1
+        elif char == "{":
+            opened.append(i)
+        elif char == "}" and opened:
+            opened.pop()
+        i += 1
+    return opened
+
+
+def line_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of `offset` in `text`."""
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def date_help(value: str) -> str:

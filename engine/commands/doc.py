@@ -19,10 +19,10 @@ def run_doc(args: argparse.Namespace) -> int:
     except PolicyLoadError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
         return 2
-    announce("doc", path, result.policy_set.version)
     if not result.ok:
         print(result.load_error().render(), file=sys.stderr)
         print("the policy set has errors: no document written", file=sys.stderr)
         return 2
+    announce("doc", path, result.policy_set.version)
     sys.stdout.write(render(result.policy_set, result.vocabulary, getattr(args, "format", "md") or "md"))
     return 0
