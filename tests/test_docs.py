@@ -36,8 +36,8 @@ import pytest
 import yaml
 
 import engine
-from engine.pipeline import run as run_pipeline
 from engine.commands.main import main
+from engine.pipeline import run as run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "policies"

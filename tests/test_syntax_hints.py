@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.pipeline import run as run_pipeline
 from engine.commands.main import main
+from engine.pipeline import run as run_pipeline
 
 # (id, policy text, the rendered error: file:line:col, message, source line, caret, help)
 BROKEN = [
