@@ -177,8 +177,7 @@ class Policy:
             try:
                 decisions.append(self.decide(request, use_cache=use_cache))
             except RequestError as exc:
-                field = f"requests[{index}]" + (f".{exc.field}" if exc.field else "")
-                raise RequestError(field, exc.message, exc.help) from None
+                raise exc.within(f"requests[{index}]") from None
         return decisions
 
     def cache_stats(self) -> dict[str, Any]:

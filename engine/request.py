@@ -169,9 +169,13 @@ class RequestSchema:
             raise RequestError("", f"expected a request object, got {describe(request)}")
         env = dict(self.defaults)
         self._walk(request, self.tree, "", env)
-        for path in REQUIRED:
-            if path not in env:
-                raise RequestError(path, "required field is missing")
+        missing = [RequestError(path, "required field is missing") for path in REQUIRED if path not in env]
+        if missing:
+            first = missing[0]
+            if len(missing) == 1:
+                raise first
+            raise RequestError(first.field, f"required field is missing, and {len(missing) - 1} more "
+                                            f"(every one is listed in `errors`)", errors=tuple(missing))
         if "context.date" not in env:
             env["context.date"] = today()
         env[RAW] = request
@@ -258,7 +262,13 @@ class RequestSchema:
         # Compare with the names beside it: a shared `context.` says nothing about closeness.
         siblings = {p[len(prefix):]: p for p in self.specs if p.startswith(prefix)}
         close = difflib.get_close_matches(key, list(siblings), n=1, cutoff=0.6)
-        help = f"did you mean `{siblings[close[0]]}`?" if close else "declare it in an `attributes` block"
+        elsewhere = [p for p in self.specs if p.rsplit(".", 1)[-1] == key]  # under another section
+        if elsewhere:  # the very name, in another section: surely the one meant
+            help = f"did you mean `{elsewhere[0]}`? `{key}` is declared under `{elsewhere[0].rsplit('.', 1)[0]}`"
+        elif close:
+            help = f"did you mean `{siblings[close[0]]}`?"
+        else:
+            help = "declare it in an `attributes` block"
         return RequestError(path, "is not a declared attribute", help)
 
 

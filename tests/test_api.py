@@ -236,6 +236,19 @@ def test_bad_body_is_refused_with_its_location(client: TestClient, content: byte
     assert error["location"]["in"] in ("body", "header")
 
 
+@pytest.mark.parametrize("path", ["/decide", "/decide/batch"])
+def test_a_key_given_twice_is_refused_naming_it(client: TestClient, path: str) -> None:
+    body = b'{"requester": {"role": "social_worker"},\n "requester": {"role": "gp"}}'
+    if path == "/decide/batch":
+        body = b'{"requests": [' + body + b"]}"
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    error = response.json()
+    assert error["code"] == "invalid_json"
+    assert "the key `requester` appears twice" in error["message"]
+    assert error["location"]["line"] == 2
+
+
 def test_json_syntax_error_names_line_and_column(client: TestClient) -> None:
     response = client.post("/decide", content=b'{"action": "share",\n "purpose": }',
                            headers={"content-type": "application/json; charset=utf-8"})

@@ -23,7 +23,13 @@ def policy_dir(policy_files):
 def run(capsys, *argv):
     status = main(["check", *argv])
     out, err = capsys.readouterr()
-    return status, out, err
+    return status, out, without_used_set("check", err)
+
+
+def without_used_set(command: str, err: str) -> str:
+    """Standard error without the line naming the policy set used (every command prints it first)."""
+    first, _, rest = err.partition("\n")
+    return rest if first.startswith(f"engine {command}: using ") else err
 
 
 def test_clean_set_exits_0_with_a_summary(policy_dir, capsys):
@@ -148,12 +154,13 @@ def test_default_path_is_policies_in_the_working_directory(policy_dir, capsys, m
     assert (status, out) == (0, "policies: ok (1 file, 0 rules)\n")
 
 
-def test_default_path_falls_back_to_the_example_policies(tmp_path, capsys, monkeypatch):
+def test_the_example_set_is_checked_only_when_asked_for(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     example, _ = loader.load_set(None)
-    status, out, _ = run(capsys)
+    status, out, _ = run(capsys, "--example")
     assert status == 0
-    assert out == f"policies: ok ({len(example.files)} files, {len(example.rules())} rules)\n"
+    assert out == (f"the built-in example policy set: ok ({len(example.files)} files, "
+                   f"{len(example.rules())} rules)\n")
 
 
 def test_python_dash_m_shows_no_traceback(tmp_path):

@@ -156,7 +156,7 @@ ROWS = [
     Row("unclosed parenthesis", alone("permit r {\n  when (a or b\n}\n"), f"{R}:3:1",
         "unexpected `}`", "expected `)`", "}"),
     Row("impossible date", alone("agreement a {\n  parties mcc\n  valid 2024-02-30 to 2025-01-01\n}\n"), f"{R}:3:9",
-        "`2024-02-30` is not a real date", "dates are written year-month-day, like 2025-06-01", "2024-02-30"),
+        "`2024-02-30` is not a real date", "February 2024 has 29 days", "2024-02-30"),
     Row("bad combining", alone('policy "p" {\n  combine deny_overrides\n}\n'), f"{R}:2:11",
         "unexpected `deny_overrides`", "expected deny-overrides, permit-overrides or first-applicable",
         "deny_overrides"),

@@ -124,7 +124,10 @@ def test_public_names():
 
 def test_explain_text(example):
     text = engine.explain_text(example.decide(EXAMPLE_REQUEST))
-    assert text.startswith("PERMIT\n\nPermitted: social_worker at manchester_cs may share health data owned by mft")
+    # Roles and agencies in the words their declarations give them.
+    assert text.startswith("PERMIT\n\nPermitted: social worker (children's services) at Manchester City Council - "
+                           "Children's Services may share health data owned by Manchester University NHS Foundation "
+                           "Trust")
     assert "  - redact (nhs_number)" in text
 
 

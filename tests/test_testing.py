@@ -221,9 +221,9 @@ def test_test_files_run_in_the_order_given_and_a_broken_one_does_not_stop_the_re
     assert [f.path for f in report.files] == [str(broken), str(CLINIC / "clinic.test.yaml")]
     assert (report.passed, report.failed, report.exit_code()) == (6, 0, 2)
     problem = report.files[0].problem
-    assert str(problem).startswith(f"{broken}:4:1: not valid YAML")
+    assert str(problem).startswith(f"{broken}:3:14: not valid YAML")
     text = render_text(report)
-    assert f"ERROR {broken}:4:1: not valid YAML" in text
+    assert f"ERROR {broken}:3:14: not valid YAML" in text
     assert text.splitlines()[-2:] == ["1 test file could not be loaded", "6 passed, 0 failed"]
 
 

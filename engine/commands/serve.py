@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.commands.audit import AUDIT_FLAGS, PATH_FLAGS
+from engine.commands.policy_set import shown
 from engine.errors import PolicyError, PolicyLoadError
 from engine.policy import load
 from engine.service.admission import Admission
@@ -143,7 +144,7 @@ def serve(args: argparse.Namespace) -> int:
     fleet = fleet_settings(args)
     if fleet.bundle:
         return _serve_bundle(args, fleet)
-    where = args.path or "the example policies"
+    where = shown(args.path)
     try:
         policy = load(args.path)
     except PolicyLoadError as err:
@@ -154,6 +155,9 @@ def serve(args: argparse.Namespace) -> int:
     for warning in policy.warnings:
         print(warning.render(), file=sys.stderr)
     options = _uvicorn_options(args)
+    if args.path is None:
+        print(f"engine serve: no policy set was named and there is no policies/ directory here: "
+              f"serving {where}", file=sys.stderr)
     print(f"engine serve: serving {where} ({policy.version}, {len(policy.rules)} rules) "
           f"on http://{args.host}:{args.port}", file=sys.stderr)
     if args.workers == 1:

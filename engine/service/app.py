@@ -168,8 +168,7 @@ async def _decide_batch(requests: list[Any], policy: Any, encoder: DecisionEncod
             try:
                 decision = policy.decide(request)
             except RequestError as err:  # named as Policy.decide_many names it
-                field = f"requests[{index}]" + (f".{err.field}" if err.field else "")
-                raise RequestError(field, err.message, err.help) from None
+                raise err.within(f"requests[{index}]") from None
             decisions.append(decision)
             texts.append(encoder.encode(decision))
     return decisions, texts
@@ -217,7 +216,7 @@ def _routes(app: FastAPI, service: Service) -> None:
               openapi_extra=schemas.body_doc("DecisionRequest"),
               responses=schemas.error_responses(400, 401, 403, 413, 415, 422, 503))
     async def decide(request: Request) -> Response:
-        """Decide one request (LANGUAGE.md section 4): permit or deny, with reasons and obligations."""
+        """Decide one request (docs/language.md, "How decisions are made"): permit or deny, with reasons and obligations."""
         try:
             caller = service.keys.caller(request.headers)
             body = require_object(await read_json(request, service.max_body), "a decision request")

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from engine import jsontext
 from engine.service.errors import ApiError
 
 DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB; ENGINE_MAX_BODY_BYTES changes it
@@ -89,7 +90,13 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, "invalid_json", "the body is UTF-16 or UTF-32 text; send it as UTF-8",
                        location={"in": "body"})
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return jsontext.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except jsontext.DuplicateKeyError as err:
+        text = body.decode("utf-8", "replace")
+        at = jsontext.key_position(text, err.key)
+        location = {"in": "body", "line": at[0], "column": at[1]} if at else {"in": "body"}
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON for a request: {err}",
+                       location=location) from None
     except json.JSONDecodeError as err:
         location = {"in": "body", "line": err.lineno, "column": err.colno}
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {err.msg}", location=location) from None

@@ -81,7 +81,8 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def request_error_body(err: RequestError) -> dict[str, Any]:
-    return error_body(err.code, err.message, field=err.field, help=err.help)
+    errors = [e.to_json() for e in err.errors] or None
+    return error_body(err.code, err.message, field=err.field, help=err.help, errors=errors)
 
 
 def load_error_body(err: PolicyError, still_serving: str | None) -> dict[str, Any]:

@@ -33,7 +33,7 @@ class Resource(_Open):
 
 
 class DecisionRequest(_Open):
-    """A request to decide (LANGUAGE.md section 4); attributes beyond these are policy-defined."""
+    """A request to decide (docs/language.md, "What a request contains"); attributes beyond these are policy-defined."""
 
     requester: Requester
     action: str = Field(examples=["share"])
@@ -60,8 +60,13 @@ class Reason(BaseModel):
 
 
 class Obligation(BaseModel):
+    """A duty that comes with the decision; an undetermined one needs facts the request omitted,
+    and a caller that cannot supply them treats it as applying."""
+
     name: str
     args: list[Any]
+    status: Literal["applies", "undetermined"]
+    needs: list[str] | None = None  # only when undetermined: the attribute paths it needs
 
 
 class FailedClause(BaseModel):
