@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.responses import RedirectResponse
 
+from engine import clock
 from engine.policy import Policy
 from engine.portal.routes import Access, Portal, create_router
 from engine.portal.source import FolderSource, ServedSource
@@ -24,7 +25,7 @@ def _home(app: FastAPI) -> None:
 
 
 def create_portal_app(path: str | None, *, admin_token: str | None = None,
-                      today: Callable[[], dt.date] = dt.date.today) -> FastAPI:
+                      today: Callable[[], dt.date] = clock.today) -> FastAPI:
     """Only the portal, over a folder being drafted: no decision endpoints, no keys (loopback only)."""
     app = FastAPI(title="Sharing policy portal", docs_url=None, redoc_url=None, openapi_url=None)
     portal = Portal(FolderSource(path), Access({}, admin_token), today, draft=True)
@@ -34,7 +35,7 @@ def create_portal_app(path: str | None, *, admin_token: str | None = None,
 
 
 def add_portal(app: FastAPI, current: Callable[[], Policy | None], path: str | None, *,
-               keys: Mapping[str, str], admin_token: str | None, today: Callable[[], dt.date] = dt.date.today,
+               keys: Mapping[str, str], admin_token: str | None, today: Callable[[], dt.date] = clock.today,
                audit_query: Callable[[Mapping[str, str]], list[dict[str, Any]]] | None = None) -> None:
     """Serve the portal under /portal of the decision service, over the set it serves."""
     root = Path(path) if path is not None else None

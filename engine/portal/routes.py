@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 import engine
+from engine import clock
 from engine.errors import PolicyLoadError
 from engine.governance.table import COLUMNS
 from engine.governance.terms import DIMENSIONS
@@ -71,7 +72,7 @@ class Portal:
 
     source: Source
     access: Access
-    today: Callable[[], dt.date] = dt.date.today
+    today: Callable[[], dt.date] = clock.today
     audit_query: Callable[[Mapping[str, str]], list[dict[str, Any]]] | None = None
     draft: bool = False  # `engine portal`: a folder being written, not the served set
 
