@@ -88,7 +88,7 @@ def test_check_warns_where_an_obligation_reads_an_attribute_with_no_default(poli
         ("obligation `ask_consent` reads `context.consent`, which has no default: a request without it leaves "
         "the obligation undetermined"),
     ]  # not `settled`, which asks `has` first, nor `expedite`, whose attribute has a default
-    assert f"{policy_dir}/a.policy:13:11: warning:" in out
+    assert out.startswith("a.policy:13:11: warning:")  # paths relative to the policy root
 
 
 CASES = """\
