@@ -1,0 +1,247 @@
+"""LALR parsing that builds the syntax tree as it reduces, with no parse tree in between.
+
+Lark builds the grammar's LALR table, its terminals and its lexer; this module
+runs them in one tight loop for text that parses. Any text that does not is
+handed back (`Unparsed`), and the caller parses it with Lark's own parser,
+whose errors the syntax error messages are made from.
+
+Lark's own way to give nodes their positions (`propagate_positions`) builds a
+`Tree` and a `Meta` for every rule and copies a dozen attributes onto each;
+walking that tree again to make ast nodes doubles the work. Here each rule's
+callback is handed the positions Lark would have given it, computed from the
+children as they are reduced (the first and last child that has a position,
+including the keywords and braces that the tree leaves out), and builds its
+ast node at once. The positions are exactly Lark's: tests compare the two.
+
+This relies on Lark's parse table and rule builders (`Lark._parse_tree_builder`,
+`lark.parsers.lalr_parser._Parser`), stable across Lark 1.2 and 1.3;
+`inline_parser` returns None when they are missing, and the caller falls back
+to the tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from lark import Lark, Token, Tree
+from lark.lexer import UnlessCallback
+from lark.parse_tree_builder import PropagatePositions
+from lark.parsers.lalr_analysis import Shift
+
+
+class Unparsed(Exception):
+    """The text does not lex or parse; Lark's own parser will say why."""
+
+
+class Meta:
+    """The positions of one reduced rule, as Lark's `Meta` has them (`empty` when it has none)."""
+
+    __slots__ = ("column", "empty", "end_column", "end_line", "line")
+
+    def __init__(self, line: int, column: int, end_line: int, end_column: int, empty: bool):
+        self.line, self.column, self.end_line, self.end_column = line, column, end_line, end_column
+        self.empty = empty
+
+
+_EMPTY = Meta(1, 1, 1, 1, True)
+
+Builder = Callable[[Meta, list[Any]], Any]
+
+
+class InlineParser:
+    """Runs Lark's LALR table with callbacks that build nodes through `builder_for(rule name)`."""
+
+    def __init__(self, lark: Lark, rule_builders: list[tuple[Any, list[Any]]]):
+        self.lark = lark
+        self.rule_builders = rule_builders
+        table = lark.parser.parser._parse_table
+        start = lark.options.start[0]
+        self.states = table.states
+        self.start_state = table.start_states[start]
+        self.end_state = table.end_states[start]
+        connector = lark.parser.lexer
+        self.postlex = getattr(connector, "postlexer", None)
+        lexer = getattr(connector, "lexer", connector)
+        self.patterns = [mre.match for mre in lexer.scanner._mres]
+        self.ignore = lexer.ignore_types
+        # Blanks that are skipped with no callback and no newline in them (spaces
+        # between words) are skipped by the pattern itself, before each token.
+        blanks = [t for t in lexer.terminals if t.name in self.ignore and t.name not in lexer.callback
+                  and t.name not in lexer.newline_types]
+        if len(self.patterns) == 1 and blanks:
+            skip = "|".join(t.pattern.to_regexp() for t in blanks)
+            mre = lexer.scanner._mres[0]
+            self.patterns = [lexer.re.compile(f"(?:{skip})*(?:{mre.pattern})", mre.flags).match]
+        self.newline_types = lexer.newline_types
+        # Callbacks that only retype a token by its text (a keyword matched as a
+        # name) are remembered per text; any other callback runs on every token.
+        self.retype = {t: c for t, c in lexer.callback.items() if isinstance(c, UnlessCallback)}
+        self.callbacks = {t: c for t, c in lexer.callback.items() if t not in self.retype}
+        self.retyped: dict[tuple[str, str], str] = {}
+
+    def parse(self, text: str, builders: Callable[[str], Builder]) -> Any:
+        """Parse `text`; each rule's node is `builders(name)(meta, children)`.
+
+        Raises Unparsed when the text has a lexical or syntax error, and whatever a builder raises.
+        """
+        callbacks = self._callbacks(builders)
+        tokens = self._tokens(text)
+        if self.postlex is not None:
+            tokens = self.postlex.process(tokens)
+        states = self.states
+        state_stack = [self.start_state]
+        value_stack: list[Any] = []
+        for token in tokens:
+            type_ = token.type
+            while True:
+                action, arg = states[state_stack[-1]].get(type_, (None, None))
+                if action is Shift:
+                    state_stack.append(arg)
+                    value_stack.append(token)
+                    break
+                if action is None:
+                    raise Unparsed
+                size = len(arg.expansion)
+                if size:
+                    children = value_stack[-size:]
+                    del state_stack[-size:]
+                    del value_stack[-size:]
+                else:
+                    children = []
+                value_stack.append(callbacks[arg](children))
+                state_stack.append(states[state_stack[-1]][arg.origin.name][1])
+        while True:
+            action, arg = states[state_stack[-1]].get("$END", (None, None))
+            if action is None or action is Shift:
+                raise Unparsed
+            size = len(arg.expansion)
+            if size:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+            else:
+                children = []
+            value = callbacks[arg](children)
+            state_stack.append(states[state_stack[-1]][arg.origin.name][1])
+            value_stack.append(value)
+            if state_stack[-1] == self.end_state:
+                return value
+
+    def _tokens(self, text: str) -> Iterator[Token]:
+        """Lark's basic lexer, as one loop: the same terminals in the same order, the same positions."""
+        patterns, ignore, newline_types = self.patterns, self.ignore, self.newline_types
+        retype, retyped, callbacks = self.retype, self.retyped, self.callbacks
+        single = patterns[0] if len(patterns) == 1 else None
+        new_str = str.__new__
+        position, line, line_start, length = 0, 1, 0, len(text)
+        while position < length:
+            if single is not None:
+                found = single(text, position)
+            else:
+                found = next((m for m in (p(text, position) for p in patterns) if m), None)
+            if found is None:
+                raise Unparsed
+            type_ = found.lastgroup
+            if type_ is None:
+                raise Unparsed  # only blanks were left
+            position = found.start(type_)
+            value = found.group(type_)
+            stop = found.end()
+            end_line, end_start = line, line_start
+            if type_ in newline_types:
+                newlines = value.count("\n")
+                if newlines:
+                    end_line = line + newlines
+                    end_start = position + value.rindex("\n") + 1
+            if type_ not in ignore or type_ in callbacks:
+                if type_ in retype:
+                    key = (type_, value)
+                    new = retyped.get(key)
+                    if new is None:
+                        new = retyped[key] = retype[type_](Token(type_, value)).type
+                    type_ = new
+                # Token's own constructor, less its two Python calls: a token per word adds up.
+                token = new_str(Token, value)
+                token.type, token.value, token.start_pos = type_, value, position
+                token.line, token.column = line, position - line_start + 1
+                token.end_line, token.end_column, token.end_pos = end_line, stop - end_start + 1, stop
+                if type_ in callbacks:
+                    token = callbacks[type_](token)
+                if type_ not in ignore:
+                    yield token
+            position, line, line_start = stop, end_line, end_start
+
+    def _callbacks(self, builders: Callable[[str], Builder]) -> dict[Any, Callable[[list[Any]], Any]]:
+        # One per parse: the state lives in these closures, so threads never share it.
+        extents: dict[int, tuple[int, int, int, int]] = {}
+        keep: list[Any] = []  # results stay alive, so that their ids are not reused mid-parse
+        # One Meta, refilled for each reduction: a builder reads it at once and keeps none of it.
+        meta = Meta(1, 1, 1, 1, True)
+        current: list[Meta] = [_EMPTY]
+
+        def node(build: Builder) -> Callable[[list[Any]], Any]:
+            return lambda children: build(current[0], children)
+
+        def positioned(inner: Callable[[list[Any]], Any], expand: bool) -> Callable[[list[Any]], Any]:
+            def reduce(children: list[Any]) -> Any:
+                if expand and len(children) == 1:
+                    # A `?rule` that passes its one child up: the child, where it already is.
+                    child = children[0]
+                    if child is not None and type(child) is not Token and type(child) is not Tree:
+                        return child
+                # Lark's tokens always carry their positions, though typed as optional.
+                first: tuple[Any, ...] | None = None
+                last: tuple[Any, ...] | None = None
+                for child in children:
+                    if type(child) is Token:
+                        first = (child.line, child.column)
+                        break
+                    found = extents.get(id(child))
+                    if found is not None:
+                        first = found
+                        break
+                for child in reversed(children):
+                    if type(child) is Token:
+                        last = (0, 0, child.end_line, child.end_column)
+                        break
+                    found = extents.get(id(child))
+                    if found is not None:
+                        last = found
+                        break
+                if first is None or last is None:
+                    current[0] = _EMPTY
+                    result = inner(children)
+                    return result
+                meta.line, meta.column, meta.end_line, meta.end_column, meta.empty = \
+                    first[0], first[1], last[2], last[3], False
+                current[0] = meta
+                result = inner(children)
+                if result is not None:
+                    extents[id(result)] = (first[0], first[1], last[2], last[3])
+                    keep.append(result)
+                return result
+
+            return reduce
+
+        callbacks = {}
+        for rule, chain in self.rule_builders:
+            # Lark's own position wrapper is left out: `positioned` does its work.
+            chain = [w for w in chain if w is not PropagatePositions and getattr(w, "func", None) is not PropagatePositions]
+            name = rule.alias or rule.options.template_source or rule.origin.name
+            function = node(builders(name))
+            for wrapper in chain:
+                function = wrapper(function)
+            callbacks[rule] = positioned(function, bool(rule.options.expand1 and not rule.alias))
+        return callbacks
+
+
+def inline_parser(lark: Lark) -> InlineParser | None:
+    """An inline parser over a Lark LALR parser with a basic lexer; None if Lark's internals differ.
+
+    The same Lark parser keeps serving the tree path (with its positions, if it was built with them).
+    """
+    try:
+        return InlineParser(lark, list(lark._parse_tree_builder.rule_builders))
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return None
