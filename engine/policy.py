@@ -18,7 +18,7 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from engine import ast
 from engine.cache import FORMAT, DecisionCache, KeyFunctions, key_paths
@@ -30,6 +30,9 @@ from engine.loader import load_set, parse_sources
 from engine.request import SUMMARY_PATHS, RequestSchema
 from engine.source import Source
 from engine.symbols import Vocabulary
+
+if TYPE_CHECKING:
+    from engine.plan import Plan
 
 
 # Decision ids: 32 hex digits like a uuid4, but a tenth of the cost: a random 80-bit
@@ -170,6 +173,7 @@ class Policy:
         self._keys = KeyFunctions(self._schema, key_paths(self._schema, compiled.reads, SUMMARY_PATHS),
                                   f"{FORMAT}:{self.version}")
         self._fast_key = self._keys.fast
+        self._planner: Any = None
 
     def __repr__(self) -> str:
         return f"<Policy {self.title or 'untitled'} {self.version} ({len(self.rules)} rules)>"
@@ -205,6 +209,16 @@ class Policy:
         if cache is not None:
             cache.put(key, reissuable(decision))  # never handed out as is: hits get a new id
         return decision
+
+    def plan(self, partial_request: Any) -> Plan:
+        """A query plan for a request without its resource (engine/plan.py): which resources
+        `decide` would permit, as a condition over their fields. RequestError names the field."""
+        planner = self._planner
+        if planner is None:  # prepared on first use: most callers never plan
+            from engine.plan import Planner
+
+            planner = self._planner = Planner(self)
+        return planner.plan(partial_request)
 
     def decide_many(self, requests: Iterable[Any], *, use_cache: bool = True) -> list[Decision]:
         """Decide each request in order; a RequestError names the request's index (`requests[3].purpose`)."""

@@ -7,6 +7,7 @@ its stage; every one returns the process exit status.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,6 +37,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from engine.commands.serve import serve
 
     return serve(args)
+
+
+def cmd_portal(args: argparse.Namespace) -> int:
+    from engine.commands.portal import run_portal
+
+    return run_portal(args)
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -129,6 +136,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--key", default=None, metavar="PUB", help="Ed25519 public key (PEM); the bundle must be signed by it")
     b = bundle.add_parser("keygen", help="Make an Ed25519 key pair for signing bundles: PREFIX.pem and PREFIX.pub.pem.")
     b.add_argument("prefix", metavar="PREFIX")
+
+    p = add("portal", cmd_portal, "Show a policy folder in the governance portal, on this machine only.")
+    p.add_argument("path", nargs="?", default=None, help="policy directory (default: policies/)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("ENGINE_PORTAL_PORT") or 8080))
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
 
     p = add("audit", cmd_audit, "Work with the audit trail.")
     audit = p.add_subparsers(dest="audit_command", metavar="ACTION")

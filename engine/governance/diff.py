@@ -163,12 +163,12 @@ class GitError(RuntimeError):
     pass
 
 
-def checkout_policies(rev: str, path: str, into: Path) -> Path:
+def checkout_policies(rev: str, path: str, into: Path, cwd: str | None = None) -> Path:
     """Write the .policy files under `path` as they were at `rev` into `into`.
 
-    Paths are read relative to the current directory, as git reads them.
+    Paths are read relative to `cwd` (default: the current directory), as git reads them.
     """
-    listing = _git("ls-tree", "-r", "--name-only", rev, "--", path)
+    listing = _git("ls-tree", "-r", "--name-only", rev, "--", path, cwd=cwd)
     names = [n for n in listing.splitlines() if n.endswith(".policy")]
     if not names:
         raise GitError(f"no .policy files under {path} at {rev}")
@@ -176,17 +176,17 @@ def checkout_policies(rev: str, path: str, into: Path) -> Path:
     for name in names:
         target = into / os.path.relpath(name, base or ".")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(_git_bytes("show", f"{rev}:./{name}"))
+        target.write_bytes(_git_bytes("show", f"{rev}:./{name}", cwd=cwd))
     return into
 
 
-def _git(*args: str) -> str:
-    return _git_bytes(*args).decode("utf-8", "replace")
+def _git(*args: str, cwd: str | None = None) -> str:
+    return _git_bytes(*args, cwd=cwd).decode("utf-8", "replace")
 
 
-def _git_bytes(*args: str) -> bytes:
+def _git_bytes(*args: str, cwd: str | None = None) -> bytes:
     try:
-        done = subprocess.run(["git", *args], capture_output=True, check=False)
+        done = subprocess.run(["git", *args], capture_output=True, check=False, cwd=cwd)
     except OSError as exc:
         raise GitError(f"git could not be run: {exc.strerror}") from None
     if done.returncode != 0:

@@ -679,7 +679,8 @@ a { color: #1d70b8; }
 """
 
 
-def _html_inline(inline: Inline) -> str:
+def inline_html(inline: Inline) -> str:
+    """A run of text pieces as HTML, every piece escaped."""
     tags = {"code": "code", "strong": "strong", "em": "em"}
     out = []
     for style, text in inline:
@@ -691,7 +692,7 @@ def _html_inline(inline: Inline) -> str:
 def _html_list(items: BulletList) -> str:
     tag = "ol" if items.ordered else "ul"
     inner = "".join(
-        f"<li>{_html_inline(i.inline)}{_html_list(i.children) if i.children is not None else ''}</li>"
+        f"<li>{inline_html(i.inline)}{_html_list(i.children) if i.children is not None else ''}</li>"
         for i in items.items
     )
     return f"<{tag}>{inner}</{tag}>"
@@ -732,7 +733,7 @@ def to_html(title: str, blocks: list[Block]) -> str:
                     body.append(_contents(blocks))
             case Para(inline=inline, anchor=anchor):
                 attrs = f' id="{html.escape(anchor)}" class="rule"' if anchor else ""
-                body.append(f"<p{attrs}>{_html_inline(inline)}</p>")
+                body.append(f"<p{attrs}>{inline_html(inline)}</p>")
             case BulletList():
                 body.append(_html_list(block))
     text = "\n".join(body)

@@ -22,7 +22,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
-from engine.service import schemas
+from engine.portal.app import add_portal
+from engine.service import applications, schemas
 from engine.service.audit import AuditLog
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
@@ -361,14 +362,16 @@ def create_app(
     app = FastAPI(title="Sharing policy decision service", version="1",
                   description="Permit or deny multi-agency information sharing, with the reasons "
                               "in the words of the rule that decided.",
-                  lifespan=_lifespan(service))
+                  lifespan=_lifespan(service), docs_url=None, redoc_url=None)
     service.telemetry.watch_cache(holder.cache_totals)
     app.state.service = service
     install_handlers(app)
     _routes(app, service)
+    applications.install(app, service)  # /plan, /policy/vocabulary, an offline /docs
+    add_portal(app, lambda: holder.policy, path, keys=api_keys, admin_token=admin_token)
     if bundles is not None:
         add_bundle_routes(app, bundles)
-    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.openapi = applications.openapi(_openapi(app), service)  # type: ignore[method-assign]
     return app
 
 

@@ -52,7 +52,7 @@ class Metrics:
     def __init__(self) -> None:
         self.decisions = {"permit": 0, "deny": 0}
         self.rejected: dict[str, int] = {}
-        self.latency = {"decide": Histogram(), "batch": Histogram()}
+        self.latency = {"decide": Histogram(), "batch": Histogram(), "plan": Histogram()}
 
     def decided(self, outcome: str) -> None:
         self.decisions[outcome] = self.decisions.get(outcome, 0) + 1

@@ -132,7 +132,48 @@ class ErrorBody(BaseModel):
     rendered: str | None = Field(None, description="the diagnostics as the `engine check` command prints them")
 
 
-REQUEST_BODY_MODELS = {"DecisionRequest": DecisionRequest, "BatchRequest": BatchRequest}
+class PlanRequest(_Open):
+    """A decision request without its resource: the plan answers for every resource."""
+
+    requester: Requester
+    action: str = Field(examples=["view"])
+    purpose: str = Field(examples=["safeguarding.children"])
+    context: dict[str, Any] = Field(default_factory=dict, description="the policy's context.* attributes")
+
+
+class PlanBranch(BaseModel):
+    rule: str
+    condition: dict[str, Any]
+    obligations: list[dict[str, Any]]
+
+
+class Plan(BaseModel):
+    """Which resources `decide` would permit (docs/applications.md describes the condition tree)."""
+
+    kind: Literal["always_allowed", "always_denied", "conditional"]
+    condition: dict[str, Any] = Field(description="a condition over resource fields: and/or/not, eq, in, lt, ...")
+    branches: list[PlanBranch] = Field(description="the permit rules behind the condition")
+    obligations: list[dict[str, Any]] = Field(description="policy-wide obligations of a permit")
+    denied_by: list[str] = Field(description="deny rules that refuse some resources")
+    policy_version: str
+
+
+class Vocabulary(BaseModel):
+    """Every name the served set declares, in declaration order."""
+
+    policy_version: str
+    actions: list[dict[str, Any]]
+    roles: list[dict[str, Any]] = Field(description="name, label, parents")
+    purposes: list[dict[str, Any]] = Field(description="full dotted name, label, parents")
+    categories: list[dict[str, Any]]
+    classifications: list[dict[str, Any]] = Field(description="lowest first, with their rank")
+    agencies: list[dict[str, Any]]
+    groups: list[dict[str, Any]]
+    attributes: list[dict[str, Any]] = Field(description="path, type, label, required, values, default")
+    obligations: list[dict[str, Any]] = Field(description="each name once, with the arguments of each use")
+
+
+REQUEST_BODY_MODELS = {"DecisionRequest": DecisionRequest, "BatchRequest": BatchRequest, "PlanRequest": PlanRequest}
 
 
 def body_doc(model: str) -> dict[str, Any]:

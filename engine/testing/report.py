@@ -41,7 +41,7 @@ def render_text(report: TestReport, *, verbose: bool = False, colour: bool = Fal
                 lines.append(f"{_paint('PASS', _GREEN, colour)} {_where(result)} {result.case.name}")
             elif not result.passed:
                 lines.append(f"{_paint('FAIL', _RED + ';' + _BOLD, colour)} {_where(result)} {result.case.name}")
-                lines.extend("  " + line for line in _failure(result))
+                lines.extend("  " + line for line in failure_lines(result))
     if not report.files:
         lines.append("no test files (*.test.yaml) found: nothing was tested")
     elif report.keyword and not report.results:
@@ -64,7 +64,7 @@ def _where(result: CaseResult) -> str:
     return f"{result.case.path}:{result.case.line}"
 
 
-def _failure(result: CaseResult) -> list[str]:
+def failure_lines(result: CaseResult) -> list[str]:
     """What a failed case expected, what it got, and why the engine decided so."""
     lines = []
     if result.decision is not None:
@@ -269,7 +269,7 @@ def _junit_case(suite: ET.Element, result: CaseResult) -> None:
         return
     kind = result.errors[0].kind if result.errors and result.decision is None else "mismatch"
     failure = ET.SubElement(element, "failure", message=_xml(_failure_message(result)), type=kind)
-    failure.text = _xml("\n".join([f"{case.path}:{case.line} {case.name}", *_failure(result)]))
+    failure.text = _xml("\n".join([f"{case.path}:{case.line} {case.name}", *failure_lines(result)]))
 
 
 def _failure_message(result: CaseResult) -> str:

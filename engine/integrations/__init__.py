@@ -1,0 +1,1 @@
+"""Adapters for calling applications: a SQLAlchemy filter for plans, a FastAPI dependency."""
