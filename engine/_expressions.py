@@ -13,6 +13,7 @@ import operator
 from typing import Any, Callable
 
 from engine import ast
+from engine.durations import shifter
 from engine.request import RAW, RequestSchema
 from engine.symbols import NameLookupError, Vocabulary
 
@@ -166,27 +167,62 @@ class ExprCompiler:
         kind = self._kind(expr.left) or self._kind(expr.right)
         left, right = self._operand(expr.left, kind), self._operand(expr.right, kind)
         if isinstance(left, _Const) and isinstance(right, _Const):
-            value = _ORDER[expr.op](left.value, right.value)
+            known = left.value is not None and right.value is not None  # None: a date outside the calendar
+            value = _ORDER[expr.op](left.value, right.value) if known else None
             return lambda env: value
+        if isinstance(left, _Calc) or isinstance(right, _Calc):
+            return _twins(_computed(expr.op, left, right), _computed(_OPPOSITE[expr.op], left, right))
         return _twins(_compare(expr.op, left, right), _compare(_OPPOSITE[expr.op], left, right))
+
+    def compile_InAttribute(self, expr: ast.InAttribute) -> Test:
+        """`x in S`: exact membership in a set attribute's value (a frozenset); unknown when
+        either is missing."""
+        operand = _plain(self._operand(expr.operand, self.vocab.attributes[expr.set.text].element))
+        members = self._attribute(expr.set)
+        if isinstance(operand, _Const):
+            value = operand.value
+
+            def has_member(env: Env) -> Any:
+                found = env.get(members)
+                return None if found is None else value in found
+
+            def lacks_member(env: Env) -> Any:
+                found = env.get(members)
+                return None if found is None else value not in found
+
+            return _twins(has_member, lacks_member)
+        path = operand.path
+
+        def member_of(env: Env) -> Any:
+            value = env.get(path)
+            found = env.get(members)
+            return None if value is None or found is None else value in found
+
+        def not_member_of(env: Env) -> Any:
+            value = env.get(path)
+            found = env.get(members)
+            return None if value is None or found is None else value not in found
+
+        return _twins(member_of, not_member_of)
 
     def compile_InSet(self, expr: ast.InSet) -> Test:
         kind = self._kind(expr.operand) or next(filter(None, map(self._kind, expr.values)), None)
-        operand = self._operand(expr.operand, kind)
+        operand = _plain(self._operand(expr.operand, kind))
         values = [self._operand(v, kind) for v in expr.values]
-        if all(isinstance(v, _Const) for v in values):
-            return self._member(operand, frozenset(v.value for v in values))
+        constants = [v.value for v in values if isinstance(v, _Const)]
+        if len(constants) == len(values):
+            return self._member(operand, frozenset(constants))
         # A value that is itself an attribute: compare one by one.
         return _any_of(tuple(self.compile_Compare(ast.Compare("==", expr.operand, v, expr.span))
                              for v in expr.values))
 
     def compile_InGroup(self, expr: ast.InGroup) -> Test:
-        operand = self._operand(expr.operand, "agency")
+        operand = _plain(self._operand(expr.operand, "agency"))
         return self._member(operand, self.vocab.agencies_named(expr.group.text))
 
     def compile_Is(self, expr: ast.Is) -> Test:
         kind = self._kind(expr.operand)
-        operand = self._operand(expr.operand, kind)
+        operand = _plain(self._operand(expr.operand, kind))
         text = expr.node.text
         if kind in _HIERARCHIES:
             tree = self.vocab.hierarchy(kind)
@@ -213,13 +249,15 @@ class ExprCompiler:
 
     # --- operands -------------------------------------------------------------------
 
-    def _kind(self, value: ast.Value) -> str | None:
+    def _kind(self, value: ast.Operand) -> str | None:
         if isinstance(value, ast.Name):
             attribute = self.vocab.attributes.get(value.text)
             return attribute.kind if attribute is not None else None
         return None
 
-    def _operand(self, value: ast.Value, kind: str | None) -> "_Const | _Attr":
+    def _operand(self, value: ast.Operand, kind: str | None) -> _Const | _Attr | _Calc:
+        if isinstance(value, ast.Arithmetic):
+            return self._arithmetic(value)
         if isinstance(value, ast.Name):
             if value.text in self.vocab.attributes:
                 self._reads[value.text] = None
@@ -228,6 +266,30 @@ class ExprCompiler:
         if isinstance(value, (ast.StringLit, ast.NumberLit, ast.BoolLit, ast.DateLit)):
             return _Const(value.value)
         raise NameLookupError("a nested condition cannot be compared")
+
+    def _arithmetic(self, expr: ast.Arithmetic) -> _Const | _Calc:
+        """A date moved by a duration: a constant when the date is one, else a computation."""
+        if not isinstance(expr.right, ast.DurationLit):
+            raise NameLookupError(f"`{expr.op}` needs a date and a duration")
+        move = shifter(expr.op, expr.right.amount, expr.right.unit)
+        date = self._operand(expr.left, "date")
+        if isinstance(date, _Const):
+            return _Const(None if date.value is None else move(date.value))
+        if isinstance(date, _Attr):
+            path = date.path
+
+            def moved(env: Env) -> Any:
+                value = env.get(path)
+                return None if value is None else move(value)
+
+            return _Calc(moved)
+        inner = date.compute
+
+        def moved_again(env: Env) -> Any:
+            value = inner(env)
+            return None if value is None else move(value)
+
+        return _Calc(moved_again)
 
     def _constant(self, text: str, kind: str | None) -> Any:
         """A bare name as a value of `kind`, in canonical form."""
@@ -242,6 +304,39 @@ class ExprCompiler:
             raise NameLookupError(f"unknown attribute `{name.text}`")
         (self._reads if into is None else into)[name.text] = None
         return name.text
+
+
+def _computed(symbol: str, left: _Const | _Attr | _Calc, right: _Const | _Attr | _Calc) -> Test:
+    """A comparison where a side is computed (a date moved by a duration): unknown when either
+    side is. Only conditions using date arithmetic take this (slower, general) form."""
+    op = _ORDER[symbol]
+    first, second = _getter(left), _getter(right)
+
+    def compare_computed(env: Env) -> Any:
+        a = first(env)
+        if a is None:
+            return None
+        b = second(env)
+        return None if b is None else op(a, b)
+
+    return compare_computed
+
+
+def _plain(operand: _Const | _Attr | _Calc) -> _Const | _Attr:
+    """An operand that must be a value or an attribute (the checker allows no date arithmetic here)."""
+    if isinstance(operand, _Calc):
+        raise NameLookupError("date arithmetic can only be compared")
+    return operand
+
+
+def _getter(operand: _Const | _Attr | _Calc) -> Callable[[Env], Any]:
+    if isinstance(operand, _Calc):
+        return operand.compute
+    if isinstance(operand, _Attr):
+        path = operand.path
+        return lambda env: env.get(path)
+    value = operand.value
+    return lambda env: value
 
 
 def _compare(symbol: str, left: "_Const | _Attr", right: "_Const | _Attr") -> Test:
@@ -267,6 +362,15 @@ class _Attr:
         self.path = path
 
 
+class _Calc:
+    """An operand computed from the request: `compute(env)` is its value, None when unknown."""
+
+    __slots__ = ("compute",)
+
+    def __init__(self, compute: Callable[[Env], Any]):
+        self.compute = compute
+
+
 def _any_of(tests: tuple[Test, ...]) -> Test:
     def any_of(env: Env) -> Any:
         unknown = False
@@ -290,12 +394,26 @@ def show(vocab: Vocabulary, path: str, value: Any) -> str:
     kind = attribute.kind if attribute is not None else ""
     if value is True or value is False:
         return "true" if value else "false"
+    if isinstance(value, frozenset):  # a set: its members, as a set default is written
+        member = vocab.attributes[path].element if attribute is not None else None
+        shown = sorted(_member_text(vocab, member, v) for v in value)
+        return "{" + ", ".join(shown) + "}"
     if kind == "classification" and isinstance(value, int):
         return list(vocab.classifications)[value]
     if isinstance(value, dt.date):
         return value.isoformat()
     if kind == "string":
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'  # as the language writes it
+    return str(value)
+
+
+def _member_text(vocab: Vocabulary, kind: str | None, value: Any) -> str:
+    if kind == "classification" and isinstance(value, int):
+        return list(vocab.classifications)[value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if kind == "string":
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
     return str(value)
 
 

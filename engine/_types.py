@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine import ast
+from engine.durations import duration_text
 from engine.errors import Diagnostic, did_you_mean, error, warning
 from engine.source import Span
 from engine.symbols import ATTRIBUTE_ROOTS, VOCABULARY_KINDS, Attribute, NameLookupError, Vocabulary
@@ -38,8 +39,12 @@ class Type:
 
     kind: str
     values: tuple[str, ...] = ()  # the choices of a one_of
+    element: str | None = None  # a set: the kind of its members
 
     def describe(self) -> str:
+        if self.kind == "set":
+            member = self.element or ""
+            return "a set of " + ("one-of choices" if member == "one_of" else _PLURAL.get(member, member + "s"))
         if self.kind == "one_of":
             return "one of " + ", ".join(self.values)
         if self.kind == "bool":
@@ -62,7 +67,12 @@ class Typed:
 
 
 def attribute_type(attribute: Attribute) -> Type:
-    return Type(attribute.kind, attribute.values)
+    return Type(attribute.kind, attribute.values, attribute.element)
+
+
+def member_type(set_type: Type) -> Type:
+    """The type of a set's members."""
+    return Type(set_type.element or "error", set_type.values)
 
 
 class ExprChecker:
@@ -81,8 +91,15 @@ class ExprChecker:
             self._not_boolean(expr, typed, keyword)
 
     def obligation_argument(self, value: ast.Value) -> None:
-        """Literals or declared attribute paths only."""
-        if not isinstance(value, ast.Name) or value.text in self.vocab.attributes:
+        """Literals or declared attribute paths only; not sets."""
+        if not isinstance(value, ast.Name):
+            return
+        attribute = self.vocab.attributes.get(value.text)
+        if attribute is not None and attribute.kind == "set":
+            self._error("bad_obligation_argument", f"`{value.text}` is a set and cannot be an obligation argument",
+                        value.span, "pass a single value, or write the obligation once per case with `when`")
+            return
+        if attribute is not None:
             return
         if _looks_like_attribute(value.text):
             self._unknown_attribute(value)
@@ -113,6 +130,15 @@ class ExprChecker:
         left, right = self._operand(expr.left), self._operand(expr.right)
         if ERROR in (left.type, right.type):
             return Typed(BOOL, "a condition")
+        for side in (left, right):
+            if side.type.kind == "set":
+                self._error("cannot_compare_set", f"`{side.shown}` is {side.type.describe()} and cannot be compared",
+                            expr.span, f"test a member with `x in {side.shown}`, or whether it was given with "
+                                       f"`has {side.shown}`")
+                return Typed(BOOL, "a condition")
+            if side.type.kind == "duration":
+                self._duration_alone(side, expr.span)
+                return Typed(BOOL, "a condition")
         if NAME in (left.type, right.type):
             # A bare name is a value of the attribute on the other side.
             name, other = (expr.left, right) if left.type == NAME else (expr.right, left)
@@ -144,6 +170,9 @@ class ExprChecker:
 
     def _expr_InSet(self, expr: ast.InSet) -> Typed:
         operand = self._operand(expr.operand)
+        if operand.type.kind == "set":
+            self._set_on_left(operand, expr.operand.span)
+            operand = Typed(ERROR, operand.shown)
         if operand.type == NAME:
             self._unknown_attribute(expr.operand)
         elif operand.attribute is None and operand.type != ERROR:
@@ -201,10 +230,72 @@ class ExprChecker:
             self._error("unknown_name", f"unknown group `{name}`", group.span,
                         did_you_mean(name, self.vocab.groups) or "declare it with `group NAME = { … }`")
 
+    def _expr_InAttribute(self, expr: ast.InAttribute) -> Typed:
+        """`x in S`: S a `set of T` attribute, x a value of type T (exact, never through a tree)."""
+        attribute = self.vocab.attributes.get(expr.set.text)
+        if attribute is None:
+            self._unknown_attribute(expr.set)
+            return Typed(BOOL, "a condition")
+        whole = Typed(attribute_type(attribute), expr.set.text, attribute)
+        if attribute.kind != "set":
+            self._error("not_a_set", f"`{expr.set.text}` is not a set: it is {whole.type.describe()}", expr.set.span,
+                        f"`in` takes a `set of …` attribute, a group, or values in braces: "
+                        f"`x in {{a, b}}`; to compare two values write `x == {expr.set.text}`")
+            return Typed(BOOL, "a condition")
+        member = Typed(member_type(whole.type), expr.set.text, attribute)
+        operand = self._operand(expr.operand)
+        if operand.type == NAME and isinstance(expr.operand, ast.Name):
+            self._value(member, expr.operand)  # a bare name is a value of the members' type
+        elif operand.type.kind == "set":
+            self._set_on_left(operand, expr.operand.span)
+        elif operand.type != ERROR and (operand.type.kind != member.type.kind or operand.type.values != member.type.values):
+            self._error("type_mismatch",
+                        f"`{operand.shown}` ({operand.type.describe()}) cannot be a member of `{expr.set.text}` "
+                        f"({whole.type.describe()})", expr.span, "both sides must be the same kind of value")
+        return Typed(BOOL, "a condition")
+
+    def _set_on_left(self, operand: Typed, span: Span) -> None:
+        self._error("cannot_compare_set", f"`{operand.shown}` is {operand.type.describe()} and cannot stand left of "
+                    "`in` or `is`", span, f"test one value instead: `x in {operand.shown}`")
+
+    def _duration_alone(self, typed: Typed, span: Span) -> None:
+        self._error("bad_arithmetic", f"`{typed.shown}` is a duration: it can only be added to or taken from a date",
+                    span, f"for example `resource.discharged_on + {typed.shown}`")
+
+    def _arithmetic(self, expr: ast.Arithmetic) -> Typed:
+        """`date + duration`, `date - duration`: a date; anything else is a load error."""
+        left, right = self._operand(expr.left), self._operand(expr.right)
+        shown = f"{left.shown} {expr.op} {right.shown}"
+        for side, value in ((left, expr.left), (right, expr.right)):
+            if side.type == NAME and side.shown in _UNITS:
+                self._error("unit_without_number", f"`{side.shown}` needs a number before it", value.span,
+                            f"write a whole number and the unit, like `28 {side.shown}`")
+                return Typed(ERROR, shown)
+            if side.type == NAME and isinstance(value, ast.Name):
+                self._unknown_attribute(value)
+                return Typed(ERROR, shown)
+        if ERROR in (left.type, right.type):
+            return Typed(ERROR, shown)
+        if left.type.kind == "duration" and right.type.kind == "date":
+            self._error("bad_arithmetic", f"`{expr.op}` needs the date first, then the duration", expr.span,
+                        f"write `{right.shown} {expr.op} {left.shown}`")
+        elif left.type.kind != "date" or right.type.kind != "duration":
+            help = "dates move by durations, like `context.date - 6 years`; no other arithmetic exists"
+            if right.type.kind == "number" and left.type.kind == "date":
+                help = f"say what the number counts: `{left.shown} {expr.op} {right.shown} days`"
+            self._error("bad_arithmetic", f"`{expr.op}` needs a date and a duration, not `{left.shown}` "
+                        f"({left.type.describe()}) and `{right.shown}` ({right.type.describe()})", expr.span, help)
+        else:
+            return Typed(Type("date"), shown)
+        return Typed(ERROR, shown)
+
     def _expr_Is(self, expr: ast.Is) -> Typed:
         operand = self._operand(expr.operand)
         if operand.type == NAME:
             self._unknown_attribute(expr.operand)
+            return Typed(BOOL, "a condition")
+        if operand.type.kind == "set":
+            self._set_on_left(operand, expr.operand.span)
             return Typed(BOOL, "a condition")
         if expr.node.text in self.vocab.attributes:
             self._error("type_mismatch", f"the right of `is` must be a value, not the attribute `{expr.node.text}`",
@@ -240,7 +331,8 @@ class ExprChecker:
     def _literal(self, expr) -> Typed:
         return self._operand(expr)
 
-    _expr_StringLit = _expr_NumberLit = _expr_BoolLit = _expr_DateLit = _literal
+    _expr_StringLit = _expr_NumberLit = _expr_BoolLit = _expr_DateLit = _expr_DurationLit = _literal
+    _expr_Arithmetic = _literal
 
     # --- operands and values ------------------------------------------------
 
@@ -256,6 +348,10 @@ class ExprChecker:
                 return Typed(NAME, text)
             case ast.StringLit() | ast.NumberLit() | ast.BoolLit() | ast.DateLit():
                 return Typed(Type(_LITERAL_KINDS[type(value)]), _shown(value))
+            case ast.DurationLit():
+                return Typed(Type("duration"), _shown(value))
+            case ast.Arithmetic():
+                return self._arithmetic(value)
             case _:
                 # `(a or b) == true`: the bracketed condition is already true
                 # or false; comparing it is never needed and not compiled.
@@ -287,6 +383,11 @@ class ExprChecker:
     # --- reports --------------------------------------------------------------
 
     def _not_boolean(self, expr, typed: Typed, keyword: str) -> None:
+        if typed.type.kind == "set":
+            self._error("not_boolean", f"`{typed.shown}` is not true or false: it is {typed.type.describe()}",
+                        expr.span, f"test a member with `x in {typed.shown}`, or whether it was given with "
+                                   f"`has {typed.shown}`")
+            return
         if typed.attribute is not None:
             message = f"`{typed.shown}` is not true or false: it is {typed.type.describe()}"
             help = f"compare it with a value, e.g. `{typed.shown} {self._example(typed)}`"
@@ -366,9 +467,14 @@ def _shown(value) -> str:
             return date.isoformat()
         case ast.NumberLit(value=number):
             return str(number)
+        case ast.DurationLit(amount=amount, unit=unit):
+            return duration_text(amount, unit)
         case ast.Name(text=text):
             return text
     return "(…)"
+
+
+_UNITS = frozenset(("day", "days", "week", "weeks", "month", "months", "year", "years"))
 
 
 def _literal_key(value) -> object:

@@ -51,6 +51,23 @@ class DateLit:
     span: Span = field(**_SPAN)
 
 
+@dataclass(frozen=True, slots=True)
+class DurationLit:
+    """`28 days`, `1 month`: a whole number of a unit (day, week, month or year, singular)."""
+
+    amount: int
+    unit: str
+    span: Span = field(**_SPAN)
+
+
+@dataclass(frozen=True, slots=True)
+class SetLit:
+    """`{a, b}` or `{}`: the default of a `set of T` attribute."""
+
+    values: tuple[Value, ...]
+    span: Span = field(**_SPAN)
+
+
 Literal = Union[StringLit, NumberLit, BoolLit, DateLit]
 Value = Union[Name, StringLit, NumberLit, BoolLit, DateLit]
 
@@ -74,12 +91,27 @@ class Not:
 
 
 @dataclass(frozen=True, slots=True)
+class Arithmetic:
+    """`date + duration` or `date - duration`: op is "+" or "-"; left may be another Arithmetic."""
+
+    op: str
+    left: Operand
+    right: Operand
+    span: Span = field(**_SPAN)
+
+
+# What a comparison compares: a value, a date moved by a duration, or (an error the
+# checker reports) a duration or a bracketed condition.
+Operand = Union[Name, StringLit, NumberLit, BoolLit, DateLit, DurationLit, Arithmetic]
+
+
+@dataclass(frozen=True, slots=True)
 class Compare:
     """`left OP right` with OP one of == != < <= > >=."""
 
     op: str
-    left: Value
-    right: Value
+    left: Operand
+    right: Operand
     span: Span = field(**_SPAN)
 
 
@@ -102,6 +134,15 @@ class InGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class InAttribute:
+    """`x in S`: exact membership in the value of a `set of T` attribute."""
+
+    operand: Value
+    set: Name
+    span: Span = field(**_SPAN)
+
+
+@dataclass(frozen=True, slots=True)
 class Is:
     """`x is node`: at or below a node of a hierarchy, else equal."""
 
@@ -118,7 +159,8 @@ class Has:
     span: Span = field(**_SPAN)
 
 
-Expr = Union[BoolOp, Not, Compare, InSet, InGroup, Is, Has, Name, StringLit, NumberLit, BoolLit, DateLit]
+Expr = Union[BoolOp, Not, Compare, InSet, InGroup, InAttribute, Is, Has, Name, StringLit, NumberLit, BoolLit, DateLit,
+             DurationLit, Arithmetic]
 
 
 # --- rules ------------------------------------------------------------------
@@ -247,10 +289,13 @@ class ActionsDecl:
 
 @dataclass(frozen=True, slots=True)
 class RoleItem:
+    """`name ["label"] [: parents] [at agencies and groups]`."""
+
     name: Name
     label: str | None
     parents: tuple[Name, ...]
     span: Span = field(**_SPAN)
+    places: tuple[Name, ...] = ()  # after `at`: where the role may be held (empty: anywhere)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,18 +350,20 @@ class GroupDecl:
 @dataclass(frozen=True, slots=True)
 class AttrType:
     """kind: bool, number, string, date, one_of, or a vocabulary kind
-    (action, role, agency, purpose, category, classification)."""
+    (action, role, agency, purpose, category, classification); or `set`, with
+    the type of its members in `element`."""
 
     kind: str
     values: tuple[VocabItem, ...] = ()
     span: Span = field(default=None, **_SPAN)  # type: ignore[assignment]
+    element: AttrType | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AttributeDecl:
     path: Name
     type: AttrType
-    default: Value | None
+    default: Value | SetLit | None
     span: Span = field(**_SPAN)
     label: str | None = None  # after the span: older code builds declarations without one
 

@@ -13,6 +13,7 @@ returns None and the request takes the full validation path, whose key
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import threading
 import time
@@ -20,11 +21,11 @@ from typing import Any, Callable
 
 from cachetools import FIFOCache
 
-from engine.request import (_BOOL, _DATE, _NUMBER, _VOCAB, CHECKS, SECTIONS, TOP_KEYS, RequestSchema, parse_date,
-                            item_of, required_sections, section_keys, simple_shape, source_of, today)
+from engine.request import (_BOOL, _DATE, _NUMBER, _SET, _VOCAB, CHECKS, SECTIONS, TOP_KEYS, RequestSchema, parse_date,
+                            item_of, members_reader, required_sections, section_keys, simple_shape, source_of, today)
 
 # Bump when the shape of a cached Decision changes.
-FORMAT = "decision-2"
+FORMAT = "decision-3"
 
 
 class _Entries(FIFOCache):
@@ -92,12 +93,12 @@ class KeyFunctions:
 
     def project(self, request: dict) -> tuple:
         """The key of a request already validated."""
-        values = [self.tag]
+        values: list[Any] = [self.tag]
         for parts in self._parts:
             node: Any = request
             for part in parts:
                 node = node.get(part) if isinstance(node, dict) else None
-            values.append(node)
+            values.append(frozenset(node) if isinstance(node, list) else node)  # a set: order and repeats aside
         if self._date >= 0 and values[self._date + 1] is None:
             values[self._date + 1] = today()
         return tuple(values)
@@ -186,6 +187,9 @@ def _section_check(namespace: dict, schema: RequestSchema, n: int, section: str,
         guard = "{v}.__class__ is not str" if path in _IDS else _GUARDS.get(specs[path].check)
         if guard:
             lines.append(f"        if {guard.format(v=name)}: return None")
+        if specs[path].check == _SET:  # a list, as a frozenset of members Python will not confuse
+            namespace[f"_SK_{name}"] = _set_key(specs[path])
+            lines.append(f"        {name} = _SK_{name}({name})")
     # More than was read (or a null): its keys must be declared, and those outside the key valid.
     namespace[f"_A{n}"] = section_keys(schema, section)
     lines += [f"    if len(s{n}) != n:", f"        if not s{n}.keys() <= _A{n}: return None"]
@@ -194,6 +198,19 @@ def _section_check(namespace: dict, schema: RequestSchema, n: int, section: str,
         lines += [f"        v = {source_of(path)}"] + _check_lines(namespace, f"_T{n}_{i}", "v", specs[path],
                                                                      "        ")
     return lines
+
+
+def _members_valid(spec: Any) -> Callable[[Any], bool]:
+    reader = members_reader(spec)
+
+    def valid(value: Any) -> bool:
+        try:
+            reader(value)
+        except (KeyError, ValueError, TypeError):
+            return False
+        return True
+
+    return valid
 
 
 # Read to check their type, though not part of the key.
@@ -205,9 +222,28 @@ _GUARDS = {
 }
 
 
+def _set_key(spec: Any) -> Callable[[Any], frozenset[Any]]:
+    """A set attribute's list as a key: a frozenset, or TypeError (the careful path) when a member
+    is of a type that could pass for another in a frozenset (1 and true)."""
+    allowed = {_NUMBER: (int, float), _BOOL: (bool,), _DATE: (str, dt.date)}.get(spec.member.check, (str,))
+
+    def key(value: Any) -> frozenset[Any]:
+        if value.__class__ is not list:
+            raise TypeError(spec.path)
+        for item in value:
+            if item.__class__ not in allowed:
+                raise TypeError(spec.path)
+        return frozenset(value)
+
+    return key
+
+
 def _check_lines(namespace: dict, table: str, v: str, spec, indent: str) -> list[str]:
     """Lines returning None unless the value `v` is absent or valid (required ones must be there)."""
-    if spec.check == _VOCAB:
+    if spec.check == _SET:
+        namespace[table] = _members_valid(spec)
+        bad = f"not {table}({v})"
+    elif spec.check == _VOCAB:
         namespace[table] = spec.table
         bad = f"{v} not in {table}"
     elif spec.check == _DATE:

@@ -122,17 +122,32 @@ _ARTICLE = {"agency": "an", "group": "a"}
 
 
 def check_roles(ctx: Context) -> list[Diagnostic]:
-    """Role parents are declared roles, and inheritance has no cycle."""
+    """Role parents are declared roles, inheritance has no cycle, and `at` names agencies or groups."""
     found = []
     for decl in _of_type(ctx, ast.RolesDecl):
         for item in decl.items:
             found.extend(_lookup(ctx, "role", parent) for parent in item.parents)
+            found.extend(_repeats(item.places))
+            found.extend(_lookup(ctx, "agency_or_group", place) for place in item.places)
+    found.extend(_held_nowhere(ctx))
     roles = ctx.vocab.roles
     edges = {name: [p for p in roles.parents[name] if p in roles.labels] for name in roles.names}
     for cycle in cycles(roles.names, edges):
         found.append(error("role_cycle", "role inheritance forms a cycle: " + " -> ".join(cycle),
                            roles.spans[cycle[0]], "remove one of these parents"))
     return [d for d in found if d is not None]
+
+
+def _held_nowhere(ctx: Context) -> Iterator[Diagnostic]:
+    """A role whose `at` shares no agency with a parent's can never be held: surely a slip."""
+    vocab = ctx.vocab
+    for role, places in vocab.places.items():
+        if not places and role in vocab.role_at:
+            names = [r for r in vocab.roles.ancestors[role] if r in vocab.role_at and r != role]
+            if not names:
+                continue  # its own `at` names nothing declared: reported as unknown names
+            yield warning("role_held_nowhere", f"role `{role}` can be held at no agency", vocab.roles.spans[role],
+                          f"its `at` shares no agency with that of {', '.join(f'`{n}`' for n in sorted(names))}")
 
 
 def check_groups(ctx: Context) -> list[Diagnostic]:
@@ -177,20 +192,41 @@ def _attribute(ctx: Context, item: ast.AttributeDecl) -> Iterator[Diagnostic | N
         builtins = ", ".join(f"`{a.path}`" for a in ctx.vocab.attributes.values() if a.builtin)
         yield error("builtin_attribute", f"`{path}` is built in and cannot be declared", item.path.span,
                     f"the built-in attributes are {builtins}")
-    if item.type.kind == "one_of":
-        if not item.type.values:
-            yield error("empty_choice", "`one of` lists no values", item.type.span, "list the values it may take")
-        yield from _repeats([v.name for v in item.type.values])
+    type_ = item.type.element or item.type
+    if item.type.kind == "set" and type_.kind == "bool":
+        yield error("set_of_bool", f"`{path}` cannot be a set of true/false values", item.type.span,
+                    "declare one `bool` attribute per fact instead")
+    if type_.kind == "one_of":
+        if not type_.values:
+            yield error("empty_choice", "`one of` lists no values", type_.span, "list the values it may take")
+        yield from _repeats([v.name for v in type_.values])
     if item.default is not None:
-        yield _default(ctx, item)
+        yield from _set_default(ctx, item) if item.type.kind == "set" else (_default(ctx, item),)
 
 
 _DEFAULT_LITERALS = {"bool": ast.BoolLit, "number": ast.NumberLit, "string": ast.StringLit, "date": ast.DateLit}
 _DEFAULT_EXAMPLES = {"bool": "false", "number": "0", "string": '"none"', "date": "2025-06-01"}
 
 
+def _set_default(ctx: Context, item: ast.AttributeDecl) -> Iterator[Diagnostic | None]:
+    """A set's default is `{}` or `{a, b}`, each member a value of the members' type."""
+    element = item.type.element
+    if not isinstance(item.default, ast.SetLit):
+        yield error("bad_default", f"the default of `{item.path.text}` must be a set", item.default.span,
+                    "write `default {}` for none, or `default {a, b}`")
+        return
+    if element is None or element.kind == "bool":
+        return
+    yield from _repeats([v for v in item.default.values if isinstance(v, ast.Name)])
+    for value in item.default.values:
+        yield _default(ctx, ast.AttributeDecl(item.path, element, value, item.span))
+
+
 def _default(ctx: Context, item: ast.AttributeDecl) -> Diagnostic | None:
     kind, default, path = item.type.kind, item.default, item.path.text
+    if isinstance(default, ast.SetLit):
+        return error("bad_default", f"`{path}` holds one value, not a set", default.span,
+                     "write a single value, or declare it `set of …`")
     if kind in _DEFAULT_LITERALS:
         if isinstance(default, _DEFAULT_LITERALS[kind]):
             return None

@@ -87,6 +87,7 @@ def decision_from_dict(data: Mapping[str, Any]) -> Decision:
                                          for f in n.get("failed", ())))
                           for n in data.get("near_misses", ())),
         summary=data.get("summary", ""),
+        denied_by=data.get("denied_by"),
     )
 
 

@@ -24,6 +24,8 @@ from engine.request import WORDS
 
 PERMIT = "permit"
 DENY = "deny"
+# `denied_by` of a requester holding a role at an agency where the policy says it is not held.
+ROLE_NOT_HELD = "role_not_held"
 _MAX_NEAR_MISSES = 3
 _CONDITIONS_COUNTED = 48  # up to this many distinct conditions, near misses count them as bitsets
 
@@ -112,6 +114,7 @@ class Decision:
     obligations: tuple[Obligation, ...]
     near_misses: tuple[NearMiss, ...]
     summary: str
+    denied_by: str | None = None  # "role_not_held": refused before any rule, see Decider.not_held
 
     @property
     def permitted(self) -> bool:
@@ -126,6 +129,8 @@ class Decision:
         data["obligations"] = [o.to_dict() for o in self.obligations]
         data["near_misses"] = [n.to_dict() for n in self.near_misses]
         data["summary"] = self.summary
+        if self.denied_by is not None:
+            data["denied_by"] = self.denied_by
         return data
 
     def __getstate__(self) -> dict:
@@ -258,11 +263,17 @@ class Decider:
         # near misses of a set whose permit rules ask `has` are found at once.
         self._near_misses_at_once = any(c.asks for r in compiled.rules if r.effect is ast.Effect.PERMIT
                                         for c in r.clauses)
+        # Roles held only at some agencies: role -> those agencies (empty when no role says `at`).
+        self._places = compiled.vocab.places
 
     # --- combining ------------------------------------------------------------
 
     def decide(self, env: dict, decision_id: str = "") -> Decision:
         """The decision for a validated request environment; its explanation is computed when read."""
+        if self._places:
+            held = self._places.get(env["requester.role"])
+            if held is not None and env["requester.agency"] not in held:
+                return self.not_held(env, decision_id)
         bits = self._select(env)
         combine = self.compiled.combine
         if combine is ast.Combine.DENY_OVERRIDES:
@@ -301,6 +312,18 @@ class Decider:
             "decision": outcome, "policy_version": self.version,
             "title": self.title, "label": self.label, "reasons": reason_list, "obligations": obligations,
             "near_misses": (), _SOURCE: (self, env)})
+        return decision
+
+    def not_held(self, env: dict[str, Any], decision_id: str) -> Decision:
+        """Deny a requester whose role is not held at their agency: no rule is consulted, so no
+        reasons and no near misses; the policy-wide `on deny` and `on any` obligations apply."""
+        role, agency = env[WORDS][0], env[WORDS][1]
+        decision = _new(Decision)
+        _set_id(decision, decision_id)
+        _set_fields(decision, {
+            "decision": DENY, "policy_version": self.version, "title": self.title, "label": self.label,
+            "reasons": (), "obligations": _obligations(self._alone[DENY], env), "near_misses": (),
+            "summary": explain.not_held_summary(role, agency), "denied_by": ROLE_NOT_HELD})
         return decision
 
     def explain(self, name: str, decision: Decision, env: dict) -> Any:

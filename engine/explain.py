@@ -59,6 +59,11 @@ def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["Nea
     return sentence + "."
 
 
+def not_held_summary(role: str, agency: str) -> str:
+    """The summary of a `role_not_held` deny."""
+    return f"Denied: role {role} is not held at agency {agency}."
+
+
 def rule_phrase(reason: "Reason") -> str:
     """`rule child_protection (Children Act 1989 s.47)`."""
     return f"rule {reason.rule}" + (f" ({reason.because})" if reason.because else "")
@@ -138,6 +143,11 @@ def explain_text(decision: "Decision") -> str:
             if reason.missing:
                 lines.append(f"    applies because this was not given: {', '.join(reason.missing)}")
             lines.append(f"    at {reason.file}:{reason.line}")
+    elif decision.denied_by == "role_not_held":
+        lines += ["Refused before any rule was looked at: the policy says at which agencies each role is held,",
+                  "and this role is not held at this agency. If the role or agency in the request is wrong,",
+                  "correct it and ask again; if the arrangement has changed, ask your information governance",
+                  "team to update the policy."]
     else:
         lines.append("No rule applied.")
     if decision.obligations:

@@ -27,7 +27,7 @@ def vocabulary_listing(policy: Policy) -> dict[str, Any]:
     return {
         "policy_version": policy.version,
         "actions": [{"name": n, "label": label} for n, label in vocab.actions.items()],
-        "roles": _tree(vocab.roles),
+        "roles": _roles(vocab),
         "purposes": _tree(vocab.purposes),
         "categories": _tree(vocab.categories),
         "classifications": [{"name": n, "rank": r} for n, r in sorted(vocab.classifications.items(),
@@ -64,6 +64,16 @@ def obligation_listing(policy: Policy) -> list[dict[str, Any]]:
     return list(found.values())
 
 
+def _roles(vocab: Any) -> list[dict[str, Any]]:
+    """Roles as a tree; a role held only at some agencies lists them (`held_at`, after every `at`
+    of its family), so an identity provider's groups can be mapped knowing where each role occurs."""
+    found = _tree(vocab.roles)
+    for entry in found:
+        if entry["name"] in vocab.places:
+            entry["held_at"] = sorted(vocab.places[entry["name"]])
+    return found
+
+
 def _tree(tree: Hierarchy) -> list[dict[str, Any]]:
     return [{"name": n, "label": tree.labels.get(n), "parents": list(tree.parents.get(n, ()))} for n in tree.names]
 
@@ -71,6 +81,8 @@ def _tree(tree: Hierarchy) -> list[dict[str, Any]]:
 def _attribute(attribute: Any) -> dict[str, Any]:
     data: dict[str, Any] = {"path": attribute.path, "type": attribute.kind, "label": attribute.label,
                             "required": attribute.required}
+    if attribute.element is not None:
+        data["of"] = attribute.element  # a set: its members' type (given as a list)
     if attribute.values:
         data["values"] = list(attribute.values)
     if attribute.default is not None:
@@ -82,5 +94,7 @@ def _argument(value: Any) -> Any:
     """An argument or default as written: a name or attribute path as text, a literal as its value."""
     if isinstance(value, ast.Name):
         return value.text
+    if isinstance(value, ast.SetLit):
+        return [_argument(v) for v in value.values]
     found = value.value
     return found.isoformat() if isinstance(found, dt.date) else found

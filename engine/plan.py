@@ -41,6 +41,7 @@ from engine.conditions import (
     Operand,
     PlanError,
     Present,
+    Shift,
     Value,
     all_of,
     any_of,
@@ -426,7 +427,7 @@ class _Lowering:
             if inner[0] == "a":
                 return Compare("eq", self.field(inner[1]), Value(want))
             return self.lower(inner, want)
-        if op in ("eq", "ne", "ord", "in") and any(_unknown(t) for t in term[1:4]):
+        if op in ("eq", "ne", "ord", "in", "member") and any(_unknown(t) for t in term[1:4]):
             return FALSE  # a comparison with a missing value is unknown: neither true nor false
         if op == "eq" or op == "ne":
             positive = (op == "eq") == want
@@ -443,6 +444,11 @@ class _Lowering:
             if want:
                 return self._member(operand, values)
             return self._not_member(operand, values)
+        if op == "member" and term[2][0] == "k" and term[2][1] == "S":
+            # `resource.x in context.s`: the request gave the set, so it is a list of values.
+            operand = self.operand(term[1])
+            members = frozenset(v for _tag, v in term[2][2])
+            return self._member(operand, members) if want else self._not_member(operand, members)
         if op == "has":
             present = self.present(term[1])
             return present if want else _negate(present)
@@ -461,6 +467,12 @@ class _Lowering:
         # (`x in S`) needs a node of its own in conditions.py and in each backend.
         if term[0] == "a" and term[1].startswith("resource."):
             return self.field(term[1])
+        if term[0] == "shift":  # `resource.discharged_on + 28 days`
+            _, inner, op, amount, unit = term
+            sign = 1 if op == "+" else -1
+            if unit in ("day", "week"):
+                return Shift(self.operand(inner), sign * amount * (7 if unit == "week" else 1), "days")
+            return Shift(self.operand(inner), sign * amount * (12 if unit == "year" else 1), "months")
         if term[0] == "k" and term[1] not in "mu":
             return Value(term[2])
         raise PlanError(f"query plans cannot yet compare the value form `{term[0]}`",

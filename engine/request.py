@@ -17,7 +17,7 @@ import difflib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from engine import ast
@@ -37,8 +37,8 @@ SUMMARY_PATHS = ("requester.role", "requester.agency", "action", "resource.categ
 REQUIRED = ("requester.role", "requester.agency", "action", "purpose",
             "resource.category", "resource.classification", "resource.owner")
 
-# Kinds of check, one per attribute type.
-_VOCAB, _BOOL, _NUMBER, _STRING, _DATE = range(5)
+# Kinds of check, one per attribute type; _SET checks each member with the spec's `member`.
+_VOCAB, _BOOL, _NUMBER, _STRING, _DATE, _SET = range(6)
 
 _EXPECTED = {
     "action": "an action name", "role": "a role name", "agency": "an agency name",
@@ -96,6 +96,7 @@ class _Spec:
     check: int
     attribute: Attribute
     table: Mapping[str, Any] | None = None
+    member: _Spec | None = None  # a set: how to check each member
 
 
 class RequestSchema:
@@ -127,6 +128,9 @@ class RequestSchema:
         self.fast_validate = _generate_validator(self)
 
     def _spec(self, attr: Attribute) -> _Spec:
+        if attr.kind == "set":
+            member = self._spec(Attribute(attr.path, attr.element or "string", attr.values))
+            return _Spec(attr.path, _SET, attr, member=member)
         if attr.kind in VOCABULARY_KINDS:
             return _Spec(attr.path, _VOCAB, attr, self.spellings[attr.kind])
         if attr.kind == "one_of":
@@ -135,8 +139,13 @@ class RequestSchema:
         return _Spec(attr.path, check, attr)
 
     def canonical_default(self, spec: _Spec) -> Any:
-        """An attribute's default in canonical form (a declared name resolved, a rank, a date)."""
+        """An attribute's default in canonical form (a declared name resolved, a rank, a date;
+        a set as a frozenset of those)."""
         default = spec.attribute.default
+        if isinstance(default, ast.SetLit):
+            member = spec.member or spec
+            return frozenset(self.canonical_default(replace(member, attribute=replace(member.attribute, default=v)))
+                             for v in default.values)
         if isinstance(default, ast.Name):
             return (spec.table or {}).get(default.text, default.text)
         if isinstance(default, ast.DateLit):
@@ -186,6 +195,8 @@ class RequestSchema:
 
     def _value(self, spec: _Spec, value: Any) -> Any:
         check = spec.check
+        if check == _SET:
+            return self._members(spec, value)
         if check == _VOCAB:
             found = spec.table.get(value) if value.__class__ is str else None
             if found is None:
@@ -205,6 +216,20 @@ class RequestSchema:
             if found is not None:
                 return found
         raise RequestError(spec.path, f"expected {_EXPECTED[spec.attribute.kind]}, got {describe(value)}")
+
+    def _members(self, spec: _Spec, value: Any) -> frozenset[Any]:
+        """A set attribute: a list, each member checked and named by its place (`path[2]`)."""
+        if not isinstance(value, (list, tuple)):
+            raise RequestError(spec.path, f"expected a list, got {describe(value)}",
+                               f"`{spec.path}` is a set: give it as a list, like [a, b], or [] for none")
+        assert spec.member is not None
+        found = []
+        for index, item in enumerate(value):
+            try:
+                found.append(self._value(spec.member, item))
+            except RequestError as exc:
+                raise RequestError(f"{spec.path}[{index}]", exc.message, exc.help) from None
+        return frozenset(found)
 
     def _bad_name(self, spec: _Spec, value: Any) -> RequestError:
         attr = spec.attribute
@@ -351,6 +376,9 @@ def _attribute_lines(namespace: dict[str, Any], v: str, i: int, path: str, spec:
     if spec.check == _VOCAB:
         namespace[f"_T{i}"] = spec.table
         lines.append(f"{inner}env[{key}] = _T{i}[{v}]")
+    elif spec.check == _SET:
+        namespace[f"_S{i}"] = members_reader(spec)
+        lines.append(f"{inner}env[{key}] = _S{i}({v})")
     elif spec.check == _DATE:
         lines += [f"{inner}if {v}.__class__ is str and len({v}) == 10 and {v}[4] == '-' and {v}[7] == '-':",
                   f"{inner}    env[{key}] = _fromiso({v})",
@@ -360,6 +388,42 @@ def _attribute_lines(namespace: dict[str, Any], v: str, i: int, path: str, spec:
     else:
         lines += [f"{inner}if {CHECKS[spec.check].format(v=v)}: return None", f"{inner}env[{key}] = {v}"]
     return lines
+
+
+def members_reader(spec: _Spec) -> Callable[[Any], frozenset[Any]]:
+    """For generated code: a set attribute's list as a frozenset of canonical members, or
+    ValueError (KeyError for an unknown name) so that the slow path words the mistake."""
+    member = spec.member
+    assert member is not None
+    if member.check == _VOCAB:
+        table = member.table or {}
+
+        def names(value: Any) -> frozenset[Any]:
+            if value.__class__ is not list:
+                raise ValueError(spec.path)
+            return frozenset([table[item] for item in value])
+
+        return names
+    if member.check == _DATE:
+        def dates(value: Any) -> frozenset[Any]:
+            if value.__class__ is not list:
+                raise ValueError(spec.path)
+            found = [parse_date(item) for item in value]
+            if None in found:
+                raise ValueError(spec.path)
+            return frozenset(found)
+
+        return dates
+    bad = {_BOOL: lambda x: x.__class__ is not bool, _STRING: lambda x: x.__class__ is not str,
+           _NUMBER: lambda x: (x.__class__ is not int and (x.__class__ is not float or not math.isfinite(x)))}
+    wrong = bad[member.check]
+
+    def values(value: Any) -> frozenset[Any]:
+        if value.__class__ is not list or any(map(wrong, value)):
+            raise ValueError(spec.path)
+        return frozenset(value)
+
+    return values
 
 
 def parse_date(value: Any) -> dt.date | None:
@@ -377,6 +441,8 @@ def parse_date(value: Any) -> dt.date | None:
 def default_words(attr: Attribute) -> Any:
     """An attribute's default as the policy wrote it (names as text, dates as ISO)."""
     default = attr.default
+    if isinstance(default, ast.SetLit):
+        return [default_words(replace(attr, default=v)) for v in default.values]
     if isinstance(default, ast.Name):
         return default.text
     if isinstance(default, ast.DateLit):

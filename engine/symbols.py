@@ -133,13 +133,14 @@ class Attribute:
     """One attribute of the request schema, built-in or declared."""
 
     path: str
-    kind: str  # bool number string date one_of action role agency purpose category classification
-    values: tuple[str, ...] = ()  # the choices of a one_of
-    default: ast.Value | None = None
+    kind: str  # bool number string date one_of action role agency purpose category classification set
+    values: tuple[str, ...] = ()  # the choices of a one_of (or of a set of one_of)
+    default: ast.Value | ast.SetLit | None = None
     required: bool = False  # built-ins every request must give
     builtin: bool = False
     span: Span | None = None
     label: str | None = None  # the author's words for it, used in explanations and documents
+    element: str | None = None  # a `set of T`: the kind of its members
 
     @property
     def has_default(self) -> bool:
@@ -180,6 +181,15 @@ class Vocabulary:
     rules: list[ast.Rule] = field(default_factory=list)
     policy_obligations: list[ast.PolicyObligation] = field(default_factory=list)
     spans: dict[tuple[str, str], Span] = field(default_factory=dict)  # (namespace, name) -> first declaration
+    # Roles whose own `at` or an ancestor's limits where they are held -> the agencies they may be
+    # held at (the intersection of every `at` in their ancestry). A role not listed is held anywhere.
+    places: dict[str, frozenset[str]] = field(default_factory=dict)
+    role_at: dict[str, tuple[ast.Name, ...]] = field(default_factory=dict)  # each role's own `at`, as written
+
+    def holds(self, role: str, agency: str) -> bool:
+        """A requester with `role` may be at `agency` (LANGUAGE.md section 2)."""
+        places = self.places.get(role)
+        return places is None or agency in places
 
     def hierarchy(self, kind: str) -> Hierarchy | None:
         return {"role": self.roles, "purpose": self.purposes, "category": self.categories}.get(kind)
@@ -235,7 +245,8 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
             case ast.RolesDecl():
                 for role in decl.items:
                     parents = tuple(p.text for p in role.parents)
-                    vocab.roles.add(role.name.text, role.label, parents, role.name.span)
+                    if vocab.roles.add(role.name.text, role.label, parents, role.name.span) and role.places:
+                        vocab.role_at[role.name.text] = role.places
             case ast.PurposesDecl():
                 _add_tree(vocab.purposes, decl.nodes, "")
             case ast.CategoriesDecl():
@@ -255,6 +266,7 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
     vocab.purposes.close()
     vocab.categories.close()
     _expand_groups(vocab, group_decls)
+    _role_places(vocab)
     for decl in agreement_decls:
         if decl.name.text not in vocab.agreements:
             vocab.agreements[decl.name.text] = _agreement(vocab, decl)
@@ -277,8 +289,19 @@ def _add_tree(tree: Hierarchy, nodes: Iterable[ast.TreeNode], prefix: str) -> No
 
 
 def _attribute(decl: ast.AttributeDecl) -> Attribute:
-    values = tuple(v.name.text for v in decl.type.values)
-    return Attribute(decl.path.text, decl.type.kind, values, decl.default, span=decl.path.span, label=decl.label)
+    element = decl.type.element
+    values = tuple(v.name.text for v in (element or decl.type).values)
+    return Attribute(decl.path.text, decl.type.kind, values, decl.default, span=decl.path.span, label=decl.label,
+                     element=element.kind if element is not None else None)
+
+
+def _role_places(vocab: Vocabulary) -> None:
+    """Where each role may be held: every `at` in its ancestry must allow the agency."""
+    own = {role: _agency_set(vocab, names) or frozenset() for role, names in vocab.role_at.items()}
+    for role in vocab.roles.names:
+        limits = [own[r] for r in vocab.roles.ancestors.get(role, ()) if r in own]
+        if limits:
+            vocab.places[role] = frozenset.intersection(*limits)
 
 
 def _expand_groups(vocab: Vocabulary, decls: list[ast.GroupDecl]) -> None:

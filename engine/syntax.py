@@ -21,11 +21,20 @@ KEYWORDS = frozenset(
     """policy actions roles purposes categories classifications agencies group attributes
     agreement permit deny on action role agency purpose data owner under when unless
     obligation because and or not in is has any up to from parties valid reference version
-    combine default one of true false bool number string date category classification""".split()
+    combine default one of true false bool number string date category classification at set""".split()
 )
 
+# Words that became keywords after policies were written with them as names: the
+# error says so, so an author upgrading knows to rename rather than hunt for a typo.
+NEW_KEYWORDS = {"at": "roles held at agencies", "set": "set-valued attributes"}
+
+# Duration units, words of the language only right after a number (`28 days`).
+UNITS = {"day": "day", "days": "day", "week": "week", "weeks": "week",
+         "month": "month", "months": "month", "year": "year", "years": "year"}
+
 # A line continues after these tokens ...
-_CONTINUE_AFTER = frozenset({",", "{", "(", "or", "and", "not", "==", "!=", "<", "<=", ">", ">=", "in", "is"})
+_CONTINUE_AFTER = frozenset({",", "{", "(", "or", "and", "not", "==", "!=", "<", "<=", ">", ">=", "in", "is",
+                             "+", "-"})
 # ... or when the next line starts with one of these ...
 _CONTINUE_BEFORE = frozenset({"or", "and", ")", "}"})
 # ... but a clause or declaration keyword at the start of a line always starts anew.
@@ -38,7 +47,7 @@ _STARTS_ANEW = frozenset(
 
 def _word(token: Token) -> str | None:
     """The keyword or punctuation a token is, or None for names and literals."""
-    if token.type in ("NAME", "DOTTED", "STRING", "NUMBER", "DATE", "_NL"):
+    if token.type in ("NAME", "DOTTED", "STRING", "NUMBER", "DATE", "DURATION", "_NL"):
         return None
     return token.value
 
@@ -51,7 +60,7 @@ class _Newlines:
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         previous: Token | None = None
         pending: Token | None = None
-        for token in stream:
+        for token in _subtractions(stream):
             if token.type == "_NL":
                 if pending is None:
                     pending = token
@@ -72,6 +81,30 @@ class _Newlines:
         if _word(following) in _STARTS_ANEW:
             return True
         return _word(previous) not in _CONTINUE_AFTER and _word(following) not in _CONTINUE_BEFORE
+
+
+def _subtractions(stream: Iterator[Token]) -> Iterator[Token]:
+    """`x -6 years` is `x - 6 years`: negative durations do not exist, so a number
+    with a minus sign followed by a unit is a subtraction (the lexer saw `-6`, `years`)."""
+    held: Token | None = None
+    for token in stream:
+        if held is not None:
+            if token.type == "NAME" and token.value in UNITS and token.line == held.line:
+                yield Token.new_borrow_pos("MINUS", "-", held)
+                duration = Token.new_borrow_pos("DURATION", f"{held.value[1:]} {token.value}", held)
+                duration.column, duration.start_pos = held.column + 1, (held.start_pos or 0) + 1
+                duration.end_line, duration.end_column, duration.end_pos = token.end_line, token.end_column, token.end_pos
+                yield duration
+                held = None
+                continue
+            yield held
+            held = None
+        if token.type == "NUMBER" and token.value.startswith("-") and "." not in token.value:
+            held = token
+            continue
+        yield token
+    if held is not None:
+        yield held
 
 
 def grammar_text() -> str:
@@ -197,7 +230,14 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
     message = f"unexpected {_found(token)}"
     help = f"expected {_describe_expected(expected, parser)}"
     close = _close_keyword(token.value, expected, parser) if token.type != "STRING" else None
-    if token.value in KEYWORDS and ("NAME" in expected or "DOTTED" in expected):
+    if token.type == "DURATION":
+        message = f"`{' '.join(token.value.split())}` is a length of time, which can only move a date"
+        help = f"write it after a date, like `resource.discharged_on + {' '.join(token.value.split())}`; " \
+               "lengths of time are not defaults, set members or obligation arguments"
+    elif token.value in NEW_KEYWORDS and ("NAME" in expected or "DOTTED" in expected):
+        message = f"`{token.value}` became a keyword (for {NEW_KEYWORDS[token.value]}) and cannot be used as a name"
+        help = f"rename it, such as `{token.value}_`, everywhere it is used"
+    elif token.value in KEYWORDS and ("NAME" in expected or "DOTTED" in expected):
         message = f"`{token.value}` is a keyword and cannot be used as a name"
         help = f"choose another name, such as `{token.value}_`"
     elif close and (token.type == "NAME" or token.value in KEYWORDS):
@@ -381,9 +421,13 @@ class _ToAst:
         return ast.AgenciesDecl(self._items(children), self._span(meta))
 
     def role_item(self, meta, children):
-        name, label, *parents = children
-        parents = tuple(p for p in parents if p is not None)
-        return ast.RoleItem(self._name(name), _opt_string(label), parents, self._span(meta))
+        name, label, parents, places = children
+        return ast.RoleItem(self._name(name), _opt_string(label), parents or (), self._span(meta), places or ())
+
+    def role_parents(self, meta, children):
+        return tuple(children)
+
+    role_places = role_parents
 
     def roles_decl(self, meta, children):
         return ast.RolesDecl(self._items(children), self._span(meta))
@@ -417,6 +461,12 @@ class _ToAst:
 
     def one_of_type(self, meta, children):
         return ast.AttrType("one_of", self._items(children), self._span(meta))
+
+    def set_type(self, meta, children):
+        return ast.AttrType("set", (), self._span(meta), children[0])
+
+    def set_literal(self, meta, children):
+        return ast.SetLit(self._items(children), self._span(meta))
 
     def agreement_decl(self, meta, children):
         name, title, *items = children
@@ -536,7 +586,20 @@ class _ToAst:
 
     def in_group(self, meta, children):
         operand, group = children
+        if "." in group.text:  # groups are plain names; a dotted path is a `set of` attribute
+            return ast.InAttribute(operand, group, self._span(meta))
         return ast.InGroup(operand, group, self._span(meta))
+
+    def add(self, meta, children):
+        return ast.Arithmetic("+", children[0], children[1], self._span(meta))
+
+    def subtract(self, meta, children):
+        return ast.Arithmetic("-", children[0], children[1], self._span(meta))
+
+    def duration(self, meta, children):
+        token = children[0]
+        amount, unit = token.value.split()
+        return ast.DurationLit(int(amount), UNITS[unit], _token_span(self.source, token))
 
     def is_op(self, meta, children):
         operand, node = children

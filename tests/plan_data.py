@@ -127,6 +127,12 @@ def example_partial(rng: random.Random, policy: Policy) -> dict[str, Any]:
             value = rng.choice(DATES).isoformat()
         elif kind == "one_of":
             value = rng.choice(attribute.values)
+        elif kind == "set" and attribute.element in ("one_of", "number", "string", "date"):
+            pool = {"one_of": list(attribute.values), "number": NUMBERS, "string": STRINGS,
+                    "date": [d.isoformat() for d in DATES]}[attribute.element]
+            value = rng.sample(pool, rng.randint(0, min(2, len(pool))))
+        elif kind == "set":
+            value = rng.sample(vocab.values_of(attribute.element), rng.randint(0, 2))
         else:
             value = rng.choice(vocab.values_of(kind))
         request[root][name] = value

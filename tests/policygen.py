@@ -22,18 +22,24 @@ from typing import Any, Union
 # Expressions are tuples:
 #   ("or", [e, ...]) ("and", [e, ...]) ("not", e) ("attr", path) ("bool", True)
 #   ("cmp", op, left, right) ("in", left, [value, ...]) ("ingroup", left, group)
-#   ("is", left, node) ("has", path)
+#   ("is", left, node) ("has", path) ("member", left, set path)
 # Operands (left, right, values) are ("attr", path) or ("lit", kind, value), where
-# kind is name (a bare identifier), string, number, date or bool.
+# kind is name (a bare identifier), string, number, date or bool; a date operand of
+# a comparison may also be ("shift", operand, "+" | "-", amount, unit).
 Expr = tuple
 
 
 @dataclass
 class Attr:
     path: str
-    kind: str  # bool number string date one_of action role agency purpose category classification
+    kind: str  # bool number string date one_of action role agency purpose category classification set
     choices: tuple[str, ...] = ()
-    default: Any = None  # a Python value: str for names, int/float, bool, dt.date
+    default: Any = None  # a Python value: str for names, int/float, bool, dt.date; a list for a set
+    element: str | None = None  # a set: the kind of its members
+
+    def member(self) -> Attr:
+        """A set's members as an attribute of their own kind."""
+        return Attr(self.path, self.element or "string", self.choices)
 
 
 @dataclass
@@ -78,6 +84,7 @@ Item = Union[Rule, PolicyObligation]
 class Vocab:
     actions: list[str] = field(default_factory=list)
     roles: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> parents, as declared
+    role_at: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> agencies or groups after `at`
     purposes: list[str] = field(default_factory=list)  # full dotted paths, parents first
     categories: list[str] = field(default_factory=list)
     classifications: list[str] = field(default_factory=list)  # lowest first
@@ -187,7 +194,8 @@ def render_vocabulary(model: PolicyModel) -> str:
         out.append(f'policy "Generated set" {{\n  version "1"\n  combine {model.combine}\n}}\n')
     out.append("actions { " + ", ".join(v.actions) + " }\n")
     out.append("roles {\n" + "".join(
-        f"  {r}" + (" : " + ", ".join(ps) if ps else "") + "\n" for r, ps in v.roles.items()) + "}\n")
+        f"  {r}" + (" : " + ", ".join(ps) if ps else "")
+        + (" at " + ", ".join(v.role_at[r]) if v.role_at.get(r) else "") + "\n" for r, ps in v.roles.items()) + "}\n")
     out.append("purposes {\n" + _render_tree(v.purposes) + "}\n")
     out.append("categories {\n" + _render_tree(v.categories) + "}\n")
     out.append("classifications " + " < ".join(v.classifications) + "\n")
@@ -213,8 +221,16 @@ def _render_tree(paths: list[str]) -> str:
 
 
 def _render_attribute(attr: Attr) -> str:
-    kind = "one of { " + ", ".join(attr.choices) + " }" if attr.kind == "one_of" else attr.kind
-    default = "" if attr.default is None else " default " + _literal(attr.default, attr.kind)
+    of = attr.element if attr.kind == "set" else attr.kind
+    kind = "one of { " + ", ".join(attr.choices) + " }" if of == "one_of" else of
+    if attr.kind == "set":
+        kind = "set of " + kind
+    if attr.default is None:
+        default = ""
+    elif attr.kind == "set":
+        default = " default {" + ", ".join(_literal(d, attr.element or "") for d in attr.default) + "}"
+    else:
+        default = " default " + _literal(attr.default, attr.kind)
     return f"  {attr.path} {kind}{default}\n"
 
 
@@ -292,12 +308,17 @@ def render_expr(expr: Expr, outer: int = 0) -> str:
         return f"{_render_operand(expr[1])} is {expr[2]}"
     if tag == "has":
         return f"has {expr[1]}"
+    if tag == "member":
+        return f"{_render_operand(expr[1])} in {expr[2]}"
     raise ValueError(tag)
 
 
 def _render_operand(operand: tuple) -> str:
     if operand[0] == "attr":
         return operand[1]
+    if operand[0] == "shift":
+        _, inner, op, amount, unit = operand
+        return f"{_render_operand(inner)} {op} {amount} {unit}{'' if amount == 1 else 's'}"
     kind, value = operand[1], operand[2]
     return value if kind == "name" else _literal(value, kind)
 
@@ -343,6 +364,10 @@ def random_vocab(rng: random.Random) -> Vocab:
     for g in range(rng.randint(1, 3)):
         pool = v.agencies + list(v.groups)
         v.groups[f"grp{g}"] = tuple(rng.sample(pool, rng.randint(1, min(3, len(pool)))))
+    for role in v.roles:
+        if rng.random() < 0.25:
+            pool = v.agencies + list(v.groups)
+            v.role_at[role] = tuple(rng.sample(pool, rng.randint(1, min(3, len(pool)))))
     v.attributes = [_random_attribute(rng, v, i) for i in range(rng.randint(3, 8))]
     v.agreements = [_random_agreement(rng, v, i) for i in range(rng.randint(1, 3))]
     return v
@@ -361,15 +386,20 @@ def _random_tree(rng: random.Random, top: str) -> list[str]:
     return paths
 
 
-_ATTR_KINDS = ["bool", "bool", "number", "string", "date", "one_of", "one_of", "role", "agency",
-               "purpose", "category", "classification", "action"]
+_ATTR_KINDS = ["bool", "bool", "number", "string", "date", "date", "one_of", "one_of", "role", "agency",
+               "purpose", "category", "classification", "action", "set", "set"]
+_SET_OF = ["number", "string", "date", "one_of", "role", "agency", "purpose", "category", "classification",
+           "action"]
 
 
 def _random_attribute(rng: random.Random, v: Vocab, i: int) -> Attr:
     root = rng.choice(["requester", "resource", "context"])
     kind = rng.choice(_ATTR_KINDS)
-    choices = tuple(f"ch{j}" for j in range(rng.randint(2, 4))) if kind == "one_of" else ()
-    attr = Attr(f"{root}.x{i}", kind, choices)
+    element = rng.choice(_SET_OF) if kind == "set" else None
+    if kind == "set":  # query plans (engine/plan.py) take sets from the request, not the resource, so far
+        root = rng.choice(["requester", "context"])
+    choices = tuple(f"ch{j}" for j in range(rng.randint(2, 4))) if "one_of" in (kind, element) else ()
+    attr = Attr(f"{root}.x{i}", kind, choices, element=element)
     if rng.random() < 0.5:
         attr.default = random_value(rng, v, attr)
     return attr
@@ -392,6 +422,9 @@ def _random_agreement(rng: random.Random, v: Vocab, i: int) -> Agreement:
 def random_value(rng: random.Random, v: Vocab, attr: Attr, written: bool = True) -> Any:
     """A valid value for `attr`; tree values sometimes by a short name when `written`."""
     kind = attr.kind
+    if kind == "set":
+        member = attr.member()
+        return [random_value(rng, v, member, written) for _ in range(rng.choice([0, 1, 1, 2, 3]))]
     if kind == "bool":
         return rng.random() < 0.5
     if kind == "number":
@@ -417,7 +450,9 @@ def value_name(rng: random.Random, v: Vocab, kind: str, full: str, short: bool =
 
 
 def interesting_dates(v: Vocab) -> list[dt.date]:
-    days = [dt.date(2023, 6, 1), dt.date(2025, 6, 1), dt.date(2027, 6, 1)]
+    # Month ends and leap days, where calendar arithmetic clamps.
+    days = [dt.date(2023, 6, 1), dt.date(2025, 6, 1), dt.date(2027, 6, 1), dt.date(2024, 2, 29),
+            dt.date(2025, 1, 31), dt.date(2024, 3, 31), dt.date(2025, 2, 28)]
     for a in v.agreements:
         if a.valid:
             one = dt.timedelta(days=1)
@@ -476,8 +511,8 @@ def _random_clause(rng: random.Random, v: Vocab, kind: str) -> tuple:
 def _random_obligation(rng: random.Random, v: Vocab) -> Obligation:
     args = []
     for _ in range(rng.choice([0, 0, 1, 1, 2])):
-        if rng.random() < 0.5:
-            args.append(("attr", rng.choice(v.all_attributes()).path))
+        if rng.random() < 0.5:  # a set is never an obligation argument
+            args.append(("attr", rng.choice([a for a in v.all_attributes() if a.kind != "set"]).path))
         else:
             kind = rng.choice(["string", "number", "bool", "date"])
             value = {"string": lambda: rng.choice(_STRINGS), "number": lambda: rng.choice([1, 1.0, 2, 2.5]),
@@ -511,6 +546,14 @@ def _random_atom(rng: random.Random, v: Vocab) -> Expr:
         return ("bool", rng.random() < 0.5)
     if r < 0.12:
         return ("has", attr.path)
+    if kind == "set":
+        member = attr.member()
+        same = [a for a in attrs if a.kind == attr.element and a.choices == attr.choices]
+        if same and rng.random() < 0.5:
+            return ("member", ("attr", rng.choice(same).path), attr.path)
+        return ("member", _literal_operand(rng, v, member), attr.path)
+    if kind == "date" and rng.random() < 0.5:
+        return _date_arithmetic(rng, v, left, [a for a in attrs if a.kind == "date"])
     if kind == "bool":
         if rng.random() < 0.6:
             return left
@@ -535,6 +578,21 @@ def _random_atom(rng: random.Random, v: Vocab) -> Expr:
     same = [a for a in attrs if a.kind == kind and a is not attr and a.choices == attr.choices]
     right = ("attr", rng.choice(same).path) if same and rng.random() < 0.3 else _literal_operand(rng, v, attr)
     return ("cmp", rng.choice(["==", "!="]), left, right)
+
+
+_UNITS = ["day", "week", "month", "year"]
+
+
+def _date_arithmetic(rng: random.Random, v: Vocab, left: tuple, dates: list[Attr]) -> Expr:
+    """`a <= b + 28 days`, `a - 1 month > 2025-01-31`: a date moved by durations, compared."""
+    def moved(operand: tuple) -> tuple:
+        for _ in range(rng.choice([1, 1, 1, 2])):
+            operand = ("shift", operand, rng.choice("+-"), rng.choice([0, 1, 1, 2, 6, 12, 28, 30]), rng.choice(_UNITS))
+        return operand
+
+    other = ("attr", rng.choice(dates).path) if rng.random() < 0.5 else ("lit", "date", rng.choice(interesting_dates(v)))
+    left, other = (moved(left), other) if rng.random() < 0.5 else (left, moved(other))
+    return ("cmp", rng.choice(["==", "!=", "<", "<=", ">", ">="]), left, other)
 
 
 def _literal_operand(rng: random.Random, v: Vocab, attr: Attr) -> tuple:
@@ -627,6 +685,8 @@ def nest(values: dict[str, Any]) -> dict:
         here = request
         for part in parents:
             here = here.setdefault(part, {})
+        if isinstance(value, list):
+            value = [item.isoformat() if isinstance(item, dt.date) else item for item in value]
         here[last] = value.isoformat() if isinstance(value, dt.date) else value
     return request
 

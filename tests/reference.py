@@ -51,6 +51,7 @@ class RefDecision:
     obligations: list[tuple[str, tuple]] = field(default_factory=list)
     missing: dict[str, list[str]] = field(default_factory=dict)
     near_misses: list[tuple[str, list[str]]] = field(default_factory=list)
+    denied_by: str | None = None
 
 
 def reference_decide(policy_set: ast.PolicySet, vocab: Vocabulary, request: dict) -> RefDecision:
@@ -67,6 +68,9 @@ class _Reference:
     # --- combining (section 4) ----------------------------------------------
 
     def decide(self) -> RefDecision:
+        if not self.role_held():
+            # Section 2: deny, no reasons, the policy-wide deny obligations, no near misses.
+            return RefDecision("deny", [], self.obligations("deny", []), {}, [], "role_not_held")
         rules = [d for d in self.policy_set.declarations() if isinstance(d, ast.Rule)]
         applying = [rule for rule in rules if self.counts_as_applying(rule)]
         permits = [r for r in applying if r.effect is ast.Effect.PERMIT]
@@ -88,6 +92,23 @@ class _Reference:
         missing = {r.id.text: self.missing(r) for r in reasons if self.status(r) is UNKNOWN}
         near = self.near_misses(rules) if not reasons else []
         return RefDecision(outcome, [r.id.text for r in reasons], self.obligations(outcome, reasons), missing, near)
+
+    def role_held(self) -> bool:
+        """Section 2: the role may be held only where its own `at` and every ancestor's allow."""
+        role, agency = self.attribute("requester.role"), self.attribute("requester.agency")
+        for decl in self.policy_set.declarations():
+            if isinstance(decl, ast.RolesDecl):
+                for item in decl.items:
+                    if item.places and _at_or_below(self.vocab.roles, role, item.name.text) \
+                            and self.declared_first(item) and agency not in self.agencies([p.text for p in item.places
+                                                                                     if p.text in self.vocab.agencies
+                                                                                     or p.text in self.vocab.groups]):
+                        return False
+        return True
+
+    def declared_first(self, item: ast.RoleItem) -> bool:
+        """The first declaration of a role name is the one that counts."""
+        return self.vocab.roles.spans.get(item.name.text) == item.name.span
 
     def combine(self) -> ast.Combine:
         for decl in self.policy_set.declarations():
@@ -243,6 +264,13 @@ class _Reference:
         if isinstance(expr, ast.InGroup):
             left = self.operand(expr.operand, "agency")
             return UNKNOWN if left is MISSING else left in self.agencies([expr.group.text])
+        if isinstance(expr, ast.InAttribute):
+            # Section 3: exact membership; unknown when either side is missing.
+            members = self.attribute(expr.set.text)
+            left = self.operand(expr.operand, self.vocab.attributes[expr.set.text].element)
+            if left is MISSING or members is MISSING:
+                return UNKNOWN
+            return any(_equal(left, m) is True for m in members)
         if isinstance(expr, ast.Is):
             return self.is_node(expr)
         value = self.operand(expr, "bool")
@@ -273,6 +301,8 @@ class _Reference:
 
     def kind_of(self, value: ast.Value) -> str | None:
         """The type of an operand when it says so itself: an attribute or a literal."""
+        if isinstance(value, ast.Arithmetic):
+            return "date"
         if isinstance(value, ast.Name):
             return self.vocab.attributes[value.text].kind if self.is_attribute(value.text) else None
         return {ast.StringLit: "string", ast.NumberLit: "number", ast.BoolLit: "bool",
@@ -280,6 +310,9 @@ class _Reference:
 
     def operand(self, value: ast.Value, kind: str | None) -> Any:
         """An attribute's value (or MISSING), or a literal; a bare name is a value of `kind`."""
+        if isinstance(value, ast.Arithmetic):
+            date = self.operand(value.left, "date")
+            return MISSING if date is MISSING else _moved(date, value.op, value.right)
         if isinstance(value, ast.Name):
             if self.is_attribute(value.text):
                 return self.attribute(value.text)
@@ -300,10 +333,12 @@ class _Reference:
                 return dt.date.today()
             if declared.default is None:
                 return MISSING
-            raw = declared.default.text if isinstance(declared.default, ast.Name) else declared.default.value
-        return self.normalised(declared.kind, raw)
+            raw = _default(declared.default)
+        return self.normalised(declared.kind, raw, declared.element)
 
-    def normalised(self, kind: str, raw: Any) -> Any:
+    def normalised(self, kind: str, raw: Any, element: str | None = None) -> Any:
+        if kind == "set":
+            return [self.normalised(element or "", item) for item in raw]
         if kind in _TREES:
             return _node(self.vocab.hierarchy(kind), raw)
         if kind == "date" and isinstance(raw, str):
@@ -312,6 +347,33 @@ class _Reference:
 
 
 # --- small pure helpers ---------------------------------------------------------
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, ast.SetLit):
+        return [_default(v) for v in value.values]
+    return value.text if isinstance(value, ast.Name) else value.value
+
+
+def _moved(date: dt.date, op: str, duration: ast.DurationLit) -> Any:
+    """Section 3: days and weeks exactly; months and years by the calendar, keeping the day or
+    taking the month's last day. Outside the calendar the result is unknown (MISSING)."""
+    sign = 1 if op == "+" else -1
+    try:
+        if duration.unit in ("day", "week"):
+            return date + dt.timedelta(days=sign * duration.amount * (7 if duration.unit == "week" else 1))
+        months = date.year * 12 + date.month - 1 + sign * duration.amount * (12 if duration.unit == "year" else 1)
+        year, month = months // 12, months % 12 + 1
+        day = date.day
+        while True:
+            try:
+                return dt.date(year, month, day)
+            except ValueError:
+                if day <= 28 or not 1 <= year <= 9999:
+                    raise
+                day -= 1
+    except (OverflowError, ValueError):
+        return MISSING
 
 
 def _kind(clause: ast.Clause) -> str | None:
@@ -337,6 +399,10 @@ def _read_paths(expr) -> list[str]:
         return _read_paths(expr.operand) + [p for v in expr.values for p in _read_paths(v)]
     if isinstance(expr, (ast.InGroup, ast.Is)):
         return _read_paths(expr.operand)
+    if isinstance(expr, ast.InAttribute):
+        return _read_paths(expr.operand) + [expr.set.text]
+    if isinstance(expr, ast.Arithmetic):
+        return _read_paths(expr.left)
     if isinstance(expr, ast.Name):
         return [expr.text]
     return []

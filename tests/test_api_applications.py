@@ -90,3 +90,14 @@ def test_docs_page_loads_nothing_from_the_internet(client: TestClient) -> None:
     assert "cdn" not in page.text.lower()
     script = client.get("/docs/assets/swagger-ui-bundle.js")
     assert script.status_code == 200 and len(script.content) > 100_000
+
+
+def test_vocabulary_lists_sets_and_where_roles_are_held() -> None:
+    import engine
+    from engine.names import vocabulary_listing
+
+    listing = vocabulary_listing(engine.load())
+    assert {"name": "gp", "label": "General practitioner", "parents": [], "held_at": ["ardwick_gp", "levenshulme_gp"]} \
+        in listing["roles"]
+    assert {"path": "context.consented_purposes", "type": "set", "label": "purposes the person consented to",
+            "required": False, "of": "purpose", "default": []} in listing["attributes"]

@@ -72,6 +72,23 @@ def rules(text):
     return {"00_vocabulary.policy": VOCABULARY, "20_rules.policy": text}
 
 
+MORE = """attributes {
+  resource.discharged_on date
+  resource.closed_on     date
+  context.consented      set of purpose default {}
+  context.levels         set of classification
+}
+"""
+
+
+def with_forms(text):
+    return {"00_vocabulary.policy": VOCABULARY, "10_forms.policy": MORE, "20_rules.policy": text}
+
+
+def declare(text):
+    return {"00_vocabulary.policy": VOCABULARY, "10_forms.policy": text}
+
+
 def alone(text):
     return {"20_rules.policy": text}
 
@@ -375,6 +392,98 @@ ROWS = [
 ]
 
 
+# Durations, sets and roles held at agencies (LANGUAGE.md sections 1-3).
+R2 = "20_rules.policy"
+F2 = "10_forms.policy"
+
+NEW_FORM_ROWS = [
+    # --- durations and date arithmetic -------------------------------------------------
+    Row("plus with a number", with_forms(rule("when context.date <= resource.discharged_on + 28")), f"{R2}:2:24",
+        "`+` needs a date and a duration, not `resource.discharged_on` (a date) and `28` (a number)",
+        "say what the number counts: `resource.discharged_on + 28 days`", "resource.discharged_on + 28"),
+    Row("duration before the date", with_forms(rule("when context.date <= 28 days + resource.discharged_on")),
+        f"{R2}:2:24", "`+` needs the date first, then the duration",
+        "write `resource.discharged_on + 28 days`", "28 days + resource.discharged_on"),
+    Row("number minus duration", with_forms(rule("when resource.subject_age - 1 year > 17")), f"{R2}:2:8",
+        "`-` needs a date and a duration, not `resource.subject_age` (a number) and `1 year` (a duration)",
+        "dates move by durations, like `context.date - 6 years`; no other arithmetic exists",
+        "resource.subject_age - 1 year"),
+    Row("date minus date", with_forms(rule("when context.date - resource.closed_on > 6 years")), f"{R2}:2:8",
+        "`-` needs a date and a duration, not `context.date` (a date) and `resource.closed_on` (a date)",
+        "dates move by durations, like `context.date - 6 years`; no other arithmetic exists",
+        "context.date - resource.closed_on"),
+    Row("duration compared alone", with_forms(rule("when context.date < 6 months")), f"{R2}:2:8",
+        "`6 months` is a duration: it can only be added to or taken from a date",
+        "for example `resource.discharged_on + 6 months`", "context.date < 6 months"),
+    Row("unit without a number", with_forms(rule("when context.date < resource.closed_on + years")), f"{R2}:2:44",
+        "`years` needs a number before it", "write a whole number and the unit, like `28 years`", "years"),
+    # --- sets ------------------------------------------------------------------------
+    Row("set of bool", declare("attributes {\n  context.flags set of bool\n}\n"), f"{F2}:2:17",
+        "`context.flags` cannot be a set of true/false values", "declare one `bool` attribute per fact instead",
+        "set of bool"),
+    Row("comparing sets", with_forms(rule("when context.consented == context.consented")), f"{R2}:2:8",
+        "`context.consented` is a set of purposes and cannot be compared",
+        "test a member with `x in context.consented`, or whether it was given with `has context.consented`",
+        "context.consented == context.consented"),
+    Row("ordering a set", with_forms(rule("when context.levels < official")), f"{R2}:2:8",
+        "`context.levels` is a set of classifications and cannot be compared",
+        "test a member with `x in context.levels`, or whether it was given with `has context.levels`",
+        "context.levels < official"),
+    Row("set left of in", with_forms(rule("when context.consented in {direct_care}")), f"{R2}:2:8",
+        "`context.consented` is a set of purposes and cannot stand left of `in` or `is`",
+        "test one value instead: `x in context.consented`", "context.consented"),
+    Row("set left of is", with_forms(rule("when context.consented is safeguarding")), f"{R2}:2:8",
+        "`context.consented` is a set of purposes and cannot stand left of `in` or `is`",
+        "test one value instead: `x in context.consented`", "context.consented"),
+    Row("member of the wrong type", with_forms(rule("when requester.role in context.consented")), f"{R2}:2:8",
+        "`requester.role` (a role) cannot be a member of `context.consented` (a set of purposes)",
+        "both sides must be the same kind of value", "requester.role in context.consented"),
+    Row("undeclared member name", with_forms(rule("when reserch in context.consented")), f"{R2}:2:8",
+        "unknown purpose `reserch`", "did you mean `research`?", "reserch"),
+    Row("in a plain attribute", with_forms(rule("when purpose in resource.closed_on")), f"{R2}:2:19",
+        "`resource.closed_on` is not a set: it is a date",
+        "`in` takes a `set of …` attribute, a group, or values in braces: `x in {a, b}`; to compare two values "
+        "write `x == resource.closed_on`", "resource.closed_on"),
+    Row("set as a condition", with_forms(rule("when context.consented")), f"{R2}:2:8",
+        "`context.consented` is not true or false: it is a set of purposes",
+        "test a member with `x in context.consented`, or whether it was given with `has context.consented`",
+        "context.consented"),
+    Row("set as an obligation argument", with_forms(rule("role gp", "obligation tell context.consented")), f"{R2}:3:19",
+        "`context.consented` is a set and cannot be an obligation argument",
+        "pass a single value, or write the obligation once per case with `when`", "context.consented"),
+    Row("set default not a set", declare("attributes {\n  context.p set of purpose default research\n}\n"),
+        f"{F2}:2:36", "the default of `context.p` must be a set", "write `default {}` for none, or `default {a, b}`",
+        "research"),
+    Row("set default with unknown member", declare("attributes {\n  context.p set of purpose default {reserch}\n}\n"),
+        f"{F2}:2:37", "unknown purpose `reserch`", "did you mean `research`?", "reserch"),
+    Row("braces for a single value", declare("attributes {\n  context.p purpose default {research}\n}\n"),
+        f"{F2}:2:29", "`context.p` holds one value, not a set", "write a single value, or declare it `set of …`",
+        "{research}"),
+    # --- roles held at agencies ----------------------------------------------------------
+    Row("at names an undeclared agency", declare("roles {\n  pharmacist at nhs, boots\n}\n"), f"{F2}:2:22",
+        "unknown agency or group `boots`", "declare it in `agencies { … }` or as a `group`", "boots"),
+    Row("at names a role", declare("roles {\n  pharmacist at gp\n}\n"), f"{F2}:2:17",
+        "unknown agency or group `gp`", "did you mean `gmp`?", "gp"),
+    warn("role held nowhere", declare("roles {\n  ward_clerk at nhs\n  locum_clerk : ward_clerk at gmp\n}\n"),
+         f"{F2}:3:3", "role `locum_clerk` can be held at no agency",
+         "its `at` shares no agency with that of `ward_clerk`", "locum_clerk"),
+    # --- the new keywords --------------------------------------------------------------
+    Row("at used as a name", declare("actions {\n  at\n}\n"), f"{F2}:2:3",
+        "`at` became a keyword (for roles held at agencies) and cannot be used as a name",
+        "rename it, such as `at_`, everywhere it is used", "at"),
+    Row("set used as a rule id", declare("permit set {\n  role gp\n}\n"), f"{F2}:1:8",
+        "`set` became a keyword (for set-valued attributes) and cannot be used as a name",
+        "rename it, such as `set_`, everywhere it is used", "set"),
+]
+NEW_FORM_ROWS += [
+    Row("duration as a default", declare("attributes {\n  context.by date default 28 days\n}\n"), f"{F2}:2:27",
+        "`28 days` is a length of time, which can only move a date",
+        "write it after a date, like `resource.discharged_on + 28 days`; lengths of time are not defaults, set "
+        "members or obligation arguments", "28 days"),
+]
+ROWS += NEW_FORM_ROWS
+
+
 def _write(tmp_path, files):
     root = tmp_path / "policies"
     root.mkdir()
@@ -476,6 +585,15 @@ CLEAN = {
     "agreement without dates": rules("agreement forever {\n  parties mcc, gmp\n}\n"),
     "role with several parents": rules("roles {\n  lead : social_worker, detective\n}\n"),
     "nested groups": rules("group outer = { everyone, partners }\n"),
+    "time limits": with_forms(rule("when context.date <= resource.discharged_on + 28 days",
+                                   "unless resource.closed_on < context.date - 6 years",
+                                   "when resource.discharged_on + 1 month - 1 week >= 2025-01-31")),
+    "minus glued to the number": with_forms(rule("unless resource.closed_on < context.date -6 years")),
+    "membership": with_forms(rule("when purpose in context.consented", "when research in context.consented",
+                                  "when has context.consented", "unless official_sensitive in context.levels")),
+    "roles at agencies and groups": declare('roles {\n  pharmacist "Pharmacist" at nhs, partners\n'
+                                            "  chief_pharmacist : pharmacist at nhs\n}\n"),
+    "unit words stay names elsewhere": declare("actions { days }\nagencies { month }\n"),
 }
 
 

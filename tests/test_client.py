@@ -150,3 +150,13 @@ def test_a_service_that_cannot_answer_means_deny_marked_as_error(
             return await client.decide(PERMITTED)
 
     assert isinstance(asyncio.run(run()), ErrorDecision)
+
+
+def test_a_role_not_held_deny_keeps_its_denied_by() -> None:
+    from engine.client import decision_from_dict
+
+    decision = decision_from_dict({"decision": "deny", "decision_id": "d", "policy_version": "v", "reasons": [],
+                                   "obligations": [], "near_misses": [], "denied_by": "role_not_held",
+                                   "summary": "Denied: role gp is not held at agency gmp."})
+    assert (decision.permitted, decision.denied_by, decision.to_dict()["denied_by"]) == (
+        False, "role_not_held", "role_not_held")

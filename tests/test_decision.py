@@ -297,7 +297,7 @@ def test_decisions_are_frozen_and_permitted_says_the_outcome():
         decision.decision = "deny"  # type: ignore[misc]
     assert [f.name for f in dataclasses.fields(Decision)] == [
         "decision", "decision_id", "policy_version", "title", "label", "reasons", "obligations", "near_misses",
-        "summary"]
+        "summary", "denied_by"]
     assert dataclasses.replace(decision, decision_id="x").summary == decision.summary
 
 

@@ -235,3 +235,27 @@ def test_example_policies_document_when_present(capsys):
     if code == 2:
         pytest.skip("the example policies do not load cleanly yet")
     assert code == 0 and "</html>" in out
+
+
+def test_time_limits_sets_and_roles_at_agencies_read_aloud(tmp_path):
+    from engine.governance.document import render
+    from engine.loader import load_set
+    from engine.symbols import build_vocabulary
+
+    (tmp_path / "set.policy").write_text(
+        'actions { view }\nroles {\n  gp "GP" at gp_practices\n  officer\n}\npurposes { care }\n'
+        "categories { health }\nclassifications official < secret\nagencies { surgery, council }\n"
+        "group gp_practices = { surgery }\nattributes {\n"
+        '  context.consented "purposes the patient consented to" set of purpose default {}\n'
+        '  resource.discharged_on "date of discharge" date\n  resource.closed_on "date the record was closed" date\n}\n'
+        "permit follow_up {\n  role gp\n  when context.date <= resource.discharged_on + 28 days\n"
+        "  unless resource.closed_on < context.date - 6 years\n  when purpose in context.consented\n"
+        '  because "x"\n}\n', encoding="utf-8")
+    policy_set, _ = load_set(tmp_path)
+    text = render(policy_set, build_vocabulary(policy_set), "md")
+    assert "a GP, who works at an agency in the gp practices group," in text
+    assert "the date of the request is within 28 days after the date of discharge (or earlier)" in text
+    assert "the date the record was closed is more than 6 years before the date of the request" in text
+    assert "the purpose is one of the purposes the patient consented to" in text
+    assert "`gp` — GP; held only at an agency in the gp practices group" in text
+    assert "`context.consented` (a set of purpose values, given as a list): purposes the patient consented to" in text

@@ -36,12 +36,17 @@ def canonical(arg):
 
 def fast_outcome(decision) -> tuple:
     return (decision.decision, [r.rule for r in decision.reasons],
-            [(o.name, tuple(canonical(a) for a in o.args)) for o in decision.obligations])
+            [(o.name, tuple(canonical(a) for a in o.args)) for o in decision.obligations]) + _denied_by(decision)
 
 
 def reference_outcome(decision) -> tuple:
     return (decision.decision, list(decision.reasons),
-            [(name, tuple(canonical(a) for a in args)) for name, args in decision.obligations])
+            [(name, tuple(canonical(a) for a in args)) for name, args in decision.obligations]) + _denied_by(decision)
+
+
+def _denied_by(decision) -> tuple:
+    """`role_not_held` when the requester's role is not held at their agency (LANGUAGE.md s.2)."""
+    return (decision.denied_by,) if decision.denied_by else ()
 
 
 def fast_explanation(decision) -> tuple:
@@ -146,7 +151,8 @@ def test_fast_path_agrees_with_reference():
 # --- the example policies -------------------------------------------------------------------
 
 _SAMPLES = {"bool": [True, False], "number": [0, 1, 12, 17, 18, 40, 501], "string": ["none", "MASH", "DPIA-1"],
-            "date": ["2015-01-01", "2024-06-01", "2025-06-01", "2026-02-01", "2031-01-01"]}
+            "date": ["2015-01-01", "2019-05-31", "2019-06-01", "2024-06-01", "2025-05-03", "2025-05-04",
+                     "2025-06-01", "2026-02-01", "2031-01-01"]}
 
 
 def example_request(rng: random.Random, vocab) -> dict:
@@ -156,7 +162,9 @@ def example_request(rng: random.Random, vocab) -> dict:
     for path, attribute in vocab.attributes.items():
         if not attribute.required and rng.random() < 0.5:
             continue
-        if attribute.kind == "one_of":
+        if attribute.kind == "set":
+            values[path] = [_sample(rng, vocab, attribute.element, attribute.values) for _ in range(rng.randint(0, 3))]
+        elif attribute.kind == "one_of":
             values[path] = rng.choice(attribute.values)
         elif attribute.kind in _SAMPLES:
             values[path] = rng.choice(_SAMPLES[attribute.kind])
@@ -167,6 +175,12 @@ def example_request(rng: random.Random, vocab) -> dict:
         for clause in rng.choice(permits).clauses:
             aim(rng, vocab, clause, values)
     return policygen.nest(values)
+
+
+def _sample(rng: random.Random, vocab, kind: str, choices: tuple) -> object:
+    if kind == "one_of":
+        return rng.choice(choices)
+    return rng.choice(_SAMPLES[kind]) if kind in _SAMPLES else rng.choice(vocab.values_of(kind))
 
 
 _AIM_PATHS = {"action": "action", "role": "requester.role", "purpose": "purpose",

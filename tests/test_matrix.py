@@ -264,3 +264,29 @@ def test_progress_draws_on_a_terminal_and_clears():
         progress.advance(2)
     assert "matrix [###############---------------]  50%" in stream.getvalue()
     assert stream.getvalue().endswith("\r\033[K")
+
+
+def test_roles_held_at_agencies_leave_out_combinations_that_cannot_occur(tmp_path):
+    (tmp_path / "set.policy").write_text(
+        'actions { view, amend }\nroles {\n  gp at practices\n  housing_officer at housing\n}\n'
+        "purposes { care }\ncategories { health }\nclassifications official < secret\n"
+        "agencies { surgery, housing, trust }\ngroup practices = { surgery }\n"
+        'permit anyone {\n  action view, amend\n  because "x"\n}\n', encoding="utf-8")
+    matrix = matrix_of(tmp_path)
+    found = outcome_table(matrix)
+    held = {(cell[DIMENSIONS.index("requester.role")], cell[DIMENSIONS.index("requester.agency")]) for cell in found}
+    assert held == {("gp", "surgery"), ("housing_officer", "housing")}
+    assert len(found) == 2 * 2 * 2 * 3  # actions x held pairs x classifications x owners
+
+
+def test_context_gives_a_set_as_members_separated_by_commas(tmp_path):
+    (tmp_path / "set.policy").write_text(
+        "actions { view }\nroles { clerk }\npurposes { care, research }\ncategories { health }\n"
+        "classifications official < secret\nagencies { trust }\n"
+        "attributes {\n  context.consented set of purpose default {}\n}\n"
+        'permit consented {\n  when purpose in context.consented\n  because "x"\n}\n', encoding="utf-8")
+    purposes = {cell[DIMENSIONS.index("purpose")] for cell in outcome_table(matrix_of(tmp_path, "context.consented=care"))}
+    assert purposes == {"care"}
+    assert outcome_table(matrix_of(tmp_path, "context.consented=")) == {}
+    both = outcome_table(matrix_of(tmp_path, "context.consented=care, research"))
+    assert {cell[DIMENSIONS.index("purpose")] for cell in both} == {"care", "research"}

@@ -159,3 +159,21 @@ def test_dates_shift_by_the_calendar_and_clamp(start, amount, unit, expected):
 def test_plan_error_is_a_clear_refusal():
     error = PlanError("query plans cannot yet handle the condition form `x`")
     assert "cannot yet handle" in str(error)
+
+
+def test_time_limits_sets_and_roles_held_at_agencies(tmp_path):
+    (tmp_path / "set.policy").write_text(
+        "actions { view }\nroles {\n  clerk at trust\n}\npurposes { care, research }\ncategories { health }\n"
+        "classifications official < secret\nagencies { trust, council }\n"
+        "attributes {\n  context.consented set of purpose default {}\n  resource.discharged_on date\n}\n"
+        "permit follow_up {\n  when purpose in context.consented\n"
+        '  when context.date <= resource.discharged_on + 28 days\n  because "x"\n}\n', encoding="utf-8")
+    policy = engine.load(tmp_path)
+    partial = {"requester": {"role": "clerk", "agency": "trust"}, "action": "view", "purpose": "care",
+               "context": {"date": "2025-06-01", "consented": ["care"]}}
+    plan = policy.plan(partial)
+    base = {"category": "health", "classification": "official", "owner": "trust"}
+    assert plan.kind == "conditional"
+    assert [plan.matches({**base, "discharged_on": day}) for day in ("2025-05-04", "2025-05-03")] == [True, False]
+    assert policy.plan({**partial, "context": {"date": "2025-06-01", "consented": ["research"]}}).kind == "always_denied"
+    assert policy.plan({**partial, "requester": {"role": "clerk", "agency": "council"}}).kind == "always_denied"

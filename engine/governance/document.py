@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Union
 
 from engine import ast
+from engine.durations import duration_text
 from engine.governance.formatter import value_text
 from engine.symbols import Hierarchy, NameLookupError, Vocabulary
 
@@ -184,14 +185,22 @@ class _Words:
     def kind_of(self, value: ast.Expr) -> str | None:
         if isinstance(value, ast.Name) and value.text in self.vocab.attributes:
             return self.vocab.attributes[value.text].kind
-        if isinstance(value, ast.DateLit):
+        if isinstance(value, (ast.DateLit, ast.Arithmetic)):
             return "date"
         return None
 
     def operand(self, value: ast.Expr, kind: str | None = None) -> Inline:
         match value:
             case ast.Name(text=text) if text in self.vocab.attributes:
+                label = self.vocab.attributes[text].label
+                if label and self.vocab.attributes[text].kind in ("date", "set"):
+                    return [t(f"the {label}")]  # `the date of discharge`, `the purposes consented to`
                 return [t(_BUILTIN_WORDS[text])] if text in _BUILTIN_WORDS else [code(text)]
+            case ast.Arithmetic(op=op, left=left, right=ast.DurationLit(amount=amount, unit=unit)):
+                way = "after" if op == "+" else "before"
+                return [t(f"{duration_text(amount, unit)} {way} ")] + self.operand(left, "date")
+            case ast.SetLit(values=values):
+                return join([self.operand(v, kind) for v in values], "and") if values else [t("none")]
             case ast.Name(text=text):
                 return [self.value(kind, text)]
             case ast.StringLit(value=text):
@@ -224,6 +233,9 @@ class _Words:
                 return self.operand(operand) + [t(" is ")] + listed
             case ast.InGroup(operand=operand, group=group):
                 return self.operand(operand) + [t(f" is an agency in the {words(group.text)} group")]
+            case ast.InAttribute(operand=operand, set=members):
+                element = self.vocab.attributes[members.text].element if members.text in self.vocab.attributes else None
+                return self.operand(operand, element) + [t(" is one of ")] + self.operand(members)
             case ast.Is(operand=operand, node=node):
                 kind = self.kind_of(operand)
                 tail = f" {_HIERARCHY_TAIL[kind]}" if kind in _HIERARCHY_TAIL else ""
@@ -240,10 +252,26 @@ class _Words:
         return self.expr(expr)
 
     def _compare(self, expr: ast.Compare) -> Inline:
+        if isinstance(expr.right, ast.Arithmetic) and isinstance(expr.right.right, ast.DurationLit) \
+                and (expr.op, expr.right.op) in _TIME_LIMITS:
+            # `a <= b + 28 days`: "a is within 28 days after b (or earlier)", as an agreement says it.
+            before, after = _TIME_LIMITS[(expr.op, expr.right.op)]
+            span = duration_text(expr.right.right.amount, expr.right.right.unit)
+            return (self.operand(expr.left, "date") + [t(f" {before} {span} {'after' if expr.right.op == '+' else 'before'} ")]
+                    + self.operand(expr.right.left, "date") + [t(after)])
         kind = self.kind_of(expr.left) or self.kind_of(expr.right)
         left = self.operand(expr.left, self.kind_of(expr.right))
         right = self.operand(expr.right, self.kind_of(expr.left))
         return left + [t(f" {_comparison_words(expr.op, kind)} ")] + right
+
+
+# (comparison, + or -) -> the words around "N units after/before B" for `a OP b ± N units`.
+_TIME_LIMITS = {
+    ("<=", "+"): ("is within", " (or earlier)"), ("<", "+"): ("is less than", " (or earlier)"),
+    (">", "+"): ("is more than", ""), (">=", "+"): ("is at least", ""),
+    ("<", "-"): ("is more than", ""), ("<=", "-"): ("is at least", ""),
+    (">=", "-"): ("is within", " (or later)"), (">", "-"): ("is less than", " (or later)"),
+}
 
 
 def _joined(parts: list[Inline], between: str) -> Inline:
@@ -316,7 +344,7 @@ class _RuleWriter:
     def who(self, roles: list[ast.MatchClause], agencies: list[ast.MatchClause]) -> Inline:
         out: Inline = []
         for i, clause in enumerate(roles):
-            names = [self.say.role(v.text) for v in clause.values]
+            names = [self.say.role(v.text) + self._held_at(v.text) for v in clause.values]
             out += [t(" who is also " if i else f"{_article(names[0])} ")] + join([[t(n)] for n in names])
             heirs = self._heirs([v.text for v in clause.values])
             if heirs:
@@ -326,6 +354,27 @@ class _RuleWriter:
             out += [t(" who works for " if out else "anyone who works for ")]
             out += join([[t(self.say.agency_ref(v.text))] for v in clause.values])
         return out
+
+    def _held_at(self, role: str) -> str:
+        """`, who works at an agency in the gp practices group,` for a role held only there."""
+        written = self._at_of(role)
+        if not written:
+            return ""
+        return ", who works at " + " or ".join(self.say.agency_ref(a.text) for a in written) + ","
+
+    def _at_of(self, role: str) -> tuple[ast.Name, ...]:
+        """The `at` that limits a role: its own, else the nearest ancestor's."""
+        try:
+            full = self.vocab.roles.resolve(role)
+        except NameLookupError:
+            return ()
+        if full in self.vocab.role_at:
+            return self.vocab.role_at[full]
+        roles = self.vocab.roles
+        for ancestor in sorted(roles.ancestors.get(full, ()), key=roles.names.index):
+            if ancestor in self.vocab.role_at:
+                return self.vocab.role_at[ancestor]
+        return ()
 
     def _heirs(self, names: list[str]) -> list[str]:
         roles = self.vocab.roles
@@ -499,6 +548,8 @@ class _Writer:
         if roles.labels.get(name):
             out.append(t(f" — {roles.labels[name]}"))
         parents = roles.parents.get(name, ())
+        if name in self.vocab.role_at:
+            out += [t("; held only at ")] + join([[t(self.say.agency_ref(a.text))] for a in self.vocab.role_at[name]])
         if parents:
             out += [t("; inherits from ")] + join([[code(p)] for p in parents], "and")
             further = [a for a in roles.names if a in roles.ancestors.get(name, ()) and a != name and a not in parents]
@@ -511,10 +562,15 @@ class _Writer:
         return Item([code(name), t(": ")] + join([[t(self.say.agency(a))] for a in ordered], "and"))
 
     def _attribute(self, attribute) -> Item:
-        kind = "one of " + ", ".join(attribute.values) if attribute.kind == "one_of" else attribute.kind
+        of = attribute.element if attribute.kind == "set" else attribute.kind
+        kind = "one of " + ", ".join(attribute.values) if of == "one_of" else of
+        if attribute.kind == "set":
+            kind = f"a set of {kind} values, given as a list"
         out: Inline = [code(attribute.path), t(f" ({kind})")]
+        if attribute.label:
+            out.append(t(f": {attribute.label}"))
         if attribute.default is not None:
-            out += [t(", default ")] + self.say.operand(attribute.default, attribute.kind)
+            out += [t(", default ")] + self.say.operand(attribute.default, of)
         else:
             out.append(t(", no default: unknown when the request leaves it out"))
         return Item(out)

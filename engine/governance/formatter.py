@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from engine import ast
+from engine.durations import duration_text
 from engine.source import Source, Span
 from engine.syntax import parse
 
@@ -70,11 +71,15 @@ def value_text(value: ast.Value) -> str:
             return "true" if value.value else "false"
         case ast.DateLit():
             return value.value.isoformat()
+        case ast.DurationLit():
+            return duration_text(value.amount, value.unit)
+        case ast.SetLit():
+            return "{" + ", ".join(value_text(v) for v in value.values) + "}"
     raise TypeError(f"no layout for {type(value).__name__}")
 
 
 # Binding strength, loosest first: a child looser than its place needs parentheses.
-_OR, _AND, _NOT, _COMPARE, _ATOM = range(1, 6)
+_OR, _AND, _NOT, _COMPARE, _SUM, _ATOM = range(1, 7)
 
 
 def expr_text(expr: ast.Expr) -> str:
@@ -96,7 +101,12 @@ def _expr(expr: ast.Expr) -> tuple[str, int]:
         case ast.Not(operand=operand):
             return f"not {_operand(operand, _NOT)}", _NOT
         case ast.Compare(op=op, left=left, right=right):
-            return f"{_operand(left, _ATOM)} {op} {_operand(right, _ATOM)}", _COMPARE
+            return f"{_operand(left, _SUM)} {op} {_operand(right, _SUM)}", _COMPARE
+        case ast.Arithmetic(op=op, left=left, right=right):
+            # Left to right: `a + 1 month - 1 day` needs no brackets; a bracketed right side keeps them.
+            return f"{_operand(left, _SUM)} {op} {_operand(right, _ATOM)}", _SUM
+        case ast.InAttribute(operand=operand, set=members):
+            return f"{_operand(operand, _ATOM)} in {members.text}", _COMPARE
         case ast.InSet(operand=operand, values=values):
             listed = ", ".join(_operand(v, _ATOM) for v in values)
             return f"{_operand(operand, _ATOM)} in {{{listed}}}", _COMPARE
@@ -387,7 +397,7 @@ def _vocab_entries(items: tuple[ast.VocabItem, ...]) -> list[_Entry]:
 
 
 def _role_entries(items: tuple[ast.RoleItem, ...]) -> list[_Entry]:
-    rows = [i for i in items if i.label is not None or i.parents]
+    rows = [i for i in items if i.label is not None or i.parents or i.places]
     names = max((len(i.name.text) for i in rows), default=0)
     labels = max((len(quote(i.label)) for i in rows if i.label is not None), default=0)
     entries: list[_Entry] = []
@@ -400,6 +410,8 @@ def _role_entries(items: tuple[ast.RoleItem, ...]) -> list[_Entry]:
             text += " " + (quote(item.label) if item.label is not None else "").ljust(labels)
         if item.parents:
             text += " : " + ", ".join(p.text for p in item.parents)
+        if item.places:
+            text = text.rstrip() + " at " + ", ".join(p.text for p in item.places)
         entries.append(("row", text.rstrip(), item.span))
     return entries
 
@@ -426,6 +438,8 @@ def _tree_entries(nodes: tuple[ast.TreeNode, ...], indent: int) -> list[_Entry]:
 
 
 def _type_text(type_: ast.AttrType) -> str:
+    if type_.kind == "set" and type_.element is not None:
+        return "set of " + _type_text(type_.element)
     if type_.kind != "one_of":
         return type_.kind
     values = ", ".join(_labelled(v.name.text, v.label) for v in type_.values)

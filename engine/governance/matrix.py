@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from engine.governance.terms import (
@@ -535,10 +535,13 @@ def _attribute_path(vocab: Vocabulary, key: str) -> str:
     raise ContextError(f"--context {key}: no such attribute" + (f" ({hint})" if hint else ""))
 
 
-def _typed(vocab: Vocabulary, path: str, text: str) -> Any:
-    attribute = vocab.attributes[path]
+def _typed(vocab: Vocabulary, path: str, text: str, attribute: Any = None) -> Any:
+    attribute = attribute or vocab.attributes[path]
     kind = attribute.kind
     problem = f"--context {path}={text}: "
+    if kind == "set":  # members separated by commas (`direct_care,research`); nothing for the empty set
+        member = replace(attribute, kind=attribute.element or "string")
+        return [_typed(vocab, path, part.strip(), member) for part in text.split(",") if part.strip()]
     if kind == "bool":
         lowered = text.lower()
         if lowered in ("true", "yes", "1"):

@@ -14,6 +14,7 @@ import itertools
 from typing import Any, Iterable, Mapping, NamedTuple
 
 from engine import ast
+from engine.durations import shift
 from engine.symbols import NameLookupError, Vocabulary
 
 # The request attributes every request gives: the dimensions of the matrix.
@@ -41,6 +42,9 @@ _TREES = ("role", "purpose", "category")
 #   ("in", term, typed values) membership; values are (tag, value) pairs
 #   ("under", agreements)      the under clause until the date is known
 #   ("pair", pairs)            (requester agency, owner) pairs that share
+#   ("shift", term, op, n, unit)  a date moved by a duration (unknown outside the calendar)
+#   ("member", term, set term) `x in S` for a `set of` attribute; a set constant is
+#                              ("k", "S", frozenset of (tag, value) pairs)
 
 
 class _Missing:
@@ -67,6 +71,8 @@ def const(value: Any) -> Term:
         return ("k", "n", value)
     if isinstance(value, dt.date):
         return ("k", "d", value)
+    if isinstance(value, frozenset):
+        return ("k", "S", frozenset(const(v)[1:] for v in value))
     return ("k", "s", value)
 
 
@@ -117,6 +123,19 @@ def reduce(term: Term, env: Mapping) -> Term:
                 return UNK
             return TRUE if inner[1:] in term[2] else FALSE
         return ("in", inner, term[2])
+    if op == "shift":
+        inner = reduce(term[1], env)
+        if inner[0] != "k":
+            return ("shift", inner, *term[2:])
+        moved = shift(inner[2], term[2], term[3], term[4]) if inner[1] == "d" else None
+        return UNK if moved is None else const(moved)
+    if op == "member":
+        inner, members = reduce(term[1], env), reduce(term[2], env)
+        if inner[0] != "k" or members[0] != "k":
+            return ("member", inner, members)
+        if inner[1] in "mu" or members[1] in "mu":
+            return UNK
+        return TRUE if inner[1:] in members[2] else FALSE
     if op == "under":
         if "context.date" not in env:
             return term
@@ -196,9 +215,9 @@ def attributes_of(term: Term) -> frozenset[str]:
         return frozenset(("requester.agency", "resource.owner"))
     if op in ("and", "or"):
         parts = term[1]
-    elif op in ("not", "truthy", "in"):
+    elif op in ("not", "truthy", "in", "shift"):
         parts = (term[1],)
-    elif op in ("eq", "ne"):
+    elif op in ("eq", "ne", "member"):
         parts = term[1:3]
     elif op == "ord":
         parts = term[2:4]
@@ -245,6 +264,7 @@ class Compiler:
     def __init__(self, vocab: Vocabulary):
         self.vocab = vocab
         self.ranks = tuple(sorted(vocab.classifications, key=vocab.classifications.__getitem__))
+        self.held = held_term(vocab)
 
     def rule(self, rule: ast.Rule) -> RuleTerm:
         clauses = []
@@ -254,7 +274,7 @@ class Compiler:
                 obligations.append(self.obligation(clause))
             elif isinstance(clause, (ast.MatchClause, ast.DataClause, ast.ConditionClause)):
                 clauses.append((clause, self.clause(clause)))
-        term = junction("and", [t for _c, t in clauses])
+        term = junction("and", [self.held] + [t for _c, t in clauses])
         return RuleTerm(rule, rule.effect is ast.Effect.PERMIT, tuple(clauses), term, tuple(obligations))
 
     def policy_obligation(self, decl: ast.PolicyObligation) -> PolicyObligationTerm:
@@ -342,6 +362,9 @@ class Compiler:
             return _member_term(self._operand(expr.operand, "agency"), self._agencies([expr.group]))
         if isinstance(expr, ast.Is):
             return self._is(expr)
+        if isinstance(expr, ast.InAttribute):
+            element = self.vocab.attributes[expr.set.text].element
+            return ("member", self._operand(expr.operand, element), ("a", expr.set.text))
         return ("truthy", self._operand(expr, "bool"))
 
     def _is(self, expr: ast.Is) -> Term:
@@ -373,12 +396,27 @@ class Compiler:
             return const(value.text)
         if isinstance(value, (ast.StringLit, ast.NumberLit, ast.BoolLit, ast.DateLit)):
             return const(value.value)
+        if isinstance(value, ast.Arithmetic) and isinstance(value.right, ast.DurationLit):
+            return ("shift", self._operand(value.left, "date"), value.op, value.right.amount, value.right.unit)
         return self.expr(value)  # a parenthesised expression used as a value
 
     def _argument(self, value: ast.Value) -> Term:
         if isinstance(value, ast.Name):
             return ("a", value.text) if value.text in self.vocab.attributes else const(value.text)
         return const(value.value)
+
+
+def held_term(vocab: Vocabulary) -> Term:
+    """True where the requester's role may be held at their agency (roles `at` agencies):
+    part of every rule's term, so the matrix, the diff and the analysis leave out the
+    combinations that are denied as `role_not_held` whatever the rules say."""
+    if not vocab.places:
+        return TRUE
+    free = [r for r in vocab.roles.names if r not in vocab.places]
+    parts = [_member("requester.role", free)] if free else []
+    for role, places in vocab.places.items():
+        parts.append(("and", (_member("requester.role", [role]), _member("requester.agency", sorted(places)))))
+    return junction("or", parts)
 
 
 def _member(path: str, values: Iterable[str]) -> Term:
@@ -394,7 +432,13 @@ def _member_term(operand: Term, values: Iterable[str]) -> Term:
 
 def attribute_value(vocab: Vocabulary, path: str, raw: Any) -> Any:
     """A request value as terms compare it: tree names in full, dates as dates."""
-    kind = vocab.attributes[path].kind
+    attribute = vocab.attributes[path]
+    if attribute.kind == "set" and isinstance(raw, (list, tuple, frozenset, set)):
+        return frozenset(_typed_value(vocab, attribute.element or "", item) for item in raw)
+    return _typed_value(vocab, attribute.kind, raw)
+
+
+def _typed_value(vocab: Vocabulary, kind: str, raw: Any) -> Any:
     if kind in _TREES:
         return vocab.hierarchy(kind).resolve(str(raw))
     if kind == "date" and isinstance(raw, str):
@@ -407,6 +451,8 @@ def default_value(vocab: Vocabulary, path: str) -> Any:
     default = vocab.attributes[path].default
     if default is None:
         return MISSING
+    if isinstance(default, ast.SetLit):
+        return attribute_value(vocab, path, [v.text if isinstance(v, ast.Name) else v.value for v in default.values])
     raw = default.text if isinstance(default, ast.Name) else default.value
     return attribute_value(vocab, path, raw)
 

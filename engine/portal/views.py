@@ -341,10 +341,14 @@ def _attribute_field(vocab: Vocabulary, attribute: Attribute, choices: dict[str,
         return Field(attribute.path, label, "select", choices[path], hint)
     if kind in ("number", "date"):
         return Field(attribute.path, label, kind, hint=hint)
+    if kind == "set":  # typed as a list by build_request
+        return Field(attribute.path, label, "set", hint=" ".join(filter(None, ["Separate values with commas.", hint])))
     return Field(attribute.path, label, "text", hint=hint)
 
 
-def _default_text(value: ast.Value) -> str:
+def _default_text(value: ast.Value | ast.SetLit) -> str:
+    if isinstance(value, ast.SetLit):
+        return ", ".join(_default_text(v) for v in value.values) or "none"
     if isinstance(value, ast.BoolLit):
         return "yes" if value.value else "no"
     for attribute in ("value", "text", "name"):
@@ -388,19 +392,26 @@ def build_request(fields: Sequence[Field], form: Mapping[str, str], today: dt.da
                 continue
         value: Any = raw
         if item.kind == "number":
-            try:
-                value = int(raw)
-            except ValueError:
-                try:
-                    value = float(raw)
-                except ValueError:
-                    value = raw  # the engine names the field and says a number is expected
+            value = _number(raw)  # not a number: the engine names the field and says a number is expected
         elif item.choices and [c.value for c in item.choices] == ["true", "false"]:
             value = raw == "true"
+        elif item.kind == "set":  # `direct_care, research`: the members, as a list
+            value = [_number(part.strip()) for part in raw.split(",") if part.strip()]
         section, _, name = item.name.rpartition(".")
         target = request.setdefault(section, {}) if section else request
         target[name] = value
     return request
+
+
+def _number(text: str) -> Any:
+    """A number typed in the form (or a set member): a number when it reads as one, else the text."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
 
 
 @dataclass

@@ -91,6 +91,9 @@ class Decision(BaseModel):
     obligations: list[Obligation]
     near_misses: list[NearMiss] = []
     summary: str
+    denied_by: Literal["role_not_held"] | None = Field(
+        None, description="set when the request was refused before any rule: the requester's role is not held "
+                          "at their agency")
 
 
 class BatchDecisions(BaseModel):

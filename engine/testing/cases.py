@@ -365,7 +365,7 @@ class _CaseReader:
             problems.append(_at(self.shown, node, "`by` must be a rule id or a list of rule ids"))
             return ()
         for i, name in enumerate(names):
-            if name not in self.rule_ids:
+            if name not in self.rule_ids and name != "role_not_held":  # a deny before any rule (LANGUAGE.md §2)
                 where = node.value[i] if isinstance(node, yaml.SequenceNode) else node
                 problems.append(_at(self.shown, where, f"`by` names `{name}`, which is not a rule of the policy set",
                                     did_you_mean(name, self.rule_ids)))

@@ -200,6 +200,8 @@ def _mismatches(case: Case, decision: Any) -> tuple[str, ...]:
     if decision.decision != case.expect:
         found.append("decision")
     reasons = {reason.rule for reason in decision.reasons}
+    if getattr(decision, "denied_by", None):
+        reasons.add(decision.denied_by)  # `by: role_not_held`
     if any(rule not in reasons for rule in case.by):
         found.append("by")
     if case.obligations is not None:
