@@ -24,9 +24,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from lark import Lark, Token, Tree
+from lark import Lark, Token
 from lark.lexer import UnlessCallback
-from lark.parse_tree_builder import PropagatePositions
+from lark.parse_tree_builder import (
+    ChildFilter,
+    ChildFilterLALR,
+    ChildFilterLALR_NoPlaceholders,
+    ExpandSingleChild,
+    PropagatePositions,
+)
 from lark.parsers.lalr_analysis import Shift
 
 
@@ -47,14 +53,17 @@ class Meta:
 _EMPTY = Meta(1, 1, 1, 1, True)
 
 Builder = Callable[[Meta, list[Any]], Any]
+Reduction = tuple[int, str, Callable[[list[Any]], Any]]
+# A rule's child filter: (index, inlined `_rule`?, Nones before it) per kept child, and Nones after.
+_Plan = tuple[list[tuple[int, bool, int]], int]
 
 
 class InlineParser:
     """Runs Lark's LALR table with callbacks that build nodes through `builder_for(rule name)`."""
 
-    def __init__(self, lark: Lark, rule_builders: list[tuple[Any, list[Any]]]):
+    def __init__(self, lark: Lark, plans: list[tuple[Any, _Plan | None, bool]]):
         self.lark = lark
-        self.rule_builders = rule_builders
+        self.plans = plans
         table = lark.parser.parser._parse_table
         start = lark.options.start[0]
         self.states = table.states
@@ -102,28 +111,28 @@ class InlineParser:
                     break
                 if action is None:
                     raise Unparsed
-                size = len(arg.expansion)
+                size, origin, reduce = callbacks[arg]
                 if size:
                     children = value_stack[-size:]
                     del state_stack[-size:]
                     del value_stack[-size:]
                 else:
                     children = []
-                value_stack.append(callbacks[arg](children))
-                state_stack.append(states[state_stack[-1]][arg.origin.name][1])
+                value_stack.append(reduce(children))
+                state_stack.append(states[state_stack[-1]][origin][1])
         while True:
             action, arg = states[state_stack[-1]].get("$END", (None, None))
             if action is None or action is Shift:
                 raise Unparsed
-            size = len(arg.expansion)
+            size, origin, reduce = callbacks[arg]
             if size:
                 children = value_stack[-size:]
                 del state_stack[-size:]
                 del value_stack[-size:]
             else:
                 children = []
-            value = callbacks[arg](children)
-            state_stack.append(states[state_stack[-1]][arg.origin.name][1])
+            value = reduce(children)
+            state_stack.append(states[state_stack[-1]][origin][1])
             value_stack.append(value)
             if state_stack[-1] == self.end_state:
                 return value
@@ -172,24 +181,16 @@ class InlineParser:
                     yield token
             position, line, line_start = stop, end_line, end_start
 
-    def _callbacks(self, builders: Callable[[str], Builder]) -> dict[Any, Callable[[list[Any]], Any]]:
+    def _callbacks(self, builders: Callable[[str], Builder]) -> dict[Any, Reduction]:
+        """For each grammar rule: how many values it takes off the stack, its name, and its reduction."""
         # One per parse: the state lives in these closures, so threads never share it.
         extents: dict[int, tuple[int, int, int, int]] = {}
         keep: list[Any] = []  # results stay alive, so that their ids are not reused mid-parse
         # One Meta, refilled for each reduction: a builder reads it at once and keeps none of it.
         meta = Meta(1, 1, 1, 1, True)
-        current: list[Meta] = [_EMPTY]
 
-        def node(build: Builder) -> Callable[[list[Any]], Any]:
-            return lambda children: build(current[0], children)
-
-        def positioned(inner: Callable[[list[Any]], Any], expand: bool) -> Callable[[list[Any]], Any]:
+        def reduction(build: Builder, plan: _Plan | None, expand: bool) -> Callable[[list[Any]], Any]:
             def reduce(children: list[Any]) -> Any:
-                if expand and len(children) == 1:
-                    # A `?rule` that passes its one child up: the child, where it already is.
-                    child = children[0]
-                    if child is not None and type(child) is not Token and type(child) is not Tree:
-                        return child
                 # Lark's tokens always carry their positions, though typed as optional.
                 first: tuple[Any, ...] | None = None
                 last: tuple[Any, ...] | None = None
@@ -209,14 +210,28 @@ class InlineParser:
                     if found is not None:
                         last = found
                         break
+                # The children the rule keeps, as Lark's child filter leaves them.
+                if plan is None:
+                    kept = children
+                else:
+                    kept = []
+                    for index, inline, nones in plan[0]:
+                        if nones:
+                            kept += [None] * nones
+                        if inline:
+                            kept += children[index].children
+                        else:
+                            kept.append(children[index])
+                    if plan[1]:
+                        kept += [None] * plan[1]
                 if first is None or last is None:
-                    current[0] = _EMPTY
-                    result = inner(children)
-                    return result
-                meta.line, meta.column, meta.end_line, meta.end_column, meta.empty = \
-                    first[0], first[1], last[2], last[3], False
-                current[0] = meta
-                result = inner(children)
+                    return kept[0] if expand and len(kept) == 1 else build(_EMPTY, kept)
+                if expand and len(kept) == 1:
+                    result = kept[0]
+                else:
+                    meta.line, meta.column, meta.end_line, meta.end_column, meta.empty = \
+                        first[0], first[1], last[2], last[3], False
+                    result = build(meta, kept)
                 if result is not None:
                     extents[id(result)] = (first[0], first[1], last[2], last[3])
                     keep.append(result)
@@ -225,15 +240,39 @@ class InlineParser:
             return reduce
 
         callbacks = {}
-        for rule, chain in self.rule_builders:
-            # Lark's own position wrapper is left out: `positioned` does its work.
-            chain = [w for w in chain if w is not PropagatePositions and getattr(w, "func", None) is not PropagatePositions]
+        for rule, plan, expand in self.plans:
             name = rule.alias or rule.options.template_source or rule.origin.name
-            function = node(builders(name))
-            for wrapper in chain:
-                function = wrapper(function)
-            callbacks[rule] = positioned(function, bool(rule.options.expand1 and not rule.alias))
+            callbacks[rule] = (len(rule.expansion), rule.origin.name, reduction(builders(name), plan, expand))
         return callbacks
+
+
+_FILTERS = (ChildFilter, ChildFilterLALR, ChildFilterLALR_NoPlaceholders)
+
+
+def _plans(rule_builders: list[tuple[Any, list[Any]]]) -> list[tuple[Any, _Plan | None, bool]]:
+    """Each rule's child filter as data, and whether it passes a single child up (`?rule`).
+
+    Read from the wrappers Lark would chain around the rule's callback; a wrapper
+    this module does not know makes it give up (KeyError), and the caller parse with Lark.
+    """
+    plans = []
+    for rule, chain in rule_builders:
+        plan: _Plan | None = None
+        expand = False
+        for wrapper in chain:
+            function = getattr(wrapper, "func", wrapper)
+            if function is PropagatePositions:
+                continue  # `reduce` does its work
+            if function is ExpandSingleChild:
+                expand = True
+            elif function is ChildFilterLALR_NoPlaceholders:
+                plan = ([(i, inline, 0) for i, inline in wrapper.args[0]], 0)
+            elif function in _FILTERS:
+                plan = (list(wrapper.args[0]), wrapper.args[1])
+            else:
+                raise KeyError(function)
+        plans.append((rule, plan, expand))
+    return plans
 
 
 def inline_parser(lark: Lark) -> InlineParser | None:
@@ -242,6 +281,6 @@ def inline_parser(lark: Lark) -> InlineParser | None:
     The same Lark parser keeps serving the tree path (with its positions, if it was built with them).
     """
     try:
-        return InlineParser(lark, list(lark._parse_tree_builder.rule_builders))
+        return InlineParser(lark, _plans(list(lark._parse_tree_builder.rule_builders)))
     except (AttributeError, KeyError, IndexError, TypeError):
         return None
