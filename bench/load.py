@@ -9,6 +9,7 @@ only in a threshold (every pair overlaps: the worst case of rule analysis).
     python bench/load.py                   # 100 to 20,000 rules
     python bench/load.py --sizes 1000 --repeat 5
     python bench/load.py --adversarial --sizes 1000 4000
+    python bench/load.py --role-chain --sizes 1000 4000
 
 Targets: 10,000 rules loaded (parse + check + rule analysis + compile) in
 under 3 s cold; the adversarial 4,000-rule set in under 5 s.
@@ -164,6 +165,16 @@ def write_adversarial(root: Path, rules: int) -> None:
     (root / "99_thresholds.policy").write_text(body, encoding="utf-8")
 
 
+def write_role_chain(root: Path, roles: int) -> None:
+    """A set whose N roles each inherit from the one before: the worst case of closing a hierarchy."""
+    chain = "\n".join(f"  r{i}" + (f" : r{i - 1}" if i else "") for i in range(roles))
+    (root / "chain.policy").write_text(
+        'policy "Role chain" {\n  version "1"\n}\nactions { view }\npurposes { care }\n'
+        "categories { health }\nclassifications official\nagencies { a }\n"
+        f"roles {{\n{chain}\n}}\n"
+        'permit p "Top" {\n  action view\n  role r0\n  because "generated"\n}\n', encoding="utf-8")
+
+
 STAGES = ("parse", "check", "analysis", "compile")
 
 
@@ -214,6 +225,8 @@ def main() -> None:
                         help="run rule analysis only for sets up to this many rules")
     parser.add_argument("--adversarial", action="store_true",
                         help="the example policies plus N rules that differ only in a threshold")
+    parser.add_argument("--role-chain", action="store_true",
+                        help="one rule and N roles, each inheriting from the one before")
     args = parser.parse_args()
     started = time.perf_counter()
     loader.parse_sources([])  # build the parser once, outside the timings
@@ -229,7 +242,8 @@ def main() -> None:
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            (write_adversarial if args.adversarial else write_set)(root, size)
+            write = write_adversarial if args.adversarial else write_role_chain if args.role_chain else write_set
+            write(root, size)
             files = list(root.glob("*.policy"))
             kib = sum(f.stat().st_size for f in files) / 1024
             runs = [measure(root, size <= args.analysis_max) for _ in range(args.repeat)]
