@@ -7,7 +7,7 @@ request mix (about 40% permitted, many near misses), and a fresh interpreter
 per size measures, so sizes do not share memory or caches:
 
   - load: what engine.load() does with the files (parse, check, compile), stage
-    by stage, inside engine.policy.loading() as engine.load() is, seconds;
+    by stage, inside engine.pipeline.loading() as engine.load() is, seconds;
   - memory: peak resident set size of that interpreter once the set is loaded
     (before any request is read or decided), and how much loading added;
   - uncached: Policy.decide(request, use_cache=False), timed one request at a
@@ -174,7 +174,7 @@ def _profile(policy, requests: list[dict]) -> str:
 def load_by_stages(path: Path, analyse: bool, cache_size: int):
     """What engine.load() does, stage by stage and timed: read and parse, check, compile.
 
-    Inside engine.policy.loading(), as engine.load() is, so that the set's
+    Inside engine.pipeline.loading(), as engine.load() is, so that the set's
     objects sit in the heap as they do for its users. The checker's rule
     analysis pass is timed on its own, and only when `analyse`: on large sets
     it takes far longer than everything else together.
@@ -182,7 +182,8 @@ def load_by_stages(path: Path, analyse: bool, cache_size: int):
     from engine import checker
     from engine.compiler import compile_policy
     from engine.loader import load_set
-    from engine.policy import Policy, loading
+    from engine.pipeline import loading
+    from engine.policy import Policy
 
     stages: dict[str, float | None] = {}
     with loading():

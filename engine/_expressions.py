@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine import ast
+from engine._codegen import define
 from engine.durations import shifter
 from engine.request import RAW, RequestSchema
+from engine.source import Span
 from engine.symbols import NameLookupError, Vocabulary
 
 Env = dict[str, Any]
@@ -31,7 +34,7 @@ def negate(test: Test) -> Test:
     A test built with its negation (a comparison, a membership, a boolean
     attribute) hands that over, saving a call per evaluation.
     """
-    twin = getattr(test, "negated", None)
+    twin: Test | None = getattr(test, "negated", None)
     if twin is not None:
         return twin
 
@@ -51,25 +54,26 @@ def _twins(test: Test, negated: Test) -> Test:
 def _comparisons(symbol: str) -> tuple[Callable[..., Test], Callable[..., Test], Callable[..., Test]]:
     """Closure makers for one comparison operator, written out so that a test runs the
     operator itself rather than calling operator.gt and the like."""
-    namespace: dict[str, Any] = {}
-    exec(  # noqa: S102 - fixed text, one of six operators
-        f"def to_constant(path, constant):\n"
-        f"    def compare_to_constant(env):\n"
-        f"        value = env.get(path)\n"
-        f"        return None if value is None else value {symbol} constant\n"
-        f"    return compare_to_constant\n"
-        f"def from_constant(constant, path):\n"
-        f"    def constant_compared(env):\n"
-        f"        value = env.get(path)\n"
-        f"        return None if value is None else constant {symbol} value\n"
-        f"    return constant_compared\n"
-        f"def between(left, right):\n"
-        f"    def compare_attributes(env):\n"
-        f"        a = env.get(left)\n"
-        f"        b = env.get(right)\n"
-        f"        return None if a is None or b is None else a {symbol} b\n"
-        f"    return compare_attributes\n", namespace)
-    return namespace["to_constant"], namespace["from_constant"], namespace["between"]
+    made: tuple[Callable[..., Test], Callable[..., Test], Callable[..., Test]] = define(
+        ("to_constant", "from_constant", "between"), [
+            "def to_constant(path, constant):",
+            "    def compare_to_constant(env):",
+            "        value = env.get(path)",
+            f"        return None if value is None else value {symbol} constant",
+            "    return compare_to_constant",
+            "def from_constant(constant, path):",
+            "    def constant_compared(env):",
+            "        value = env.get(path)",
+            f"        return None if value is None else constant {symbol} value",
+            "    return constant_compared",
+            "def between(left, right):",
+            "    def compare_attributes(env):",
+            "        a = env.get(left)",
+            "        b = env.get(right)",
+            f"        return None if a is None or b is None else a {symbol} b",
+            "    return compare_attributes",
+        ], {})
+    return made
 
 
 _COMPARE = {symbol: _comparisons(symbol) for symbol in _ORDER}
@@ -98,7 +102,8 @@ class ExprCompiler:
         handler = getattr(self, f"compile_{type(expr).__name__}", None)
         if handler is None:
             raise NameLookupError(f"`{type(expr).__name__}` is not a condition")
-        return handler(expr)
+        test: Test = handler(expr)
+        return test
 
     def words(self, path: str) -> Callable[[Env], Any]:
         """An obligation argument: the attribute's value as the request names it (None when omitted)."""
@@ -209,9 +214,9 @@ class ExprCompiler:
         kind = self._kind(expr.operand) or next(filter(None, map(self._kind, expr.values)), None)
         operand = _plain(self._operand(expr.operand, kind))
         values = [self._operand(v, kind) for v in expr.values]
-        constants = [v.value for v in values if isinstance(v, _Const)]
+        constants = [v for v in values if isinstance(v, _Const)]
         if len(constants) == len(values):
-            return self._member(operand, frozenset(constants))
+            return self._member(operand, frozenset(v.value for v in constants))
         # A value that is itself an attribute: compare one by one.
         return _any_of(tuple(self.compile_Compare(ast.Compare("==", expr.operand, v, expr.span))
                              for v in expr.values))
@@ -224,14 +229,14 @@ class ExprCompiler:
         kind = self._kind(expr.operand)
         operand = _plain(self._operand(expr.operand, kind))
         text = expr.node.text
-        if kind in _HIERARCHIES:
-            tree = self.vocab.hierarchy(kind)
+        tree = self.vocab.hierarchy(kind) if kind in _HIERARCHIES else None
+        if tree is not None:
             return self._member(operand, tree.descendants[tree.resolve(text)])
         if kind == "agency" and text in self.vocab.groups:
             return self._member(operand, self.vocab.groups[text])
         return self._member(operand, frozenset((self._constant(text, kind),)))
 
-    def _member(self, operand: "_Const | _Attr", values: frozenset) -> Test:
+    def _member(self, operand: _Const | _Attr, values: frozenset[Any]) -> Test:
         if isinstance(operand, _Const):
             found = operand.value in values
             return lambda env: found
@@ -339,10 +344,11 @@ def _getter(operand: _Const | _Attr | _Calc) -> Callable[[Env], Any]:
     return lambda env: value
 
 
-def _compare(symbol: str, left: "_Const | _Attr", right: "_Const | _Attr") -> Test:
+def _compare(symbol: str, left: _Const | _Attr, right: _Const | _Attr) -> Test:
     to_constant, from_constant, between = _COMPARE[symbol]
-    if isinstance(right, _Const):
+    if isinstance(right, _Const) and isinstance(left, _Attr):
         return to_constant(left.path, right.value)
+    assert isinstance(right, _Attr)  # two constants are folded before they get here
     if isinstance(left, _Const):
         return from_constant(left.value, right.path)
     return between(left.path, right.path)
@@ -403,7 +409,7 @@ def show(vocab: Vocabulary, path: str, value: Any) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     if kind == "string":
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'  # as the language writes it
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'  # as the language writes it
     return str(value)
 
 
@@ -417,7 +423,7 @@ def _member_text(vocab: Vocabulary, kind: str | None, value: Any) -> str:
     return str(value)
 
 
-def span_text(span, cache: dict[int, list[str]] | None = None) -> str:
+def span_text(span: Span | None, cache: dict[int, list[str]] | None = None) -> str:
     """The source text a span covers, on one line; `cache` keeps each source's lines."""
     if span is None:
         return ""

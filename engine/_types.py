@@ -9,8 +9,8 @@ of the attribute they are compared with (LANGUAGE.md section 3).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from engine import ast
 from engine.durations import duration_text
@@ -113,7 +113,7 @@ class ExprChecker:
 
     # --- expressions --------------------------------------------------------
 
-    def _expr(self, expr) -> Typed:
+    def _expr(self, expr: ast.Expr) -> Typed:
         handler: Callable[[object], Typed] = getattr(self, f"_expr_{type(expr).__name__}")
         return handler(expr)
 
@@ -328,7 +328,7 @@ class ExprChecker:
             return Typed(ERROR, expr.text)
         return typed
 
-    def _literal(self, expr) -> Typed:
+    def _literal(self, expr: ast.Literal) -> Typed:
         return self._operand(expr)
 
     _expr_StringLit = _expr_NumberLit = _expr_BoolLit = _expr_DateLit = _expr_DurationLit = _literal
@@ -336,7 +336,7 @@ class ExprChecker:
 
     # --- operands and values ------------------------------------------------
 
-    def _operand(self, value) -> Typed:
+    def _operand(self, value: ast.Expr) -> Typed:
         match value:
             case ast.Name(text=text):
                 attribute = self.vocab.attributes.get(text)
@@ -360,9 +360,9 @@ class ExprChecker:
                             "use the condition as it is, or `not (…)` for the opposite")
                 return Typed(ERROR, "(…)")
 
-    def _value(self, target: Typed, name: ast.Name) -> None:
+    def _value(self, target: Typed, name: ast.Expr) -> None:
         """A bare name standing for a value of `target`'s type."""
-        kind, text = target.type.kind, name.text
+        kind, text = target.type.kind, _shown(name)  # a Name: its text
         if kind == "one_of":
             if text not in target.type.values:
                 help = did_you_mean(text, target.type.values) or _values_help(target)
@@ -382,7 +382,7 @@ class ExprChecker:
 
     # --- reports --------------------------------------------------------------
 
-    def _not_boolean(self, expr, typed: Typed, keyword: str) -> None:
+    def _not_boolean(self, expr: ast.Expr, typed: Typed, keyword: str) -> None:
         if typed.type.kind == "set":
             self._error("not_boolean", f"`{typed.shown}` is not true or false: it is {typed.type.describe()}",
                         expr.span, f"test a member with `x in {typed.shown}`, or whether it was given with "
@@ -405,13 +405,14 @@ class ExprChecker:
             return f"{op} {self.vocab.values_of(kind)[0]}"
         return {"number": ">= 18", "date": "< 2025-06-01", "string": '== "text"'}.get(kind, "== …")
 
-    def _unknown_attribute(self, name: ast.Name) -> None:
-        help = self._attribute_hint(name.text)
-        if help is None and not _looks_like_attribute(name.text):
+    def _unknown_attribute(self, name: ast.Expr) -> None:
+        text = _shown(name)  # a Name: its text
+        help = self._attribute_hint(text)
+        if help is None and not _looks_like_attribute(text):
             help = "attributes start with `requester.`, `resource.` or `context.`"
         elif help is None:
             help = "declare it in an `attributes { … }` block"
-        self._error("unknown_attribute", f"unknown attribute `{name.text}`", name.span, help)
+        self._error("unknown_attribute", f"unknown attribute `{text}`", name.span, help)
 
     def _attribute_hint(self, text: str) -> str | None:
         """Did-you-mean over attribute paths, also matching a path's last part."""
@@ -457,7 +458,7 @@ def _values_help(typed: Typed) -> str | None:
     return None
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     match value:
         case ast.StringLit(value=text):
             return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -477,7 +478,7 @@ def _shown(value) -> str:
 _UNITS = frozenset(("day", "days", "week", "weeks", "month", "months", "year", "years"))
 
 
-def _literal_key(value) -> object:
+def _literal_key(value: object) -> object:
     return (type(value).__name__, getattr(value, "value", getattr(value, "text", None)))
 
 

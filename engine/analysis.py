@@ -14,17 +14,26 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any
 
 from engine import ast
 from engine.errors import Diagnostic, warning
-from engine.symbols import NameLookupError, Vocabulary
 from engine.governance.terms import (
-    DIMENSION_KINDS, DIMENSIONS, FALSE, TRUE, Compiler, RuleTerm, Term, agreement_pairs, attributes_of, junction,
+    DIMENSION_KINDS,
+    DIMENSIONS,
+    FALSE,
+    TRUE,
+    Compiler,
+    RuleTerm,
+    Term,
+    agreement_pairs,
+    attributes_of,
+    junction,
     reduce,
 )
-
+from engine.symbols import NameLookupError, Vocabulary
 
 _ALWAYS = ((dt.date.min, dt.date.max),)
 
@@ -39,9 +48,9 @@ class Region:
     """
 
     sets: dict[str, frozenset[str]]
-    unders: tuple[tuple, ...]
+    unders: tuple[tuple[Any, ...], ...]
 
-    def ranges(self, pair: tuple[str, str]) -> tuple:
+    def ranges(self, pair: tuple[str, str]) -> tuple[Any, ...]:
         """The dates on which the `under` clauses admit (agency, owner), as sorted ranges."""
         ranges = _ALWAYS
         for agreements in self.unders:
@@ -50,7 +59,7 @@ class Region:
                 break
         return ranges
 
-    def pairs(self) -> Iterable[tuple[tuple[str, str], tuple]]:
+    def pairs(self) -> Iterable[tuple[tuple[str, str], tuple[Any, ...]]]:
         """Each (agency, owner) the region admits on some date, with those dates."""
         agencies, owners = self.sets["requester.agency"], self.sets["resource.owner"]
         if not self.unders:
@@ -64,7 +73,7 @@ class Region:
                 if ranges:
                     yield pair, ranges
 
-    def within(self, other: "Region") -> bool:
+    def within(self, other: Region) -> bool:
         """Every request this region admits, `other` admits too."""
         if any(not values <= other.sets[d] for d, values in self.sets.items()):
             return False
@@ -95,8 +104,8 @@ class _Analysis:
                 continue  # the checker reports the name; this rule is not analysed
         self.regions = {id(r): self.region(r) for r in self.rules}
         # Conditions repeat across rules, so reductions and their verdicts do too.
-        self.memo: dict[tuple, Term] = {}
-        self.holds: dict[tuple, bool] = {}
+        self.memo: dict[tuple[Any, ...], Term] = {}
+        self.holds: dict[tuple[Any, ...], bool] = {}
 
     def run(self) -> list[Diagnostic]:
         found: list[Diagnostic] = []
@@ -116,7 +125,7 @@ class _Analysis:
 
     def region(self, rule: RuleTerm) -> Region:
         sets = {d: frozenset(self.vocab.values_of(DIMENSION_KINDS[d])) for d in DIMENSIONS}
-        unders: list[tuple] = []
+        unders: list[tuple[Any, ...]] = []
         for clause, term in rule.clauses:
             if isinstance(clause, ast.ConditionClause):
                 continue
@@ -190,7 +199,7 @@ class _Analysis:
                 return False
         return bool(residuals - {FALSE})
 
-    def _reduce(self, term: Term, given: dict, path: str, value: str) -> Term:
+    def _reduce(self, term: Term, given: dict[Any, Any], path: str, value: str) -> Term:
         key = (term, path, value)
         found = self.memo.get(key)
         if found is None:
@@ -345,11 +354,11 @@ _CLAUSE_NAMES = {"action": "action", "requester.role": "role", "purpose": "purpo
                  "requester.agency": "agency", "resource.owner": "owner"}
 
 
-def _conditions(rule: RuleTerm) -> frozenset:
+def _conditions(rule: RuleTerm) -> frozenset[Any]:
     return frozenset(c for c, _t in rule.clauses if isinstance(c, ast.ConditionClause))
 
 
-def _obligations(rule: RuleTerm) -> frozenset:
+def _obligations(rule: RuleTerm) -> frozenset[Any]:
     return frozenset(o.clause for o in rule.obligations)
 
 
@@ -357,12 +366,12 @@ def _obligations(rule: RuleTerm) -> frozenset:
 
 
 @functools.lru_cache(maxsize=4096)
-def _pairs_of(agreement: tuple) -> frozenset:
+def _pairs_of(agreement: tuple[Any, ...]) -> frozenset[Any]:
     return agreement_pairs((agreement,), None)
 
 
 @functools.lru_cache(maxsize=65536)
-def _covering(agreements: tuple, pair: tuple[str, str]) -> tuple:
+def _covering(agreements: tuple[Any, ...], pair: tuple[str, str]) -> tuple[Any, ...]:
     ranges = []
     for agreement in agreements:
         if pair in _pairs_of(agreement):
@@ -371,7 +380,7 @@ def _covering(agreements: tuple, pair: tuple[str, str]) -> tuple:
     return _normalise(ranges)
 
 
-def _normalise(ranges: list) -> tuple:
+def _normalise(ranges: list[Any]) -> tuple[Any, ...]:
     merged: list[list[dt.date]] = []
     for start, end in sorted(ranges):
         if merged and start <= _next_day(merged[-1][1]):
@@ -385,7 +394,7 @@ def _next_day(day: dt.date) -> dt.date:
     return day if day == dt.date.max else day + dt.timedelta(days=1)
 
 
-def _intersect(a: tuple, b: tuple) -> tuple:
+def _intersect(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
     found = []
     for s1, e1 in a:
         for s2, e2 in b:
@@ -395,5 +404,5 @@ def _intersect(a: tuple, b: tuple) -> tuple:
     return _normalise(found)
 
 
-def _ranges_within(inner: tuple, outer: tuple) -> bool:
+def _ranges_within(inner: tuple[Any, ...], outer: tuple[Any, ...]) -> bool:
     return all(any(s2 <= s1 and e1 <= e2 for s2, e2 in outer) for s1, e1 in inner)

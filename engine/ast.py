@@ -7,14 +7,11 @@ differently laid-out text compare equal when they mean the same.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Union
 
 from engine.source import Span
-
-_SPAN = dict(compare=False, repr=False)
-
 
 # --- names and literals ---------------------------------------------------
 
@@ -24,31 +21,31 @@ class Name:
     """An identifier or dotted path: a vocabulary value or an attribute."""
 
     text: str
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class StringLit:
     value: str
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class NumberLit:
     value: int | float
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class BoolLit:
     value: bool
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class DateLit:
     value: dt.date
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +54,7 @@ class DurationLit:
 
     amount: int
     unit: str
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +62,11 @@ class SetLit:
     """`{a, b}` or `{}`: the default of a `set of T` attribute."""
 
     values: tuple[Value, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
-Literal = Union[StringLit, NumberLit, BoolLit, DateLit]
-Value = Union[Name, StringLit, NumberLit, BoolLit, DateLit]
+Literal = StringLit | NumberLit | BoolLit | DateLit
+Value = Name | StringLit | NumberLit | BoolLit | DateLit
 
 
 # --- expressions ----------------------------------------------------------
@@ -80,14 +77,14 @@ class BoolOp:
     """`a and b and c` or `a or b`: op is "and" or "or"."""
 
     op: str
-    operands: tuple["Expr", ...]
-    span: Span = field(**_SPAN)
+    operands: tuple[Expr, ...]
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
-    operand: "Expr"
-    span: Span = field(**_SPAN)
+    operand: Expr
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +94,12 @@ class Arithmetic:
     op: str
     left: Operand
     right: Operand
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 # What a comparison compares: a value, a date moved by a duration, or (an error the
 # checker reports) a duration or a bracketed condition.
-Operand = Union[Name, StringLit, NumberLit, BoolLit, DateLit, DurationLit, Arithmetic]
+Operand = Name | StringLit | NumberLit | BoolLit | DateLit | DurationLit | Arithmetic
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +109,7 @@ class Compare:
     op: str
     left: Operand
     right: Operand
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +118,7 @@ class InSet:
 
     operand: Value
     values: tuple[Value, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +127,7 @@ class InGroup:
 
     operand: Value
     group: Name
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +136,7 @@ class InAttribute:
 
     operand: Value
     set: Name
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +145,7 @@ class Is:
 
     operand: Value
     node: Name
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +153,13 @@ class Has:
     """`has path`: the request gave that attribute."""
 
     path: Name
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
-Expr = Union[BoolOp, Not, Compare, InSet, InGroup, InAttribute, Is, Has, Name, StringLit, NumberLit, BoolLit, DateLit,
-             DurationLit, Arithmetic]
+Expr = (
+    BoolOp | Not | Compare | InSet | InGroup | InAttribute | Is | Has | Name | StringLit | NumberLit | BoolLit
+    | DateLit | DurationLit | Arithmetic
+)
 
 
 # --- rules ------------------------------------------------------------------
@@ -188,7 +187,7 @@ class MatchClause:
 
     kind: ClauseKind
     values: tuple[Name, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +196,7 @@ class DataClause:
 
     categories: tuple[Name, ...]
     up_to: Name | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +205,7 @@ class ConditionClause:
 
     negated: bool
     expr: Expr
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,16 +215,16 @@ class ObligationClause:
     name: str
     args: tuple[Value, ...]
     condition: ConditionClause | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class BecauseClause:
     text: str
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
-Clause = Union[MatchClause, DataClause, ConditionClause, ObligationClause, BecauseClause]
+Clause = MatchClause | DataClause | ConditionClause | ObligationClause | BecauseClause
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +235,7 @@ class Rule:
     id: Name
     description: str | None
     clauses: tuple[Clause, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 class Outcome(str, Enum):
@@ -251,7 +250,7 @@ class PolicyObligation:
 
     outcome: Outcome
     obligation: ObligationClause
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 # --- vocabulary -------------------------------------------------------------
@@ -269,7 +268,9 @@ class PolicyHeader:
     version: str | None
     owner: str | None
     combine: Combine | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
+    # Where each field given was written (`version "1"`), in the order written; for the formatter.
+    field_spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,13 +279,13 @@ class VocabItem:
 
     name: Name
     label: str | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ActionsDecl:
     items: tuple[VocabItem, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,14 +295,14 @@ class RoleItem:
     name: Name
     label: str | None
     parents: tuple[Name, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
     places: tuple[Name, ...] = ()  # after `at`: where the role may be held (empty: anywhere)
 
 
 @dataclass(frozen=True, slots=True)
 class RolesDecl:
     items: tuple[RoleItem, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,20 +311,20 @@ class TreeNode:
 
     name: Name
     label: str | None
-    children: tuple["TreeNode", ...]
-    span: Span = field(**_SPAN)
+    children: tuple[TreeNode, ...]
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class PurposesDecl:
     nodes: tuple[TreeNode, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class CategoriesDecl:
     nodes: tuple[TreeNode, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,20 +332,20 @@ class ClassificationsDecl:
     """`classifications a < b < c`, lowest first."""
 
     levels: tuple[VocabItem, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class AgenciesDecl:
     items: tuple[VocabItem, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class GroupDecl:
     name: Name
     members: tuple[Name, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +356,7 @@ class AttrType:
 
     kind: str
     values: tuple[VocabItem, ...] = ()
-    span: Span = field(default=None, **_SPAN)  # type: ignore[assignment]
+    span: Span = field(default=None, compare=False, repr=False)  # type: ignore[assignment]  # None: made in code
     element: AttrType | None = None
 
 
@@ -364,21 +365,21 @@ class AttributeDecl:
     path: Name
     type: AttrType
     default: Value | SetLit | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
     label: str | None = None  # after the span: older code builds declarations without one
 
 
 @dataclass(frozen=True, slots=True)
 class AttributesDecl:
     items: tuple[AttributeDecl, ...]
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Validity:
     start: DateLit
     end: DateLit
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,13 +393,15 @@ class AgreementDecl:
     recipients: tuple[Name, ...] | None
     valid: Validity | None
     reference: str | None
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
+    # Where each field given was written (`parties a, b`), in the order written; for the formatter.
+    field_spans: tuple[tuple[str, Span], ...] = field(default=(), compare=False, repr=False)
 
 
-Declaration = Union[
-    PolicyHeader, ActionsDecl, RolesDecl, PurposesDecl, CategoriesDecl, ClassificationsDecl,
-    AgenciesDecl, GroupDecl, AttributesDecl, AgreementDecl, Rule, PolicyObligation,
-]
+Declaration = (
+    PolicyHeader | ActionsDecl | RolesDecl | PurposesDecl | CategoriesDecl | ClassificationsDecl |
+    AgenciesDecl | GroupDecl | AttributesDecl | AgreementDecl | Rule | PolicyObligation
+)
 
 
 # --- files and sets ---------------------------------------------------------
@@ -409,7 +412,7 @@ class Comment:
     """`# text` (text without the `#`), kept for the formatter."""
 
     text: str
-    span: Span = field(**_SPAN)
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +420,7 @@ class PolicyFile:
     path: str
     declarations: tuple[Declaration, ...]
     comments: tuple[Comment, ...] = field(default=(), compare=False, repr=False)
-    span: Span = field(default=None, **_SPAN)  # type: ignore[assignment]
+    span: Span = field(default=None, compare=False, repr=False)  # type: ignore[assignment]  # None: made in code
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +430,7 @@ class PolicySet:
     files: tuple[PolicyFile, ...]
     version: str = field(default="", compare=False)
 
-    def declarations(self):
+    def declarations(self) -> Iterator[Declaration]:
         for policy_file in self.files:
             yield from policy_file.declarations
 

@@ -30,7 +30,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from engine.errors import PolicyError
+from engine.policy import from_sources, load
 from engine.source import Source
+from engine.testing.runner import run_test_files
 
 FORMAT = "engine-bundle/1"
 MANIFEST = "manifest.json"
@@ -216,13 +218,10 @@ def build_bundle(path: str | Path, *, label: str | None = None, private_key: Any
     Raises PolicyLoadError when the set has errors and BundleError when its
     tests fail or it has none: a bundle always holds a set that passed.
     """
-    import engine
-    from engine.testing.runner import run_test_files
-
     root = Path(path)
     if not root.is_dir():
         raise BundleError(f"{root}: not a directory of policy files")
-    policy = engine.load(root)
+    policy = load(root)
     files = bundle_files(root)
     tests = [p for p in files if p.name.endswith(TEST_SUFFIX)]
     if not tests:
@@ -338,8 +337,6 @@ def _verify_signature(public_key: Any, manifest_bytes: bytes, signature: bytes |
 
 def load_bundle(bundle: Bundle) -> Any:
     """The bundle's policy set, checked and compiled; its version must be the manifest's revision."""
-    from engine.policy import from_sources
-
     policy = from_sources(bundle.sources())
     if policy.version != bundle.revision:
         raise BundleError(f"the bundle says revision {bundle.revision} but its files hash to {policy.version}")

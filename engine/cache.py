@@ -17,18 +17,37 @@ import datetime as dt
 import math
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cachetools import FIFOCache
 
-from engine.request import (_BOOL, _DATE, _NUMBER, _SET, _VOCAB, CHECKS, SECTIONS, TOP_KEYS, RequestSchema, parse_date,
-                            item_of, members_reader, required_sections, section_keys, simple_shape, source_of, today)
+from engine._codegen import define
+from engine.request import (
+    _BOOL,
+    _DATE,
+    _NUMBER,
+    _SET,
+    _VOCAB,
+    CHECKS,
+    SECTIONS,
+    TOP_KEYS,
+    RequestSchema,
+    item_of,
+    members_reader,
+    parse_date,
+    required_sections,
+    section_keys,
+    simple_shape,
+    source_of,
+    today,
+)
 
 # Bump when the shape of a cached Decision changes.
 FORMAT = "decision-3"
 
 
-class _Entries(FIFOCache):
+class _Entries(FIFOCache[tuple[Any, ...], Any]):
     """A FIFOCache whose missing keys read as None (cachetools' `__missing__` hook), not KeyError."""
 
     def __missing__(self, key: Any) -> None:
@@ -58,7 +77,7 @@ class DecisionCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple) -> Any:
+    def get(self, key: tuple[Any, ...]) -> Any:
         """The cached value, or None when absent or expired; raises TypeError for an unhashable key."""
         entry = self._cache[key]
         if entry is not None and entry[0] > self._timer():
@@ -67,7 +86,7 @@ class DecisionCache:
         self.misses += 1
         return None
 
-    def put(self, key: tuple, value: Any) -> None:
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
         entry = (self._timer() + self.ttl, value)
         with self._lock:
             self._cache[key] = entry
@@ -76,7 +95,7 @@ class DecisionCache:
         with self._lock:
             self._cache.clear()
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         size = len(self._cache) if self.enabled else 0
         return {"hits": self.hits, "misses": self.misses, "size": size, "maxsize": self.maxsize, "ttl": self.ttl}
 
@@ -91,7 +110,7 @@ class KeyFunctions:
         self._date = self.paths.index("context.date") if "context.date" in self.paths else -1
         self.fast = _generate(schema, self.paths, tag)
 
-    def project(self, request: dict) -> tuple:
+    def project(self, request: dict[str, Any]) -> tuple[Any, ...]:
         """The key of a request already validated."""
         values: list[Any] = [self.tag]
         for parts in self._parts:
@@ -113,7 +132,7 @@ def key_paths(schema: RequestSchema, reads: frozenset[str], always: tuple[str, .
 # --- the generated key function -------------------------------------------------------
 
 
-def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callable[[Any], tuple | None]:
+def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callable[[Any], tuple[Any, ...] | None]:
     """A straight-line `fast_key(request)` for this schema and these key paths.
 
     Values in the key need no checking: a wrong one makes a key no valid
@@ -165,11 +184,11 @@ def _generate(schema: RequestSchema, paths: tuple[str, ...], tag: str) -> Callab
     for i, path in enumerate(required):  # built-ins every request gives, though no rule reads them
         lines += _check_lines(namespace, f"_R{i}", names[path], specs[path], "    ")
     lines.append(f"    return (_TAG, {', '.join(f'k{i}' for i in range(len(paths)))},)")
-    exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
-    return namespace["fast_key"]
+    key: Callable[[Any], tuple[Any, ...] | None] = define("fast_key", lines, namespace)
+    return key
 
 
-def _section_check(namespace: dict, schema: RequestSchema, n: int, section: str, names: dict[str, str]) -> list[str]:
+def _section_check(namespace: dict[str, Any], schema: RequestSchema, n: int, section: str, names: dict[str, str]) -> list[str]:
     """Lines counting the optional values read from section `n` (guarding those whose type
     Python would confuse), then making sure the section holds nothing undeclared and
     valid values outside the key."""
@@ -238,7 +257,7 @@ def _set_key(spec: Any) -> Callable[[Any], frozenset[Any]]:
     return key
 
 
-def _check_lines(namespace: dict, table: str, v: str, spec, indent: str) -> list[str]:
+def _check_lines(namespace: dict[str, Any], table: str, v: str, spec: Any, indent: str) -> list[str]:
     """Lines returning None unless the value `v` is absent or valid (required ones must be there)."""
     if spec.check == _SET:
         namespace[table] = _members_valid(spec)

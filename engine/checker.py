@@ -9,12 +9,14 @@ others, so an author sees every mistake at once, sorted by location.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any
 
 from engine import ast
 from engine._graph import cycles
 from engine._types import ExprChecker, declared_as, declared_kinds, kind_word
+from engine.analysis import analyse
 from engine.errors import Diagnostic, did_you_mean, error, sorted_diagnostics, warning
 from engine.source import Span, point
 from engine.symbols import ATTRIBUTE_ROOTS, NameLookupError, Vocabulary, build_vocabulary
@@ -29,7 +31,7 @@ class Context:
     today: dt.date = field(default_factory=dt.date.today)
 
     @classmethod
-    def of(cls, policy_set: ast.PolicySet, today: dt.date | None = None) -> "Context":
+    def of(cls, policy_set: ast.PolicySet, today: dt.date | None = None) -> Context:
         return cls(policy_set, build_vocabulary(policy_set), today or dt.date.today())
 
 
@@ -100,7 +102,7 @@ def check_duplicates(ctx: Context) -> list[Diagnostic]:
     """A name declared twice in its namespace: point at the second, name the first."""
     first: dict[tuple[str, str], tuple[str, Span]] = {}
     repeated: set[tuple[str, str]] = set()
-    found = []
+    found: list[Diagnostic] = []
     for kind, full, name in _declared_names(ctx.policy_set):
         key = (_NAMESPACE.get(kind, kind), full)
         if key not in first:
@@ -123,7 +125,7 @@ _ARTICLE = {"agency": "an", "group": "a"}
 
 def check_roles(ctx: Context) -> list[Diagnostic]:
     """Role parents are declared roles, inheritance has no cycle, and `at` names agencies or groups."""
-    found = []
+    found: list[Diagnostic | None] = []
     for decl in _of_type(ctx, ast.RolesDecl):
         for item in decl.items:
             found.extend(_lookup(ctx, "role", parent) for parent in item.parents)
@@ -212,7 +214,8 @@ def _set_default(ctx: Context, item: ast.AttributeDecl) -> Iterator[Diagnostic |
     """A set's default is `{}` or `{a, b}`, each member a value of the members' type."""
     element = item.type.element
     if not isinstance(item.default, ast.SetLit):
-        yield error("bad_default", f"the default of `{item.path.text}` must be a set", item.default.span,
+        where = item.default.span if item.default is not None else item.path.span
+        yield error("bad_default", f"the default of `{item.path.text}` must be a set", where,
                     "write `default {}` for none, or `default {a, b}`")
         return
     if element is None or element.kind == "bool":
@@ -231,10 +234,11 @@ def _default(ctx: Context, item: ast.AttributeDecl) -> Diagnostic | None:
         if isinstance(default, _DEFAULT_LITERALS[kind]):
             return None
         what = "true or false" if kind == "bool" else f"a {kind}"
-        return error("bad_default", f"the default of `{path}` must be {what}", default.span,
+        return error("bad_default", f"the default of `{path}` must be {what}", default.span if default else None,
                      f"for example `default {_DEFAULT_EXAMPLES[kind]}`")
     if not isinstance(default, ast.Name):
-        return error("bad_default", f"the default of `{path}` must be a name, not a literal", default.span,
+        return error("bad_default", f"the default of `{path}` must be a name, not a literal",
+                     default.span if default else None,
                      "write the value without quotes")
     if kind == "one_of":
         choices = [v.name.text for v in item.type.values]
@@ -424,7 +428,7 @@ def _repeats(names: Iterable[ast.Name]) -> Iterator[Diagnostic]:
         seen.add(name.text)
 
 
-def _of_type(ctx: Context, kind: type) -> Iterator:
+def _of_type(ctx: Context, kind: type) -> Iterator[Any]:
     return (d for d in ctx.policy_set.declarations() if isinstance(d, kind))
 
 
@@ -433,13 +437,7 @@ def _keyword(span: Span, word: str) -> Span:
 
 
 def _analysis(ctx: Context) -> list[Diagnostic]:
-    """Hook for engine/analysis.py; check() skips it when earlier passes found errors."""
-    try:
-        from engine.analysis import analyse
-    except ImportError as exc:
-        if exc.name != "engine.analysis":
-            raise  # analysis.py exists but is broken: say so
-        return []
+    """Rule analysis (engine/analysis.py); check() skips it when earlier passes found errors."""
     return list(analyse(ctx.policy_set, ctx.vocab, today=ctx.today))
 
 

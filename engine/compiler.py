@@ -14,16 +14,19 @@ the rules left.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
+from engine import _expressions as expressions
 from engine import ast
+from engine._codegen import define
+from engine._expressions import Env, Test, span_text
 from engine.errors import PolicyError
 from engine.request import RAW, SUMMARY_PATHS, RequestSchema
-from engine.symbols import NameLookupError, Vocabulary
-from engine import _expressions as expressions
-from engine._expressions import Env, Test, span_text
-from engine.explain import or_list
+from engine.source import Span
+from engine.symbols import Hierarchy, NameLookupError, Vocabulary
+from engine.wording import or_list
 
 # The built-in attribute each indexed clause kind reads.
 _MATCH_PATHS = {
@@ -57,7 +60,7 @@ class CompiledClause:
     asks: tuple[str, ...] = ()  # attribute paths `has` asks about: whether given, not their values
 
     @property
-    def span(self):
+    def span(self) -> Span:
         return self.clause.span
 
 
@@ -69,7 +72,7 @@ class CompiledObligation:
     name: str
     args: tuple[Callable[[Env], Any], ...]
     condition: Test | None
-    static: tuple | None  # (name, args) when the arguments do not depend on the request
+    static: tuple[Any, ...] | None  # (name, args) when the arguments do not depend on the request
 
 
 @dataclass(slots=True)
@@ -102,7 +105,7 @@ class Dimension:
 
     name: tuple[str, int]
     lookups: tuple[tuple[str, dict[Any, int]], ...]  # (path, value -> bitset), ANDed
-    under: "_UnderIndex | None" = None
+    under: _UnderIndex | None = None
 
     def hold(self, env: Env) -> int:
         if self.under is not None:
@@ -171,7 +174,8 @@ class _UnderIndex:
         return bits
 
     def _valid(self, date: dt.date) -> int:
-        valid = sum(1 << i for i, a in enumerate(self.agreements) if a.start is None or a.start <= date <= a.end)
+        valid = sum(1 << i for i, a in enumerate(self.agreements)
+                    if a.start is None or a.end is None or a.start <= date <= a.end)
         if len(self._valid_on) > 10_000:  # requests for many different days: keep the memory bounded
             self._valid_on.clear()
         self._valid_on[date] = valid
@@ -186,15 +190,13 @@ class CompiledPolicy:
     schema: RequestSchema
     combine: ast.Combine
     rules: tuple[CompiledRule, ...]
-    everyone: int
+    everyone: int  # a bit for every rule
     permits: int
     denies: int
     conditional: int  # rules with when/unless clauses
     # Each distinct condition (and its 2nd, 3rd... use in one rule) with the rules that have it.
     condition_sets: tuple[tuple[Test, int], ...]
     dimensions: tuple[Dimension, ...]
-    lookups: tuple[tuple[str, dict[Any, int]], ...]  # every plain dimension's lookups, flattened
-    unders: tuple[Any, ...]
     select: Callable[[Env], int]  # the candidates, as one generated function (_selector)
     obligations: dict[str, tuple[CompiledObligation, ...]]  # outcome -> policy-wide obligations
     reads: frozenset[str]  # attribute paths any rule or obligation reads
@@ -218,7 +220,7 @@ class _Compiler:
         self.positions: dict[tuple[str, int], _Position] = {}
         self.reads: set[str] = set()
         self._lines: dict[int, list[str]] = {}  # each source's lines, split once
-        self._conditions: dict[tuple, tuple] = {}  # (negated, expression) -> (test, reads, asks)
+        self._conditions: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # (negated, expression) -> (test, reads, asks)
 
     def run(self, policy_set: ast.PolicySet) -> CompiledPolicy:
         rules: list[CompiledRule] = []
@@ -234,7 +236,9 @@ class _Compiler:
                 for outcome in (("permit", "deny") if decl.outcome is ast.Outcome.ANY else (decl.outcome.value,)):
                     policy_wide[outcome].append(compiled)
         everyone = (1 << len(rules)) - 1
-        mask = lambda effect: sum(1 << r.index for r in rules if r.effect is effect)  # noqa: E731
+        def mask(effect: ast.Effect) -> int:
+            return sum(1 << r.index for r in rules if r.effect is effect)
+
         dimensions = tuple(self._dimension(p, everyone) for p in self.positions.values())
         lookups = tuple(pair for d in dimensions for pair in d.lookups)
         unders = tuple(d.under for d in dimensions if d.under is not None)
@@ -249,8 +253,6 @@ class _Compiler:
             conditional=sum(1 << r.index for r in rules if r.conditions),
             condition_sets=_condition_sets(rules),
             dimensions=dimensions,
-            lookups=lookups,
-            unders=unders,
             select=_selector(lookups, unders, everyone),
             obligations={k: tuple(v) for k, v in policy_wide.items()},
             reads=frozenset(self.reads),
@@ -278,7 +280,7 @@ class _Compiler:
         return CompiledRule(index, rule, rule.effect, tuple(clauses), conditions, tuple(obligations), because)
 
     def compile_clause(self, clause: ast.Clause) -> CompiledClause:
-        handler = getattr(self, f"compile_{type(clause).__name__}")
+        handler: Callable[[ast.Clause], CompiledClause] = getattr(self, f"compile_{type(clause).__name__}")
         return handler(clause)
 
     def compile_MatchClause(self, clause: ast.MatchClause) -> CompiledClause:
@@ -305,7 +307,7 @@ class _Compiler:
         if clause.categories:
             categories = frozenset().union(*(self._below(self.vocab.categories, c) for c in clause.categories))
         limit = None if clause.up_to is None else self._rank(clause.up_to)
-        reads = ("resource.category",) if categories is not None else ()
+        reads: tuple[str, ...] = ("resource.category",) if categories is not None else ()
         if limit is not None:
             reads += ("resource.classification",)
         self.reads.update(reads)
@@ -343,8 +345,9 @@ class _Compiler:
             if clause.condition.negated:
                 condition = expressions.negate(condition)
         static = None
-        if all(isinstance(a, _Constant) for a in args):
-            static = (clause.name, tuple(a.value for a in args))
+        constants = [a for a in args if isinstance(a, _Constant)]
+        if len(constants) == len(args):
+            static = (clause.name, tuple(a.value for a in constants))
         return CompiledObligation(seq, clause.name, args, condition, static)
 
     def _argument(self, value: ast.Value) -> Callable[[Env], Any]:
@@ -383,8 +386,9 @@ class _Compiler:
         tree = self.vocab.roles if kind is ast.ClauseKind.ROLE else self.vocab.purposes
         return frozenset().union(*(self._below(tree, v) for v in values))
 
-    def _below(self, tree, name: ast.Name) -> frozenset[str]:
-        return tree.descendants[self._resolve(tree.kind, name)]
+    def _below(self, tree: Hierarchy, name: ast.Name) -> frozenset[str]:
+        below: frozenset[str] = tree.descendants[self._resolve(tree.kind, name)]
+        return below
 
     def _resolve(self, kind: str, name: ast.Name) -> str:
         try:
@@ -423,6 +427,7 @@ class _Compiler:
                 categories = frozenset().union(*(self._below(self.vocab.categories, c) for c in clause.categories))
             limit = None if clause.up_to is None else self._rank(clause.up_to)
             return categories, limit
+        assert isinstance(clause, ast.MatchClause)  # only data and match clauses are indexed
         if clause.kind is ast.ClauseKind.UNDER:
             return tuple(v.text for v in clause.values)
         return self._accepts(clause.kind, clause.values)
@@ -458,7 +463,7 @@ class _Constant:
 
 
 def _condition_sets(rules: list[CompiledRule]) -> tuple[tuple[Test, int], ...]:
-    sets: dict[tuple[int, int], list] = {}
+    sets: dict[tuple[int, int], list[Any]] = {}
     for rule in rules:
         seen: dict[int, int] = {}
         for test in rule.conditions:
@@ -505,8 +510,8 @@ def _selector(lookups: tuple[tuple[str, dict[Any, int]], ...], unders: tuple[_Un
         namespace[f"_U{n}"] = under.hold
         lines += ["    if bits:", f"        bits &= _U{n}(env)"]
     lines.append("    return bits")
-    exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
-    return namespace["candidates"]
+    candidates: Callable[[Env], int] = define("candidates", lines, namespace)
+    return candidates
 
 
 def _nested(bits: int, group: list[tuple[str, dict[Any, int]]]) -> Any:
@@ -517,7 +522,7 @@ def _nested(bits: int, group: list[tuple[str, dict[Any, int]]]) -> Any:
     return {value: _nested(bits & found, rest) for value, found in table.items()}
 
 
-def _table(domain, accepts: dict[int, frozenset], everyone: int) -> dict[Any, int]:
+def _table(domain: Iterable[Any], accepts: dict[int, frozenset[Any]], everyone: int) -> dict[Any, int]:
     """value -> bitset of rules whose clause accepts it, plus every rule without the clause."""
     base = everyone ^ _bits(list(accepts))
     by_value: dict[Any, list[int]] = {value: [] for value in domain}
@@ -538,5 +543,14 @@ def _bits(indices: list[int]) -> int:
     return int.from_bytes(buffer, "little")
 
 
-__all__ = ["CompiledPolicy", "CompiledRule", "CompiledClause", "CompiledObligation", "CompileError",
-           "Dimension", "compile_policy", "RAW", "SUMMARY_PATHS"]
+__all__ = [
+    "RAW",
+    "SUMMARY_PATHS",
+    "CompileError",
+    "CompiledClause",
+    "CompiledObligation",
+    "CompiledPolicy",
+    "CompiledRule",
+    "Dimension",
+    "compile_policy",
+]

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, cast
 
 from engine import ast, explain
 from engine.compiler import CompiledClause, CompiledObligation, CompiledPolicy, CompiledRule
 from engine.request import WORDS
+from engine.shapes import DecisionDict, FailedClauseDict, NearMissDict, ObligationDict, ReasonDict
 
 PERMIT = "permit"
 DENY = "deny"
@@ -42,8 +44,8 @@ class Reason:
     line: int
     missing: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict:
-        data = {"rule": self.rule, "effect": self.effect, "description": self.description,
+    def to_dict(self) -> ReasonDict:
+        data: ReasonDict = {"rule": self.rule, "effect": self.effect, "description": self.description,
                 "because": self.because, "file": self.file, "line": self.line}
         if self.missing:
             data["missing"] = list(self.missing)
@@ -53,9 +55,9 @@ class Reason:
 @dataclass(frozen=True, slots=True)
 class Obligation:
     name: str
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> ObligationDict:
         return {"name": self.name, "args": list(self.args)}
 
 
@@ -68,7 +70,7 @@ class FailedClause:
     had: str
     text: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> FailedClauseDict:
         return {"clause": self.clause, "needed": self.needed, "had": self.had, "text": self.text}
 
 
@@ -80,7 +82,7 @@ class NearMiss:
     line: int
     failed: tuple[FailedClause, ...]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> NearMissDict:
         return {"rule": self.rule, "description": self.description, "file": self.file, "line": self.line,
                 "failed": [f.to_dict() for f in self.failed]}
 
@@ -103,7 +105,7 @@ class Decision:
     share one explanation, worked out once.
     """
 
-    __slots__ = ("decision_id", "__dict__")
+    __slots__ = ("__dict__", "decision_id")
 
     decision: str
     decision_id: str
@@ -120,9 +122,9 @@ class Decision:
     def permitted(self) -> bool:
         return self.decision == PERMIT
 
-    def to_dict(self) -> dict:
-        data: dict[str, Any] = {"decision": self.decision, "decision_id": self.decision_id,
-                                "policy_version": self.policy_version}
+    def to_dict(self) -> DecisionDict:
+        data = cast(DecisionDict, {"decision": self.decision, "decision_id": self.decision_id,
+                                   "policy_version": self.policy_version})
         if self.title is not None:
             data["policy"] = {"title": self.title, "version": self.label}
         data["reasons"] = [r.to_dict() for r in self.reasons]
@@ -133,11 +135,11 @@ class Decision:
             data["denied_by"] = self.denied_by
         return data
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles carry the explanation itself, not what it would be computed from."""
         return {name: getattr(self, name) for name in _FIELDS}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         fields = dict(state)
         _set(self, "decision_id", fields.pop("decision_id"))
         _set(self, "__dict__", fields)
@@ -179,12 +181,12 @@ _set_fields = vars(Decision)["__dict__"].__set__
 _set_id = vars(Decision)["decision_id"].__set__
 
 
-def reissuable(decision: Decision) -> dict:
+def reissuable(decision: Decision) -> dict[str, Any]:
     """What the cache keeps of a decision: every field but its id (its `__dict__`, shared, not copied)."""
     return decision.__dict__
 
 
-def reissue(fields: dict, decision_id: str) -> Decision:
+def reissue(fields: dict[str, Any], decision_id: str) -> Decision:
     """A cached decision (`reissuable`) under a new id, sharing its fields and explanation."""
     issued = _new(Decision)
     _set_fields(issued, fields)
@@ -218,7 +220,7 @@ def _ascending(bits: int) -> Iterator[int]:
         bits &= below
 
 
-def _status(rule: CompiledRule, env: dict) -> Any:
+def _status(rule: CompiledRule, env: dict[str, Any]) -> Any:
     """True, False or None (unknown) for a rule whose indexed clauses hold."""
     unknown = False
     for test in rule.conditions:
@@ -248,7 +250,7 @@ class Decider:
         self._select = compiled.select
         self._permit_bits, self._deny_bits = compiled.permits, compiled.denies
         self._conditions = tuple(rule.conditions for rule in compiled.rules)
-        self._outcomes: dict[tuple, tuple[Obligation, ...]] = {}
+        self._outcomes: dict[tuple[Any, ...], tuple[Obligation, ...]] = {}
         self._alone = {outcome: _plan(entries, self._outcomes) for outcome, entries in self.policy_wide.items()}
         self._single = tuple(_plan(sorted(self.policy_wide[rule.effect.value] + self.rule_obligations[rule.index]),
                                    self._outcomes)
@@ -258,7 +260,7 @@ class Decider:
         dimension = {d.name: n for n, d in enumerate(compiled.dimensions)}
         self._dimensions_of = tuple(_clause_dimensions(rule, dimension) for rule in compiled.rules)
         # Failed clauses repeat across rules and requests: kept, keyed by their words and values.
-        self._explained: dict[tuple, Any] = {}
+        self._explained: dict[tuple[Any, ...], Any] = {}
         # `has` reads the request as given, which its owner may change after the decision:
         # near misses of a set whose permit rules ask `has` are found at once.
         self._near_misses_at_once = any(c.asks for r in compiled.rules if r.effect is ast.Effect.PERMIT
@@ -268,7 +270,7 @@ class Decider:
 
     # --- combining ------------------------------------------------------------
 
-    def decide(self, env: dict, decision_id: str = "") -> Decision:
+    def decide(self, env: dict[str, Any], decision_id: str = "") -> Decision:
         """The decision for a validated request environment; its explanation is computed when read."""
         if self._places:
             held = self._places.get(env["requester.role"])
@@ -303,7 +305,7 @@ class Decider:
             return decision
         if len(reasons) == 1:
             index, status = reasons[0]
-            reason_list: tuple = (self.reasons[index] if status is True else self._reason_for(index, status, env),)
+            reason_list: tuple[Any, ...] = (self.reasons[index] if status is True else self._reason_for(index, status, env),)
             obligations = _obligations(self._single[index], env)
         else:
             reason_list = tuple([self._reason_for(i, status, env) for i, status in reasons])
@@ -326,20 +328,20 @@ class Decider:
             "summary": explain.not_held_summary(role, agency), "denied_by": ROLE_NOT_HELD})
         return decision
 
-    def explain(self, name: str, decision: Decision, env: dict) -> Any:
+    def explain(self, name: str, decision: Decision, env: dict[str, Any]) -> Any:
         """A decision's `near_misses` or `summary`, when first read."""
         if name == "near_misses":
             return self._near_misses(env) if not decision.reasons else ()
         return explain.summary(decision.decision, decision.reasons, decision.near_misses, env[WORDS])
 
-    def _denies(self, bits: int, env: dict) -> list[tuple[int, Any]]:
+    def _denies(self, bits: int, env: dict[str, Any]) -> list[tuple[int, Any]]:
         """Deny rules among `bits` that apply (True) or might apply (None): both count, failing closed."""
         found: list[tuple[int, Any]] = []
         conditions = self._conditions
         while bits:  # from the top: bit_length is free and the int shrinks as it goes
             i = bits.bit_length() - 1
             bits ^= 1 << i
-            status = True
+            status: bool | None = True
             for test in conditions[i]:
                 value = test(env)
                 if value is False:
@@ -351,7 +353,7 @@ class Decider:
         found.reverse()  # set order
         return found
 
-    def _permits(self, bits: int, env: dict) -> list[tuple[int, Any]]:
+    def _permits(self, bits: int, env: dict[str, Any]) -> list[tuple[int, Any]]:
         """Permit rules among `bits` that apply: every condition true (unknown does not count)."""
         found: list[tuple[int, Any]] = []
         conditions = self._conditions
@@ -366,7 +368,7 @@ class Decider:
         found.reverse()
         return found
 
-    def _first(self, bits: int, env: dict) -> tuple[str, list[tuple[int, Any]]]:
+    def _first(self, bits: int, env: dict[str, Any]) -> tuple[str, list[tuple[int, Any]]]:
         for i in _indices(bits):
             rule = self.rules[i]
             status = _status(rule, env)
@@ -374,7 +376,7 @@ class Decider:
                 return rule.effect.value, [(i, status)]
         return DENY, []
 
-    def _reason_for(self, index: int, status: Any, env: dict) -> Reason:
+    def _reason_for(self, index: int, status: Any, env: dict[str, Any]) -> Reason:
         reason = self.reasons[index]
         if status is None:
             return Reason(reason.rule, reason.effect, reason.description, reason.because, reason.file, reason.line,
@@ -383,7 +385,7 @@ class Decider:
 
     # --- obligations ------------------------------------------------------------
 
-    def _obligations(self, outcome: str, reasons: list[tuple[int, Any]], env: dict) -> tuple[Obligation, ...]:
+    def _obligations(self, outcome: str, reasons: list[tuple[int, Any]], env: dict[str, Any]) -> tuple[Obligation, ...]:
         """The reasons' obligations and the outcome's policy-wide ones: in set order, once each."""
         pending = list(self.policy_wide[outcome])
         for i, _ in reasons:
@@ -393,7 +395,7 @@ class Decider:
 
     # --- near misses --------------------------------------------------------------
 
-    def _near_misses(self, env: dict) -> tuple[NearMiss, ...]:
+    def _near_misses(self, env: dict[str, Any]) -> tuple[NearMiss, ...]:
         """The permit rules with the fewest failed clauses (ties in set order), at most three.
 
         Counting every clause of every permit rule would cost as much as the
@@ -449,7 +451,7 @@ class Decider:
                 del best[_MAX_NEAR_MISSES:]
         return tuple(self._near_miss(rules[i], env, by_dimension) for _, i in best)
 
-    def _near_miss(self, rule: CompiledRule, env: dict, by_dimension: list[int]) -> NearMiss:
+    def _near_miss(self, rule: CompiledRule, env: dict[str, Any], by_dimension: list[int]) -> NearMiss:
         """The rule's failed clauses, in the order written: value clauses as the index found
         them (`by_dimension`), when/unless clauses tested."""
         bit = 1 << rule.index
@@ -460,7 +462,7 @@ class Decider:
         reason = self.reasons[rule.index]
         return NearMiss(reason.rule, reason.description, reason.file, reason.line, tuple(failed))
 
-    def _failed(self, clause: CompiledClause, env: dict) -> FailedClause:
+    def _failed(self, clause: CompiledClause, env: dict[str, Any]) -> FailedClause:
         """How a clause failed; remembered by its words and the values it read, across rules."""
         if clause.asks:
             return FailedClause(clause.kind, *explain.failure(clause, env, self.compiled.vocab))
@@ -470,7 +472,7 @@ class Decider:
             found = self._remember(key, FailedClause(clause.kind, *explain.failure(clause, env, self.compiled.vocab)))
         return found
 
-    def _remember(self, key: tuple, value: Any) -> Any:
+    def _remember(self, key: tuple[Any, ...], value: FailedClause) -> FailedClause:
         if len(self._explained) > 50_000:
             self._explained.clear()
         self._explained[key] = value
@@ -499,7 +501,7 @@ def _reason(rule: CompiledRule) -> Reason:
 _CONDITIONS_PREPARED = 3
 
 
-def _plan(entries, outcomes: dict[tuple, tuple[Obligation, ...]]) -> tuple:
+def _plan(entries: Sequence[tuple[Any, ...]], outcomes: dict[tuple[Any, ...], tuple[Obligation, ...]]) -> tuple[Any, ...]:
     """How to find the obligations of `entries` (in set order) for a request, prepared once:
     (conditions, answers, entries, whether any name repeats).
 
@@ -529,7 +531,7 @@ def _plan(entries, outcomes: dict[tuple, tuple[Obligation, ...]]) -> tuple:
     return conditions, tuple(answers), entries, repeats
 
 
-def _obligations(plan: tuple, env: dict) -> tuple[Obligation, ...]:
+def _obligations(plan: tuple[Any, ...], env: dict[str, Any]) -> tuple[Obligation, ...]:
     """The obligations of a plan (`_plan`) whose conditions hold (unknown counts as not
     holding): in set order, once each."""
     conditions, answers, entries, repeats = plan
@@ -539,9 +541,10 @@ def _obligations(plan: tuple, env: dict) -> tuple[Obligation, ...]:
             if condition(env) is True:
                 mask |= bit
             bit <<= 1
-        return answers[mask]
+        answer: tuple[Obligation, ...] = answers[mask]
+        return answer
     found: list[Obligation] = []
-    seen: set = set()
+    seen: set[Any] = set()
     for _, obligation, key, compiled in entries:
         if compiled.condition is not None and compiled.condition(env) is not True:
             continue
@@ -560,7 +563,7 @@ def _obligations(plan: tuple, env: dict) -> tuple[Obligation, ...]:
     return tuple(found)
 
 
-def _entry(ob: CompiledObligation) -> tuple:
+def _entry(ob: CompiledObligation) -> tuple[Any, ...]:
     """(seq, Obligation or None, its identity, the compiled obligation): prepared once."""
     if ob.static is None:
         return ob.seq, None, None, ob
@@ -568,13 +571,13 @@ def _entry(ob: CompiledObligation) -> tuple:
     return ob.seq, obligation, _identity(obligation), ob
 
 
-def _identity(obligation: Obligation) -> tuple:
+def _identity(obligation: Obligation) -> tuple[Any, ...]:
     """Name and arguments; true and 1 are different arguments (1 and 1.0 are not), though
     Python says true == 1."""
     return obligation.name, tuple((a.__class__ is bool, a) for a in obligation.args)
 
 
-def missing_attributes(rule: CompiledRule, env: dict) -> tuple[str, ...]:
+def missing_attributes(rule: CompiledRule, env: dict[str, Any]) -> tuple[str, ...]:
     """The omitted attributes that left a rule's conditions unknown, in the order they are written."""
     found: list[str] = []
     for clause in rule.clauses:

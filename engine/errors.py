@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import difflib
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable
+from typing import Any
 
 from engine.source import Span
 
@@ -30,7 +30,7 @@ class Diagnostic:
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[Any, ...]:
         if self.span is None:
             return ("", 0, 0, self.message)
         return (self.span.path, self.span.line, self.span.column, self.message)
@@ -45,8 +45,8 @@ class Diagnostic:
             lines.append(f"help: {self.help}")
         return "\n".join(lines)
 
-    def to_json(self) -> dict:
-        data: dict = {"severity": self.severity.value, "code": self.code, "message": self.message}
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"severity": self.severity.value, "code": self.code, "message": self.message}
         if self.span is not None:
             data["location"] = {
                 "file": self.span.path,
@@ -76,10 +76,6 @@ def render_all(diagnostics: Iterable[Diagnostic]) -> str:
     return "\n\n".join(d.render() for d in sorted_diagnostics(diagnostics))
 
 
-def diagnostics_json(diagnostics: Iterable[Diagnostic]) -> str:
-    return json.dumps([d.to_json() for d in sorted_diagnostics(diagnostics)], indent=2)
-
-
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A `did you mean ...?` help line for the closest candidate, if any is close."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
@@ -100,7 +96,7 @@ class PolicyError(Exception):
     def to_diagnostic(self) -> Diagnostic:
         return error(self.code, self.message, self.span, self.help)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return self.to_diagnostic().to_json()
 
 
@@ -130,7 +126,7 @@ class RequestError(PolicyError):
         super().__init__(message, None, help)
         self.field = field
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = {"code": self.code, "message": self.message, "field": self.field}
         if self.help:
             data["help"] = self.help

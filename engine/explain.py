@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from engine import ast
 from engine._expressions import show
+from engine.wording import and_list, plural
 
 if TYPE_CHECKING:
     from engine.compiler import CompiledClause
@@ -13,25 +14,10 @@ if TYPE_CHECKING:
     from engine.symbols import Vocabulary
 
 
-def or_list(items: Iterable[str]) -> str:
-    """`a`, `a or b`, `a, b or c`."""
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " or " + items[-1]
-
-
-def and_list(items: Iterable[str]) -> str:
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
-
-
 # --- the summary sentence -----------------------------------------------------------
 
 
-def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["NearMiss", ...],
+def summary(outcome: str, reasons: tuple[Reason, ...], near_misses: tuple[NearMiss, ...],
             words: tuple[str, ...]) -> str:
     """One plain-English sentence a caseworker could read, in the request's own words.
 
@@ -55,7 +41,7 @@ def summary(outcome: str, reasons: tuple["Reason", ...], near_misses: tuple["Nea
     missing = list(dict.fromkeys(path for r in reasons for path in r.missing))
     if missing:
         sentence += f", which counts as applying because {and_list(missing)} " \
-                    f"{'was' if len(missing) == 1 else 'were'} not given"
+                    f"{plural(len(missing), 'was', 'were')} not given"
     return sentence + "."
 
 
@@ -64,36 +50,37 @@ def not_held_summary(role: str, agency: str) -> str:
     return f"Denied: role {role} is not held at agency {agency}."
 
 
-def rule_phrase(reason: "Reason") -> str:
+def rule_phrase(reason: Reason) -> str:
     """`rule child_protection (Children Act 1989 s.47)`."""
     return f"rule {reason.rule}" + (f" ({reason.because})" if reason.because else "")
 
 
-def _kinds(near: "NearMiss") -> list[str]:
+def _kinds(near: NearMiss) -> list[str]:
     return list(dict.fromkeys(f.clause for f in near.failed))
 
 
 # --- failed clauses -------------------------------------------------------------------
 
 
-def failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
+def failure(clause: CompiledClause, env: dict[str, Any], vocab: Vocabulary) -> tuple[str, str, str]:
     """(needed, had, text) for a clause that did not hold."""
     kind, needed = clause.kind, clause.needed
     if kind in ("when", "unless"):
         return _condition_failure(clause, env, vocab)
     if kind == "under":
+        assert isinstance(clause.clause, ast.MatchClause)  # the compiler makes `under` of match clauses
         had = _under_failure(clause.clause, env, vocab)
         return needed, had, f"under: needs {needed}, but {had}"
     if kind == "data":
         had = env["resource.category"]
-        if clause.clause.up_to is not None:
+        if isinstance(clause.clause, ast.DataClause) and clause.clause.up_to is not None:
             had += " marked " + show(vocab, "resource.classification", env["resource.classification"])
     else:
         had = env[clause.reads[0]]  # an action, role, agency or purpose: its (full) name
     return needed, had, f"{kind}: needs {needed}, request has {had}"
 
 
-def _under_failure(node: ast.MatchClause, env: dict, vocab: "Vocabulary") -> str:
+def _under_failure(node: ast.MatchClause, env: dict[str, Any], vocab: Vocabulary) -> str:
     """Why none of the agreements covers the request: not parties, or outside their dates."""
     agency, owner, date = env["requester.agency"], env["resource.owner"], env["context.date"]
     problems = []
@@ -103,20 +90,20 @@ def _under_failure(node: ast.MatchClause, env: dict, vocab: "Vocabulary") -> str
         if agreement.parties is not None:
             outside = list(dict.fromkeys(a for a in (agency, owner) if a not in agreement.parties))
             if outside:
-                why.append(f"{and_list(outside)} {'is not a party' if len(outside) == 1 else 'are not parties'}")
+                why.append(f"{and_list(outside)} {plural(len(outside), 'is not a party', 'are not parties')}")
         else:
             if owner not in (agreement.sources or ()):
                 why.append(f"{owner} may not disclose under it")
             if agency not in (agreement.recipients or ()):
                 why.append(f"{agency} may not receive under it")
-        if agreement.start is not None and not agreement.start <= date <= agreement.end:
+        if agreement.start is not None and agreement.end is not None and not agreement.start <= date <= agreement.end:
             why.append(f"{date.isoformat()} is outside its dates "
                        f"{agreement.start.isoformat()} to {agreement.end.isoformat()}")
         problems.append(f"{value.text}: {' and '.join(why) or 'does not cover this request'}")
     return "; ".join(problems)
 
 
-def _condition_failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary") -> tuple[str, str, str]:
+def _condition_failure(clause: CompiledClause, env: dict[str, Any], vocab: Vocabulary) -> tuple[str, str, str]:
     needed = clause.needed
     shown = []
     for path in clause.reads:
@@ -130,7 +117,7 @@ def _condition_failure(clause: "CompiledClause", env: dict, vocab: "Vocabulary")
 # --- text for caseworkers -------------------------------------------------------------
 
 
-def explain_text(decision: "Decision") -> str:
+def explain_text(decision: Decision) -> str:
     """The decision as text a caseworker can read: outcome, rules, obligations, near misses."""
     lines = [decision.decision.upper(), "", decision.summary, ""]
     if decision.reasons:

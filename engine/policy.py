@@ -11,29 +11,22 @@ without its id: every decision, cached or not, gets its own `decision_id`.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import gc
 import itertools
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any
 
-from engine import ast
+from engine import ast, pipeline
 from engine.cache import FORMAT, DecisionCache, KeyFunctions, key_paths
-from engine.checker import check
-from engine.compiler import CompileError, CompiledPolicy, compile_policy
+from engine.compiler import CompiledPolicy
 from engine.decision import Decider, Decision, reissuable, reissue
-from engine.errors import Diagnostic, PolicyLoadError, RequestError, sorted_diagnostics
-from engine.loader import load_set, parse_sources
+from engine.errors import Diagnostic, RequestError
+from engine.pipeline import Checked
+from engine.plan import Plan, Planner
 from engine.request import SUMMARY_PATHS, RequestSchema
 from engine.source import Source
-from engine.symbols import Vocabulary
-
-if TYPE_CHECKING:
-    from engine.plan import Plan
-
 
 # Decision ids: 32 hex digits like a uuid4, but a tenth of the cost: a random 80-bit
 # per-process prefix above a 48-bit counter, both in one itertools.count (whose `next`
@@ -50,102 +43,40 @@ _reseed_ids()
 os.register_at_fork(after_in_child=_reseed_ids)
 
 
-def new_decision_id() -> str:
-    """A decision id unique to this decision (even one served from the cache)."""
-    return next(_ids).to_bytes(16, "big").hex()
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """What `check_path` found: every diagnostic, and the set and vocabulary it read."""
-
-    diagnostics: list[Diagnostic]
-    policy_set: ast.PolicySet
-    vocabulary: Vocabulary
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.is_error]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-def _read(path: str | Path | None) -> tuple[ast.PolicySet, list[Diagnostic]]:
-    try:
-        return load_set(path)
-    except OSError as exc:  # e.g. a directory changing while it is walked
-        raise PolicyLoadError(f"{exc.filename or path}: cannot be read ({exc.strerror})") from None
+# What `check_path` returns; the pipeline's result under its public name.
+CheckResult = Checked
 
 
 def check_path(path: str | Path | None = None) -> CheckResult:
-    """Parse, check and trial-compile a policy set; raises only when the path cannot be read."""
-    with loading():
-        return _check(path)
+    """Parse, check and trial-compile a policy set; raises only when the path cannot be read.
 
-
-def _check(path: str | Path | None) -> CheckResult:
-    policy_set, found = _read(path)
-    vocab, checked = check(policy_set)
-    found = found + checked
-    if not any(d.is_error for d in found):
-        try:
-            compile_policy(policy_set, vocab)
-        except CompileError as exc:
-            found.append(exc.to_diagnostic())
-    return CheckResult(sorted_diagnostics(found), policy_set, vocab)
-
-
-@contextlib.contextmanager
-def loading() -> Iterator[None]:
-    """What `load` wraps around reading, checking and compiling a set; for tools that run
-    the stages one by one (bench/decide.py), so that they load as `load` does.
-
-    The cyclic garbage collector is paused: loading allocates a great many
-    objects that all stay alive, and the collector would walk them again and
-    again for nothing (it makes a large set load several times slower).
-    Reference counting still frees what dies. Afterwards a large set's objects
-    are settled into the oldest generation at once, rather than in a pause
-    during the first decisions.
+        result = engine.check_path("policies/")
+        for diagnostic in result.diagnostics:
+            print(diagnostic.render())
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-            if gc.get_count()[0] > 100_000:
-                gc.collect()
+    return pipeline.run(path)
 
 
-def load(path: str | Path | None = None, *, cache_size: int = 10_000, cache_ttl: float = 300.0) -> "Policy":
-    """Load the policy set at `path` (default: the example policies) ready to decide."""
-    with loading():
-        policy_set, found = _read(path)
-        return _build(policy_set, found, cache_size, cache_ttl)
+def load(path: str | Path | None = None, *, cache_size: int = 10_000, cache_ttl: float = 300.0) -> Policy:
+    """Load the policy set at `path` (default: the example policies) ready to decide.
+
+        policy = engine.load("policies/")
+        decision = policy.decide(request)
+
+    Raises PolicyLoadError, listing every error, when the set cannot be read or has errors.
+    """
+    return _build(pipeline.run(path), cache_size, cache_ttl)
 
 
-def from_sources(sources: list[Source], *, cache_size: int = 10_000, cache_ttl: float = 300.0) -> "Policy":
+def from_sources(sources: list[Source], *, cache_size: int = 10_000, cache_ttl: float = 300.0) -> Policy:
     """A policy from policy texts in memory, in set order (for tests and tools)."""
-    with loading():
-        policy_set, found = parse_sources(sources)
-        return _build(policy_set, found, cache_size, cache_ttl)
+    return _build(pipeline.run_sources(sources), cache_size, cache_ttl)
 
 
-def _build(policy_set: ast.PolicySet, found: list[Diagnostic], cache_size: int, cache_ttl: float) -> "Policy":
-    vocab, checked = check(policy_set)
-    found = sorted_diagnostics(found + checked)
-    errors = [d for d in found if d.is_error]
-    if errors:
-        raise PolicyLoadError(f"policy set has {len(errors)} error{'s' if len(errors) != 1 else ''}", errors)
-    try:
-        compiled = compile_policy(policy_set, vocab)
-    except CompileError as exc:
-        raise PolicyLoadError("policy set has 1 error", [exc.to_diagnostic()]) from None
-    warnings = [d for d in found if not d.is_error]
-    return Policy(policy_set, compiled, warnings, cache_size=cache_size, cache_ttl=cache_ttl)
+def _build(result: Checked, cache_size: int, cache_ttl: float) -> Policy:
+    if result.compiled is None:
+        raise result.load_error()
+    return Policy(result.policy_set, result.compiled, result.warnings, cache_size=cache_size, cache_ttl=cache_ttl)
 
 
 class Policy:
@@ -165,7 +96,7 @@ class Policy:
         self.rules = list(vocab.rules)
         self.warnings = warnings
         self.vocabulary = vocab
-        self.loaded_at = dt.datetime.now(dt.timezone.utc)
+        self.loaded_at = dt.datetime.now(dt.UTC)
         self._schema: RequestSchema = compiled.schema
         self._decider = Decider(compiled, self.version, self.title, self.label)
         self._cache = DecisionCache(cache_size, cache_ttl)
@@ -173,7 +104,7 @@ class Policy:
         self._keys = KeyFunctions(self._schema, key_paths(self._schema, compiled.reads, SUMMARY_PATHS),
                                   f"{FORMAT}:{self.version}")
         self._fast_key = self._keys.fast
-        self._planner: Any = None
+        self._planner: Planner | None = None
 
     def __repr__(self) -> str:
         return f"<Policy {self.title or 'untitled'} {self.version} ({len(self.rules)} rules)>"
@@ -183,7 +114,8 @@ class Policy:
 
         The decision's `near_misses` and `summary` are computed when first read.
         """
-        # One function, and the id made in place: each call layer costs a twentieth of a hit.
+        # One function, and the id made in place: each call layer costs a twentieth of a cache hit
+        # (BENCHMARKS.md, deciding: where a cache hit goes).
         cache = self._cache if use_cache and self._cache.enabled else None
         key = None
         if cache is not None:
@@ -206,7 +138,7 @@ class Policy:
             if cached is not None:
                 return reissue(cached, next(_ids).to_bytes(16, "big").hex())
         decision = self._decider.decide(env, next(_ids).to_bytes(16, "big").hex())
-        if cache is not None:
+        if cache is not None and key is not None:
             cache.put(key, reissuable(decision))  # never handed out as is: hits get a new id
         return decision
 
@@ -215,8 +147,6 @@ class Policy:
         `decide` would permit, as a condition over their fields. RequestError names the field."""
         planner = self._planner
         if planner is None:  # prepared on first use: most callers never plan
-            from engine.plan import Planner
-
             planner = self._planner = Planner(self)
         return planner.plan(partial_request)
 
@@ -233,7 +163,7 @@ class Policy:
                 raise RequestError(field, exc.message, exc.help) from None
         return decisions
 
-    def cache_stats(self) -> dict:
+    def cache_stats(self) -> dict[str, Any]:
         """`hits`, `misses`, `size`, `maxsize`, `ttl`."""
         return self._cache.stats()
 

@@ -17,10 +17,12 @@ import difflib
 import json
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from engine import ast
+from engine._codegen import define
 from engine.errors import RequestError, did_you_mean
 from engine.symbols import VOCABULARY_KINDS, Attribute, NameLookupError, Vocabulary
 
@@ -51,7 +53,7 @@ _EXPECTED = {
 class _Today:
     """Today's date, looked up once a day rather than on every request."""
 
-    __slots__ = ("date", "iso", "_until")
+    __slots__ = ("_until", "date", "iso")
 
     def __init__(self) -> None:
         self._refresh()
@@ -148,9 +150,7 @@ class RequestSchema:
                              for v in default.values)
         if isinstance(default, ast.Name):
             return (spec.table or {}).get(default.text, default.text)
-        if isinstance(default, ast.DateLit):
-            return default.value
-        return default.value
+        return None if default is None else default.value
 
     # --- validation ----------------------------------------------------------
 
@@ -177,7 +177,7 @@ class RequestSchema:
         env[WORDS] = tuple(words(env, path, self) for path in SUMMARY_PATHS)
         return env
 
-    def _walk(self, given: dict, node: dict, prefix: str, env: dict) -> None:
+    def _walk(self, given: dict[str, Any], node: dict[str, Any], prefix: str, env: dict[str, Any]) -> None:
         for key, value in given.items():
             spec = node.get(key) if isinstance(key, str) else None
             if spec.__class__ is _Spec:
@@ -198,7 +198,7 @@ class RequestSchema:
         if check == _SET:
             return self._members(spec, value)
         if check == _VOCAB:
-            found = spec.table.get(value) if value.__class__ is str else None
+            found = spec.table.get(value) if value.__class__ is str and spec.table is not None else None
             if found is None:
                 raise self._bad_name(spec, value)
             return found
@@ -302,7 +302,7 @@ def required_sections(schema: RequestSchema) -> list[str]:
             if any(p.startswith(section + ".") and spec.attribute.required for p, spec in schema.specs.items())]
 
 
-def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict | None]:
+def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict[str, Any] | None]:
     """A straight-line validator for well-formed requests; None sends a request to validate_slowly.
 
     Requests are validated on every uncached decision, so the common case is
@@ -347,8 +347,8 @@ def _generate_validator(schema: RequestSchema) -> Callable[[Any], dict | None]:
     number = {path: i for i, path in enumerate(specs)}
     lines += [f"{body}env[_WORDS] = ({', '.join(f'v{number[p]}' for p in SUMMARY_PATHS)},)",
               "    except (KeyError, ValueError):", "        return None", "    return env"]
-    exec("\n".join(lines), namespace)  # noqa: S102 - our own generated text, no request data
-    return namespace["fast_validate"]
+    validate: Callable[[Any], dict[str, Any] | None] = define("fast_validate", lines, namespace)
+    return validate
 
 
 def _attribute_lines(namespace: dict[str, Any], v: str, i: int, path: str, spec: _Spec, body: str) -> list[str]:
@@ -447,7 +447,7 @@ def default_words(attr: Attribute) -> Any:
         return default.text
     if isinstance(default, ast.DateLit):
         return default.value.isoformat()
-    return default.value
+    return None if default is None else default.value
 
 
 def _spellings(vocab: Vocabulary, kind: str) -> dict[str, Any]:
@@ -473,7 +473,7 @@ def _spellings(vocab: Vocabulary, kind: str) -> dict[str, Any]:
     return {name: name for name in vocab.values_of(kind)}
 
 
-def words(env: dict, path: str, schema: RequestSchema) -> Any:
+def words(env: dict[str, Any], path: str, schema: RequestSchema) -> Any:
     """The value of `path` in the request's own words: as given, else the default, else None."""
     node: Any = env[RAW]
     for part in path.split("."):

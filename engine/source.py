@@ -14,7 +14,7 @@ class Source:
     text: str
 
     @classmethod
-    def read(cls, path: Path, shown_as: str | None = None) -> "Source":
+    def read(cls, path: Path, shown_as: str | None = None) -> Source:
         return cls(shown_as or str(path), path.read_text(encoding="utf-8"))
 
     def line(self, number: int) -> str:
@@ -50,7 +50,7 @@ class Span:
         pad = "".join("\t" if ch == "\t" else " " for ch in text[: self.column - 1])
         return f"{text}\n{pad}{'^' * width}"
 
-    def to(self, other: "Span") -> "Span":
+    def to(self, other: Span) -> Span:
         """The span from the start of this one to the end of `other`."""
         return Span(self.source, self.line, self.column, other.end_line, other.end_column)
 

@@ -8,8 +8,9 @@ wins) so the checker, the compiler and request validation share one view.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any
 
 from engine import ast
 from engine.errors import did_you_mean
@@ -137,10 +138,6 @@ class Hierarchy:
                     stack.append(parent)
         return seen
 
-    def is_below(self, name: str, node: str) -> bool:
-        """`name is node`: name equals node or inherits from / sits below it."""
-        return node in self.ancestors.get(name, ())
-
 
 @dataclass(frozen=True)
 class Agreement:
@@ -156,7 +153,7 @@ class Agreement:
 
     def covers(self, requester_agency: str, owner: str, date: dt.date) -> bool:
         """Both agencies share under this agreement on `date`."""
-        if self.start is not None and not (self.start <= date <= self.end):
+        if self.start is not None and self.end is not None and not (self.start <= date <= self.end):
             return False
         if self.parties is not None:
             return requester_agency in self.parties and owner in self.parties
@@ -183,6 +180,7 @@ class Attribute:
 
     @property
     def has_default(self) -> bool:
+        """Decided without it when a request leaves it out: it has a default (`context.date`: today)."""
         return self.default is not None or self.path == "context.date"
 
 
@@ -233,6 +231,13 @@ class Vocabulary:
     def hierarchy(self, kind: str) -> Hierarchy | None:
         return {"role": self.roles, "purpose": self.purposes, "category": self.categories}.get(kind)
 
+    def tree(self, kind: str) -> Hierarchy:
+        """The hierarchy of `kind`, which must be role, purpose or category."""
+        tree = self.hierarchy(kind)
+        if tree is None:
+            raise KeyError(f"{kind} values form no hierarchy")
+        return tree
+
     def agencies_named(self, name: str) -> frozenset[str]:
         """An agency as a one-element set, or a group's agencies; NameLookupError otherwise."""
         if name in self.agencies:
@@ -247,7 +252,7 @@ class Vocabulary:
         tree = self.hierarchy(kind)
         if tree is not None:
             return tree.resolve(text)
-        table = {"action": self.actions, "agency": self.agencies, "classification": self.classifications}[kind]
+        table = self._flat(kind)
         if text in table:
             return text
         raise NameLookupError(f"unknown {kind} `{text}`", did_you_mean(text, table))
@@ -256,7 +261,13 @@ class Vocabulary:
         tree = self.hierarchy(kind)
         if tree is not None:
             return list(tree.names)
-        return list({"action": self.actions, "agency": self.agencies, "classification": self.classifications}[kind])
+        return list(self._flat(kind))
+
+    def _flat(self, kind: str) -> Mapping[str, object]:
+        """The declared values of a kind without a hierarchy: actions, agencies or classifications."""
+        tables: dict[str, Mapping[str, object]] = {
+            "action": self.actions, "agency": self.agencies, "classification": self.classifications}
+        return tables[kind]
 
 
 def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
@@ -293,8 +304,8 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
             case ast.GroupDecl():
                 group_decls.append(decl)
             case ast.AttributesDecl():
-                for item in decl.items:
-                    vocab.attributes.setdefault(item.path.text, _attribute(item))
+                for declared in decl.items:
+                    vocab.attributes.setdefault(declared.path.text, _attribute(declared))
             case ast.AgreementDecl():
                 agreement_decls.append(decl)
             case ast.Rule():
@@ -312,7 +323,7 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
     return vocab
 
 
-def _add_flat(vocab: Vocabulary, kind: str, table: dict, items: Iterable[ast.VocabItem]) -> None:
+def _add_flat(vocab: Vocabulary, kind: str, table: dict[str, Any], items: Iterable[ast.VocabItem]) -> None:
     for item in items:
         if item.name.text not in table:
             table[item.name.text] = item.label
@@ -344,7 +355,7 @@ def _role_places(vocab: Vocabulary) -> None:
 
 
 def _expand_groups(vocab: Vocabulary, decls: list[ast.GroupDecl]) -> None:
-    members = {}
+    members: dict[str, list[str]] = {}
     for decl in decls:
         members.setdefault(decl.name.text, [m.text for m in decl.members])
 

@@ -5,25 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from typing import Any, NoReturn
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.tree import Meta
 
 from engine import ast
+from engine._keywords import keywords
 from engine.errors import PolicySyntaxError
 from engine.source import Source, Span, point
 
 # Words that may not be used as names (LANGUAGE.md section 1).
-KEYWORDS = frozenset(
-    """policy actions roles purposes categories classifications agencies group attributes
-    agreement permit deny on action role agency purpose data owner under when unless
-    obligation because and or not in is has any up to from parties valid reference version
-    combine default one of true false bool number string date category classification at set""".split()
-)
-
 # Words that became keywords after policies were written with them as names: the
 # error says so, so an author upgrading knows to rename rather than hunt for a typo.
 NEW_KEYWORDS = {"at": "roles held at agencies", "set": "set-valued attributes"}
@@ -39,9 +35,7 @@ _CONTINUE_AFTER = frozenset({",", "{", "(", "or", "and", "not", "==", "!=", "<",
 _CONTINUE_BEFORE = frozenset({"or", "and", ")", "}"})
 # ... but a clause or declaration keyword at the start of a line always starts anew.
 _STARTS_ANEW = frozenset(
-    """policy actions roles purposes categories classifications agencies group attributes
-    agreement permit deny on action role agency purpose data owner under when unless
-    obligation because parties from to valid reference version combine""".split()
+    ["policy", "actions", "roles", "purposes", "categories", "classifications", "agencies", "group", "attributes", "agreement", "permit", "deny", "on", "action", "role", "agency", "purpose", "data", "owner", "under", "when", "unless", "obligation", "because", "parties", "from", "to", "valid", "reference", "version", "combine"]
 )
 
 
@@ -49,7 +43,8 @@ def _word(token: Token) -> str | None:
     """The keyword or punctuation a token is, or None for names and literals."""
     if token.type in ("NAME", "DOTTED", "STRING", "NUMBER", "DATE", "DURATION", "_NL"):
         return None
-    return token.value
+    value: str = token.value  # as fast as the token itself: this runs for every token
+    return value
 
 
 class _Newlines:
@@ -92,7 +87,7 @@ def _subtractions(stream: Iterator[Token]) -> Iterator[Token]:
             if token.type == "NAME" and token.value in UNITS and token.line == held.line:
                 yield Token.new_borrow_pos("MINUS", "-", held)
                 duration = Token.new_borrow_pos("DURATION", f"{held.value[1:]} {token.value}", held)
-                duration.column, duration.start_pos = held.column + 1, (held.start_pos or 0) + 1
+                duration.column, duration.start_pos = (held.column or 0) + 1, (held.start_pos or 0) + 1
                 duration.end_line, duration.end_column, duration.end_pos = token.end_line, token.end_column, token.end_pos
                 yield duration
                 held = None
@@ -127,6 +122,13 @@ def _keep_comment(token: Token) -> Token:
     return token
 
 
+def __getattr__(name: str) -> frozenset[str]:
+    """`KEYWORDS`: the language's keywords, read from the grammar when first asked for."""
+    if name == "KEYWORDS":
+        return keywords(_parser())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @functools.cache
 def _parser() -> Lark:
     return Lark(
@@ -143,7 +145,8 @@ def _parser() -> Lark:
 def parse(source: Source) -> ast.PolicyFile:
     """Parse one policy file; raise PolicySyntaxError pointing at the mistake."""
     text = source.text
-    _comments.sink = tokens = []
+    tokens: list[Token] = []
+    _comments.sink = tokens
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
@@ -198,7 +201,7 @@ def _found(token: Token) -> str:
         return "end of line"
     if token.type == "STRING":
         return f"string {token.value}"
-    if token.value in KEYWORDS:
+    if token.value in keywords(_parser()):
         return f"keyword `{token.value}`"
     return f"`{token.value}`"
 
@@ -206,7 +209,8 @@ def _found(token: Token) -> str:
 def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
     parser = _parser()
     if isinstance(exc, UnexpectedCharacters):
-        char = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
+        position = exc.pos_in_stream or 0
+        char = source.text[position] if position < len(source.text) else ""
         span = point(source, exc.line, exc.column)
         if char == '"':
             rest = source.line(exc.line)[exc.column - 1 :]
@@ -216,7 +220,7 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
                 'a string ends with `"` on the same line; write `\\"` for a quote inside it',
             )
         return PolicySyntaxError(f"unexpected character `{char}`", span, _char_help(char))
-    if isinstance(exc, UnexpectedEOF) or exc.token.type == "$END":
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         return _end_of_file(source, exc, parser)
     assert isinstance(exc, UnexpectedToken)
     token = exc.token
@@ -230,6 +234,7 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
     message = f"unexpected {_found(token)}"
     help = f"expected {_describe_expected(expected, parser)}"
     close = _close_keyword(token.value, expected, parser) if token.type != "STRING" else None
+    reserved = keywords(parser)
     if token.type == "DURATION":
         message = f"`{' '.join(token.value.split())}` is a length of time, which can only move a date"
         help = f"write it after a date, like `resource.discharged_on + {' '.join(token.value.split())}`; " \
@@ -237,10 +242,10 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
     elif token.value in NEW_KEYWORDS and ("NAME" in expected or "DOTTED" in expected):
         message = f"`{token.value}` became a keyword (for {NEW_KEYWORDS[token.value]}) and cannot be used as a name"
         help = f"rename it, such as `{token.value}_`, everywhere it is used"
-    elif token.value in KEYWORDS and ("NAME" in expected or "DOTTED" in expected):
+    elif token.value in reserved and ("NAME" in expected or "DOTTED" in expected):
         message = f"`{token.value}` is a keyword and cannot be used as a name"
         help = f"choose another name, such as `{token.value}_`"
-    elif close and (token.type == "NAME" or token.value in KEYWORDS):
+    elif close and (token.type == "NAME" or token.value in reserved):
         message = f"unknown word `{token.value}`" if token.type == "NAME" else message
         help = f"did you mean `{close}`?"
     elif _previous_char(source.text, token.start_pos) == "," and ("NAME" in expected or "DOTTED" in expected):
@@ -263,7 +268,7 @@ def _end_of_file(source: Source, exc: UnexpectedInput, parser: Lark) -> PolicySy
             "unexpected end of file: a block is not closed", span,
             f"add the `}}` that closes the `{{` at line {line}, column {column}",
         )
-    expected = exc.expected if isinstance(exc, UnexpectedEOF) else _accepted(exc)
+    expected = {str(e) for e in exc.expected} if isinstance(exc, UnexpectedEOF) else _accepted(exc)
     return PolicySyntaxError("unexpected end of file", span, f"expected {_describe_expected(expected, parser)}")
 
 
@@ -272,9 +277,9 @@ def _accepted(exc: UnexpectedInput) -> set[str]:
     if interactive is not None:
         try:
             return set(interactive.accepts())
-        except Exception:  # fall back to Lark's own (wider) set
+        except Exception:  # noqa: BLE001, S110 - any failure: fall back to Lark's own (wider) set
             pass
-    return set(exc.expected)
+    return set(getattr(exc, "expected", ()))
 
 
 def _open_braces(text: str, end: int) -> list[int]:
@@ -343,11 +348,13 @@ def _char_help(char: str) -> str | None:
 
 
 def _token_span(source: Source, token: Token) -> Span:
-    return Span(source, token.line, token.column, token.end_line, token.end_column)
+    # A token from a parse always has its positions; Lark types them optional for tokens made by hand.
+    return Span(source, token.line, token.column, token.end_line, token.end_column)  # type: ignore[arg-type]
 
 
 def _string(token: Token) -> str:
-    return token.value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    value: str = token.value
+    return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
 
 
 def _opt_string(token: Token | None) -> str | None:
@@ -366,11 +373,11 @@ class _ToAst:
     def __init__(self, source: Source):
         self.source = source
 
-    def transform(self, tree: Tree):
+    def transform(self, tree: Tree[Token]) -> Any:
         children = [self.transform(c) if isinstance(c, Tree) else c for c in tree.children]
         return getattr(self, tree.data)(tree.meta, children)
 
-    def _span(self, meta) -> Span:
+    def _span(self, meta: Meta) -> Span:
         if getattr(meta, "empty", True):
             return point(self.source, 1, 1)
         return Span(self.source, meta.line, meta.column, meta.end_line, meta.end_column)
@@ -378,99 +385,100 @@ class _ToAst:
     def _name(self, token: Token) -> ast.Name:
         return ast.Name(token.value, _token_span(self.source, token))
 
-    def _fail(self, message: str, span: Span, help: str | None = None):
+    def _fail(self, message: str, span: Span, help: str | None = None) -> NoReturn:
         raise PolicySyntaxError(message, span, help)
 
     # file
-    def start(self, meta, children):
+    def start(self, meta: Meta, children: list[Any]) -> Any:
         return [c for c in children if c is not None]
 
     # header
-    def policy_header(self, meta, children):
+    def policy_header(self, meta: Meta, children: list[Any]) -> Any:
         title, *items = children
-        fields: dict[str, object] = {}
+        fields: dict[str, Any] = {}
         for key, value, span in (i for i in items if i is not None):
             if key in fields:
                 self._fail(f"`{key}` is given twice in the policy header", span)
             fields[key] = value
         return ast.PolicyHeader(
-            _string(title), fields.get("version"), fields.get("owner"), fields.get("combine"), self._span(meta)
+            _string(title), fields.get("version"), fields.get("owner"), fields.get("combine"), self._span(meta),
+            tuple((key, span) for key, _value, span in (i for i in items if i is not None)),
         )
 
-    def header_version(self, meta, children):
+    def header_version(self, meta: Meta, children: list[Any]) -> Any:
         return ("version", _string(children[0]), self._span(meta))
 
-    def header_owner(self, meta, children):
+    def header_owner(self, meta: Meta, children: list[Any]) -> Any:
         return ("owner", _string(children[0]), self._span(meta))
 
-    def header_combine(self, meta, children):
+    def header_combine(self, meta: Meta, children: list[Any]) -> Any:
         return ("combine", ast.Combine(children[0].value), self._span(meta))
 
     # vocabulary
-    def vocab_item(self, meta, children):
+    def vocab_item(self, meta: Meta, children: list[Any]) -> Any:
         name, label = children
         return ast.VocabItem(self._name(name), _opt_string(label), self._span(meta))
 
-    def _items(self, children):
+    def _items(self, children: list[Any]) -> tuple[Any, ...]:
         return tuple(c for c in children if c is not None)
 
-    def actions_decl(self, meta, children):
+    def actions_decl(self, meta: Meta, children: list[Any]) -> Any:
         return ast.ActionsDecl(self._items(children), self._span(meta))
 
-    def agencies_decl(self, meta, children):
+    def agencies_decl(self, meta: Meta, children: list[Any]) -> Any:
         return ast.AgenciesDecl(self._items(children), self._span(meta))
 
-    def role_item(self, meta, children):
+    def role_item(self, meta: Meta, children: list[Any]) -> Any:
         name, label, parents, places = children
         return ast.RoleItem(self._name(name), _opt_string(label), parents or (), self._span(meta), places or ())
 
-    def role_parents(self, meta, children):
+    def role_parents(self, meta: Meta, children: list[Any]) -> Any:
         return tuple(children)
 
     role_places = role_parents
 
-    def roles_decl(self, meta, children):
+    def roles_decl(self, meta: Meta, children: list[Any]) -> Any:
         return ast.RolesDecl(self._items(children), self._span(meta))
 
-    def tree_node(self, meta, children):
+    def tree_node(self, meta: Meta, children: list[Any]) -> Any:
         name, label, *kids = children
         return ast.TreeNode(self._name(name), _opt_string(label), self._items(kids), self._span(meta))
 
-    def purposes_decl(self, meta, children):
+    def purposes_decl(self, meta: Meta, children: list[Any]) -> Any:
         return ast.PurposesDecl(self._items(children), self._span(meta))
 
-    def categories_decl(self, meta, children):
+    def categories_decl(self, meta: Meta, children: list[Any]) -> Any:
         return ast.CategoriesDecl(self._items(children), self._span(meta))
 
-    def classifications_decl(self, meta, children):
+    def classifications_decl(self, meta: Meta, children: list[Any]) -> Any:
         return ast.ClassificationsDecl(tuple(children), self._span(meta))
 
-    def group_decl(self, meta, children):
+    def group_decl(self, meta: Meta, children: list[Any]) -> Any:
         name, *members = children
         return ast.GroupDecl(self._name(name), self._items(members), self._span(meta))
 
-    def attributes_decl(self, meta, children):
+    def attributes_decl(self, meta: Meta, children: list[Any]) -> Any:
         return ast.AttributesDecl(self._items(children), self._span(meta))
 
-    def attribute_decl(self, meta, children):
+    def attribute_decl(self, meta: Meta, children: list[Any]) -> Any:
         path, label, type_, default = children
         return ast.AttributeDecl(self._name(path), type_, default, self._span(meta), _opt_string(label))
 
-    def simple_type(self, meta, children):
+    def simple_type(self, meta: Meta, children: list[Any]) -> Any:
         return ast.AttrType(children[0].value, (), self._span(meta))
 
-    def one_of_type(self, meta, children):
+    def one_of_type(self, meta: Meta, children: list[Any]) -> Any:
         return ast.AttrType("one_of", self._items(children), self._span(meta))
 
-    def set_type(self, meta, children):
+    def set_type(self, meta: Meta, children: list[Any]) -> Any:
         return ast.AttrType("set", (), self._span(meta), children[0])
 
-    def set_literal(self, meta, children):
+    def set_literal(self, meta: Meta, children: list[Any]) -> Any:
         return ast.SetLit(self._items(children), self._span(meta))
 
-    def agreement_decl(self, meta, children):
+    def agreement_decl(self, meta: Meta, children: list[Any]) -> Any:
         name, title, *items = children
-        fields: dict[str, object] = {}
+        fields: dict[str, Any] = {}
         for key, value, span in (i for i in items if i is not None):
             if key in fields:
                 self._fail(f"`{key}` is given twice in agreement `{name.value}`", span)
@@ -484,151 +492,152 @@ class _ToAst:
             fields.get("valid"),
             fields.get("reference"),
             self._span(meta),
+            tuple((key, span) for key, _value, span in (i for i in items if i is not None)),
         )
 
-    def agreement_parties(self, meta, children):
+    def agreement_parties(self, meta: Meta, children: list[Any]) -> Any:
         return ("parties", children[0], self._span(meta))
 
-    def agreement_from(self, meta, children):
+    def agreement_from(self, meta: Meta, children: list[Any]) -> Any:
         return ("from", children[0], self._span(meta))
 
-    def agreement_to(self, meta, children):
+    def agreement_to(self, meta: Meta, children: list[Any]) -> Any:
         return ("to", children[0], self._span(meta))
 
-    def agreement_valid(self, meta, children):
+    def agreement_valid(self, meta: Meta, children: list[Any]) -> Any:
         start, end = (ast.DateLit(self._date(t), _token_span(self.source, t)) for t in children)
         return ("valid", ast.Validity(start, end, self._span(meta)), self._span(meta))
 
-    def agreement_reference(self, meta, children):
+    def agreement_reference(self, meta: Meta, children: list[Any]) -> Any:
         return ("reference", _string(children[0]), self._span(meta))
 
     # rules
-    def effect(self, meta, children):
+    def effect(self, meta: Meta, children: list[Any]) -> Any:
         return ast.Effect(children[0].value)
 
-    def outcome(self, meta, children):
+    def outcome(self, meta: Meta, children: list[Any]) -> Any:
         return ast.Outcome(children[0].value)
 
-    def rule(self, meta, children):
+    def rule(self, meta: Meta, children: list[Any]) -> Any:
         effect, name, description, *clauses = children
         return ast.Rule(effect, self._name(name), _opt_string(description), self._items(clauses), self._span(meta))
 
-    def refs(self, meta, children):
+    def refs(self, meta: Meta, children: list[Any]) -> Any:
         return tuple(children)
 
-    def _match(self, kind, meta, children):
+    def _match(self, kind: ast.ClauseKind, meta: Meta, children: list[Any]) -> ast.MatchClause:
         return ast.MatchClause(kind, children[0], self._span(meta))
 
-    def action_clause(self, meta, children):
+    def action_clause(self, meta: Meta, children: list[Any]) -> Any:
         return self._match(ast.ClauseKind.ACTION, meta, children)
 
-    def role_clause(self, meta, children):
+    def role_clause(self, meta: Meta, children: list[Any]) -> Any:
         return self._match(ast.ClauseKind.ROLE, meta, children)
 
-    def agency_clause(self, meta, children):
+    def agency_clause(self, meta: Meta, children: list[Any]) -> Any:
         return self._match(ast.ClauseKind.AGENCY, meta, children)
 
-    def purpose_clause(self, meta, children):
+    def purpose_clause(self, meta: Meta, children: list[Any]) -> Any:
         return self._match(ast.ClauseKind.PURPOSE, meta, children)
 
-    def owner_clause(self, meta, children):
+    def owner_clause(self, meta: Meta, children: list[Any]) -> Any:
         return self._match(ast.ClauseKind.OWNER, meta, children)
 
-    def under_clause(self, meta, children):
+    def under_clause(self, meta: Meta, children: list[Any]) -> Any:
         return self._match(ast.ClauseKind.UNDER, meta, children)
 
-    def data_clause(self, meta, children):
+    def data_clause(self, meta: Meta, children: list[Any]) -> Any:
         categories, up_to = children
         return ast.DataClause(categories, up_to, self._span(meta))
 
-    def data_any_clause(self, meta, children):
+    def data_any_clause(self, meta: Meta, children: list[Any]) -> Any:
         return ast.DataClause((), children[0], self._span(meta))
 
-    def when(self, meta, children):
+    def when(self, meta: Meta, children: list[Any]) -> Any:
         return ast.ConditionClause(False, children[0], self._span(meta))
 
-    def unless(self, meta, children):
+    def unless(self, meta: Meta, children: list[Any]) -> Any:
         return ast.ConditionClause(True, children[0], self._span(meta))
 
-    def because_clause(self, meta, children):
+    def because_clause(self, meta: Meta, children: list[Any]) -> Any:
         return ast.BecauseClause(_string(children[0]), self._span(meta))
 
-    def obligation(self, meta, children):
+    def obligation(self, meta: Meta, children: list[Any]) -> Any:
         name, *rest = children
         condition = rest.pop() if rest else None
         args = tuple(a for a in rest if a is not None)
         return ast.ObligationClause(name.value, args, condition, self._span(meta))
 
-    def policy_obligation(self, meta, children):
+    def policy_obligation(self, meta: Meta, children: list[Any]) -> Any:
         outcome, obligation = children
         return ast.PolicyObligation(outcome, obligation, self._span(meta))
 
     # expressions
-    def or_expr(self, meta, children):
+    def or_expr(self, meta: Meta, children: list[Any]) -> Any:
         return ast.BoolOp("or", tuple(children), self._span(meta))
 
-    def and_expr(self, meta, children):
+    def and_expr(self, meta: Meta, children: list[Any]) -> Any:
         return ast.BoolOp("and", tuple(children), self._span(meta))
 
-    def not_op(self, meta, children):
+    def not_op(self, meta: Meta, children: list[Any]) -> Any:
         return ast.Not(children[0], self._span(meta))
 
-    def compare(self, meta, children):
+    def compare(self, meta: Meta, children: list[Any]) -> Any:
         left, op, right = children
         return ast.Compare(op, left, right, self._span(meta))
 
-    def compare_op(self, meta, children):
+    def compare_op(self, meta: Meta, children: list[Any]) -> Any:
         return children[0].value
 
-    def in_set(self, meta, children):
+    def in_set(self, meta: Meta, children: list[Any]) -> Any:
         operand, *values = children
         return ast.InSet(operand, self._items(values), self._span(meta))
 
-    def in_group(self, meta, children):
+    def in_group(self, meta: Meta, children: list[Any]) -> Any:
         operand, group = children
         if "." in group.text:  # groups are plain names; a dotted path is a `set of` attribute
             return ast.InAttribute(operand, group, self._span(meta))
         return ast.InGroup(operand, group, self._span(meta))
 
-    def add(self, meta, children):
+    def add(self, meta: Meta, children: list[Any]) -> Any:
         return ast.Arithmetic("+", children[0], children[1], self._span(meta))
 
-    def subtract(self, meta, children):
+    def subtract(self, meta: Meta, children: list[Any]) -> Any:
         return ast.Arithmetic("-", children[0], children[1], self._span(meta))
 
-    def duration(self, meta, children):
+    def duration(self, meta: Meta, children: list[Any]) -> Any:
         token = children[0]
         amount, unit = token.value.split()
         return ast.DurationLit(int(amount), UNITS[unit], _token_span(self.source, token))
 
-    def is_op(self, meta, children):
+    def is_op(self, meta: Meta, children: list[Any]) -> Any:
         operand, node = children
         return ast.Is(operand, node, self._span(meta))
 
-    def has_op(self, meta, children):
+    def has_op(self, meta: Meta, children: list[Any]) -> Any:
         return ast.Has(children[0], self._span(meta))
 
     # values
-    def name(self, meta, children):
+    def name(self, meta: Meta, children: list[Any]) -> Any:
         return self._name(children[0])
 
     builtin_path = name
 
-    def string(self, meta, children):
+    def string(self, meta: Meta, children: list[Any]) -> Any:
         return ast.StringLit(_string(children[0]), self._span(meta))
 
-    def number(self, meta, children):
+    def number(self, meta: Meta, children: list[Any]) -> Any:
         text = children[0].value
         value = float(text) if "." in text else int(text)
         return ast.NumberLit(value, self._span(meta))
 
-    def date(self, meta, children):
+    def date(self, meta: Meta, children: list[Any]) -> Any:
         return ast.DateLit(self._date(children[0]), self._span(meta))
 
-    def true(self, meta, children):
+    def true(self, meta: Meta, children: list[Any]) -> Any:
         return ast.BoolLit(True, self._span(meta))
 
-    def false(self, meta, children):
+    def false(self, meta: Meta, children: list[Any]) -> Any:
         return ast.BoolLit(False, self._span(meta))
 
     def _date(self, token: Token) -> dt.date:

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from _requests import DELETE, policy, request, rule
+from conftest import DELETE, policy, request, rule
 from engine.cache import FORMAT, DecisionCache
 from engine.errors import RequestError
 from engine.request import today

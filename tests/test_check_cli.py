@@ -1,6 +1,4 @@
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,29 +8,16 @@ import pytest
 from engine import loader
 from engine.commands.main import main
 
+from conftest import SMALL_RULE, SMALL_VOCABULARY
+
 ROOT = Path(__file__).resolve().parent.parent
 
-VOCABULARY = """\
-actions { view }
-roles { social_worker, gp }
-purposes { direct_care }
-categories { health }
-classifications official
-agencies { nhs }
-"""
-GOOD_RULE = 'permit r {\n  role gp\n  action view\n  because "reason"\n}\n'
+VOCABULARY, GOOD_RULE = SMALL_VOCABULARY, SMALL_RULE
 
 
 @pytest.fixture
-def policy_dir(tmp_path):
-    def make(**files):
-        root = tmp_path / "policies"
-        root.mkdir(exist_ok=True)
-        for name, text in files.items():
-            (root / f"{name}.policy").write_text(text, encoding="utf-8")
-        return root
-
-    return make
+def policy_dir(policy_files):
+    return policy_files
 
 
 def run(capsys, *argv):
@@ -180,51 +165,3 @@ def test_python_dash_m_shows_no_traceback(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert f"{bad}:2:10: error: unexpected character `&`" in result.stdout
-
-
-# --- an installed (not editable) engine finds its grammar and example policies ------------
-
-_NOT_SHIPPED = shutil.ignore_patterns(
-    ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "tests", "bench", "docs"
-)
-
-
-def _pip_install(python: Path, source: Path) -> subprocess.CompletedProcess:
-    base = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
-    # Offline first, with the build tools already installed; else the build
-    # isolation the project's own install uses.
-    for extra in (["--no-build-isolation", "--no-index"], []):
-        result = subprocess.run([*base, *extra, str(source)], capture_output=True, text=True, timeout=240)
-        if result.returncode == 0:
-            break
-    return result
-
-
-def test_installed_package_checks_the_embedded_examples(tmp_path):
-    # The source is copied so the build leaves nothing in the working tree.
-    source = tmp_path / "src"
-    shutil.copytree(ROOT, source, ignore=_NOT_SHIPPED)
-    venv = tmp_path / "venv"
-    made = subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-        capture_output=True, text=True, timeout=120,
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot create a virtual environment: {made.stderr.strip()}")
-    bindir = venv / ("Scripts" if os.name == "nt" else "bin")
-    python = bindir / "python"
-    installed = _pip_install(python, source)
-    assert installed.returncode == 0, installed.stderr
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    where = subprocess.run(
-        [str(python), "-c", "import engine, engine.syntax as s; print(engine.__file__); print(len(s.grammar_text()))"],
-        capture_output=True, text=True, cwd=elsewhere, env=env, timeout=60,
-    )
-    assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
-    result = subprocess.run(
-        [str(bindir / "engine"), "check"], capture_output=True, text=True, cwd=elsewhere, env=env, timeout=60
-    )
-    assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.startswith("policies: ok (")

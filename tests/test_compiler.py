@@ -2,7 +2,7 @@ import functools
 
 import pytest
 
-from _requests import DELETE, policy, request, rule
+from conftest import DELETE, policy, request, rule
 from engine.compiler import compile_policy
 from engine.loader import parse_sources
 from engine.source import Source
@@ -162,7 +162,7 @@ def test_rules_without_a_clause_are_in_every_bucket():
 
 def test_compiled_clauses_keep_their_clause_and_words():
     text = "permit p {\n  purpose children\n  when context.risk_of_harm or\n    context.consent == given\n}\n"
-    from _requests import VOCABULARY
+    from conftest import VOCABULARY
     policy_set, _ = parse_sources([Source("t.policy", VOCABULARY + text)])
     compiled = compile_policy(policy_set, build_vocabulary(policy_set))
     purpose, when = compiled.rules[0].clauses

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from _requests import VOCABULARY, request, rule
+from conftest import VOCABULARY, request, rule
 from engine.commands.main import main
 
 REQUEST_YAML = """\

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from _requests import VOCABULARY, policy, request, rule
+from conftest import VOCABULARY, policy, request, rule
 from engine.decision import Decision, FailedClause, NearMiss, Obligation, Reason
 
 

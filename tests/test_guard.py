@@ -18,8 +18,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from _requests import policy as small_policy
-from _requests import rule
+from conftest import policy as small_policy
+from conftest import rule
 from apps.case_app import create_app
 
 from engine.decision import Decision

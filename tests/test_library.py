@@ -5,7 +5,7 @@ import os
 import pytest
 
 import engine
-from _requests import VOCABULARY, request, rule
+from conftest import VOCABULARY, request, rule
 from engine import ast
 from engine.symbols import Vocabulary
 
@@ -129,7 +129,7 @@ def test_explain_text(example):
 
 
 def test_loading_pauses_the_collector_and_restores_it():
-    from engine.policy import loading
+    from engine.pipeline import loading
 
     assert gc.isenabled()
     with loading():
@@ -144,8 +144,9 @@ def test_loading_pauses_the_collector_and_restores_it():
         gc.enable()
 
 
-def test_decision_ids_are_32_hex_digits_and_differ_in_a_forked_worker():
-    from engine.policy import new_decision_id
+def test_decision_ids_are_32_hex_digits_and_differ_in_a_forked_worker(example):
+    def new_decision_id():
+        return example.decide(EXAMPLE_REQUEST).decision_id
 
     here = new_decision_id()
     reader, writer = os.pipe()

@@ -6,8 +6,8 @@ import datetime as dt
 import random
 
 import pytest
-from _requests import policy as small_policy
-from _requests import rule
+from conftest import policy as small_policy
+from conftest import rule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plan_data import (

@@ -3,7 +3,7 @@ import functools
 
 import pytest
 
-from _requests import DELETE, policy, request, rule
+from conftest import DELETE, policy, request, rule
 from engine.errors import RequestError
 from engine.request import WORDS, parse_date
 

@@ -5,43 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from engine import ast, checker, loader
-from engine.errors import Diagnostic, PolicyLoadError, error, sorted_diagnostics
-
-# Codes that may only be echoes of a file that did not parse: a name declared
-# there looks unknown everywhere else. Shown again once the syntax is fixed.
-_ECHOES = ("unknown_name", "unknown_attribute", "unknown_value", "bad_obligation_argument")
-
-
-def diagnose(path: str | Path | None) -> tuple[ast.PolicySet, list[Diagnostic]]:
-    """Every syntax and check diagnostic of the set at `path`, sorted.
-
-    Raises PolicyLoadError only when the path cannot be read.
-    """
-    policy_set, syntax = loader.load_set(path)
-    vocab, found = checker.check(policy_set)
-    if syntax:
-        found = [d for d in found if d.code not in _ECHOES]
-    found = syntax + found
-    if not any(d.is_error for d in found):
-        found.extend(_trial_compile(policy_set, vocab))
-    return policy_set, sorted_diagnostics(found)
-
-
-def _trial_compile(policy_set: ast.PolicySet, vocab) -> list[Diagnostic]:
-    """Compile a set the checks passed, so `ok` here means engine.load() succeeds."""
-    try:
-        from engine.compiler import CompileError, compile_policy
-    except ImportError as exc:
-        if exc.name != "engine.compiler":
-            raise
-        return []
-    try:
-        compile_policy(policy_set, vocab)
-    except CompileError as exc:
-        return [exc.to_diagnostic()]
-    return []
+from engine import ast, pipeline
+from engine.errors import Diagnostic, PolicyLoadError, error
+from engine.wording import count
 
 
 def run_check(path: str | None, format: str = "text") -> int:
@@ -49,9 +17,10 @@ def run_check(path: str | None, format: str = "text") -> int:
     target = path if path is not None else ("policies" if Path("policies").is_dir() else None)
     shown = target if target is not None else "policies"
     try:
-        policy_set, diagnostics = diagnose(target)
+        result = pipeline.run(target)
     except PolicyLoadError as exc:
         return _unreadable(exc, format)
+    policy_set, diagnostics = result.policy_set, result.diagnostics
     errors = sum(d.is_error for d in diagnostics)
     if format == "json":
         print(json.dumps(_json(diagnostics), indent=2))
@@ -62,23 +31,19 @@ def run_check(path: str | None, format: str = "text") -> int:
     return 1 if errors else 0
 
 
-def _summary(shown: str, policy_set, diagnostics: list[Diagnostic]) -> str:
+def _summary(shown: str, policy_set: ast.PolicySet, diagnostics: list[Diagnostic]) -> str:
     errors = sum(d.is_error for d in diagnostics)
     warnings = len(diagnostics) - errors
     if errors:
-        text = _count(errors, "error")
-        return f"{text}, {_count(warnings, 'warning')}" if warnings else text
-    facts = f"{_count(len(policy_set.files), 'file')}, {_count(len(policy_set.rules()), 'rule')}"
+        text = count(errors, "error")
+        return f"{text}, {count(warnings, 'warning')}" if warnings else text
+    facts = f"{count(len(policy_set.files), 'file')}, {count(len(policy_set.rules()), 'rule')}"
     if warnings:
-        facts += f", {_count(warnings, 'warning')}"
+        facts += f", {count(warnings, 'warning')}"
     return f"{shown.rstrip('/')}: ok ({facts})"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _json(diagnostics: list[Diagnostic]) -> dict:
+def _json(diagnostics: list[Diagnostic]) -> dict[str, Any]:
     errors = sum(d.is_error for d in diagnostics)
     return {
         "diagnostics": [d.to_json() for d in diagnostics],

@@ -15,6 +15,7 @@ import yaml
 
 from engine.errors import PolicyLoadError, RequestError
 from engine.explain import explain_text
+from engine.policy import load
 
 EXIT_DECIDED, EXIT_INVALID_REQUEST, EXIT_NOT_LOADED = 0, 1, 2
 
@@ -52,8 +53,6 @@ def read_request(name: str, stdin: TextIO | None = None) -> Any:
 
 def run_decide(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Load the policy, read the request, print the decision (JSON, or text with --explain)."""
-    from engine.policy import load
-
     out, err = stdout or sys.stdout, stderr or sys.stderr
     try:
         policy = load(args.policy, cache_size=0)

@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from engine.commands.progress import Progress
 from engine.errors import PolicyLoadError
 from engine.governance.diff import GitError, build_diff, checkout_policies, load_pair, render_diff
 from engine.governance.matrix import ContextError
@@ -36,7 +37,7 @@ def run_diff(args: argparse.Namespace) -> int:
     except (ContextError, GitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    diff = build_diff(old, new)
+    diff = build_diff(old, new, Progress)
     diff.old_name, diff.new_name = (f"{args.git}:{new_path}", new_path) if args.git else (old_path, new_path)
     sys.stdout.write(render_diff(diff, args.format))
     return 1 if diff.rows else 0

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine import checker, loader
-from engine.errors import PolicyLoadError, render_all
+from engine import pipeline
+from engine.errors import PolicyLoadError
 from engine.governance.document import render
 
 
@@ -15,15 +15,13 @@ def run_doc(args: argparse.Namespace) -> int:
     """Print the set at args.path as a document; 2 when it cannot be read or has errors."""
     path = args.path if args.path is not None else ("policies" if Path("policies").is_dir() else None)
     try:
-        policy_set, found = loader.load_set(path)
+        result = pipeline.run(path)
     except PolicyLoadError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
         return 2
-    vocab, checked = checker.check(policy_set)
-    found = found + checked
-    if any(d.is_error for d in found):
-        print(render_all(found), file=sys.stderr)
+    if not result.ok:
+        print(result.load_error().render(), file=sys.stderr)
         print("the policy set has errors: no document written", file=sys.stderr)
         return 2
-    sys.stdout.write(render(policy_set, vocab, getattr(args, "format", "md") or "md"))
+    sys.stdout.write(render(result.policy_set, result.vocabulary, getattr(args, "format", "md") or "md"))
     return 0

@@ -13,7 +13,7 @@ from engine.errors import PolicyError, PolicyLoadError
 from engine.governance.formatter import format_source
 from engine.loader import policy_paths
 from engine.source import Source
-
+from engine.wording import count
 
 # For `engine fmt --help` (argparse epilog).
 HELP = """\
@@ -91,11 +91,7 @@ def _summarise(args: argparse.Namespace, changed: list[Path], unchanged: int, br
     if not args.diff:
         for path in changed:
             print(f"{verb} {path}")
-    parts = [f"{_count(len(changed), 'file')} {verb}", f"{_count(unchanged, 'file')} left unchanged"]
+    parts = [f"{count(len(changed), 'file')} {verb}", f"{count(unchanged, 'file')} left unchanged"]
     if broken:
-        parts.append(f"{_count(broken, 'file')} could not be parsed")
+        parts.append(f"{count(broken, 'file')} could not be parsed")
     print(", ".join(parts), file=sys.stderr)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -9,22 +9,18 @@ import sys
 import tempfile
 from typing import Any
 
+from engine.errors import PolicyError, PolicyLoadError
+from engine.policy import load
+from engine.service.app import create_app
 from engine.service.audit import AuditError, AuditLog
 from engine.service.auth import parse_api_keys
 from engine.service.bundles import FleetSettings, shown_source
 from engine.service.logs import log_like_uvicorn
-from engine.errors import PolicyError, PolicyLoadError
 
 
 def _fail(message: str) -> int:
     print(f"engine serve: {message}", file=sys.stderr)
     return 2
-
-
-def _load(path: str | None) -> Any:
-    import engine
-
-    return engine.load(path)
 
 
 def fleet_settings(args: argparse.Namespace) -> FleetSettings:
@@ -95,7 +91,7 @@ def serve(args: argparse.Namespace) -> int:
         return _serve_bundle(args, fleet)
     where = args.path or "the example policies"
     try:
-        policy = _load(args.path)
+        policy = load(args.path)
     except PolicyLoadError as err:
         print(err.render(), file=sys.stderr)
         return _fail(f"the policy set at {where} could not be loaded; nothing is served")
@@ -107,8 +103,6 @@ def serve(args: argparse.Namespace) -> int:
     print(f"engine serve: serving {where} ({policy.version}, {len(policy.rules)} rules) "
           f"on http://{args.host}:{args.port}", file=sys.stderr)
     if args.workers == 1:
-        from engine.service.app import create_app
-
         app = create_app(args.path, audit_log=args.audit_log, watch=not args.no_watch, policy=policy, fleet=fleet)
         uvicorn.run(app, **options)
         return 0
@@ -121,8 +115,8 @@ def serve(args: argparse.Namespace) -> int:
 def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     level = getattr(args, "log_level", "info")
     log_like_uvicorn(level.upper())
-    return dict(host=args.host, port=args.port, timeout_graceful_shutdown=10,
-                access_log=getattr(args, "access_log", False), log_level=level)
+    return {"host": args.host, "port": args.port, "timeout_graceful_shutdown": 10,
+                "access_log": getattr(args, "access_log", False), "log_level": level}
 
 
 def _serve_bundle(args: argparse.Namespace, fleet: FleetSettings) -> int:

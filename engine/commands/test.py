@@ -6,9 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from engine.errors import PolicyLoadError
+from engine.loader import default_policy_dir
+from engine.policy import load
+from engine.testing import report as out
 from engine.testing.runner import TEST_FILE_GLOB, _run
 
 
@@ -21,8 +24,6 @@ def discover(path: str | None) -> tuple[str | None, list[Path], str | None]:
     if path is None and Path("policies").is_dir():
         path = "policies"
     if path is None:
-        from engine.loader import default_policy_dir
-
         root = default_policy_dir()
         return None, sorted(root.rglob(TEST_FILE_GLOB)), str(root)
     given = Path(path)
@@ -35,13 +36,11 @@ def discover(path: str | None) -> tuple[str | None, list[Path], str | None]:
 
 def run_tests(args: argparse.Namespace) -> int:
     """`engine test`: exit 0 all passed, 1 a case failed or coverage short, 2 nothing (properly) tested."""
-    from engine.testing import report as out
-
     if args.coverage_min is not None and not 0 <= args.coverage_min <= 100:
         return _usage(f"--coverage-min must be between 0 and 100, not {args.coverage_min:g}")
     policy_path, test_paths, embedded_root = discover(args.path)
     try:
-        policy = _load(policy_path)
+        policy = load(policy_path)
     except PolicyLoadError as err:
         print(out.load_error_json(err) if args.format == "json" else err.render(),
               file=sys.stdout if args.format == "json" else sys.stderr)
@@ -67,17 +66,10 @@ def _usage(message: str) -> int:
 
 def wants_colour(stream: TextIO, environ: dict[str, str] | None = None) -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (to anything)."""
-    environ = os.environ if environ is None else environ
-    if "NO_COLOR" in environ:
+    if "NO_COLOR" in (os.environ if environ is None else environ):
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
-
-
-def _load(policy_path: str | None) -> Any:
-    import engine
-
-    return engine.load(policy_path)
 
 
 def _shown(path: Path, embedded_root: str | None) -> str:

@@ -17,16 +17,38 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
-from engine.governance.terms import DIMENSIONS
-from engine.governance.matrix import ContextError, Version, Walk, count_rows, has_permit, parse_context, parse_date
+from engine.errors import PolicyLoadError
+from engine.governance.matrix import (
+    ContextError,
+    ProgressHook,
+    Version,
+    Walk,
+    count_rows,
+    has_permit,
+    no_progress,
+    parse_context,
+    parse_date,
+)
 from engine.governance.table import (
-    COLUMNS, UNDECLARED, Box, Legend, Outcome, cells_in, compress, row_cells, show_obligations, sort_rows,
+    COLUMNS,
+    UNDECLARED,
+    Box,
+    Legend,
+    Outcome,
+    cells_in,
+    compress,
+    row_cells,
+    show_obligations,
+    sort_rows,
     to_markdown,
 )
+from engine.governance.terms import DIMENSIONS
+from engine.policy import load
 
 
 class Change(NamedTuple):
@@ -47,8 +69,8 @@ class Diff:
     new_name: str = "new"
 
 
-def changed(old: Outcome, new: Outcome, old_given: frozenset | None = None,
-            new_given: frozenset | None = None) -> bool:
+def changed(old: Outcome, new: Outcome, old_given: frozenset[Any] | None = None,
+            new_given: frozenset[Any] | None = None) -> bool:
     """A change of decision or of obligations; an undeclared side only against a permit.
 
     `old_given`/`new_given` are the obligations as the engine gave them, compared
@@ -63,11 +85,11 @@ def changed(old: Outcome, new: Outcome, old_given: frozenset | None = None,
     return set(old.obligations) != set(new.obligations)
 
 
-def build_diff(old: Version, new: Version) -> Diff:
+def build_diff(old: Version, new: Version, progress: ProgressHook = no_progress) -> Diff:
     """Every combination of either vocabulary whose outcome differs between the versions."""
     same_combining = old.combine == new.combine
 
-    def prune(states: tuple, alike: bool) -> bool:
+    def prune(states: tuple[Any, ...], alike: bool) -> bool:
         before, after = states
         if before is None or after is None:
             return not has_permit(before) and not has_permit(after)
@@ -75,13 +97,13 @@ def build_diff(old: Version, new: Version) -> Diff:
         # declared in one version only.
         return same_combining and alike and before == after
 
-    def leaf(cell: dict[str, str], states: tuple) -> Change | None:
+    def leaf(cell: dict[str, str], states: tuple[Any, ...]) -> Change | None:
         before, old_given = old.judge(cell) if states[0] is not None else (UNDECLARED, frozenset())
         after, new_given = new.judge(cell) if states[1] is not None else (UNDECLARED, frozenset())
         return Change(before, after) if changed(before, after, old_given, new_given) else None
 
     started = time.perf_counter()
-    walk = Walk([old, new], False, prune, leaf, "diff")
+    walk = Walk([old, new], False, prune, leaf, "diff", progress)
     rows = compress(walk.run())
     return Diff(old, new, sort_rows(rows, new.vocab, old.vocab), walk.cells, sum(cells_in(b) for b, _c in rows),
                 walk.representatives, time.perf_counter() - started)
@@ -144,7 +166,7 @@ def render_diff(diff: Diff, fmt: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _json_row(legend: Legend, box: Box, change: Change) -> dict:
+def _json_row(legend: Legend, box: Box, change: Change) -> dict[str, Any]:
     row: dict[str, Any] = {p: legend.show(p, s) for p, s in zip(DIMENSIONS, box)}
     row["change"] = headline(change, box)
     for side, outcome in (("was", change.old), ("now", change.new)):
@@ -172,7 +194,7 @@ def checkout_policies(rev: str, path: str, into: Path, cwd: str | None = None) -
     names = [n for n in listing.splitlines() if n.endswith(".policy")]
     if not names:
         raise GitError(f"no .policy files under {path} at {rev}")
-    base = path if not names == [path] else os.path.dirname(path)
+    base = path if names != [path] else os.path.dirname(path)
     for name in names:
         target = into / os.path.relpath(name, base or ".")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -197,20 +219,25 @@ def _git_bytes(*args: str, cwd: str | None = None) -> bytes:
 # --- the command --------------------------------------------------------------------------
 
 
+class SideLoadError(PolicyLoadError):
+    """One version of a diff, `old` or `new`, could not be loaded."""
+
+    def __init__(self, side: str, error: PolicyLoadError):
+        super().__init__(error.message, error.diagnostics)
+        self.side = side
+
+
 def load_pair(old_path: str, new_path: str | None, date_text: str | None,
               context: Sequence[str]) -> tuple[Version, Version]:
     """Both versions, with the context typed by each one's schema (a key only one knows
     applies to that one). Raises PolicyLoadError or ContextError."""
-    import engine
-
     date = parse_date(date_text)
     policies = []
     for side, path in (("old", old_path), ("new", new_path)):
         try:
-            policies.append(engine.load(path))
-        except engine.PolicyLoadError as exc:
-            exc.side = side
-            raise
+            policies.append(load(path))
+        except PolicyLoadError as exc:
+            raise SideLoadError(side, exc) from None
     versions = []
     for policy in policies:
         given, restrict = {}, {}
@@ -224,7 +251,7 @@ def load_pair(old_path: str, new_path: str | None, date_text: str | None,
             given.update(more_given)
             restrict.update(more_restrict)
 
-        def decide(request: dict, policy: Any = policy) -> Any:
+        def decide(request: dict[str, Any], policy: Any = policy) -> Any:
             return policy.decide(request, use_cache=False)
 
         versions.append(Version(policy.vocabulary, decide, date, given, restrict, policy.title, policy.label,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Union
 
 from engine import ast
 from engine.durations import duration_text
 from engine.governance.formatter import value_text
-from engine.symbols import Hierarchy, NameLookupError, Vocabulary
+from engine.symbols import Attribute, Hierarchy, NameLookupError, Vocabulary
+from engine.wording import count
 
 # --- the document model -----------------------------------------------------------
 
@@ -50,7 +51,7 @@ class Para:
 @dataclass
 class Item:
     inline: Inline
-    children: "BulletList | None" = None
+    children: BulletList | None = None
 
 
 @dataclass
@@ -59,7 +60,7 @@ class BulletList:
     ordered: bool = False
 
 
-Block = Union[Heading, Para, BulletList]
+Block = Heading | Para | BulletList
 
 
 # --- words for names and values ----------------------------------------------------------
@@ -189,7 +190,7 @@ class _Words:
             return "date"
         return None
 
-    def operand(self, value: ast.Expr, kind: str | None = None) -> Inline:
+    def operand(self, value: ast.Expr | ast.SetLit, kind: str | None = None) -> Inline:
         match value:
             case ast.Name(text=text) if text in self.vocab.attributes:
                 label = self.vocab.attributes[text].label
@@ -333,11 +334,11 @@ class _RuleWriter:
         whens = [c.expr for c in conditions if not c.negated]
         unlesses = [c.expr for c in conditions if c.negated]
         if whens:
-            expr = whens[0] if len(whens) == 1 else ast.BoolOp("and", tuple(whens), None)
+            expr = whens[0] if len(whens) == 1 else ast.BoolOp("and", tuple(whens), whens[0].span)
             out += [t(", and only when " if rule.effect is ast.Effect.PERMIT else ", when ")]
             out += self.say.expr(expr)
         if unlesses:
-            expr = unlesses[0] if len(unlesses) == 1 else ast.BoolOp("or", tuple(unlesses), None)
+            expr = unlesses[0] if len(unlesses) == 1 else ast.BoolOp("or", tuple(unlesses), unlesses[0].span)
             out += [t(", unless ")] + self.say.expr(expr)
         return out
 
@@ -498,7 +499,7 @@ class _Writer:
             facts.items.append(_fact("Version", t(header.version)))
         facts.items.append(_fact("Policy version (content hash)", code(self.set.version)))
         rules = self.set.rules()
-        facts.items.append(_fact("Rules", t(f"{len(rules)} in {_count(len(self.set.files), 'file')}")))
+        facts.items.append(_fact("Rules", t(f"{len(rules)} in {count(len(self.set.files), 'file')}")))
         self.blocks.append(facts)
         self.decisions()
         self.vocabulary()
@@ -514,7 +515,7 @@ class _Writer:
         self.para(t(_APPLYING))
 
     def vocabulary(self) -> None:
-        vocab, say = self.vocab, self.say
+        vocab = self.vocab
         self.heading(2, "Vocabulary", "vocabulary")
         self.para(t("Every name a rule uses is declared here. A request that names anything else is rejected."))
         self.heading(3, "Actions", "actions")
@@ -561,7 +562,7 @@ class _Writer:
         ordered = [a for a in self.vocab.agencies if a in members]
         return Item([code(name), t(": ")] + join([[t(self.say.agency(a))] for a in ordered], "and"))
 
-    def _attribute(self, attribute) -> Item:
+    def _attribute(self, attribute: Attribute) -> Item:
         of = attribute.element if attribute.kind == "set" else attribute.kind
         kind = "one of " + ", ".join(attribute.values) if of == "one_of" else of
         if attribute.kind == "set":
@@ -668,10 +669,6 @@ def _by_file(rules: list[ast.Rule]) -> list[tuple[str, list[ast.Rule]]]:
     for rule in rules:
         grouped.setdefault(rule.span.path, []).append(rule)
     return list(grouped.items())
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _anchor(text: str) -> str:

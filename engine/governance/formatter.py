@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any
 
 from engine import ast
 from engine.durations import duration_text
@@ -59,7 +60,7 @@ def _line(source: Source, number: int) -> str:
     return lines[number - 1].rstrip("\r") if 0 < number <= len(lines) else ""
 
 
-def value_text(value: ast.Value) -> str:
+def value_text(value: ast.Value | ast.DurationLit | ast.SetLit) -> str:
     match value:
         case ast.Name():
             return value.text
@@ -207,7 +208,7 @@ class _Layout:
         previous_run, key = None, None
         for decl in declarations:
             start = len(self.units)
-            handler: Callable | None = getattr(self, f"_{type(decl).__name__}", None)
+            handler: Callable[..., Any] | None = getattr(self, f"_{type(decl).__name__}", None)
             if handler is None:
                 raise TypeError(f"no layout for {type(decl).__name__}")
             handler(decl)
@@ -224,16 +225,16 @@ class _Layout:
         """Neighbouring groups line up their `=`."""
         for is_group, run in itertools.groupby(declarations, key=lambda d: isinstance(d, ast.GroupDecl)):
             if is_group:
-                run = list(run)
-                width = max(len(d.name.text) for d in run)
-                self._group_width.update((id(d), width) for d in run)
+                groups = [d for d in run if isinstance(d, ast.GroupDecl)]
+                width = max(len(d.name.text) for d in groups)
+                self._group_width.update((id(d), width) for d in groups)
 
-    def add(self, lines: list[str], first: int, last: int, indent: int, **kw) -> _Unit:
+    def add(self, lines: list[str], first: int, last: int, indent: int, **kw: Any) -> _Unit:
         unit = _Unit(lines, first, last, indent, **kw)
         self.units.append(unit)
         return unit
 
-    def _one(self, text: str, span: Span, indent: int = 0, **kw) -> _Unit:
+    def _one(self, text: str, span: Span, indent: int = 0, **kw: Any) -> _Unit:
         return self.add([" " * indent + text], span.line, span.end_line, indent, **kw)
 
     def _open(self, text: str, span: Span, indent: int) -> int:
@@ -251,7 +252,7 @@ class _Layout:
             ("owner", _maybe(quote, decl.owner)),
             ("combine", _maybe(lambda c: c.value, decl.combine)),
         ]
-        self._keyed_block(f"policy {quote(decl.title)}", decl.span, fields, _HEADER)
+        self._keyed_block(f"policy {quote(decl.title)}", decl.span, decl.field_spans, fields, _HEADER)
 
     def _AgreementDecl(self, decl: ast.AgreementDecl) -> None:
         valid = decl.valid
@@ -263,15 +264,16 @@ class _Layout:
             ("reference", _maybe(quote, decl.reference)),
         ]
         head = f"agreement {decl.name.text}" + (f" {quote(decl.title)}" if decl.title is not None else "")
-        self._keyed_block(head, decl.span, fields, _AGREEMENT)
+        self._keyed_block(head, decl.span, decl.field_spans, fields, _AGREEMENT)
 
-    def _keyed_block(self, head: str, span: Span, fields: list[tuple[str, object]], width: int) -> None:
+    def _keyed_block(self, head: str, span: Span, written: tuple[tuple[str, Span], ...],
+                     fields: list[tuple[str, Any]], width: int) -> None:
         present = [(k, v) for k, v in fields if v is not None]
         if not present:
             self._one(head + " {}", span)
             return
         key = self._open(head, span, 0)
-        where = _item_lines(span, {k for k, _ in present})
+        where = {name: (at.line, at.end_line) for name, at in written}
         for name, value in present:
             first, last = where.get(name, (span.line, span.line))
             prefix = "  " + name.ljust(width - 1) + " "
@@ -307,8 +309,8 @@ class _Layout:
                 return
         key = self._open(head, span, indent)
         inner = indent + 2
-        for plain, run in itertools.groupby(entries, key=lambda e: e[0] == "plain"):
-            run = list(run)
+        for plain, grouped in itertools.groupby(entries, key=lambda e: e[0] == "plain"):
+            run = list(grouped)
             if plain:
                 pad = " " * inner
                 lines = _pack(pad, pad, [str(name) for _, name, _ in run])
@@ -376,7 +378,7 @@ class _Layout:
         self.add(_obligation_lines(prefix, decl.obligation), decl.span.line, decl.span.end_line, 0)
 
 
-def _maybe(convert: Callable, value):
+def _maybe(convert: Callable[..., Any], value: Any) -> Any:
     return None if value is None else convert(value)
 
 
@@ -465,38 +467,6 @@ def _clause_lines(clause: ast.Clause) -> list[str]:
         case ast.BecauseClause(text=text):
             return [prefix("because") + quote(text)]
     raise TypeError(f"no layout for {type(clause).__name__}")
-
-
-# A token of policy text, enough to find where header and agreement fields start.
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[{}]|[^\s"#{}]+')
-
-
-def _item_lines(span: Span, keywords: set[str]) -> dict[str, tuple[int, int]]:
-    """The source lines of each field of a header or agreement block.
-
-    The tree keeps the fields but not where they were; a field starts at its
-    keyword right after `{` or at the start of a line (newlines end fields).
-    """
-    tokens: list[tuple[str, int, bool]] = []  # text, line, first on its line
-    for number in range(span.line, span.end_line + 1):
-        text = _line(span.source, number)
-        start = span.column - 1 if number == span.line else 0
-        end = span.end_column - 1 if number == span.end_line else len(text)
-        first = True
-        for match in _TOKEN.finditer(text, start, end):
-            if not match.group().startswith("#"):
-                tokens.append((match.group(), number, first))
-                first = False
-    opening = next((i for i, t in enumerate(tokens) if t[0] == "{"), len(tokens))
-    found: dict[str, tuple[int, int]] = {}
-    current = None
-    for i, (text, line, first) in enumerate(tokens[opening + 1 : -1], start=opening + 1):
-        if text in keywords and (first or i == opening + 1):
-            current = text
-            found[current] = (line, line)
-        elif current is not None:
-            found[current] = (found[current][0], line)
-    return found
 
 
 # --- comments -----------------------------------------------------------------

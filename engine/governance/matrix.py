@@ -14,22 +14,46 @@ them in bulk. The rows are compressed and worded by engine/table.py.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, NamedTuple, Protocol
 
-from engine.governance.terms import (
-    DIMENSION_KINDS, DIMENSIONS, FALSE, UNK, Compiler, Term, attribute_value, attributes_of, context_env, reduce,
-)
-from engine.commands.progress import Progress
-from engine.symbols import NameLookupError, Vocabulary
+from engine.errors import did_you_mean
 from engine.governance.table import (
-    COLUMNS, Box, Legend, Outcome, compress, cells_in, row_cells, show_obligations, sort_rows, to_csv, to_html,
-    to_markdown, union_in_order,
+    COLUMNS,
+    Box,
+    Legend,
+    Outcome,
+    cells_in,
+    compress,
+    row_cells,
+    show_obligations,
+    sort_rows,
+    to_csv,
+    to_html,
+    to_markdown,
+    union_in_order,
 )
+from engine.governance.terms import (
+    DIMENSION_KINDS,
+    DIMENSIONS,
+    FALSE,
+    UNK,
+    Compiler,
+    Term,
+    attribute_value,
+    attributes_of,
+    context_env,
+    reduce,
+)
+from engine.policy import load
+from engine.symbols import NameLookupError, Vocabulary
+from engine.wording import count
 
 # The walk's order: the most selective dimensions first, agency just before owner
 # so that `under` clauses resolve on the last step.
@@ -50,7 +74,7 @@ class Version:
     """A loaded policy set with its rules as terms, bound to a date and context."""
 
     vocab: Vocabulary
-    decide: Callable[[dict], Any]  # request -> Decision-like (decision, reasons, obligations)
+    decide: Callable[[dict[str, Any]], Any]  # request -> Decision-like (decision, reasons, obligations)
     date: dt.date
     given: dict[str, Any] = field(default_factory=dict)  # attribute path -> JSON value
     restrict: dict[str, frozenset[str]] = field(default_factory=dict)  # dimension -> allowed values
@@ -72,27 +96,27 @@ class Version:
         allowed = self.restrict.get(path)
         return values if allowed is None else [v for v in values if v in allowed]
 
-    def start(self, step: "_Step", permits_only: bool) -> tuple:
+    def start(self, step: _Step, permits_only: bool) -> _State | None:
         """The walk's first state: every rule reduced by the context, dead ones dropped.
 
         With `permits_only` (the matrix), what only matters for refusals is
         left out: deny rules' obligations and `on deny` obligations.
         """
-        def obligation(o) -> tuple:
-            return o.name, step.id(o.condition), tuple(step.id(a) for a in o.args)
+        def obligation(o: Any) -> _Obligation:
+            return _Obligation(o.name, step.id(o.condition), tuple(step.id(a) for a in o.args))
 
         rules = []
         for rule in self.rules:
             obligations = () if permits_only and not rule.permit else rule.obligations
-            rules.append((rule.id, rule.permit, step.id(rule.term), tuple(obligation(o) for o in obligations),
-                          _DIMENSION_SET))
-        policy = tuple((p.outcome, *obligation(p.obligation), _DIMENSION_SET)
+            rules.append(_RuleItem(rule.id, rule.permit, step.id(rule.term), tuple(obligation(o) for o in obligations),
+                                   _DIMENSION_SET))
+        policy = tuple(_PolicyItem(p.outcome, *obligation(p.obligation), _DIMENSION_SET)
                        for p in self.policy_obligations if not (permits_only and p.outcome == "deny"))
-        return step.state((tuple(rules), policy), self.env, ("context", id(self)))
+        return step.state(_State(tuple(rules), policy), self.env, ("context", id(self)))
 
-    def request(self, cell: dict[str, str]) -> dict:
+    def request(self, cell: dict[str, str]) -> dict[str, Any]:
         """The request for one combination, with the context's values."""
-        built: dict = {
+        built: dict[str, Any] = {
             "requester": {"role": cell["requester.role"], "agency": cell["requester.agency"]},
             "action": cell["action"],
             "purpose": cell["purpose"],
@@ -113,7 +137,7 @@ class Version:
         """Decide one combination with the engine and word the result for a table."""
         return self.judge(cell)[0]
 
-    def judge(self, cell: dict[str, str]) -> tuple[Outcome, frozenset]:
+    def judge(self, cell: dict[str, str]) -> tuple[Outcome, frozenset[Any]]:
         """The outcome as worded, and the obligations exactly as the engine gave them
         (wording may differ between versions where the obligations do not)."""
         decision = self.decide(self.request(cell))
@@ -133,7 +157,7 @@ class Version:
         return name, tuple(shown)
 
 
-def _symbolic_arguments(rules, policy_obligations) -> dict[tuple[str, int], tuple[str, ...]]:
+def _symbolic_arguments(rules: Sequence[Any], policy_obligations: Sequence[Any]) -> dict[tuple[str, int], tuple[str, ...]]:
     found: dict[tuple[str, int], set[str]] = {}
     obligations = [o for r in rules for o in r.obligations] + [p.obligation for p in policy_obligations]
     for obligation in obligations:
@@ -148,11 +172,12 @@ def _rule_id(reason: Any) -> str:
 
 
 def _name(obligation: Any) -> str:
-    return obligation[0] if isinstance(obligation, tuple) else obligation.name
+    return str(obligation[0] if isinstance(obligation, tuple) else obligation.name)
 
 
 def _args(obligation: Any) -> Sequence[Any]:
-    return obligation[1] if isinstance(obligation, tuple) else obligation.args
+    args: Sequence[Any] = obligation[1] if isinstance(obligation, tuple) else obligation.args
+    return args
 
 
 def _literal(value: Any) -> str:
@@ -169,6 +194,49 @@ def _literal(value: Any) -> str:
 
 
 # --- reducing the state of the walk ------------------------------------------------
+
+
+class _Obligation(NamedTuple):
+    """An obligation of a rule in the walk: its terms interned as numbers (_Step)."""
+
+    name: str
+    condition: int
+    args: tuple[int, ...]
+
+
+class _RuleItem(NamedTuple):
+    id: str
+    permit: bool
+    term: int
+    obligations: tuple[_Obligation, ...]
+    reads: frozenset[str]  # the dimensions the rule still depends on
+
+
+class _PolicyItem(NamedTuple):
+    """A policy-wide obligation (`on permit obligation ...`) in the walk."""
+
+    outcome: str
+    name: str
+    condition: int
+    args: tuple[int, ...]
+    reads: frozenset[str]
+
+
+class _State(NamedTuple):
+    """What is left of one version at a point of the walk: its live rules and obligations."""
+
+    rules: tuple[_RuleItem, ...]
+    policy: tuple[_PolicyItem, ...]
+
+
+class _Plan(NamedTuple):
+    """A state about to take one dimension's values: the items that read it, and their columns."""
+
+    state: _State
+    rule_positions: list[int]
+    policy_positions: list[int]
+    columns: list[tuple[list[Any], list[int]]]  # per item: (reduced item per value, class per value)
+    undeclared: frozenset[int]  # positions of values the version does not declare
 
 
 class _Step:
@@ -188,8 +256,8 @@ class _Step:
         self.ids: dict[Term, int] = {}
         self.terms: list[Term] = []
         self.reads: list[frozenset[str]] = []
-        self.memo: dict[tuple, int] = {}
-        self.items: dict[tuple, tuple | None] = {}
+        self.memo: dict[tuple[Any, ...], int] = {}
+        self.items: dict[tuple[Any, ...], Any] = {}
         self.false, self.unknown = self.id(FALSE), self.id(UNK)
 
     def id(self, term: Term) -> int:
@@ -200,63 +268,86 @@ class _Step:
             self.reads.append(attributes_of(term) & _DIMENSION_SET if term[0] != "k" else frozenset())
         return found
 
-    def term(self, term: int, env: dict, token: Any) -> int:
+    def term(self, term: int, env: dict[str, Any], token: Any) -> int:
         key = (term, token)
         found = self.memo.get(key)
         if found is None:
             found = self.memo[key] = self.id(reduce(self.terms[term], env))
         return found
 
-    def rule(self, item: tuple, env: dict, token: Any) -> tuple | None:
+    def rule(self, item: _RuleItem, env: dict[str, Any], token: Any) -> _RuleItem | None:
         """The rule reduced, or None once it is dead: a permit rule when false or unknown
         (it cannot apply), a deny rule only when false (one that might apply applies)."""
         key = (item, token)
         if key in self.items:
-            return self.items[key]
+            known: _RuleItem | None = self.items[key]
+            return known
         rule_id, permit, term, obligations, _old = item
         reduced = self.term(term, env, token)
         if reduced == self.false or (permit and reduced == self.unknown):
             found = None
         else:
             kept = self._obligations(obligations, env, token)
-            reads = self.reads[reduced].union(*(self.reads[t] for o in kept for t in (o[1], *o[2])))
-            found = (rule_id, permit, reduced, kept, reads)
+            reads = self.reads[reduced].union(*(self.reads[t] for o in kept for t in (o.condition, *o.args)))
+            found = _RuleItem(rule_id, permit, reduced, kept, reads)
         self.items[key] = found
         return found
 
-    def _obligations(self, obligations: tuple, env: dict, token: Any) -> tuple:
+    def _obligations(self, obligations: tuple[_Obligation, ...], env: dict[str, Any],
+                     token: Any) -> tuple[_Obligation, ...]:
         kept = []
         for name, condition, args in obligations:
             condition = self.term(condition, env, token)
             if condition == self.false or condition == self.unknown:
                 continue  # unknown counts as not holding
-            kept.append((name, condition, tuple(self.term(a, env, token) for a in args)))
+            kept.append(_Obligation(name, condition, tuple(self.term(a, env, token) for a in args)))
         return tuple(kept)
 
-    def policy(self, item: tuple, env: dict, token: Any) -> tuple | None:
+    def policy(self, item: _PolicyItem, env: dict[str, Any], token: Any) -> _PolicyItem | None:
         outcome, name, condition, args, _old = item
-        kept = self._obligations(((name, condition, args),), env, token)
+        kept = self._obligations((_Obligation(name, condition, args),), env, token)
         if not kept:
             return None
         _name, condition, args = kept[0]
-        return outcome, name, condition, args, self.reads[condition].union(*(self.reads[a] for a in args))
+        return _PolicyItem(outcome, name, condition, args, self.reads[condition].union(*(self.reads[a] for a in args)))
 
-    def state(self, state: tuple, env: dict, token: Any) -> tuple:
+    def state(self, state: _State, env: dict[str, Any], token: Any) -> _State:
         """Every item of a state reduced by `env`, dead ones dropped."""
-        rules, policy = state
-        kept = (self.rule(r, env, token) for r in rules)
-        obligations = (self.policy(p, env, token) for p in policy)
-        return tuple(r for r in kept if r is not None), tuple(p for p in obligations if p is not None)
+        kept = (self.rule(r, env, token) for r in state.rules)
+        obligations = (self.policy(p, env, token) for p in state.policy)
+        return _State(tuple(r for r in kept if r is not None), tuple(p for p in obligations if p is not None))
 
 
 _DIMENSION_SET = frozenset(DIMENSIONS)
 
 
-def has_permit(state: tuple | None) -> bool:
-    return state is not None and any(rule[1] for rule in state[0])
+def has_permit(state: _State | None) -> bool:
+    return state is not None and any(rule.permit for rule in state.rules)
 
 
 # --- the walk -------------------------------------------------------------------------
+
+
+class Meter(Protocol):
+    """Counts the combinations walked so far (a command draws it as a progress bar)."""
+
+    def advance(self, amount: int) -> None: ...
+
+
+# Given the walk's total and a label, a context manager that meters the walk.
+# Commands pass engine.commands.progress.Progress; the library stays silent.
+ProgressHook = Callable[[int, str], contextlib.AbstractContextManager[Meter]]
+
+
+class _Silent:
+    def advance(self, amount: int) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def no_progress(total: int, label: str) -> Iterator[Meter]:
+    """The default progress hook: counts nothing, shows nothing."""
+    yield _Silent()
 
 
 @dataclass
@@ -271,9 +362,10 @@ class Walk:
 
     versions: Sequence[Version]
     permits_only: bool
-    prune: Callable[[tuple, bool], bool]
-    leaf: Callable[[dict[str, str], tuple], Any]
+    prune: Callable[[tuple[Any, ...], bool], bool]
+    leaf: Callable[[dict[str, str], tuple[Any, ...]], Any]
     label: str = "deciding"
+    progress: ProgressHook = no_progress
     cells: int = 0
     representatives: int = 0
     found: list[tuple[Box, Any]] = field(default_factory=list)
@@ -282,21 +374,21 @@ class Walk:
         self.values = {path: union_in_order(v.values(path) for v in self.versions) for path in WALK}
         self.declared = [{p: frozenset(v.values(p)) for p in WALK} for v in self.versions]
         self.step = _Step()
-        self.columns: dict[tuple, tuple[list, list[int]]] = {}
+        self.columns: dict[tuple[Any, ...], tuple[list[Any], list[int]]] = {}
         self.undeclared = [{p: frozenset(i for i, v in enumerate(self.values[p]) if v not in d[p]) for p in WALK}
                            for d in self.declared]
         self.below = [math.prod(len(self.values[p]) for p in WALK[level:]) for level in range(len(WALK) + 1)]
         self.alike = [all(len({d[p] for d in self.declared}) == 1 for p in WALK[level:])
                       for level in range(len(WALK) + 1)]
         self.total = self.below[0]
-        self.subtrees: dict[tuple, list] = {}
+        self.subtrees: dict[tuple[Any, ...], list[Any]] = {}
         states = tuple(v.start(self.step, self.permits_only) for v in self.versions)
-        with Progress(self.total, self.label) as self.progress:
+        with self.progress(self.total, self.label) as self.meter:
             found = self._walk(0, states, {}, 1)
         self.found = [(_box(sets), kept) for sets, kept in found]
         return self.found
 
-    def _walk(self, level: int, states: tuple, cell: dict, above: int) -> list[tuple[tuple, Any]]:
+    def _walk(self, level: int, states: tuple[Any, ...], cell: dict[str, Any], above: int) -> list[tuple[tuple[Any, ...], Any]]:
         """What the subtree keeps, as (value sets from this level on, outcome).
 
         `above` is how many combinations the path to here stands for. Equal
@@ -305,11 +397,11 @@ class Walk:
         """
         path = WALK[level]
         plans = [self._plan(index, state, path) for index, state in enumerate(states)]
-        groups: dict[tuple, list[int]] = {}
+        groups: dict[tuple[Any, ...], list[int]] = {}
         count = len(self.values[path])
         for position, key in enumerate(zip(*(_classes(plan, count) for plan in plans))):
             groups.setdefault(key, []).append(position)
-        found = []
+        found: list[tuple[tuple[Any, ...], Any]] = []
         for key, positions in groups.items():
             members = [self.values[path][p] for p in positions]
             cell[path] = members[0]
@@ -333,18 +425,18 @@ class Walk:
                 self._count(combinations)
         return _merge_heads(found)
 
-    def _plan(self, index: int, state: tuple | None, path: str) -> tuple | None:
+    def _plan(self, index: int, state: _State | None, path: str) -> _Plan | None:
         """A state, the positions of its items that read `path`, and their columns."""
         if state is None:
             return None
         rules, policy = state
-        rule_positions = [i for i, r in enumerate(rules) if path in r[4]]
-        policy_positions = [i for i, p in enumerate(policy) if path in p[4]]
+        rule_positions = [i for i, r in enumerate(rules) if path in r.reads]
+        policy_positions = [i for i, p in enumerate(policy) if path in p.reads]
         columns = [self._column(self.step.rule, rules[i], path) for i in rule_positions]
         columns += [self._column(self.step.policy, policy[i], path) for i in policy_positions]
-        return state, rule_positions, policy_positions, columns, self.undeclared[index][path]
+        return _Plan(state, rule_positions, policy_positions, columns, self.undeclared[index][path])
 
-    def _column(self, reduce_item: Callable, item: tuple, path: str) -> tuple[list, list[int]]:
+    def _column(self, reduce_item: Callable[..., Any], item: tuple[Any, ...], path: str) -> tuple[list[Any], list[int]]:
         """An item reduced by each value of `path` (None when dead), and a class number per
         value: values with one number leave the item alike. Items recur across branches."""
         key = (item, path)
@@ -357,12 +449,12 @@ class Walk:
 
     def _count(self, amount: int) -> None:
         self.cells += amount
-        self.progress.advance(amount)
+        self.meter.advance(amount)
 
 
-def _merge_heads(found: list[tuple[tuple, Any]]) -> list[tuple[tuple, Any]]:
+def _merge_heads(found: list[tuple[tuple[Any, ...], Any]]) -> list[tuple[tuple[Any, ...], Any]]:
     """Entries alike but for this level's values become one, a first step of compression."""
-    heads: dict[tuple, list[frozenset[str]]] = {}
+    heads: dict[tuple[Any, ...], list[frozenset[str]]] = {}
     for sets, kept in found:
         heads.setdefault((sets[1:], kept), []).append(sets[0])
     if len(heads) == len(found):
@@ -370,29 +462,29 @@ def _merge_heads(found: list[tuple[tuple, Any]]) -> list[tuple[tuple, Any]]:
     return [((frozenset().union(*values), *tail), kept) for (tail, kept), values in heads.items()]
 
 
-def _classes(plan: tuple | None, count: int) -> list[tuple | None]:
+def _classes(plan: _Plan | None, count: int) -> list[tuple[Any, ...] | None]:
     """What sets each value apart for one version: its class in every column that reads
     the dimension (None where the version does not declare the value)."""
     if plan is None:
         return [None] * count
-    columns = [numbers for _reduced, numbers in plan[3]]
-    keys: list[tuple | None] = list(zip(*columns)) if columns else [()] * count
-    for position in plan[4]:
+    columns = [numbers for _reduced, numbers in plan.columns]
+    keys: list[tuple[Any, ...] | None] = list(zip(*columns)) if columns else [()] * count
+    for position in plan.undeclared:
         keys[position] = None
     return keys
 
 
-def _apply(plan: tuple | None, position: int) -> tuple | None:
+def _apply(plan: _Plan | None, position: int) -> _State | None:
     """The state after the value at `position`: the plan's state with its changed items put back."""
-    if plan is None or position in plan[4]:
+    if plan is None or position in plan.undeclared:
         return None
     (rules, policy), rule_positions, policy_positions, columns, _undeclared = plan
     changed = [reduced[position] for reduced, _numbers in columns]
     split = len(rule_positions)
-    return _replace(rules, rule_positions, changed[:split]), _replace(policy, policy_positions, changed[split:])
+    return _State(_replace(rules, rule_positions, changed[:split]), _replace(policy, policy_positions, changed[split:]))
 
 
-def _replace(items: tuple, positions: list[int], changed: tuple) -> tuple:
+def _replace(items: tuple[Any, ...], positions: list[int], changed: list[Any]) -> tuple[Any, ...]:
     if not positions:
         return items
     updated = list(items)
@@ -401,7 +493,7 @@ def _replace(items: tuple, positions: list[int], changed: tuple) -> tuple:
     return tuple(item for item in updated if item is not None)
 
 
-def _box(sets: list[frozenset[str]]) -> Box:
+def _box(sets: Sequence[frozenset[str]]) -> Box:
     ordered: list[frozenset[str]] = [frozenset()] * len(DIMENSIONS)
     for path, values in zip(WALK, sets):
         ordered[_POSITION[path]] = values
@@ -423,15 +515,15 @@ class Matrix:
     seconds: float
 
 
-def build_matrix(version: Version) -> Matrix:
+def build_matrix(version: Version, progress: ProgressHook = no_progress) -> Matrix:
     """Decide every combination of the version's vocabulary; keep the permitted ones."""
 
-    def leaf(cell: dict[str, str], states: tuple) -> Outcome | None:
+    def leaf(cell: dict[str, str], states: tuple[Any, ...]) -> Outcome | None:
         outcome = version.outcome(cell)
         return outcome if outcome.decision == "permit" else None
 
     started = time.perf_counter()
-    walk = Walk([version], True, lambda states, _alike: not has_permit(states[0]), leaf, "matrix")
+    walk = Walk([version], True, lambda states, _alike: not has_permit(states[0]), leaf, "matrix", progress)
     found = walk.run()
     rows = compress(found)
     permitted = sum(cells_in(box) for box, _o in rows)
@@ -529,8 +621,6 @@ def _attribute_path(vocab: Vocabulary, key: str) -> str:
         return found[0]
     if found:
         raise ContextError(f"--context {key}: ambiguous, could be {', '.join(found)}")
-    from engine.errors import did_you_mean
-
     hint = did_you_mean(key, list(vocab.attributes))
     raise ContextError(f"--context {key}: no such attribute" + (f" ({hint})" if hint else ""))
 
@@ -579,12 +669,10 @@ def load_version(path: str | None, date: dt.date, context: Sequence[str]) -> Ver
 
     Raises engine.PolicyLoadError or ContextError.
     """
-    import engine
-
-    policy = engine.load(path)
+    policy = load(path)
     given, restrict = parse_context(policy.vocabulary, context)
 
-    def decide(request: dict) -> Any:
+    def decide(request: dict[str, Any]) -> Any:
         return policy.decide(request, use_cache=False)
 
     return Version(policy.vocabulary, decide, date, given, restrict, policy.title, policy.label, policy.version)
@@ -595,6 +683,6 @@ def _word(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def count_rows(count: int) -> str:
+def count_rows(rows: int) -> str:
     """`1 row`, `17 rows`."""
-    return f"{count:,} row" if count == 1 else f"{count:,} rows"
+    return count(rows, "row", grouped=True)

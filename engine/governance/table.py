@@ -14,7 +14,8 @@ import csv
 import html
 import io
 import math
-from typing import Any, Iterable, NamedTuple, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 from engine.governance.terms import DIMENSION_KINDS, DIMENSIONS
 from engine.symbols import Vocabulary
@@ -63,7 +64,7 @@ def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
     """
     # Outcomes become small numbers while merging: keys are hashed over and over.
     ids: dict[Any, int] = {}
-    outcomes = []
+    outcomes: list[Any] = []
     for _box, outcome in found:
         if outcome not in ids:
             ids[outcome] = len(outcomes)
@@ -75,9 +76,9 @@ def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
     while changed:
         changed = False
         for index in order:
-            groups: dict[tuple, list[int]] = {}
+            groups: dict[tuple[Any, ...], list[int]] = {}
             for number, (box, outcome) in enumerate(rows):
-                key = (outcome, box[:index] + box[index + 1:])
+                key: tuple[Any, ...] = (outcome, box[:index] + box[index + 1:])
                 if index == _OWNER and box[_OWNER] == SAME_AGENCY:
                     key = (number,)  # "own agency" does not merge with named owners
                 groups.setdefault(key, []).append(number)
@@ -94,7 +95,7 @@ def _merged(rows: list[tuple[Box, Any]], numbers: list[int], index: int) -> tupl
 
 
 def _same_agency(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
-    groups: dict[tuple, list[tuple[Box, Any]]] = {}
+    groups: dict[tuple[Any, ...], list[tuple[Box, Any]]] = {}
     for box, outcome in found:
         agency, owner = box[_AGENCY], box[_OWNER]
         key = (outcome, box[:_AGENCY] + box[_AGENCY + 1:_OWNER] + box[_OWNER + 1:]) \
@@ -128,7 +129,7 @@ def sort_rows(rows: list[tuple[Box, Any]], *vocabs: Vocabulary) -> list[tuple[Bo
         values = union_in_order(v.values_of(DIMENSION_KINDS[path]) for v in vocabs)
         value_order[path] = {v: i for i, v in enumerate(values)}
 
-    def key(row: tuple[Box, Any]) -> tuple:
+    def key(row: tuple[Box, Any]) -> tuple[Any, ...]:
         box, outcome = row
         rules = _outcome_rules(outcome)
         first = tuple(sorted(rule_order.get(r, len(rule_order)) for r in rules))
@@ -160,7 +161,7 @@ class Legend:
         for kind in ("role", "purpose", "category"):
             below: dict[str, set[str]] = {}
             for vocab in vocabs:
-                for node, nodes in vocab.hierarchy(kind).descendants.items():
+                for node, nodes in vocab.tree(kind).descendants.items():
                     below.setdefault(node, set()).update(nodes)
             self.below[kind] = {n: frozenset(s) for n, s in below.items()}
         self.groups = _shared_groups(vocabs)
@@ -213,7 +214,8 @@ class Legend:
     @staticmethod
     def _cover(order: list[str], below: dict[str, frozenset[str]], values: frozenset[str]) -> list[str]:
         """The fewest nodes, in declared order, whose subtrees make up exactly `values`."""
-        found, covered = [], set()
+        found: list[Any] = []
+        covered: set[Any] = set()
         for node in order:
             if node in values and node not in covered and below.get(node, frozenset((node,))) <= values:
                 found.append(node)
@@ -221,7 +223,8 @@ class Legend:
         return found
 
     def _agencies(self, path: str, values: frozenset[str]) -> list[str]:
-        shown, covered = [], set()
+        shown: list[Any] = []
+        covered: set[Any] = set()
         for name, members in sorted(self.groups.items(), key=lambda g: (-len(g[1]), g[0])):
             if len(members) > 1 and members <= values and not members <= covered:
                 shown.append(name)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
-from typing import Any, Iterable, Mapping, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 from engine import ast
 from engine.durations import shift
@@ -54,7 +55,7 @@ class _Missing:
 
 MISSING = _Missing()
 
-Term = tuple
+Term = tuple[Any, ...]  # a nested tuple: ("k", kind, value), ("a", path), (op, args) ...
 TRUE: Term = ("k", "b", True)
 FALSE: Term = ("k", "b", False)
 UNK: Term = ("k", "u", None)
@@ -76,11 +77,7 @@ def const(value: Any) -> Term:
     return ("k", "s", value)
 
 
-def is_const(term: Term) -> bool:
-    return term[0] == "k"
-
-
-def reduce(term: Term, env: Mapping) -> Term:
+def reduce(term: Term, env: Mapping[Any, Any]) -> Term:
     """`term` with the attributes `env` gives substituted and simplified.
 
     `env` maps attribute paths to values (or MISSING), `("has", path)` to
@@ -178,7 +175,7 @@ def _order(term: Term, left: Term, right: Term) -> Term:
     return TRUE if result else FALSE
 
 
-def _pair(pairs: frozenset, env: Mapping) -> Term:
+def _pair(pairs: frozenset[Any], env: Mapping[Any, Any]) -> Term:
     agency, owner = env.get("requester.agency", MISSING), env.get("resource.owner", MISSING)
     if agency is not MISSING and owner is not MISSING:
         return TRUE if (agency, owner) in pairs else FALSE
@@ -192,7 +189,7 @@ def _pair(pairs: frozenset, env: Mapping) -> Term:
     return ("pair", pairs) if pairs else FALSE
 
 
-def agreement_pairs(agreements: tuple, date: dt.date | None) -> frozenset:
+def agreement_pairs(agreements: tuple[Any, ...], date: dt.date | None) -> frozenset[Any]:
     """(requester agency, owner) pairs some agreement covers on `date` (any date if None)."""
     found: set[tuple[str, str]] = set()
     for parties, sources, recipients, start, end in agreements:
@@ -295,9 +292,10 @@ class Compiler:
                 parts.append(_member("resource.category", self._below("category", clause.categories)))
             if clause.up_to is not None:
                 limit = self.vocab.classifications.get(self._resolve("classification", clause.up_to.text))
-                upto = [c for c, rank in self.vocab.classifications.items() if rank <= limit]
+                upto = [c for c, rank in self.vocab.classifications.items() if limit is not None and rank <= limit]
                 parts.append(_member("resource.classification", upto))
             return ("and", tuple(parts)) if len(parts) > 1 else (parts[0] if parts else TRUE)
+        assert isinstance(clause, ast.MatchClause)  # obligations and because are not conditions
         return self._match(clause)
 
     def _match(self, clause: ast.MatchClause) -> Term:
@@ -324,7 +322,7 @@ class Compiler:
         return self.vocab.resolve(kind, text)
 
     def _below(self, kind: str, names: Iterable[ast.Name]) -> set[str]:
-        tree = self.vocab.hierarchy(kind)
+        tree = self.vocab.tree(kind)
         found: set[str] = set()
         for name in names:
             found |= tree.descendants[tree.resolve(name.text)]
@@ -373,7 +371,7 @@ class Compiler:
         node = self._operand(expr.node, kind)
         if kind not in _TREES:
             return ("eq", operand, node)
-        tree = self.vocab.hierarchy(kind)
+        tree = self.vocab.tree(kind)
         if node[0] == "k":
             return _member_term(operand, tree.descendants[node[2]])
         # `x is <attribute>`: one branch per node the attribute could name.
@@ -392,7 +390,7 @@ class Compiler:
             if value.text in self.vocab.attributes:
                 return ("a", value.text)
             if kind in _TREES:
-                return const(self.vocab.hierarchy(kind).resolve(value.text))
+                return const(self.vocab.tree(kind).resolve(value.text))
             return const(value.text)
         if isinstance(value, (ast.StringLit, ast.NumberLit, ast.BoolLit, ast.DateLit)):
             return const(value.value)
@@ -440,7 +438,7 @@ def attribute_value(vocab: Vocabulary, path: str, raw: Any) -> Any:
 
 def _typed_value(vocab: Vocabulary, kind: str, raw: Any) -> Any:
     if kind in _TREES:
-        return vocab.hierarchy(kind).resolve(str(raw))
+        return vocab.tree(kind).resolve(str(raw))
     if kind == "date" and isinstance(raw, str):
         return dt.date.fromisoformat(raw)
     return raw
@@ -457,9 +455,9 @@ def default_value(vocab: Vocabulary, path: str) -> Any:
     return attribute_value(vocab, path, raw)
 
 
-def context_env(vocab: Vocabulary, given: Mapping[str, Any], date: dt.date) -> dict:
+def context_env(vocab: Vocabulary, given: Mapping[str, Any], date: dt.date) -> dict[str, Any]:
     """Everything but the dimensions: given values, defaults, MISSING; and what `has` sees."""
-    env: dict = {"context.date": date, ("has", "context.date"): True}
+    env: dict[Any, Any] = {"context.date": date, ("has", "context.date"): True}
     for path in vocab.attributes:
         if path in DIMENSION_KINDS:
             env[("has", path)] = True

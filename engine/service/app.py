@@ -15,13 +15,16 @@ import gc
 import logging
 import os
 import time
-from typing import Any, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 from starlette.responses import PlainTextResponse, Response
 
+from engine.errors import PolicyLoadError, RequestError
+from engine.policy import load
 from engine.portal.app import add_portal
 from engine.service import applications, schemas
 from engine.service.audit import AuditLog
@@ -34,7 +37,6 @@ from engine.service.logs import log_like_uvicorn
 from engine.service.metrics import Metrics
 from engine.service.reloading import PolicyHolder, ReloadSignal
 from engine.service.telemetry import Telemetry
-from engine.errors import RequestError
 
 log = logging.getLogger("engine.api")
 
@@ -44,21 +46,15 @@ log = logging.getLogger("engine.api")
 _SLICE = 100
 
 
-def _default_loader(path: str | None) -> Any:
-    import engine
-
-    return engine.load(path)
-
-
 class Service:
     """Everything a request handler needs, built once per app."""
 
     def __init__(self, holder: PolicyHolder, *, keys: ApiKeys, admin_token: str | None,
                  audit: AuditLog | None, telemetry: Telemetry, max_body: int, watch: bool,
-                 reload_signal: ReloadSignal | None = None, fleet: FleetSettings = FleetSettings(),
+                 reload_signal: ReloadSignal | None = None, fleet: FleetSettings | None = None,
                  bundles: BundlePoller | None = None):
         self.holder = holder
-        self.fleet = fleet
+        self.fleet = fleet if fleet is not None else FleetSettings()
         self.bundles = bundles
         self.reload_signal = reload_signal
         self.keys = keys
@@ -89,7 +85,7 @@ class Service:
         if self.telemetry.enabled:
             self.telemetry.decided(decision, cached, caller, started_ns, ended_ns, parent)
 
-    def record_batch(self, decisions: list, requests: list, caller: str | None,
+    def record_batch(self, decisions: list[Any], requests: list[Any], caller: str | None,
                      started_ns: int, ended_ns: int, parent: Any) -> None:
         """Count, audit and trace the decisions of one batch."""
         counts = self.metrics.decisions
@@ -108,12 +104,12 @@ class Service:
 
 
 def _hits(policy: Any) -> int:
-    return policy.cache_stats()["hits"]
+    return int(policy.cache_stats()["hits"])
 
 
-async def _decide_batch(requests: list, policy: Any, encoder: DecisionEncoder) -> tuple[list, list[str]]:
+async def _decide_batch(requests: list[Any], policy: Any, encoder: DecisionEncoder) -> tuple[list[Any], list[str]]:
     """Decide a batch with one policy, yielding to other requests between slices."""
-    decisions: list = []
+    decisions: list[Any] = []
     texts: list[str] = []
     for start in range(0, len(requests), _SLICE):
         if start:
@@ -222,7 +218,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         check_admin(request.headers, service.admin_token)
         result = await holder.reload("reload endpoint")
         if not result.ok:
-            return json_response(load_error_body(result.error, result.current), 409)
+            return json_response(load_error_body(result.error or PolicyLoadError("refused"), result.current), 409)
         if service.reload_signal is not None:  # the other workers of `engine serve --workers N`
             service.reload_signal.send()
         status = "reloaded" if result.changed else "unchanged"
@@ -249,7 +245,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         return PlainTextResponse(service.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def _batch_requests(body: dict[str, Any]) -> list:
+def _batch_requests(body: dict[str, Any]) -> list[Any]:
     extra = sorted(set(body) - {"requests"})
     if extra:
         raise ApiError(422, "invalid_request", f"unknown field `{extra[0]}`; a batch is {{\"requests\": [...]}}",
@@ -283,7 +279,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
-def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager]:
+def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder = service.holder
@@ -315,17 +311,17 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
 
 
 def create_app(
-    policy_path: str | os.PathLike | None = None,
+    policy_path: str | os.PathLike[str] | None = None,
     *,
     admin_token: str | None = None,
     api_keys: Mapping[str, str] | str | None = None,
-    audit_log: str | os.PathLike | None = None,
+    audit_log: str | os.PathLike[str] | None = None,
     watch: bool = True,
     max_body: int | None = None,
     policy: Any = None,
     loader: Callable[[Any], Any] | None = None,
     telemetry: Telemetry | None = None,
-    reload_signal: str | os.PathLike | None = None,
+    reload_signal: str | os.PathLike[str] | None = None,
     fleet: FleetSettings | None = None,
 ) -> FastAPI:
     """The decision service app. Arguments left as None are read from ENGINE_* variables.
@@ -354,7 +350,7 @@ def create_app(
         bundles = BundlePoller(fleet, share_dir=signal.path.parent if signal else None, signal=signal)
         holder, watch = bundles.holder, False
     else:
-        holder = PolicyHolder(path, loader or _default_loader, policy)
+        holder = PolicyHolder(path, loader or load, policy)
     service = Service(holder, keys=ApiKeys(api_keys), admin_token=admin_token,
                       audit=AuditLog(audit_log) if audit_log else None,
                       telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,

@@ -25,7 +25,8 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from engine.service.encoding import json_default
 
@@ -51,11 +52,11 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 
 def _timestamp(when: float) -> str:
-    moment = dt.datetime.fromtimestamp(when, dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(when, dt.UTC)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _fields(decision: Any) -> tuple[str, str, list[str], list[dict], str]:
+def _fields(decision: Any) -> tuple[str, str, list[str], list[dict[str, Any]], str]:
     """(decision_id, outcome, rule ids, obligations, policy_version) of a Decision or its to_dict()."""
     if isinstance(decision, dict):
         return (decision["decision_id"], decision["decision"], [reason["rule"] for reason in decision["reasons"]],
@@ -64,7 +65,7 @@ def _fields(decision: Any) -> tuple[str, str, list[str], list[dict], str]:
             [obligation.to_dict() for obligation in decision.obligations], decision.policy_version)
 
 
-def make_entry(when: float, caller: str | None, request: Any, decision: Any, prev_hash: str) -> dict:
+def make_entry(when: float, caller: str | None, request: Any, decision: Any, prev_hash: str) -> dict[str, Any]:
     """The chained entry for one decision (an engine Decision, or Decision.to_dict())."""
     decision_id, outcome, rules, obligations, version = _fields(decision)
     entry = {
@@ -106,7 +107,7 @@ def _tail_hash(fd: int, path: str) -> str:
     try:
         last = json.loads(line)
         if complete and isinstance(last, dict) and isinstance(last.get("hash"), str):
-            return last["hash"]
+            return str(last["hash"])
     except ValueError:
         pass
     raise AuditError(f"audit log {path}: its last line is not a complete audit entry, so the chain "
@@ -116,7 +117,7 @@ def _tail_hash(fd: int, path: str) -> str:
 class AuditLog:
     """Appends decisions to a hash-chained JSON-lines file from a background thread."""
 
-    def __init__(self, path: str | os.PathLike, *, fsync_every: int = 1000, fsync_interval: float = 1.0):
+    def __init__(self, path: str | os.PathLike[str], *, fsync_every: int = 1000, fsync_interval: float = 1.0):
         self.path = str(path)
         self.fsync_every = fsync_every
         self.fsync_interval = fsync_interval
@@ -132,7 +133,7 @@ class AuditLog:
             os.close(self._fd)
             raise
         self._size = os.fstat(self._fd).st_size
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._started = False
 
@@ -145,7 +146,7 @@ class AuditLog:
         """Queue one decision; cheap enough for the event loop."""
         self._queue.put((time.time(), caller, request, decision))
 
-    def record_many(self, caller: str | None, requests: list, decisions: list) -> None:
+    def record_many(self, caller: str | None, requests: list[Any], decisions: list[Any]) -> None:
         """Queue the decisions of one batch, in order, with one queue operation."""
         when = time.time()
         self._queue.put([(when, caller, request, decision) for request, decision in zip(requests, decisions)])
@@ -285,7 +286,7 @@ def verify(data: bytes) -> tuple[int, list[tuple[int, str]]]:
     return len(raw), problems
 
 
-def _parse(number: int, line: bytes, problems: list[tuple[int, str]]) -> dict | None:
+def _parse(number: int, line: bytes, problems: list[tuple[int, str]]) -> dict[str, Any] | None:
     try:
         entry = json.loads(line.decode("utf-8"))
     except ValueError:
@@ -299,8 +300,8 @@ def _parse(number: int, line: bytes, problems: list[tuple[int, str]]) -> dict | 
     return entry
 
 
-def _check_link(number: int, entry: dict, hashes: list, where: dict[str, int],
-                followed: set, problems: list[tuple[int, str]]) -> None:
+def _check_link(number: int, entry: dict[str, Any], hashes: list[Any], where: dict[str, int],
+                followed: set[Any], problems: list[tuple[int, str]]) -> None:
     prev = entry["prev_hash"]
     expected = hashes[number - 2] if number > 1 else GENESIS
     if prev == expected or expected is None:
@@ -320,5 +321,5 @@ def _check_link(number: int, entry: dict, hashes: list, where: dict[str, int],
     if target is not None:
         problems.append((number, f"out of order: in the chain it comes after line {target}, not line {before}"))
     else:
-        problems.append((number, f"does not follow line {before}: an entry was removed before it, "
-                                 f"or line {before} was altered and re-hashed"))
+        problems.append((number, (f"does not follow line {before}: an entry was removed before it, "
+                                  f"or line {before} was altered and re-hashed")))

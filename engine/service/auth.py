@@ -7,7 +7,7 @@ compared on every call, so the time taken does not say which key came close.
 from __future__ import annotations
 
 import hmac
-from typing import Mapping
+from collections.abc import Mapping
 
 from starlette.datastructures import Headers
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 MEMO_SIZE = 20_000
@@ -37,7 +37,7 @@ class DecisionEncoder:
 
     def __init__(self, maxsize: int = MEMO_SIZE):
         self.maxsize = maxsize
-        self._memo: dict[tuple, tuple[str, str, tuple]] = {}
+        self._memo: dict[tuple[Any, ...], tuple[str, str, tuple[Any, ...]]] = {}
 
     def encode(self, decision: Any) -> str:
         key = (id(decision.reasons), id(decision.obligations), id(decision.near_misses), id(decision.summary),
@@ -52,7 +52,7 @@ class DecisionEncoder:
         return prefix + encode_basestring(decision.decision_id) + rest
 
     @staticmethod
-    def _parts(decision: Any) -> tuple[str, str, tuple]:
+    def _parts(decision: Any) -> tuple[str, str, tuple[Any, ...]]:
         data = decision.to_dict()
         head = dumps(data.pop("decision"))
         data.pop("decision_id")

@@ -17,8 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from engine.service.encoding import dumps
 from engine.errors import PolicyError, PolicyLoadError, RequestError, render_all
+from engine.service.encoding import dumps
 
 log = logging.getLogger("engine.api")
 
@@ -128,7 +128,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
     location = {"in": "path", "path": request.url.path}
-    return json_response(error_body(code, message, location=location), exc.status_code, exc.headers)
+    return json_response(error_body(code, message, location=location), exc.status_code, dict(exc.headers) if exc.headers else None)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

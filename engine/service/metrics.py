@@ -8,7 +8,8 @@ counts its own, as Prometheus expects of separate targets.
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.service.reloading import PolicyHolder
@@ -20,7 +21,7 @@ BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 class Histogram:
     """Cumulative-on-render bucket counts, a sum and a count."""
 
-    __slots__ = ("counts", "sum", "count")
+    __slots__ = ("count", "counts", "sum")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(BUCKETS) + 1)
@@ -60,7 +61,7 @@ class Metrics:
     def reject(self, code: str) -> None:
         self.rejected[code] = self.rejected.get(code, 0) + 1
 
-    def render(self, holder: "PolicyHolder", audit_written: int | None = None,
+    def render(self, holder: PolicyHolder, audit_written: int | None = None,
                audit_failed: int | None = None, audit_pending: int | None = None) -> str:
         out: list[str] = []
 

@@ -14,13 +14,15 @@ import asyncio
 import datetime as dt
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from watchfiles import Change, awatch
 
 from engine.errors import PolicyError, PolicyLoadError
+from engine.loader import default_policy_dir
 
 log = logging.getLogger("engine.api")
 
@@ -40,16 +42,6 @@ class ReloadResult:
 
 def _policy_files(change: Change, path: str) -> bool:
     return path.endswith(".policy")
-
-
-def default_policy_dir() -> Path | None:
-    """Where the example policies live, to watch them when serving the default set."""
-    try:
-        from engine.loader import default_policy_dir as examples
-
-        return examples()
-    except (ImportError, ModuleNotFoundError, OSError):
-        return None
 
 
 class PolicyHolder:
@@ -78,7 +70,7 @@ class PolicyHolder:
                 stats.get("size", 0))
 
     @staticmethod
-    def _stats(policy: Any) -> dict:
+    def _stats(policy: Any) -> dict[str, Any]:
         return policy.cache_stats() if policy is not None else {}
 
     async def reload(self, reason: str) -> ReloadResult:
@@ -88,7 +80,7 @@ class PolicyHolder:
         async with self._lock:
             previous = self.policy
             before = previous.version if previous is not None else None
-            self.last_attempt = dt.datetime.now(dt.timezone.utc)
+            self.last_attempt = dt.datetime.now(dt.UTC)
             try:
                 policy = await asyncio.to_thread(self._load, self.path)
             except PolicyError as err:
@@ -103,7 +95,7 @@ class PolicyHolder:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            self.last_attempt = dt.datetime.now(dt.timezone.utc)
+            self.last_attempt = dt.datetime.now(dt.UTC)
             return self._swap(policy, reason)
 
     def _swap(self, policy: Any, reason: str) -> ReloadResult:
@@ -163,7 +155,7 @@ class ReloadSignal:
     fraction of a second.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self._count = 0
         self._sent: str | None = None
@@ -211,5 +203,5 @@ async def watch_until(target: Path, accept: Callable[[Change, str], bool], chang
             log.exception("watching %s failed; trying again in 1s", target)
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

@@ -176,7 +176,7 @@ class Vocabulary(BaseModel):
     obligations: list[dict[str, Any]] = Field(description="each name once, with the arguments of each use")
 
 
-REQUEST_BODY_MODELS = {"DecisionRequest": DecisionRequest, "BatchRequest": BatchRequest, "PlanRequest": PlanRequest}
+REQUEST_BODY_MODELS: dict[str, type[BaseModel]] = {"DecisionRequest": DecisionRequest, "BatchRequest": BatchRequest, "PlanRequest": PlanRequest}
 
 
 def body_doc(model: str) -> dict[str, Any]:

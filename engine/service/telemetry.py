@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.metrics import Observation
@@ -107,7 +108,7 @@ class Telemetry:
                 "engine.batch.duration", unit="s", description="Time to decide one batch of requests")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Telemetry":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Telemetry:
         env = os.environ if env is None else env
         if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return cls()
@@ -125,7 +126,7 @@ class Telemetry:
             self._decisions.add(1, {"decision": decision.decision})
             self._latency.record((ended_ns - started_ns) / 1e9)
 
-    def decided_batch(self, decisions: list, caller: str | None, started_ns: int, ended_ns: int,
+    def decided_batch(self, decisions: list[Any], caller: str | None, started_ns: int, ended_ns: int,
                       parent: Any = None) -> None:
         """Record a batch: a span per decision over the batch's time, the batch's duration once."""
         for decision in decisions:

@@ -10,9 +10,10 @@ a file that is not YAML, or not that mapping, cannot be loaded at all.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any
 
 import yaml
 
@@ -127,7 +128,7 @@ class _FileProblem(Exception):
         self.problem = problem
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):
     """The safe loader, remembering repeated keys and the tags of scalars it has seen.
 
     Test files repeat the same few words thousands of times (`permit`,
@@ -137,7 +138,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 
     def __init__(self, stream: str):
         super().__init__(stream)
-        self.tags: dict[tuple, str] = {}
+        self.tags: dict[tuple[Any, ...], str] = {}
         self.repeated: list[yaml.Node] = []
         self.checked: set[int] = set()
 
@@ -145,7 +146,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         key = (kind, value, implicit)
         tag = self.tags.get(key)
         if tag is None:
-            tag = self.tags[key] = super().resolve(kind, value, implicit)
+            tag = self.tags[key] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
         return tag
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
@@ -235,7 +236,7 @@ def _top_level(shown: str, node: yaml.Node | None, data: Any) -> dict[str, tuple
     return fields
 
 
-def _defaults(shown: str, fields: dict, data: dict) -> tuple[dict, dict[str, int]]:
+def _defaults(shown: str, fields: dict[str, Any], data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
     """The `defaults` request fields (dates as text) and the line of each."""
     if "defaults" not in fields or data.get("defaults") is None:
         return {}, {}
@@ -285,7 +286,7 @@ def _did_you_mean(name: str, candidates: Collection[str]) -> str | None:
 class _CaseReader:
     """Turns case nodes into Cases, recording each mistake where it was made."""
 
-    def __init__(self, shown: str, defaults: dict, default_lines: dict[str, int],
+    def __init__(self, shown: str, defaults: dict[str, Any], default_lines: dict[str, int],
                  duplicates: list[yaml.Node], rule_ids: Collection[str]):
         self.shown = shown
         self.duplicates = duplicates
@@ -319,7 +320,7 @@ class _CaseReader:
             case_lines={key: key_node.start_mark.line + 1 for key, (key_node, _) in fields.items()},
         )
 
-    def _unknown(self, fields: dict) -> list[Problem]:
+    def _unknown(self, fields: dict[str, Any]) -> list[Problem]:
         return [
             _at(self.shown, key_node, f"unknown case field `{key}`",
                 _did_you_mean(key, CASE_FIELDS) or "a case has " + ", ".join(f"`{f}`" for f in CASE_FIELDS))
@@ -331,13 +332,13 @@ class _CaseReader:
             return []
         return [_duplicate(self.shown, key) for key in self.duplicates if _within(key, node)]
 
-    def _missing(self, node: yaml.Node, fields: dict) -> list[Problem]:
+    def _missing(self, node: yaml.Node, fields: dict[str, Any]) -> list[Problem]:
         return [
             _at(self.shown, node, f"the case has no `{key}`")
             for key in REQUIRED_FIELDS if key not in fields
         ]
 
-    def _request(self, fields: dict, data: dict, problems: list[Problem]) -> dict:
+    def _request(self, fields: dict[str, Any], data: dict[str, Any], problems: list[Problem]) -> dict[str, Any]:
         request = data.get("request")
         if "request" not in fields:
             return {}
@@ -346,17 +347,17 @@ class _CaseReader:
             return {}
         return deep_merge(self.defaults, _plain(request))
 
-    def _expect(self, fields: dict, data: dict, problems: list[Problem]) -> str | None:
+    def _expect(self, fields: dict[str, Any], data: dict[str, Any], problems: list[Problem]) -> str | None:
         expect = data.get("expect")
         if "expect" not in fields:
             return None
         if expect not in EXPECTATIONS:
             problems.append(_at(self.shown, fields["expect"][1], f"`expect` must be permit or deny, not `{expect}`",
-                                _did_you_mean(expect, EXPECTATIONS)))
+                                _did_you_mean(str(expect), EXPECTATIONS)))
             return None
-        return expect
+        return str(expect)
 
-    def _by(self, fields: dict, data: dict, problems: list[Problem]) -> tuple[str, ...]:
+    def _by(self, fields: dict[str, Any], data: dict[str, Any], problems: list[Problem]) -> tuple[str, ...]:
         if "by" not in fields:
             return ()
         by, node = data.get("by"), fields["by"][1]
@@ -371,7 +372,7 @@ class _CaseReader:
                                     did_you_mean(name, self.rule_ids)))
         return tuple(names)
 
-    def _obligations(self, fields: dict, data: dict, problems: list[Problem]) -> tuple[str, ...] | None:
+    def _obligations(self, fields: dict[str, Any], data: dict[str, Any], problems: list[Problem]) -> tuple[str, ...] | None:
         if "obligations" not in fields:
             return None
         names = data.get("obligations")
@@ -384,7 +385,7 @@ class _CaseReader:
             return None
         return tuple(names)
 
-    def _lines(self, fields: dict) -> dict[str, int]:
+    def _lines(self, fields: dict[str, Any]) -> dict[str, int]:
         if "request" not in fields:
             return self.default_lines
         return {**self.default_lines, **_field_lines(fields["request"][1])}

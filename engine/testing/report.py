@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.errors import PolicyLoadError
 from engine.testing.runner import CaseResult, TestReport
+from engine.wording import plural
 
 _GREEN, _RED, _YELLOW, _BOLD = "32", "31", "33", "1"
 
@@ -54,7 +55,7 @@ def render_text(report: TestReport, *, verbose: bool = False, colour: bool = Fal
         lines.extend(_coverage_lines(report, colour, coverage_min))
     problems = len(report.file_problems)
     if problems:
-        noun = "test file" if problems == 1 else "test files"
+        noun = plural(problems, "test file")
         lines.append(_paint(f"{problems} {noun} could not be loaded", _RED, colour))
     lines.append(closing_line(report))
     return "\n".join(lines)
@@ -98,7 +99,7 @@ def _expected(result: CaseResult) -> str:
 def _actual(result: CaseResult) -> str:
     rules = result.reason_rules
     text = result.decision.decision + (f" by {', '.join(rules)}" if rules else " (no rule applied)")
-    return text + f"; obligations: {', '.join(result.obligation_names) or 'none'}"
+    return f"{text}; obligations: {', '.join(result.obligation_names) or 'none'}"
 
 
 def _obligation_difference(result: CaseResult) -> str:

@@ -9,13 +9,14 @@ its test files, runs them, and prints the report as text, JSON or JUnit XML
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from engine.testing.cases import Case, Problem, TestFile, read_test_file
 from engine.ast import ObligationClause
 from engine.errors import RequestError, did_you_mean
+from engine.testing.cases import Case, Problem, TestFile, read_test_file
 
 TEST_FILE_GLOB = "*.test.yaml"
 
@@ -186,7 +187,7 @@ def _run_case(policy: Any, case: Case, obligation_names: frozenset[str]) -> Case
     except RequestError as exc:
         error = CaseError("invalid_request", exc.message, case.path, case.line_of(exc.field), exc.field, exc.help)
         return CaseResult(case, False, errors=(error,), seconds=time.perf_counter() - started)
-    except Exception as exc:  # a case must never stop the run; show what the engine said
+    except Exception as exc:  # noqa: BLE001 - a case must never stop the run; show what the engine said
         error = CaseError("engine_error", f"{type(exc).__name__}: {exc}", case.path, case.line)
         return CaseResult(case, False, errors=(error,), seconds=time.perf_counter() - started)
     seconds = time.perf_counter() - started
@@ -204,9 +205,9 @@ def _mismatches(case: Case, decision: Any) -> tuple[str, ...]:
         reasons.add(decision.denied_by)  # `by: role_not_held`
     if any(rule not in reasons for rule in case.by):
         found.append("by")
-    if case.obligations is not None:
-        if set(case.obligations) != {obligation.name for obligation in decision.obligations}:
-            found.append("obligations")
+    if case.obligations is not None and \
+            set(case.obligations) != {obligation.name for obligation in decision.obligations}:
+        found.append("obligations")
     return tuple(found)
 
 

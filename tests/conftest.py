@@ -1,9 +1,15 @@
-"""Small policies and requests for the decision tests: a vocabulary, and a request to vary."""
+"""Shared test vocabulary: small policies and requests (a vocabulary, and a request to vary),
+and a fixture that writes a policy directory. Test files import the helpers with
+`from conftest import policy, request, rule`."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from engine.policy import Policy, from_sources
 from engine.source import Source
@@ -89,3 +95,28 @@ def policy(rules: str, *, vocabulary: str = VOCABULARY, **options: Any) -> Polic
 def rule(clauses: str, effect: str = "permit", name: str = "r") -> str:
     body = "\n".join(f"  {line.strip()}" for line in clauses.strip().splitlines())
     return f'{effect} {name} {{\n{body}\n  because "test"\n}}\n'
+
+
+SMALL_VOCABULARY = """\
+actions { view }
+roles { social_worker, gp }
+purposes { direct_care }
+categories { health }
+classifications official
+agencies { nhs }
+"""
+SMALL_RULE = 'permit r {\n  role gp\n  action view\n  because "reason"\n}\n'
+
+
+@pytest.fixture
+def policy_files(tmp_path: Path) -> Callable[..., Path]:
+    """`policy_files(a=TEXT, b=TEXT)`: writes tmp_path/policies/a.policy and b.policy, returns the directory."""
+    root = tmp_path / "policies"
+
+    def write(**files: str) -> Path:
+        root.mkdir(exist_ok=True)
+        for name, text in files.items():
+            (root / f"{name}.policy").write_text(text, encoding="utf-8")
+        return root
+
+    return write

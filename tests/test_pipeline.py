@@ -1,0 +1,79 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import SMALL_RULE, SMALL_VOCABULARY
+from fastapi.testclient import TestClient
+
+import engine
+from engine.commands.main import main
+from engine.service.app import create_app
+
+VOCABULARY, RULE = SMALL_VOCABULARY, SMALL_RULE
+OTHER = RULE.replace("permit r", "permit s")
+EXAMPLES = Path(__file__).resolve().parent.parent / "policies"
+
+# Broken sets, and the (file, line, code) of every error each door must report.
+BROKEN = [
+    pytest.param({"a": VOCABULARY.replace("actions { view }", "actions { view } &"), "b": RULE},
+                 [("a.policy", 1, "policy_parse_error")], id="syntax-error-hides-its-echoes"),
+    pytest.param({"a": VOCABULARY, "b": RULE.replace("{\n", "{{\n", 1), "c": "permit s {\n role\n}\n"},
+                 [("b.policy", 1, "policy_parse_error"), ("c.policy", 3, "policy_parse_error")],
+                 id="syntax-errors-in-two-files"),
+    pytest.param({"a": VOCABULARY, "b": RULE.replace("role gp", "role g"),
+                  "c": OTHER.replace("action view", "action edit")},
+                 [("b.policy", 2, "unknown_name"), ("c.policy", 3, "unknown_name")], id="unknown-names-in-two-files"),
+    pytest.param({"a": VOCABULARY, "b": RULE, "c": RULE}, [("c.policy", 1, "duplicate_name")], id="duplicate-rule"),
+    pytest.param({"a": VOCABULARY, "b": RULE.replace("action view", 'action view\n  when requester.age > "x"')},
+                 [("b.policy", 4, "unknown_attribute")], id="unknown-attribute"),
+    pytest.param({"a": VOCABULARY, "b": RULE.replace("because", "becuse"), "c": OTHER.replace("role gp", "role nurse")},
+                 [("b.policy", 4, "policy_parse_error")], id="syntax-error-beside-a-meaning-error"),
+]
+
+
+@pytest.fixture
+def root(policy_files):
+    return policy_files(a=VOCABULARY, b=RULE)
+
+
+@pytest.fixture
+def reload_client(root):
+    with TestClient(create_app(root, admin_token="s3cret", watch=False)) as client:
+        yield client
+
+
+def where(diagnostics: list[dict]) -> list[tuple[str, int, str]]:
+    return [(Path(d["location"]["file"]).name, d["location"]["line"], d["code"]) for d in diagnostics]
+
+
+@pytest.mark.parametrize(("files", "expected"), BROKEN)
+def test_every_door_reports_the_same_diagnostics(files, expected, root, reload_client, policy_files, capsys):
+    policy_files(**files)
+
+    with pytest.raises(engine.PolicyLoadError) as raised:
+        engine.load(root)
+    library = [d.to_json() for d in raised.value.diagnostics]
+    assert where(library) == expected
+
+    assert engine.check_path(root).errors == raised.value.diagnostics
+
+    assert main(["check", str(root), "--format", "json"]) == 1
+    checked = json.loads(capsys.readouterr().out)
+    assert [d for d in checked["diagnostics"] if d["severity"] == "error"] == library
+
+    refused = reload_client.post("/policy/reload", headers={"Authorization": "Bearer s3cret"})
+    assert refused.status_code == 409
+    assert refused.json()["diagnostics"] == library
+
+    assert main(["doc", str(root)]) == 2
+    assert capsys.readouterr().err == raised.value.render() + "\nthe policy set has errors: no document written\n"
+
+
+def test_one_stray_character_in_the_examples_is_one_error(tmp_path):
+    shutil.copytree(EXAMPLES, tmp_path / "policies", ignore=shutil.ignore_patterns("*.yaml", "*.py"))
+    vocabulary = tmp_path / "policies" / "00_vocabulary.policy"
+    vocabulary.write_text(vocabulary.read_text(encoding="utf-8").replace("\n", "\n&", 1), encoding="utf-8")
+    with pytest.raises(engine.PolicyLoadError) as raised:
+        engine.load(tmp_path / "policies")
+    assert [d.code for d in raised.value.diagnostics] == ["policy_parse_error"]
