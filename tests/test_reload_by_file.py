@@ -20,7 +20,7 @@ import yaml
 
 import engine
 from engine import parse_cache, pipeline, syntax
-from engine.errors import PolicyLoadError
+from engine.errors import PolicyLoadError, RequestError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,7 +80,7 @@ def _snapshot(root: Path) -> tuple[Any, ...]:
 def _decision(policy: Any, request: dict[str, Any]) -> Any:
     try:
         answer = policy.decide(request, use_cache=False).to_dict()
-    except Exception as exc:  # a request error is part of what must match
+    except RequestError as exc:  # a request error is part of what must match
         return type(exc).__name__, str(exc)
     answer.pop("decision_id", None)
     return answer
