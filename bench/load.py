@@ -181,11 +181,13 @@ STAGES = ("parse", "check", "analysis", "compile")
 def measure(root: Path, analysis: bool) -> dict[str, float]:
     """Seconds of wall-clock and of CPU time for each stage of loading, as engine.load does them.
 
-    Inside engine.policy.loading(), as engine.load is: the cyclic garbage collector
-    paused while the set's objects are made.
+    Inside engine.pipeline.loading(), as engine.load is: the cyclic garbage collector
+    paused while the set's objects are made. Cold: no file's parse is kept from a run before.
     """
-    from engine.policy import loading
+    from engine import parse_cache
+    from engine.pipeline import loading
 
+    parse_cache.clear()
     with loading():
         return _measure(root, analysis)
 
@@ -225,6 +227,8 @@ def main() -> None:
                         help="run rule analysis only for sets up to this many rules")
     parser.add_argument("--adversarial", action="store_true",
                         help="the example policies plus N rules that differ only in a threshold")
+    parser.add_argument("--reload", action="store_true",
+                        help="also time engine.load again after one rule file changed (parses kept by file)")
     parser.add_argument("--role-chain", action="store_true",
                         help="one rule and N roles, each inheriting from the one before")
     args = parser.parse_args()
@@ -247,12 +251,40 @@ def main() -> None:
             files = list(root.glob("*.policy"))
             kib = sum(f.stat().st_size for f in files) / 1024
             runs = [measure(root, size <= args.analysis_max) for _ in range(args.repeat)]
+            reloads = [reload_one_file(root) for _ in range(args.repeat)] if args.reload else []
         m = {k: statistics.median(r[k] for r in runs) * 1000 for k in runs[0]}
         load = sum(m[k] for k in STAGES if m[k] == m[k])
         load_cpu = sum(m[k + " cpu"] for k in STAGES if m[k] == m[k])
         cells = ["-".rjust(15) if m[k] != m[k] else _cell(m[k], m[k + " cpu"], 15) for k in STAGES]
         cells.append(_cell(load, load_cpu, 15))
         print(f"{size:>7} {len(files):>6} {kib:>6.0f} " + " ".join(cells), flush=True)
+        if reloads:
+            cold = [r[0] for r in reloads]
+            warm = [r[1] for r in reloads]
+            print(f"{'':>21} engine.load cold {_cell(*_median(cold), 0)}; after one file changed, "
+                  f"parses kept {_cell(*_median(warm), 0)} (runs: {', '.join(f'{w * 1000:.0f}' for w, _c in warm)})",
+                  flush=True)
+
+
+def reload_one_file(root: Path) -> tuple[tuple[float, float], tuple[float, float]]:
+    """engine.load cold, then again after one rule file changed: (wall, CPU) seconds each."""
+    import engine
+    from engine import parse_cache
+
+    parse_cache.clear()
+    clock = (time.perf_counter(), time.process_time())
+    engine.load(root)
+    cold = (time.perf_counter() - clock[0], time.process_time() - clock[1])
+    changed = max(root.glob("*.policy"))
+    changed.write_text(changed.read_text(encoding="utf-8") + f"\n# changed {time.time()}\n", encoding="utf-8")
+    clock = (time.perf_counter(), time.process_time())
+    engine.load(root)
+    warm = (time.perf_counter() - clock[0], time.process_time() - clock[1])
+    return cold, warm
+
+
+def _median(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    return (statistics.median(p[0] for p in pairs) * 1000, statistics.median(p[1] for p in pairs) * 1000)
 
 
 def _cell(wall: float, cpu: float, width: int) -> str:
