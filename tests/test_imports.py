@@ -12,6 +12,7 @@ FORBIDDEN = {
     "core": ("engine.service", "engine.commands"),
     "engine.governance": ("engine.service", "engine.commands"),
     "engine.testing": ("engine.service", "engine.commands"),
+    "engine.portal": ("engine.service", "engine.commands"),  # the service mounts it and hands it the trail
     "engine.service": ("engine.commands",),
 }
 

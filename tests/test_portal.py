@@ -1,4 +1,5 @@
 import io
+import json
 import re
 import shutil
 import urllib.parse
@@ -311,3 +312,21 @@ def test_a_git_revision_of_the_policy_folder_can_be_reviewed(tmp_path: Path) -> 
         response = test_client.post("/portal/review", data={"revision": "HEAD"})
     # The served set lacks the rule; the committed revision still has it: reviewing it adds the rule back.
     assert re.search(rf'tag-permit">added</strong> {rule}\b', response.text), response.text[-3000:]
+
+
+def test_the_audit_page_finds_who_asked_for_a_record(tmp_path: Path) -> None:
+    trail = tmp_path / "decisions.audit.jsonl"
+    _name, request, expected = _example_cases()[0]
+    asked = {**request, "requester": {**request["requester"], "id": "u-17"},
+             "resource": {**request["resource"], "id": "child-42"}}
+    app = create_app(str(EXAMPLES), watch=False, admin_token="s3cret", audit_log=str(trail))
+    with TestClient(app, base_url="https://testserver") as test_client:
+        body = json.loads(json.dumps(asked, default=str))  # YAML's dates as the JSON strings callers send
+        body["context"].pop("date", None)  # the service sets the date from its own clock
+        assert test_client.post("/decide", json=body).status_code == 200
+        test_client.post("/portal/audit", data={"key": "s3cret"})
+        found = test_client.get("/portal/audit?resource=child-42").text
+        nothing = test_client.get("/portal/audit?resource=child-99").text
+    assert "1 decision found" in found
+    assert "u-17" in found and f'tag-{expected}">{expected}' in found
+    assert "No decision in the trail matches." in nothing

@@ -297,16 +297,19 @@ def test_one_call_to_the_reload_endpoint_reloads_every_worker(serve, policy_dir:
         ({"ENGINE_MAX_BODY_BYTES": "lots"}, [], "ENGINE_MAX_BODY_BYTES"),
         ({}, ["--workers", "0"], "--workers"),
         ({}, ["--audit-log", "{tmp}/no/such/dir/audit.jsonl"], "cannot open audit log"),
-        ({}, ["--audit-log", "{tmp}/broken.jsonl"], "not a complete audit entry"),
+        ({}, ["--audit-log", "{tmp}/audit.jsonl", "--audit-rotate-size", "lots"], "ENGINE_AUDIT_ROTATE_SIZE"),
+        ({"ENGINE_AUDIT_ON_FAILURE": "shrug"}, ["--audit-log", "{tmp}/audit.jsonl"], "ENGINE_AUDIT_ON_FAILURE"),
     ],
-    ids=["api-keys", "max-body", "workers", "audit-dir", "audit-broken"],
+    ids=["api-keys", "max-body", "workers", "audit-dir", "audit-rotate", "audit-on-failure"],
 )
 def test_settings_that_cannot_work_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                                           tmp_path: Path, policy_dir: Path, env: dict, args: list,
                                           message: str) -> None:
     from engine.commands.main import main
 
-    (tmp_path / "broken.jsonl").write_text('{"half an entry')
+    for name in ("ENGINE_AUDIT_LOG", "ENGINE_AUDIT_ROTATE_SIZE", "ENGINE_AUDIT_ON_FAILURE"):
+        monkeypatch.setenv(name, "")  # `engine serve` puts its flags into the environment: restore it after
+        monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]

@@ -1,32 +1,147 @@
-"""`engine audit`: verify an audit trail."""
+"""`engine audit verify | query | explain`: check a trail, answer questions from it, explain a decision again.
+
+A trail is a file (with its rotated predecessors beside it), a directory of
+trail files, or a postgresql:// URL; when left out, ENGINE_AUDIT_LOG names it.
+The audit key comes from ENGINE_AUDIT_KEY or --key-file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import os
 import sys
-from pathlib import Path
+from typing import Any
 
-from engine.service.audit import verify
+from engine.errors import PolicyLoadError, RequestError
+from engine.service.audit import AuditError
+from engine.service.audit.query import (
+    COLUMNS,
+    ExplainError,
+    Filters,
+    as_rows,
+    explain,
+    query,
+)
+from engine.service.audit.trails import verify_trail
+
+# `engine serve` flags for the audit trail, and the variables they set (so every worker reads them).
+AUDIT_FLAGS = {
+    "audit_log": "ENGINE_AUDIT_LOG", "audit_key_file": "ENGINE_AUDIT_KEY_FILE", "audit_fsync": "ENGINE_AUDIT_FSYNC",
+    "audit_checkpoints": "ENGINE_AUDIT_CHECKPOINTS", "audit_checkpoint_seconds": "ENGINE_AUDIT_CHECKPOINT_SECONDS",
+    "audit_rotate_size": "ENGINE_AUDIT_ROTATE_SIZE", "audit_rotate_daily": "ENGINE_AUDIT_ROTATE_DAILY",
+    "audit_on_failure": "ENGINE_AUDIT_ON_FAILURE", "audit_omit": "ENGINE_AUDIT_OMIT",
+}
+PATH_FLAGS = ("audit_log", "audit_key_file", "audit_checkpoints")
+
+
+def add_audit_flags(parser: argparse.ArgumentParser) -> None:
+    """The audit trail's flags of `engine serve` (--audit-log is added with the others)."""
+    parser.add_argument("--audit-fsync", action="store_true", default=None,
+                        help="fsync every write: entries survive a power cut, not only a crash")
+    parser.add_argument("--audit-key-file", default=None, metavar="FILE",
+                        help="file holding the audit key (or ENGINE_AUDIT_KEY): HMAC-chained entries, signed checkpoints")
+    parser.add_argument("--audit-checkpoints", default=None, metavar="FILE",
+                        help="where checkpoints go (default: FILE.checkpoints beside the trail)")
+    parser.add_argument("--audit-checkpoint-seconds", default=None, metavar="SECONDS")
+    parser.add_argument("--audit-rotate-size", default=None, metavar="SIZE", help="start a new file beyond this size (100M)")
+    parser.add_argument("--audit-rotate-daily", action="store_true", default=None, help="start a new file each day")
+    parser.add_argument("--audit-on-failure", choices=["refuse", "continue"], default=None,
+                        help="while the trail cannot be written: refuse decisions with 503 (default) or keep deciding")
+    parser.add_argument("--audit-omit", default=None, metavar="PATHS",
+                        help="request attributes left out of the trail, comma-separated (requester.team)")
+
+
+def _fail(action: str, message: str) -> int:
+    print(f"engine audit {action}: {message}", file=sys.stderr)
+    return 2
+
+
+def _trail(args: argparse.Namespace) -> str | None:
+    return args.trail or os.environ.get("ENGINE_AUDIT_LOG") or None
+
+
+def _key(args: argparse.Namespace) -> bytes | None:
+    if args.key_file:
+        with open(args.key_file, encoding="utf-8") as handle:
+            return handle.read().strip().encode() or None
+    key = os.environ.get("ENGINE_AUDIT_KEY")
+    return key.encode() if key else None
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    """`engine audit verify FILE`: 0 intact, 1 tampered with, 2 unreadable."""
-    if args.audit_command != "verify":
-        print(f"engine audit: unknown action {args.audit_command!r}", file=sys.stderr)
-        return 2
-    path = Path(args.file)
+    """Dispatch to the action; 2 when the trail cannot be read."""
+    action = args.audit_command
+    trail = _trail(args)
+    if trail is None:
+        return _fail(action, "name the trail (a file, a directory or a postgresql:// URL) or set ENGINE_AUDIT_LOG")
     try:
-        data = path.read_bytes()
-    except OSError as err:
-        print(f"engine audit verify: cannot read {path}: {err.strerror or err}", file=sys.stderr)
-        return 2
-    count, problems = verify(data)
-    for number, problem in problems:
-        print(f"{path}:{number}: {problem}")
-    if problems:
-        lines = len({number for number, _ in problems})
-        print(f"{path}: NOT intact: {len(problems)} problem{'s' * (len(problems) != 1)} "
-              f"on {lines} line{'s' * (lines != 1)} of {count}")
+        if action == "verify":
+            return _verify(trail, _key(args), args.checkpoints)
+        if action == "query":
+            return _query(trail, args)
+        return _explain(trail, args.decision_id)
+    except (OSError, AuditError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        return _fail(action, f"cannot read {trail}: {reason}")
+
+
+def _verify(trail: str, key: bytes | None, checkpoints: str | None) -> int:
+    """0 intact, 1 tampered with (or cut short), 2 unreadable."""
+    report = verify_trail(trail, key, checkpoints)
+    for where, problem in report.problems:
+        print(f"{where}: {problem}")
+    if report.problems:
+        count = len(report.problems)
+        print(f"{trail}: NOT intact: {count} problem{'s' * (count != 1)} in {report.entries} entries")
         return 1
-    print(f"{path}: {count} entries verified")
+    instances = len(report.instances)
+    count = report.checkpoints
+    checked = f", {count} checkpoint{'s' * (count != 1)}" if count else ", no checkpoints"
+    print(f"{trail}: {report.entries} entries verified ({instances} instance{'s' * (instances != 1)}{checked})")
+    return 0
+
+
+def _query(trail: str, args: argparse.Namespace) -> int:
+    filters = Filters(resource=args.resource, requester=args.requester, agency=args.agency, owner=args.owner,
+                      since=args.since, until=args.until, decision=args.decision)
+    rows = query(trail, filters)
+    out = sys.stdout
+    if args.format == "json":
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return 0
+    if args.format == "csv":
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        writer.writerows(as_rows(rows))
+        return 0
+    table = as_rows(rows)
+    widths = [max([len(column)] + [len(cells[index]) for cells in table]) for index, column in enumerate(COLUMNS)]
+    print("  ".join(column.ljust(width) for column, width in zip(COLUMNS, widths)).rstrip())
+    for cells in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
+    print(f"{len(table)} decision{'s' * (len(table) != 1)}", file=sys.stderr)
+    return 0
+
+
+def _explain(trail: str, decision_id: str) -> int:
+    from engine.explain import explain_text
+
+    try:
+        found = explain(trail, decision_id)
+    except ExplainError as err:
+        return _fail("explain", str(err))
+    except (PolicyLoadError, RequestError) as err:
+        return _fail("explain", f"the decision cannot be made again: {err}")
+    entry: dict[str, Any] = found.entry
+    print(f"decision {decision_id}, {entry.get('time')}, for {entry.get('date')}, "
+          f"policy {entry.get('policy_version')}: recorded {entry.get('decision')}")
+    print(explain_text(found.decision))
+    if not found.same:
+        print(f"note: made again it is {found.decision.decision} by "
+              f"{', '.join(reason.rule for reason in found.decision.reasons) or 'no rule'}, not as recorded: "
+              "attributes the trail leaves out (ENGINE_AUDIT_OMIT) may have decided it")
+        return 1
     return 0

@@ -113,7 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--audit-log", default=None, metavar="FILE")
+    p.add_argument("--audit-log", default=None, metavar="FILE|URL", help="decision trail: a file or postgresql:// URL")
+    from engine.commands.audit import add_audit_flags
+
+    add_audit_flags(p)
     p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (off: decisions go to the audit log)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -145,8 +148,23 @@ def _parser() -> argparse.ArgumentParser:
     p = add("audit", cmd_audit, "Work with the audit trail.")
     audit = p.add_subparsers(dest="audit_command", metavar="ACTION")
     audit.required = True
-    v = audit.add_parser("verify", help="Verify an audit log's hash chain.")
-    v.add_argument("file")
+    key_help = "file holding the audit key (default: ENGINE_AUDIT_KEY)"
+    v = audit.add_parser("verify", help="Verify a trail's chains against its checkpoints.")
+    v.add_argument("trail", nargs="?", default=None, help="file, directory or postgresql:// URL (ENGINE_AUDIT_LOG)")
+    v.add_argument("--key-file", default=None, metavar="FILE", help=key_help)
+    v.add_argument("--checkpoints", default=None, metavar="FILE", help="checkpoint file (default: beside the trail)")
+    q = audit.add_parser("query", help="Who was shown what: decisions by record, person or agency.")
+    q.add_argument("trail", nargs="?", default=None, help="file, directory or postgresql:// URL (ENGINE_AUDIT_LOG)")
+    for name, what in (("resource", "resource.id"), ("requester", "requester.id"),
+                       ("agency", "the requester's agency"), ("owner", "the resource's owning agency")):
+        q.add_argument(f"--{name}", default=None, metavar="ID", help=f"only decisions with this {what}")
+    q.add_argument("--since", default=None, metavar="DATE", help="decided on or after (2025-06-01, or a time)")
+    q.add_argument("--until", default=None, metavar="DATE", help="decided on or before")
+    q.add_argument("--decision", choices=["permit", "deny"], default=None)
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    e = audit.add_parser("explain", help="Decide a past decision again with the policy and date that made it.")
+    e.add_argument("decision_id")
+    e.add_argument("--trail", default=None, help="file, directory or postgresql:// URL (ENGINE_AUDIT_LOG)")
 
     p = add("matrix", cmd_matrix, "Who can see what, for which purpose.")
     p.add_argument("path", nargs="?", default=None)

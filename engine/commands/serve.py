@@ -9,10 +9,11 @@ import sys
 import tempfile
 from typing import Any
 
+from engine.commands.audit import AUDIT_FLAGS, PATH_FLAGS
 from engine.errors import PolicyError, PolicyLoadError
 from engine.policy import load
 from engine.service.app import create_app
-from engine.service.audit import AuditError, AuditLog
+from engine.service.audit import AuditError, AuditSettings
 from engine.service.auth import parse_api_keys
 from engine.service.bundles import FleetSettings, shown_source
 from engine.service.logs import log_like_uvicorn
@@ -21,6 +22,19 @@ from engine.service.logs import log_like_uvicorn
 def _fail(message: str) -> int:
     print(f"engine serve: {message}", file=sys.stderr)
     return 2
+
+
+def _audit_environment(args: argparse.Namespace) -> None:
+    """Put the audit flags given into ENGINE_AUDIT_* (a flag wins over its variable)."""
+    for name, variable in AUDIT_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if value is True:
+            value = "1"
+        elif name in PATH_FLAGS and not str(value).startswith(("postgresql://", "postgres://")):
+            value = os.path.abspath(value)
+        os.environ[variable] = str(value)
 
 
 def fleet_settings(args: argparse.Namespace) -> FleetSettings:
@@ -70,12 +84,14 @@ def _check_settings(args: argparse.Namespace) -> str | None:
     max_body = os.environ.get("ENGINE_MAX_BODY_BYTES")
     if max_body and not max_body.isdigit():
         return f"ENGINE_MAX_BODY_BYTES must be a number of bytes, not {max_body!r}"
-    audit_log = args.audit_log or os.environ.get("ENGINE_AUDIT_LOG")
-    if audit_log:
-        try:
-            AuditLog(audit_log).close()  # opens it and checks its last line continues the chain
-        except AuditError as err:
-            return str(err)
+    try:
+        settings = AuditSettings.from_env()
+        if settings.target:
+            from engine.service.audit.writer import open_sink
+
+            open_sink(settings.target).close()  # can it be opened (created, connected to)?
+    except AuditError as err:
+        return str(err)
     return None
 
 
@@ -83,6 +99,7 @@ def serve(args: argparse.Namespace) -> int:
     """Serve decisions over HTTP until interrupted; 2 if the policy set cannot be loaded."""
     import uvicorn
 
+    _audit_environment(args)
     problem = _check_settings(args)
     if problem:
         return _fail(problem)
@@ -103,7 +120,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"engine serve: serving {where} ({policy.version}, {len(policy.rules)} rules) "
           f"on http://{args.host}:{args.port}", file=sys.stderr)
     if args.workers == 1:
-        app = create_app(args.path, audit_log=args.audit_log, watch=not args.no_watch, policy=policy, fleet=fleet)
+        app = create_app(args.path, watch=not args.no_watch, policy=policy, fleet=fleet)
         uvicorn.run(app, **options)
         return 0
     os.environ["ENGINE_WATCH"] = "0" if args.no_watch else "1"
@@ -130,7 +147,7 @@ def _serve_bundle(args: argparse.Namespace, fleet: FleetSettings) -> int:
     if args.workers == 1:
         from engine.service.app import create_app
 
-        uvicorn.run(create_app(None, audit_log=args.audit_log, fleet=fleet), **options)
+        uvicorn.run(create_app(None, fleet=fleet), **options)
         return 0
     os.environ["ENGINE_WATCH"] = "0"
     return _run_workers(args, fleet, options)
@@ -142,8 +159,6 @@ def _run_workers(args: argparse.Namespace, fleet: FleetSettings, options: dict[s
 
     os.environ["ENGINE_LOG_LEVEL"] = options["log_level"].upper()
     os.environ.update(fleet.to_env())
-    if args.audit_log:
-        os.environ["ENGINE_AUDIT_LOG"] = os.path.abspath(args.audit_log)
     # Where a worker whose reload endpoint was called tells the others (api.reloading.ReloadSignal).
     signal_dir = tempfile.mkdtemp(prefix="engine-reload-")
     os.environ["ENGINE_RELOAD_SIGNAL"] = os.path.join(signal_dir, "reload")

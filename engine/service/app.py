@@ -10,10 +10,12 @@ ENGINE_BUNDLE_* and ENGINE_REQUIRE_*: engine/service/bundles.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -27,7 +29,9 @@ from engine.errors import PolicyLoadError, RequestError
 from engine.policy import load
 from engine.portal.app import add_portal
 from engine.service import applications, schemas
-from engine.service.audit import AuditLog
+from engine.service.audit import AuditLog, AuditSettings, AuditUnavailable, EntryError
+from engine.service.audit.policies import policy_document
+from engine.service.audit.query import Filters, query
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
 from engine.service.bundles import BundlePoller, FleetSettings, add_bundle_routes, check_revision, unready_reason
@@ -76,23 +80,45 @@ class Service:
             check_revision(policy, headers)
         return policy
 
+    async def audited(self, policy: Any, caller: str | None, requests: list[Any], decisions: list[Any],
+                      batch: bool = False) -> None:
+        """Write the decisions' entries before they are answered: 503 audit_unavailable if they cannot be."""
+        audit = self.audit
+        if audit is None:
+            return
+        if not audit.knows_policy(policy.version):
+            # Kept once per version, for `engine audit explain`; a set served from a bundle is not on disk.
+            document = policy_document(self.holder.path, policy.version)
+            audit.remember_policy(policy.version, document)
+        try:
+            if batch:
+                await audit.commit_many(caller, requests, decisions)
+            else:
+                await audit.commit(caller, requests[0], decisions[0])
+        except AuditUnavailable as err:
+            if audit.keep_deciding:  # the operator chose answers over the trail: counted, logged
+                audit.unrecorded += len(decisions)
+                return
+            self.metrics.reject("audit_unavailable")
+            raise ApiError(503, "audit_unavailable", f"the decision was not answered because it could not be "
+                                                     f"recorded: {err}", location={"in": "server"}) from None
+        except EntryError as err:
+            self.metrics.reject("invalid_request")
+            raise ApiError(422, "invalid_request", f"the request cannot be recorded: {err}") from None
+
     def record(self, decision: Any, request: Any, caller: str | None, cached: bool | None,
                started_ns: int, ended_ns: int, parent: Any) -> None:
-        """Count, audit and trace one decision made."""
+        """Count and trace one decision made (it is audited by `audited`, before this)."""
         self.metrics.decided(decision.decision)
-        if self.audit is not None:
-            self.audit.record(caller, request, decision)
         if self.telemetry.enabled:
             self.telemetry.decided(decision, cached, caller, started_ns, ended_ns, parent)
 
     def record_batch(self, decisions: list[Any], requests: list[Any], caller: str | None,
                      started_ns: int, ended_ns: int, parent: Any) -> None:
-        """Count, audit and trace the decisions of one batch."""
+        """Count and trace the decisions of one batch (audited by `audited`, before this)."""
         counts = self.metrics.decisions
         for decision in decisions:
             counts[decision.decision] += 1
-        if self.audit is not None:
-            self.audit.record_many(caller, requests, decisions)
         if self.telemetry.enabled:
             self.telemetry.decided_batch(decisions, caller, started_ns, ended_ns, parent)
 
@@ -100,7 +126,31 @@ class Service:
         audit = self.audit
         if audit is None:
             return self.metrics.render(self.holder)
-        return self.metrics.render(self.holder, audit.written, audit.failed, audit.pending)
+        return self.metrics.render(self.holder, audit.written, audit.failed, audit.pending) + audit_metrics(audit)
+
+
+# The portal's audit page shows at most this many decisions, the latest first.
+_AUDIT_PAGE_ROWS = 500
+
+
+def _audit_search(location: str) -> Callable[[Mapping[str, str]], list[dict[str, Any]]]:
+    """The portal's audit page over this service's trail: the filters it offers, as `engine audit query`."""
+
+    def search(filters: Mapping[str, str]) -> list[dict[str, Any]]:
+        wanted = Filters(**{k: (v or None) for k, v in filters.items() if k in Filters.__dataclass_fields__})
+        rows = collections.deque(query(location, wanted), maxlen=_AUDIT_PAGE_ROWS)
+        return [{**row, "rules": (row.get("rules") or "").split()} for row in reversed(rows)]
+
+    return search
+
+
+def audit_metrics(audit: AuditLog) -> str:
+    return ("# HELP engine_audit_available 1 while the audit trail can be written, 0 while decisions are refused.\n"
+            "# TYPE engine_audit_available gauge\n"
+            f"engine_audit_available {int(audit.available)}\n"
+            "# HELP engine_audit_unrecorded_total Decisions answered without an entry (ENGINE_AUDIT_ON_FAILURE=continue).\n"
+            "# TYPE engine_audit_unrecorded_total counter\n"
+            f"engine_audit_unrecorded_total {audit.unrecorded}\n")
 
 
 def _hits(policy: Any) -> int:
@@ -183,6 +233,7 @@ def _routes(app: FastAPI, service: Service) -> None:
         ended = time.time_ns()
         cached = None if hits is None else _hits(policy) > hits
         metrics.latency["decide"].observe((ended - started) / 1e9)
+        await service.audited(policy, caller, [body], [decision])
         service.record(decision, body, caller, cached, started, ended, service.telemetry.parent(request.headers))
         return _json_bytes(service.encoder.encode(decision))
 
@@ -202,6 +253,7 @@ def _routes(app: FastAPI, service: Service) -> None:
             raise
         ended = time.time_ns()
         metrics.latency["batch"].observe((ended - started) / 1e9)
+        await service.audited(policy, caller, requests, decisions, batch=True)
         service.record_batch(decisions, requests, caller, started, ended, service.telemetry.parent(request.headers))
         return _json_bytes('{"decisions":[' + ",".join(texts) + "]}")
 
@@ -237,6 +289,10 @@ def _routes(app: FastAPI, service: Service) -> None:
         problem = unready_reason(policy, service.fleet)
         if problem:
             raise ApiError(503, "not_ready", problem, location={"in": "server"})
+        audit = service.audit
+        if audit is not None and not audit.available and not audit.keep_deciding:
+            raise ApiError(503, "audit_unavailable", audit.problem or "the audit trail cannot be written",
+                           location={"in": "server"})
         return json_response({"status": "ready", "policy_version": policy.version})
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
@@ -287,6 +343,8 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
             await holder.reload("start")
         if service.audit is not None:
             service.audit.start()
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # SIGHUP: external logrotate
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, service.audit.reopen)
         stop = asyncio.Event()
         watcher = asyncio.create_task(holder.watch(stop)) if service.watch else None
         listener = asyncio.create_task(service.reload_signal.listen(holder, stop)) \
@@ -335,8 +393,9 @@ def create_app(
         admin_token = env.get("ENGINE_ADMIN_TOKEN") or None
     if api_keys is None or isinstance(api_keys, str):
         api_keys = parse_api_keys(env.get("ENGINE_API_KEYS") if api_keys is None else api_keys)
+    audit_settings = AuditSettings.from_env(env)
     if audit_log is None:
-        audit_log = env.get("ENGINE_AUDIT_LOG") or None
+        audit_log = audit_settings.target
     if max_body is None:
         max_body = int(env.get("ENGINE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY)
     if reload_signal is None:
@@ -352,7 +411,7 @@ def create_app(
     else:
         holder = PolicyHolder(path, loader or load, policy)
     service = Service(holder, keys=ApiKeys(api_keys), admin_token=admin_token,
-                      audit=AuditLog(audit_log) if audit_log else None,
+                      audit=audit_settings.open(audit_log) if audit_log else None,
                       telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,
                       reload_signal=signal, fleet=fleet, bundles=bundles)
     app = FastAPI(title="Sharing policy decision service", version="1",
@@ -364,7 +423,8 @@ def create_app(
     install_handlers(app)
     _routes(app, service)
     applications.install(app, service)  # /plan, /policy/vocabulary, an offline /docs
-    add_portal(app, lambda: holder.policy, path, keys=api_keys, admin_token=admin_token)
+    add_portal(app, lambda: holder.policy, path, keys=api_keys, admin_token=admin_token,
+               audit_query=_audit_search(str(audit_log)) if audit_log else None)
     if bundles is not None:
         add_bundle_routes(app, bundles)
     app.openapi = applications.openapi(_openapi(app), service)  # type: ignore[method-assign]
