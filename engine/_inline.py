@@ -21,6 +21,7 @@ to the tree.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -51,6 +52,7 @@ class Meta:
 
 
 _EMPTY = Meta(1, 1, 1, 1, True)
+_END = Token("$END", "")  # fed after the last token, as Lark's parser does
 
 Builder = Callable[[Meta, list[Any]], Any]
 Reduction = tuple[int, str, Callable[[list[Any]], Any]]
@@ -101,15 +103,16 @@ class InlineParser:
         states = self.states
         state_stack = [self.start_state]
         value_stack: list[Any] = []
-        for token in tokens:
+        end_state = self.end_state
+        for token in itertools.chain(tokens, (_END,)):
             type_ = token.type
             while True:
                 action, arg = states[state_stack[-1]].get(type_, (None, None))
-                if action is Shift:
+                if action is Shift and token is not _END:
                     state_stack.append(arg)
                     value_stack.append(token)
                     break
-                if action is None:
+                if action is None or action is Shift:
                     raise Unparsed
                 size, origin, reduce = callbacks[arg]
                 if size:
@@ -120,22 +123,9 @@ class InlineParser:
                     children = []
                 value_stack.append(reduce(children))
                 state_stack.append(states[state_stack[-1]][origin][1])
-        while True:
-            action, arg = states[state_stack[-1]].get("$END", (None, None))
-            if action is None or action is Shift:
-                raise Unparsed
-            size, origin, reduce = callbacks[arg]
-            if size:
-                children = value_stack[-size:]
-                del state_stack[-size:]
-                del value_stack[-size:]
-            else:
-                children = []
-            value = reduce(children)
-            state_stack.append(states[state_stack[-1]][origin][1])
-            value_stack.append(value)
-            if state_stack[-1] == self.end_state:
-                return value
+                if token is _END and state_stack[-1] == end_state:
+                    return value_stack[-1]
+        raise Unparsed
 
     def _tokens(self, text: str) -> Iterator[Token]:
         """Lark's basic lexer, as one loop: the same terminals in the same order, the same positions."""
