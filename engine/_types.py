@@ -3,7 +3,7 @@ condition is type-checked against the attribute schema before a policy loads.
 
 Operands are attributes (typed by the schema), literals (typed by their
 form), nested conditions (true or false), or bare names, which take the type
-of the attribute they are compared with (LANGUAGE.md section 3).
+of the attribute they are compared with (docs/language.md, "Conditions").
 """
 
 from __future__ import annotations

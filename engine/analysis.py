@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import ast
+from engine import ast, clock
 from engine.errors import Diagnostic, warning
 from engine.governance.terms import (
     DIMENSION_KINDS,
@@ -88,7 +88,7 @@ def analyse(policy_set: ast.PolicySet, vocabulary: Vocabulary, *, today: dt.date
     Agreements are judged expired against `today` (default: the real date), so
     the checker's own date reaches the rules that rely on them too.
     """
-    return _Analysis(vocabulary, today or dt.date.today()).run()
+    return _Analysis(vocabulary, today or clock.today()).run()
 
 
 class _Analysis:

@@ -8,12 +8,13 @@ others, so an author sees every mistake at once, sorted by location.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import ast
+from engine import ast, clock
 from engine._graph import cycles
 from engine._types import ExprChecker, declared_as, declared_kinds, kind_word
 from engine.analysis import analyse
@@ -28,11 +29,11 @@ class Context:
 
     policy_set: ast.PolicySet
     vocab: Vocabulary
-    today: dt.date = field(default_factory=dt.date.today)
+    today: dt.date = field(default_factory=clock.today)
 
     @classmethod
     def of(cls, policy_set: ast.PolicySet, today: dt.date | None = None) -> Context:
-        return cls(policy_set, build_vocabulary(policy_set), today or dt.date.today())
+        return cls(policy_set, build_vocabulary(policy_set), today or clock.today())
 
 
 Pass = Callable[[Context], list[Diagnostic]]
@@ -61,7 +62,7 @@ def check_classifications(ctx: Context) -> list[Diagnostic]:
     ]
 
 
-# Namespaces of LANGUAGE.md section 1; agencies and groups share one.
+# Namespaces of names (docs/language.md, "Names"); agencies and groups share one.
 _NAMESPACE = {"group": "agency"}
 
 
@@ -365,6 +366,47 @@ def _conditions(ctx: Context) -> Iterator[tuple[Span, ast.ConditionClause | ast.
             yield obligation.condition.span, obligation.condition
 
 
+def check_obligation_needs(ctx: Context) -> list[Diagnostic]:
+    """Warn where an obligation may be left undetermined: its condition or an argument reads
+    an attribute with no default (one the condition first asks about with `has` is fine)."""
+    found = []
+    obligations = [o.obligation for o in ctx.vocab.policy_obligations]
+    obligations += [c for rule in ctx.vocab.rules for c in rule.clauses if isinstance(c, ast.ObligationClause)]
+    attributes = ctx.vocab.attributes
+    for obligation in obligations:
+        read: list[ast.Name] = []
+        asked: set[str] = set()
+        if obligation.condition is not None:
+            _names_read(obligation.condition.expr, read, asked)
+        read += [a for a in obligation.args if isinstance(a, ast.Name)]
+        needs = dict.fromkeys(n.text for n in read if n.text in attributes and n.text not in asked
+                              and not attributes[n.text].has_default and not attributes[n.text].required)
+        if needs:
+            names = ", ".join(f"`{n}`" for n in needs)
+            found.append(warning(
+                "obligation_may_be_undetermined",
+                f"obligation `{obligation.name}` reads {names}, which {'has' if len(needs) == 1 else 'have'} "
+                f"no default: a request without {'it' if len(needs) == 1 else 'them'} leaves the obligation "
+                f"undetermined", obligation.span,
+                "give the attribute a default, or ask first with `has`, if the duty must be settled on every request"))
+    return found
+
+
+def _names_read(node: object, read: list[ast.Name], asked: set[str]) -> None:
+    """Names an expression reads, and the paths it asks about with `has`, left to right."""
+    if isinstance(node, ast.Has):
+        asked.add(node.path.text)
+    elif isinstance(node, ast.Name):
+        read.append(node)
+    elif isinstance(node, tuple):
+        for item in node:
+            _names_read(item, read, asked)
+    elif dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            if f.name != "span":
+                _names_read(getattr(node, f.name), read, asked)
+
+
 _CONDITIONS = (ast.MatchClause, ast.DataClause, ast.ConditionClause)
 
 
@@ -460,6 +502,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("rule_names", check_rule_names),
     ("expressions", check_expressions),
     ("rule_shape", check_rule_shape),
+    ("obligation_needs", check_obligation_needs),
     # Rule analysis (overlaps, shadowed and unreachable rules) runs after
     # everything else and only on a set without errors: see _analysis below.
     ("analysis", _analysis),

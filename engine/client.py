@@ -15,7 +15,6 @@ per client: make one client per process and share it.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,17 +90,10 @@ def decision_from_dict(data: Mapping[str, Any]) -> Decision:
     )
 
 
-_OBLIGATION_FIELDS = {f.name for f in dataclasses.fields(Obligation)}
-
-
 def _obligation(data: Mapping[str, Any]) -> Obligation:
-    """An Obligation, with `status` and `needs` when the engine's Obligation carries them."""
-    extra = {}
-    for name in ("status", "needs"):
-        if name in _OBLIGATION_FIELDS and name in data:
-            value = data[name]
-            extra[name] = tuple(value) if isinstance(value, list) else value
-    return Obligation(data["name"], tuple(data.get("args", ())), **extra)
+    """An Obligation, with its `status` and `needs` (an older service sends neither: it applies)."""
+    return Obligation(data["name"], tuple(data.get("args", ())), str(data.get("status", "applies")),
+                      tuple(data.get("needs", ())))
 
 
 class _Calls:

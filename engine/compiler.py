@@ -73,6 +73,8 @@ class CompiledObligation:
     args: tuple[Callable[[Env], Any], ...]
     condition: Test | None
     static: tuple[Any, ...] | None  # (name, args) when the arguments do not depend on the request
+    reads: tuple[str, ...] = ()  # attribute paths the condition reads (what an unknown one needs)
+    arg_reads: tuple[str, ...] = ()  # attribute paths given as arguments
 
 
 @dataclass(slots=True)
@@ -340,15 +342,18 @@ class _Compiler:
     def compile_obligation(self, clause: ast.ObligationClause, seq: int) -> CompiledObligation:
         args = tuple(self._argument(a) for a in clause.args)
         condition = None
+        reads: tuple[str, ...] = ()
         if clause.condition is not None:
-            condition, _, _ = self._expr(clause.condition.expr)
+            condition, reads, _ = self._expr(clause.condition.expr)
             if clause.condition.negated:
                 condition = expressions.negate(condition)
         static = None
         constants = [a for a in args if isinstance(a, _Constant)]
         if len(constants) == len(args):
             static = (clause.name, tuple(a.value for a in constants))
-        return CompiledObligation(seq, clause.name, args, condition, static)
+        arg_reads = tuple(dict.fromkeys(a.text for a in clause.args
+                                        if isinstance(a, ast.Name) and a.text in self.vocab.attributes))
+        return CompiledObligation(seq, clause.name, args, condition, static, tuple(dict.fromkeys(reads)), arg_reads)
 
     def _argument(self, value: ast.Value) -> Callable[[Env], Any]:
         if isinstance(value, ast.Name) and value.text in self.vocab.attributes:

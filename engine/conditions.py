@@ -5,7 +5,7 @@ condition over `resource.*` fields. Unlike a rule's clauses, a condition is
 two-valued: every leaf is false when a field it reads is absent (null), so it
 can be run as a SQL WHERE clause, where a null never selects a row, and
 negated safely (`Not` of a leaf is true for a present field that fails it).
-The three-valued logic of LANGUAGE.md section 4 is settled when the plan is
+The three-valued logic of docs/language.md, "How decisions are made" is settled when the plan is
 made, not here.
 
 Nodes, as `to_dict()` writes them (`op` names each):
@@ -19,8 +19,8 @@ Nodes, as `to_dict()` writes them (`op` names each):
 Operands: {"field": "resource.x"} (with "default" when the attribute
 declares one: an absent field takes it), {"value": v}, and
 {"shift": OPERAND, "amount": n, "unit": "days"|"months"} for date arithmetic
-(months move the calendar and clamp to the month's last day, LANGUAGE.md
-section 3). A backend that cannot evaluate a node exactly refuses it with
+(months move the calendar and clamp to the month's last day, docs/language.md,
+"Conditions"). A backend that cannot evaluate a node exactly refuses it with
 PlanError rather than guess. New condition forms (set membership, say) are
 new node classes here, each with `holds` and `to_dict`, and a case in every
 backend (plan.matches, integrations/sqlalchemy.py).

@@ -1,6 +1,6 @@
 """Decide: combine the rules that apply, gather obligations, find near misses.
 
-`Decider.decide(env)` follows LANGUAGE.md section 4 on a compiled policy. The
+`Decider.decide(env)` follows "How decisions are made" in docs/language.md on a compiled policy. The
 index (compiler.py) narrows the rules to those whose value clauses hold; only
 their `when`/`unless` clauses run here. A deny rule that *might* apply (no
 clause false, some unknown) counts as applying and its reason names what was
@@ -52,13 +52,28 @@ class Reason:
         return data
 
 
+APPLIES = "applies"
+UNDETERMINED = "undetermined"
+
+
 @dataclass(frozen=True, slots=True)
 class Obligation:
+    """A duty that comes with the decision.
+
+    `status` is "applies", or "undetermined" when its condition (or an argument)
+    needs attributes the request omitted, which `needs` names: a caller that
+    cannot settle them treats it as applying (docs/language.md, "Obligations on a decision").
+    """
+
     name: str
     args: tuple[Any, ...] = ()
+    status: str = APPLIES
+    needs: tuple[str, ...] = ()
 
     def to_dict(self) -> ObligationDict:
-        return {"name": self.name, "args": list(self.args)}
+        if self.status == APPLIES:
+            return {"name": self.name, "args": list(self.args), "status": APPLIES}
+        return {"name": self.name, "args": list(self.args), "status": self.status, "needs": list(self.needs)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +347,8 @@ class Decider:
         """A decision's `near_misses` or `summary`, when first read."""
         if name == "near_misses":
             return self._near_misses(env) if not decision.reasons else ()
-        return explain.summary(decision.decision, decision.reasons, decision.near_misses, env[WORDS])
+        return explain.summary(decision.decision, decision.reasons, decision.near_misses, env[WORDS],
+                               decision.obligations, self.compiled.vocab)
 
     def _denies(self, bits: int, env: dict[str, Any]) -> list[tuple[int, Any]]:
         """Deny rules among `bits` that apply (True) or might apply (None): both count, failing closed."""
@@ -532,34 +548,67 @@ def _plan(entries: Sequence[tuple[Any, ...]], outcomes: dict[tuple[Any, ...], tu
 
 
 def _obligations(plan: tuple[Any, ...], env: dict[str, Any]) -> tuple[Obligation, ...]:
-    """The obligations of a plan (`_plan`) whose conditions hold (unknown counts as not
-    holding): in set order, once each."""
+    """The obligations of a plan (`_plan`) whose conditions hold, in set order, once each;
+    those whose condition is unknown are listed as undetermined (`_gather`)."""
     conditions, answers, entries, repeats = plan
     if answers is not None:
         mask, bit = 0, 1
         for condition in conditions:
-            if condition(env) is True:
+            value = condition(env)
+            if value is True:
                 mask |= bit
+            elif value is None:  # rare: a condition needs an omitted attribute
+                return _gather(entries, env)
             bit <<= 1
         answer: tuple[Obligation, ...] = answers[mask]
         return answer
+    if repeats:
+        return _gather(entries, env)
     found: list[Obligation] = []
-    seen: set[Any] = set()
-    for _, obligation, key, compiled in entries:
-        if compiled.condition is not None and compiled.condition(env) is not True:
-            continue
-        if obligation is None:
-            obligation = Obligation(compiled.name, tuple([arg(env) for arg in compiled.args]))
-            if not repeats:
-                found.append(obligation)
+    for _, obligation, _, compiled in entries:
+        if compiled.condition is not None:
+            value = compiled.condition(env)
+            if value is not True:
+                if value is None:
+                    return _gather(entries, env)
                 continue
-            key = _identity(obligation)
-        elif not repeats:
+        if obligation is None:
+            if any(path not in env for path in compiled.arg_reads):
+                return _gather(entries, env)
+            obligation = Obligation(compiled.name, tuple([arg(env) for arg in compiled.args]))
+        found.append(obligation)
+    return tuple(found)
+
+
+def _gather(entries: tuple[Any, ...], env: dict[str, Any]) -> tuple[Obligation, ...]:
+    """Every obligation whose condition holds or is unknown, in set order, once each.
+
+    One whose condition is unknown, or whose argument names an omitted attribute,
+    is undetermined, `needs` naming what was omitted; the same name and
+    arguments listed both ways count once, as applying, in the first place.
+    """
+    found: list[Obligation] = []
+    at: dict[tuple[Any, ...], int] = {}
+    for _, obligation, _, compiled in entries:
+        needs: tuple[str, ...] = ()
+        if compiled.condition is not None:
+            value = compiled.condition(env)
+            if value is False:
+                continue
+            if value is None:
+                needs = tuple(path for path in compiled.reads if path not in env)
+        omitted = tuple(path for path in compiled.arg_reads if path not in env and path not in needs)
+        needs += omitted
+        args = tuple([arg(env) for arg in compiled.args]) if obligation is None else obligation.args
+        obligation = Obligation(compiled.name, args, UNDETERMINED, needs) if needs else \
+            (obligation or Obligation(compiled.name, args))
+        key = _identity(obligation)
+        place = at.get(key)
+        if place is None:
+            at[key] = len(found)
             found.append(obligation)
-            continue
-        if key not in seen:
-            seen.add(key)
-            found.append(obligation)
+        elif not needs and found[place].status == UNDETERMINED:
+            found[place] = obligation
     return tuple(found)
 
 

@@ -122,15 +122,30 @@ class RequestError(PolicyError):
 
     code = "invalid_request"
 
-    def __init__(self, field: str, message: str, help: str | None = None):
+    def __init__(self, field: str, message: str, help: str | None = None,
+                 errors: tuple[RequestError, ...] = ()):
         super().__init__(message, None, help)
         self.field = field
+        # Every mistake found at once (the first is this error itself), when there are several:
+        # a caller fixing missing fields one round trip at a time would be told one per try.
+        self.errors = errors
+
+    def within(self, prefix: str) -> RequestError:
+        """The same error for a request inside something larger (`requests[3]`)."""
+        field = f"{prefix}.{self.field}" if self.field else prefix
+        return RequestError(field, self.message, self.help, tuple(e.within(prefix) for e in self.errors))
 
     def to_json(self) -> dict[str, Any]:
-        data = {"code": self.code, "message": self.message, "field": self.field}
+        data: dict[str, Any] = {"code": self.code, "message": self.message, "field": self.field}
         if self.help:
             data["help"] = self.help
+        if self.errors:
+            data["errors"] = [e.to_json() for e in self.errors]
         return data
+
+    def lines(self) -> list[str]:
+        """Each mistake on a line of its own."""
+        return [str(e) for e in self.errors] if self.errors else [str(self)]
 
     def __str__(self) -> str:
         text = f"{self.field}: {self.message}" if self.field else self.message

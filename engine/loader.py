@@ -30,18 +30,45 @@ def policy_paths(path: str | Path | None) -> tuple[Path, list[Path]]:
         return root, [root]
     if not root.is_dir():
         raise PolicyLoadError(f"{root}: no such file or directory")
-    files = sorted(p for p in root.rglob("*.policy") if p.is_file())
+    files = _unique(sorted(p for p in root.rglob("*.policy") if p.is_file() and not _hidden(p, root)))
     if not files:
         raise PolicyLoadError(f"{root}: no .policy files found")
     return root, files
 
 
+def _hidden(file: Path, root: Path) -> bool:
+    # A Kubernetes ConfigMap mount keeps the real files in `..<timestamp>/` behind
+    # symlinks; editors and git keep theirs in dot-directories too. None is policy.
+    return any(part.startswith(".") for part in file.relative_to(root).parts)
+
+
+def _unique(files: list[Path]) -> list[Path]:
+    """Each file once, however many symlinks lead to it (the first path in order names it)."""
+    seen: set[Path] = set()
+    kept = []
+    for file in files:
+        real = file.resolve()
+        if real not in seen:
+            seen.add(real)
+            kept.append(file)
+    return kept
+
+
+def shown_path(file: Path, root: Path) -> str:
+    """How a policy file is named in reasons, diagnostics and `GET /policy`: relative to the
+    policy root (a lone file by its name), so the library, the commands and the service all
+    say the same, and no server's directory layout reaches a caller."""
+    if file == root:
+        return file.name
+    return file.relative_to(root).as_posix()
+
+
 def read_sources(path: str | Path | None) -> list[Source]:
-    """Every policy file as a Source, shown by its path as the user gave it."""
+    """Every policy file as a Source, shown by its path relative to the policy root."""
     root, files = policy_paths(path)
     sources = []
     for file in files:
-        shown = str(file) if path is not None else f"policies/{file.relative_to(root)}"
+        shown = shown_path(file, root)
         try:
             sources.append(Source.read(file, shown))
         except UnicodeDecodeError as exc:

@@ -13,7 +13,7 @@ the resource omits and that has no default is unknown), so it is lowered to
 two two-valued conditions, where it is certainly true and where it is
 certainly false, and the combining algorithm is applied to those:
 a permit rule permits where it is true; a deny rule stops a permit unless it
-is certainly false (one that might apply applies, LANGUAGE.md section 4).
+is certainly false (one that might apply applies, docs/language.md, "How decisions are made").
 
 Term forms the lowering does not know (new language forms) raise PlanError:
 a plan never guesses. Adding one is a case in `_Lowering.lower` and, when it
@@ -77,7 +77,7 @@ class PlanObligation:
 
     `when` holds where the obligation applies or is undetermined (it needs a
     field the resource omits): a caller treats an undetermined obligation as
-    applying (LANGUAGE.md section 4).
+    applying (docs/language.md, "How decisions are made").
     """
 
     name: str
@@ -242,6 +242,8 @@ class Planner:
                 value = env[path]
                 if attribute.kind == "classification":
                     value = self.class_names[value]
+                elif attribute.kind == "set" and attribute.element == "classification":
+                    value = frozenset(self.class_names[v] for v in value)  # ranks, as the request check keeps them
                 known[path] = value
             else:
                 known[path] = MISSING
@@ -353,7 +355,7 @@ def _words(argument: Operand, values: Mapping[str, Any]) -> Any:
 
 def _owners_for(agreements: tuple[Any, ...], date: dt.date, agency: str) -> Term:
     """The `under` clause for a known requester agency and date: the owners it may receive from
-    (LANGUAGE.md section 3: both parties of a two-way agreement, `from` to `to` of a one-way one)."""
+    (docs/language.md, "Rules": both parties of a two-way agreement, `from` to `to` of a one-way one)."""
     owners: set[str] = set()
     for parties, sources, recipients, start, end in agreements:
         if start is not None and not start <= date <= end:

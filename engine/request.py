@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine import ast
+from engine import ast, clock
 from engine._codegen import define
 from engine.errors import RequestError, did_you_mean
 from engine.symbols import VOCABULARY_KINDS, Attribute, NameLookupError, Vocabulary
@@ -51,7 +51,7 @@ _EXPECTED = {
 
 
 class _Today:
-    """Today's date, looked up once a day rather than on every request."""
+    """Today's date in ENGINE_TIMEZONE, looked up once a day rather than on every request."""
 
     __slots__ = ("_until", "date", "iso")
 
@@ -64,10 +64,11 @@ class _Today:
         return self.date
 
     def _refresh(self) -> None:
-        self.date = dt.date.today()
-        tomorrow = dt.datetime.combine(self.date + dt.timedelta(days=1), dt.time())
+        # The zone is read each time the day turns, so a changed setting is seen by tomorrow.
+        tz = clock.configured_zone()
+        self.date = clock.today(tz)
         self.iso = self.date.isoformat()
-        self._until = tomorrow.timestamp()
+        self._until = clock.next_midnight(self.date, tz)
 
 
 today = _Today()
@@ -168,9 +169,13 @@ class RequestSchema:
             raise RequestError("", f"expected a request object, got {describe(request)}")
         env = dict(self.defaults)
         self._walk(request, self.tree, "", env)
-        for path in REQUIRED:
-            if path not in env:
-                raise RequestError(path, "required field is missing")
+        missing = [RequestError(path, "required field is missing") for path in REQUIRED if path not in env]
+        if missing:
+            first = missing[0]
+            if len(missing) == 1:
+                raise first
+            raise RequestError(first.field, f"required field is missing, and {len(missing) - 1} more "
+                                            f"(every one is listed in `errors`)", errors=tuple(missing))
         if "context.date" not in env:
             env["context.date"] = today()
         env[RAW] = request
@@ -257,7 +262,13 @@ class RequestSchema:
         # Compare with the names beside it: a shared `context.` says nothing about closeness.
         siblings = {p[len(prefix):]: p for p in self.specs if p.startswith(prefix)}
         close = difflib.get_close_matches(key, list(siblings), n=1, cutoff=0.6)
-        help = f"did you mean `{siblings[close[0]]}`?" if close else "declare it in an `attributes` block"
+        elsewhere = [p for p in self.specs if p.rsplit(".", 1)[-1] == key]  # under another section
+        if elsewhere:  # the very name, in another section: surely the one meant
+            help = f"did you mean `{elsewhere[0]}`? `{key}` is declared under `{elsewhere[0].rsplit('.', 1)[0]}`"
+        elif close:
+            help = f"did you mean `{siblings[close[0]]}`?"
+        else:
+            help = "declare it in an `attributes` block"
         return RequestError(path, "is not a declared attribute", help)
 
 

@@ -25,6 +25,8 @@ class ReasonDict(TypedDict):
 class ObligationDict(TypedDict):
     name: str
     args: list[Any]  # values of the request or of the policy: str, int, float, bool, date text, or None
+    status: str  # "applies", or "undetermined" when it needs facts the request left out
+    needs: NotRequired[list[str]]  # only when undetermined: the attribute paths it needs
 
 
 class FailedClauseDict(TypedDict):

@@ -15,7 +15,8 @@ class Source:
 
     @classmethod
     def read(cls, path: Path, shown_as: str | None = None) -> Source:
-        return cls(shown_as or str(path), path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte order mark, which Windows editors may add, is not part of the text.
+        return cls(shown_as or str(path), path.read_text(encoding="utf-8-sig"))
 
     def line(self, number: int) -> str:
         """The text of 1-based line `number`, without its newline."""

@@ -359,17 +359,24 @@ def _expand_groups(vocab: Vocabulary, decls: list[ast.GroupDecl]) -> None:
     for decl in decls:
         members.setdefault(decl.name.text, [m.text for m in decl.members])
 
-    def expand(name: str, seen: frozenset[str]) -> frozenset[str]:
+    def expand(name: str) -> frozenset[str]:
+        # A walk with a list of groups still to open, not recursion: groups nested a
+        # thousand deep must not exhaust the stack. Each group is opened once (cycles
+        # are the checker's to report).
         found: set[str] = set()
-        for member in members.get(name, ()):
-            if member in vocab.agencies:
-                found.add(member)
-            elif member in members and member not in seen:
-                found |= expand(member, seen | {member})
+        opened = {name}
+        waiting = [name]
+        while waiting:
+            for member in members.get(waiting.pop(), ()):
+                if member in vocab.agencies:
+                    found.add(member)
+                elif member in members and member not in opened:
+                    opened.add(member)
+                    waiting.append(member)
         return frozenset(found)
 
     for name in members:
-        vocab.groups[name] = expand(name, frozenset((name,)))
+        vocab.groups[name] = expand(name)
 
 
 def _agency_set(vocab: Vocabulary, names: tuple[ast.Name, ...] | None) -> frozenset[str] | None:

@@ -14,12 +14,14 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.tree import Meta
 
-from engine import ast
+from engine import ast, syntax_hints
 from engine._keywords import keywords
 from engine.errors import PolicySyntaxError
 from engine.source import Source, Span, point
+from engine.syntax_hints import line_column as _line_column
+from engine.syntax_hints import open_braces as _open_braces
 
-# Words that may not be used as names (LANGUAGE.md section 1).
+# Words that may not be used as names (docs/language.md, "Names").
 # Words that became keywords after policies were written with them as names: the
 # error says so, so an author upgrading knows to rename rather than hunt for a typo.
 NEW_KEYWORDS = {"at": "roles held at agencies", "set": "set-valued attributes"}
@@ -219,6 +221,9 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
                 point(source, exc.line, exc.column, len(rest)),
                 'a string ends with `"` on the same line; write `\\"` for a quote inside it',
             )
+        hint = syntax_hints.unexpected_character(source, exc.line, exc.column, char)
+        if hint is not None:
+            return PolicySyntaxError(hint.message, hint.span, hint.help)
         return PolicySyntaxError(f"unexpected character `{char}`", span, _char_help(char))
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         return _end_of_file(source, exc, parser)
@@ -231,6 +236,9 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> PolicySyntaxError:
     # LALR's own expected set can include tokens of merged states; asking the
     # parser which tokens it would accept here is exact.
     expected = _accepted(exc)
+    hint = syntax_hints.unexpected_token(source, token, expected)
+    if hint is not None:
+        return PolicySyntaxError(hint.message, hint.span, hint.help)
     message = f"unexpected {_found(token)}"
     help = f"expected {_describe_expected(expected, parser)}"
     close = _close_keyword(token.value, expected, parser) if token.type != "STRING" else None
@@ -282,27 +290,6 @@ def _accepted(exc: UnexpectedInput) -> set[str]:
     return set(getattr(exc, "expected", ()))
 
 
-def _open_braces(text: str, end: int) -> list[int]:
-    """Offsets of the `{` still open at offset `end` (strings and comments skipped)."""
-    opened: list[int] = []
-    i = 0
-    while i < end:
-        char = text[i]
-        if char == "#":
-            i = text.find("\n", i)
-            i = end if i < 0 else i
-        elif char == '"':
-            i += 1
-            while i < end and text[i] not in '"\n':
-                i += 2 if text[i] == "\\" else 1
-        elif char == "{":
-            opened.append(i)
-        elif char == "}" and opened:
-            opened.pop()
-        i += 1
-    return opened
-
-
 def _previous_index(text: str, end: int) -> int:
     i = end - 1
     while i >= 0 and text[i].isspace():
@@ -313,11 +300,6 @@ def _previous_index(text: str, end: int) -> int:
 def _previous_char(text: str, end: int) -> str:
     i = _previous_index(text, end)
     return text[i] if i >= 0 else ""
-
-
-def _line_column(text: str, offset: int) -> tuple[int, int]:
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _is_keyword(terminal: str, parser: Lark) -> bool:
@@ -628,7 +610,11 @@ class _ToAst:
 
     def number(self, meta: Meta, children: list[Any]) -> Any:
         text = children[0].value
-        value = float(text) if "." in text else int(text)
+        try:
+            value = float(text) if "." in text else int(text)
+        except ValueError:  # Python refuses to read integers of over 4,300 digits
+            self._fail(f"number of {len(text.lstrip('-')):,} digits is too long", self._span(meta),
+                       "a number in a policy has at most 4,300 digits")
         return ast.NumberLit(value, self._span(meta))
 
     def date(self, meta: Meta, children: list[Any]) -> Any:
@@ -645,4 +631,4 @@ class _ToAst:
             return dt.date.fromisoformat(token.value)
         except ValueError:
             self._fail(f"`{token.value}` is not a real date", _token_span(self.source, token),
-                       "dates are written year-month-day, like 2025-06-01")
+                       syntax_hints.date_help(token.value))

@@ -48,7 +48,7 @@ class RefDecision:
 
     decision: str
     reasons: list[str] = field(default_factory=list)
-    obligations: list[tuple[str, tuple]] = field(default_factory=list)
+    obligations: list[tuple[str, tuple, str, tuple]] = field(default_factory=list)
     missing: dict[str, list[str]] = field(default_factory=dict)
     near_misses: list[tuple[str, list[str]]] = field(default_factory=list)
     denied_by: str | None = None
@@ -151,10 +151,13 @@ class _Reference:
 
     # --- obligations (section 4) --------------------------------------------
 
-    def obligations(self, outcome: str, reasons: list[ast.Rule]) -> list[tuple[str, tuple]]:
-        """The reasons' obligations and the outcome's policy-wide ones, in set order, once each."""
-        found: list[tuple[str, tuple]] = []
-        seen: set = set()
+    def obligations(self, outcome: str, reasons: list[ast.Rule]) -> list[tuple[str, tuple, str, tuple]]:
+        """The reasons' obligations and the outcome's policy-wide ones, in set order, once each:
+        (name, args, status, needs). One whose condition is unknown, or whose argument is an
+        omitted attribute, is "undetermined" and needs those attributes; listed both ways, it
+        counts once, as "applies", where it was first listed."""
+        found: list[tuple[str, tuple, str, tuple]] = []
+        at: dict = {}
         deciding = {id(rule) for rule in reasons}
         for decl in self.policy_set.declarations():
             if isinstance(decl, ast.PolicyObligation) and decl.outcome.value in (outcome, "any"):
@@ -164,13 +167,26 @@ class _Reference:
             else:
                 continue
             for obligation in candidates:
-                if obligation.condition is not None and self.clause_holds(obligation.condition) is not True:
-                    continue
+                needs: list[str] = []
+                if obligation.condition is not None:
+                    holds = self.clause_holds(obligation.condition)
+                    if holds is False:
+                        continue
+                    if holds is UNKNOWN:
+                        needs = [p for p in _read_paths(obligation.condition.expr)
+                                 if self.is_attribute(p) and self.attribute(p) is MISSING]
+                for value in obligation.args:
+                    if isinstance(value, ast.Name) and self.is_attribute(value.text) \
+                            and self.attribute(value.text) is MISSING:
+                        needs.append(value.text)
                 args = tuple(self.argument(a) for a in obligation.args)
                 key = (obligation.name, tuple(_identity(a) for a in args))
-                if key not in seen:
-                    seen.add(key)
-                    found.append((obligation.name, args))
+                entry = (obligation.name, args, "undetermined" if needs else "applies", tuple(dict.fromkeys(needs)))
+                if key not in at:
+                    at[key] = len(found)
+                    found.append(entry)
+                elif not needs and found[at[key]][2] == "undetermined":
+                    found[at[key]] = entry
         return found
 
     def argument(self, value: ast.Value) -> Any:

@@ -24,7 +24,7 @@ PARTIAL = {k: v for k, v in PERMITTED.items() if k != "resource"}
 @pytest.fixture
 def client(tmp_path: Path):
     (tmp_path / "set.policy").write_text(VOCABULARY + RULES, encoding="utf-8")
-    app = create_app(tmp_path, api_keys={"app": "k-1"}, watch=False)
+    app = create_app(tmp_path, api_keys={"app": "k-1"}, watch=False, date_callers="app")
     with TestClient(app) as test_client:
         yield test_client
 
@@ -70,7 +70,7 @@ def test_vocabulary_lists_names_not_counts(client: TestClient) -> None:
 
 
 def test_openapi_has_security_operation_ids_and_examples_from_the_served_set(client: TestClient) -> None:
-    document = client.get("/openapi.json").json()
+    document = client.get("/openapi.json", headers=KEY).json()
     assert set(document["components"]["securitySchemes"]) == {"apiKey", "bearer"}
     ids = {path: next(iter(ops.values()))["operationId"] for path, ops in document["paths"].items()}
     assert ids["/decide"] == "decide" and ids["/decide/batch"] == "decideBatch" and ids["/plan"] == "plan"
@@ -84,7 +84,7 @@ def test_openapi_has_security_operation_ids_and_examples_from_the_served_set(cli
 
 
 def test_docs_page_loads_nothing_from_the_internet(client: TestClient) -> None:
-    page = client.get("/docs")
+    page = client.get("/docs", headers=KEY)  # with keys set, the docs need one
     assert page.status_code == 200
     assert "/docs/assets/swagger-ui-bundle.js" in page.text
     assert "cdn" not in page.text.lower()

@@ -78,7 +78,7 @@ def test_each_decision_is_a_span_and_counted(policy_dir: Path) -> None:
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     telemetry = Telemetry(tracer_provider, MeterProvider(metric_readers=[reader]))
-    app = create_app(policy_dir, watch=False, telemetry=telemetry)
+    app = create_app(policy_dir, watch=False, telemetry=telemetry, date_callers="*")
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     with TestClient(app) as client:
         single = client.post("/decide", json=REQUEST, headers={"traceparent": parent}).json()

@@ -146,7 +146,7 @@ def test_the_service_is_ready_only_with_the_required_revision(server: BundleServ
     first, revision = bundle_of(tmp_path, "1")
     second, newer = bundle_of(tmp_path, "2")
     fleet = FleetSettings(bundle=server.url, interval=0.1, require_revision=newer)
-    with TestClient(create_app(fleet=fleet)) as client:
+    with TestClient(create_app(fleet=fleet, date_callers="*")) as client:
         not_yet = client.get("/readyz")
         assert not_yet.status_code == 503 and "no policy set is loaded yet" in not_yet.json()["message"]
         assert client.post("/decide", json=PERMITTED).status_code == 503
@@ -169,7 +169,7 @@ def test_the_service_is_ready_only_with_the_required_revision(server: BundleServ
 
 def test_the_service_is_ready_only_with_the_required_label(server: BundleServer, tmp_path: Path) -> None:
     server.publish(bundle_of(tmp_path, "1")[0])
-    with TestClient(create_app(fleet=FleetSettings(bundle=server.url, interval=0.1, require_label="2"))) as client:
+    with TestClient(create_app(fleet=FleetSettings(bundle=server.url, interval=0.1, require_label="2"), date_callers="*")) as client:
         _wait_until(lambda: client.get("/bundle/status").json()["serving"] is not None)
         assert "not the required '2'" in client.get("/readyz").json()["message"]
         server.publish(bundle_of(tmp_path, "2")[0])

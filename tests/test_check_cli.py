@@ -23,7 +23,13 @@ def policy_dir(policy_files):
 def run(capsys, *argv):
     status = main(["check", *argv])
     out, err = capsys.readouterr()
-    return status, out, err
+    return status, out, without_used_set("check", err)
+
+
+def without_used_set(command: str, err: str) -> str:
+    """Standard error without the line naming the policy set used (every command prints it first)."""
+    first, _, rest = err.partition("\n")
+    return rest if first.startswith(f"engine {command}: using ") else err
 
 
 def test_clean_set_exits_0_with_a_summary(policy_dir, capsys):
@@ -37,7 +43,7 @@ def test_warnings_alone_still_exit_0(policy_dir, capsys):
     status, out, _ = run(capsys, str(root))
     assert status == 0
     assert out.endswith(f"{root}: ok (2 files, 1 rule, 1 warning)\n")
-    assert f"{root}/b.policy:1:8: warning: rule `r` has no `because`" in out
+    assert "\nb.policy:1:8: warning: rule `r` has no `because`" in "\n" + out  # relative to the root
 
 
 def test_errors_exit_1_rendered_like_a_compiler(policy_dir, capsys, monkeypatch):
@@ -46,7 +52,7 @@ def test_errors_exit_1_rendered_like_a_compiler(policy_dir, capsys, monkeypatch)
     status, out, _ = run(capsys, "policies")
     assert status == 1
     assert out == (
-        "policies/b.policy:2:8: error: unknown role `socail_worker`\n"
+        "b.policy:2:8: error: unknown role `socail_worker`\n"
         "      role socail_worker\n"
         "           ^^^^^^^^^^^^^\n"
         "help: did you mean `social_worker`?\n"
@@ -65,9 +71,9 @@ def test_every_diagnostic_then_counts(policy_dir, capsys, monkeypatch):
     blocks = out.rstrip("\n").split("\n\n")
     assert status == 1
     assert [b.split("\n")[0] for b in blocks] == [
-        "policies/b.policy:1:8: warning: rule `r` has no `because`",
-        "policies/b.policy:2:8: error: unknown role `socail_worker`",
-        "policies/b.policy:5:8: error: unknown role `gpp`",
+        "b.policy:1:8: warning: rule `r` has no `because`",
+        "b.policy:2:8: error: unknown role `socail_worker`",
+        "b.policy:5:8: error: unknown role `gpp`",
         "2 errors, 1 warning",
     ]
 
@@ -101,7 +107,7 @@ def test_file_that_is_not_utf8_exits_2(policy_dir, capsys):
     (root / "b.policy").write_bytes(b"roles { caf\xe9 }\n")
     status, _, err = run(capsys, str(root))
     assert status == 2
-    assert err == f"error: {root}/b.policy: not UTF-8 text (byte 11)\n"
+    assert err == "error: b.policy: not UTF-8 text (byte 11)\n"
 
 
 def test_a_single_file_can_be_checked(policy_dir, capsys):
@@ -121,7 +127,7 @@ def test_json_format(policy_dir, capsys, monkeypatch):
         "severity": "error",
         "code": "unknown_name",
         "message": "unknown role `socail_worker`",
-        "location": {"file": "policies/b.policy", "line": 2, "column": 8, "end_line": 2, "end_column": 21},
+        "location": {"file": "b.policy", "line": 2, "column": 8, "end_line": 2, "end_column": 21},
         "help": "did you mean `social_worker`?",
     }
     assert report["diagnostics"][0]["severity"] == "warning"
@@ -148,12 +154,13 @@ def test_default_path_is_policies_in_the_working_directory(policy_dir, capsys, m
     assert (status, out) == (0, "policies: ok (1 file, 0 rules)\n")
 
 
-def test_default_path_falls_back_to_the_example_policies(tmp_path, capsys, monkeypatch):
+def test_the_example_set_is_checked_only_when_asked_for(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     example, _ = loader.load_set(None)
-    status, out, _ = run(capsys)
+    status, out, _ = run(capsys, "--example")
     assert status == 0
-    assert out == f"policies: ok ({len(example.files)} files, {len(example.rules())} rules)\n"
+    assert out == (f"the built-in example policy set: ok ({len(example.files)} files, "
+                   f"{len(example.rules())} rules)\n")
 
 
 def test_python_dash_m_shows_no_traceback(tmp_path):
@@ -164,4 +171,4 @@ def test_python_dash_m_shows_no_traceback(tmp_path):
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
-    assert f"{bad}:2:10: error: unexpected character `&`" in result.stdout
+    assert f"{bad.name}:2:10: error: unexpected character `&`" in result.stdout

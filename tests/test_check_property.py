@@ -38,7 +38,20 @@ PIECES = sorted(KEYWORDS) + list("{}(),:<>=.#\"'\n") + [
     "==", "!=", "<=", ">=", "deny-overrides", "2025-13-01", "2025-06-01", '"x"', '"', "\\", "-1", "1.5",
     "gp", "health", "safeguarding.children", "requester.role", "context.consent", "given", "partners",
     "gm_safeguarding_isa", "requester.vetted", "resource.owner", "a.b.c", "\t", "\r\n", "é", "\x00",
+    "9" * 4301, "-" + "1" * 5000,  # past Python's limit on reading integers
 ]
+
+
+@st.composite
+def extreme_addition(draw, text: str) -> str:
+    """The file with something added at the limits of the implementation: groups nested
+    past the recursion limit, or an integer literal of over 4,300 digits."""
+    if draw(st.booleans()):
+        depth = draw(st.integers(1000, 1500))
+        chain = "group deep0 = { gmp }\n" + "".join(f"group deep{i} = {{ deep{i - 1} }}\n" for i in range(1, depth))
+        return text + "\n" + chain
+    digits = draw(st.integers(4301, 6000))
+    return text + f"\nattributes {{\n  context.huge number default {'7' * digits}\n}}\n"
 
 
 @functools.cache
@@ -92,7 +105,7 @@ def mutated_set(draw) -> tuple[int, str]:
     """One file of the example set mutated; the index of the file and its new text."""
     index = draw(st.integers(0, len(example_sources()) - 1))
     text = example_sources()[index].text
-    mutation = draw(st.sampled_from([token_mutation, char_mutation]))
+    mutation = draw(st.sampled_from([token_mutation, char_mutation, extreme_addition]))
     return index, draw(mutation(text))
 
 

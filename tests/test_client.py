@@ -44,7 +44,7 @@ def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def url(policy_dir: Path) -> Iterator[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with serving(create_app(policy_dir, api_keys={"app": KEY}, watch=False)) as found:
+        with serving(create_app(policy_dir, api_keys={"app": KEY}, watch=False, date_callers="app")) as found:
             yield found
 
 

@@ -28,7 +28,13 @@ def policy_dir(tmp_path):
 def run(capsys, *argv):
     status = main(["decide", *map(str, argv)])
     out, err = capsys.readouterr()
-    return status, out, err
+    return status, out, without_used_set("decide", err)
+
+
+def without_used_set(command: str, err: str) -> str:
+    """Standard error without the line naming the policy set used (every command prints it first)."""
+    first, _, rest = err.partition("\n")
+    return rest if first.startswith(f"engine {command}: using ") else err
 
 
 def test_prints_the_decision_as_json(capsys, tmp_path, policy_dir):
@@ -63,7 +69,7 @@ def test_explain_prints_text_for_a_caseworker(capsys, monkeypatch, policy_dir):
     assert out.startswith("DENY\n\nDenied: no rule permits social_worker at council to view health data owned by "
                           "nhs for research; the nearest rule, care, fails on purpose.\n")
     assert "No rule applied." in out
-    assert f"  care ({policy_dir / 'set.policy'}:" in out  # files shown by the path given
+    assert "  care (set.policy:" in out  # files shown relative to the policy root
     assert "    x purpose: needs safeguarding, request has research\n" in out
 
 
@@ -126,3 +132,16 @@ def test_default_policy_is_the_example_set(capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(example)))
     status, out, _ = run(capsys, "-")
     assert status == 0 and json.loads(out)["decision"] == "deny"
+
+
+@pytest.mark.parametrize(("name", "text", "where"), [
+    ("twice.json", '{"action": "view",\n "purpose": "care",\n "action": "share"}', ":3:2: the key `action` appears twice"),
+    ("nested.json", '{"requester": {"role": "gp", "role": "nurse"}}', ":1:30: the key `role` appears twice"),
+    ("twice.yaml", "action: view\npurpose: care\naction: share\n", ":3:1: the key `action` appears twice"),
+], ids=["json", "json-nested", "yaml"])
+def test_a_key_given_twice_is_refused_naming_it(capsys, tmp_path, policy_dir, name, text, where):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    status, out, err = run(capsys, "--policy", policy_dir, path)
+    assert (status, out) == (2, "")
+    assert f"{path}{where}" in err

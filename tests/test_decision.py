@@ -102,7 +102,12 @@ OBLIGATIONS = [
     ("condition true", rule("obligation a when context.risk_of_harm"), {"context.risk_of_harm": True},
      [("a", ())]),
     ("condition false", rule("obligation a when context.risk_of_harm"), {}, []),
-    ("unknown condition does not hold", rule("obligation a when resource.subject_age < 18"), {}, []),
+    ("unknown condition: undetermined", rule("obligation a when resource.subject_age < 18"), {},
+     [("a", (), "undetermined", ("resource.subject_age",))]),
+    ("omitted argument: undetermined", rule("obligation a resource.subject_age"), {},
+     [("a", (None,), "undetermined", ("resource.subject_age",))]),
+    ("listed both ways: once, as applying", rule("obligation a when resource.subject_age < 18\n  obligation a"), {},
+     [("a", ())]),
     ("unless", rule("obligation redact \"nhs_number\" unless requester.role is gp"), {},
      [("redact", ("nhs_number",))]),
     ("unless holding", rule("obligation redact \"nhs_number\" unless requester.role is gp"),
@@ -110,7 +115,8 @@ OBLIGATIONS = [
     ("arguments from the request", rule("obligation notify resource.owner, requester.clearance, purpose, "
                                         "resource.recorded_on, resource.subject_age, context.risk_of_harm"),
      {"resource.recorded_on": "2020-02-03", "purpose": "children"},
-     [("notify", ("nhs", "official", "safeguarding.children", "2020-02-03", None, False))]),
+     [("notify", ("nhs", "official", "safeguarding.children", "2020-02-03", None, False), "undetermined",
+       ("resource.subject_age",))]),
     ("literal arguments", rule('obligation keep 7, 2.5, true, "text", 2026-01-01'), {},
      [("keep", (7, 2.5, True, "text", "2026-01-01"))]),
     ("same name and arguments once", rule('obligation audit\nobligation audit\nobligation n "a"\n'
@@ -137,9 +143,10 @@ OBLIGATIONS = [
                          ids=[o[0] for o in OBLIGATIONS])
 def test_obligations(rules, changes, expected):
     decision = policy(rules).decide(request(changes))
-    assert [(o.name, o.args) for o in decision.obligations] == expected
-    assert [(o.name, tuple(o.args)) for o in decision.obligations] == \
-        [(d["name"], tuple(d["args"])) for d in decision.to_dict()["obligations"]]
+    assert [(o.name, o.args) if o.status == "applies" else (o.name, o.args, o.status, o.needs)
+            for o in decision.obligations] == expected
+    assert [(o.name, tuple(o.args), o.status, o.needs) for o in decision.obligations] == \
+        [(d["name"], tuple(d["args"]), d["status"], tuple(d.get("needs", ()))) for d in decision.to_dict()["obligations"]]
 
 
 # --- near misses --------------------------------------------------------------------------
@@ -302,7 +309,9 @@ def test_decisions_are_frozen_and_permitted_says_the_outcome():
 
 
 def test_result_types_are_plain_data():
-    assert Obligation("n", (1,)).to_dict() == {"name": "n", "args": [1]}
+    assert Obligation("n", (1,)).to_dict() == {"name": "n", "args": [1], "status": "applies"}
+    assert Obligation("n", (None,), "undetermined", ("context.n",)).to_dict() == \
+        {"name": "n", "args": [None], "status": "undetermined", "needs": ["context.n"]}
     assert FailedClause("action", "a", "b", "t").to_dict() == {"clause": "action", "needed": "a", "had": "b",
                                                                 "text": "t"}
     assert NearMiss("r", None, "f", 1, ()).to_dict()["failed"] == []

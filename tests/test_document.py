@@ -129,7 +129,7 @@ def test_markdown_rule_sentence(policy_dir, capsys):
         "Legal basis: Children Act 1989 s.47. *Source: "
     ) in out
     line = POLICY.splitlines().index('permit child_protection "Share for child protection enquiries" {') + 1
-    assert f"/set.policy:{line}.*\n" in out
+    assert f"*Source: set.policy:{line}.*\n" in out
 
 
 def test_markdown_one_way_agreement_owner_and_conditions(policy_dir, capsys):

@@ -36,16 +36,18 @@ def canonical(arg):
 
 def fast_outcome(decision) -> tuple:
     return (decision.decision, [r.rule for r in decision.reasons],
-            [(o.name, tuple(canonical(a) for a in o.args)) for o in decision.obligations]) + _denied_by(decision)
+            [(o.name, tuple(canonical(a) for a in o.args), o.status, o.needs) for o in decision.obligations]) \
+        + _denied_by(decision)
 
 
 def reference_outcome(decision) -> tuple:
     return (decision.decision, list(decision.reasons),
-            [(name, tuple(canonical(a) for a in args)) for name, args in decision.obligations]) + _denied_by(decision)
+            [(name, tuple(canonical(a) for a in args), status, needs)
+             for name, args, status, needs in decision.obligations]) + _denied_by(decision)
 
 
 def _denied_by(decision) -> tuple:
-    """`role_not_held` when the requester's role is not held at their agency (LANGUAGE.md s.2)."""
+    """`role_not_held` when the requester's role is not held at their agency (docs/language.md, "Roles")."""
     return (decision.denied_by,) if decision.denied_by else ()
 
 
@@ -300,7 +302,7 @@ def test_full_tree_name_is_never_ambiguous_with_a_deeper_suffix(tmp_path):
 def test_equal_numbers_as_obligation_arguments_are_one_obligation(tmp_path):
     # The language's `==` says 1 == 1.0, so "deduplicated by name and arguments" keeps one.
     expected, actual, *_ = both_ways(tmp_path, "on any obligation n 1\non any obligation n 1.0\n")
-    assert expected == actual == ("deny", [], [("n", (("number", 1),))])
+    assert expected == actual == ("deny", [], [("n", (("number", 1),), "applies", ())])
 
 
 def test_missing_names_only_attributes_whose_value_was_read(tmp_path):

@@ -91,16 +91,33 @@ def test_expression_parentheses(src, expected):
     assert expr_text(rule.clauses[0].expr) == expected
 
 
-def test_long_condition_never_starts_a_line_with_a_clause_keyword():
+def test_long_condition_breaks_before_its_operators():
+    # The docs' advice: a continuation line starts with `and`/`or`, which always continues the
+    # line before, so a clause keyword such as `action` never starts a line.
     text = "permit r {\n  when " + " or ".join(["context.some_long_flag"] * 3 + ["action == share"]) + "\n}\n"
     formatted = assert_formats_faithfully(text)
-    assert "              (action == share)\n" in formatted
+    assert formatted.splitlines()[1:5] == ["  when        context.some_long_flag",
+                                           "              or context.some_long_flag",
+                                           "              or context.some_long_flag",
+                                           "              or action == share"]
+
+
+@pytest.mark.parametrize(("text", "formatted"), [
+    ("permit r {\n  role gp,\n       nurse\n}\n", "permit r {\n  role        gp,\n              nurse\n}\n"),
+    ("roles {\n  gp\n  nurse\n}\n", "roles {\n  gp\n  nurse\n}\n"),
+    ("group g = {\n  a,\n  b\n}\n", "group g = {\n  a,\n  b\n}\n"),
+    ("permit r {\n  when context.a\n    and context.b\n}\n",
+     "permit r {\n  when        context.a\n              and context.b\n}\n"),
+    ("permit r {\n  role gp, nurse,\n       doctor\n}\n", "permit r {\n  role        gp, nurse, doctor\n}\n"),
+], ids=["clause list", "vocabulary", "group", "condition", "not one a line: packed"])
+def test_a_list_written_one_item_a_line_stays_so(text, formatted):
+    assert assert_formats_faithfully(text) == formatted
 
 
 def test_trailing_comments_on_joined_lines_are_all_kept():
-    text = "group g = { a,  # first\n  b }  # second\n"
+    text = "group g = { a,  # first\n  b, c }  # second\n"
     formatted = assert_formats_faithfully(text)
-    assert formatted == "# first\ngroup g = { a, b }  # second\n"
+    assert formatted == "# first\ngroup g = { a, b, c }  # second\n"
 
 
 def test_comment_only_file():

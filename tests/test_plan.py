@@ -177,3 +177,28 @@ def test_time_limits_sets_and_roles_held_at_agencies(tmp_path):
     assert [plan.matches({**base, "discharged_on": day}) for day in ("2025-05-04", "2025-05-03")] == [True, False]
     assert policy.plan({**partial, "context": {"date": "2025-06-01", "consented": ["research"]}}).kind == "always_denied"
     assert policy.plan({**partial, "requester": {"role": "clerk", "agency": "council"}}).kind == "always_denied"
+
+
+def test_a_set_of_classifications_the_requester_holds_plans_as_decide_decides():
+    vocabulary = SMALL_SETS_VOCABULARY
+    policy = small_policy(rule("action view\nwhen secret in requester.cleared\nobligation redact purpose"),
+                          vocabulary=vocabulary)
+    partial = {"requester": {"role": "gp", "agency": "nhs", "cleared": ["official", "secret"]},
+               "action": "view", "purpose": "direct_care", "context": {"date": "2025-06-01"}}
+    resource = {"category": "health", "classification": "official", "owner": "nhs"}
+    assert policy.decide({**partial, "resource": resource}).permitted
+    assert policy.plan(partial).matches(resource)
+    assert ("redact", ("direct_care",)) in policy.plan(partial).obligations_for(resource)
+
+
+SMALL_SETS_VOCABULARY = """\
+actions { view }
+roles { gp }
+purposes { direct_care }
+categories { health }
+classifications official < secret
+agencies { nhs }
+attributes {
+  requester.cleared set of classification default {}
+}
+"""

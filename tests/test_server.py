@@ -67,6 +67,7 @@ def _free_port() -> int:
 def _environment(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "OTEL_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["ENGINE_DATE_CALLERS"] = "*"  # the requests here decide as of a fixed date
     env.update(extra)
     return env
 
@@ -161,7 +162,7 @@ def test_serves_decisions_over_http(serve, policy_dir: Path) -> None:
         assert http.get("/policy").json()["version"] == decision["policy_version"]
         error = http.post("/decide", json={**PERMITTED, "action": "shar"})
         assert error.status_code == 422 and error.json()["field"] == "action"
-        assert 'engine_decisions_total{decision="permit"} 2' in http.get("/metrics").text
+        assert 'engine_decisions_total{decision="permit"} 2.0' in http.get("/metrics").text
 
 
 def test_a_broken_set_is_not_served(tmp_path: Path, policy_dir: Path) -> None:
@@ -203,7 +204,7 @@ def test_policy_changes_are_picked_up_and_broken_ones_refused(serve, policy_dir:
     try:
         _wait_for(lambda: len(traffic.answers) > 10, 10, "traffic")
         _replace(policy_dir / "20_rules.policy", RULES.replace("role social_worker", "role social_wrker"))
-        _wait_for(lambda: 'engine_policy_reloads_total{result="failed"} 1' in http.get("/metrics").text, 15,
+        _wait_for(lambda: 'engine_policy_reloads_total{result="failed"} 1.0' in http.get("/metrics").text, 15,
                   "the broken set to be refused")
         assert http.get("/policy").json()["version"] == first
         assert http.post("/decide", json=PERMITTED).json()["policy_version"] == first
@@ -296,11 +297,16 @@ def test_one_call_to_the_reload_endpoint_reloads_every_worker(serve, policy_dir:
         ({"ENGINE_API_KEYS": "portal"}, [], "not of the form name=key"),
         ({"ENGINE_MAX_BODY_BYTES": "lots"}, [], "ENGINE_MAX_BODY_BYTES"),
         ({}, ["--workers", "0"], "--workers"),
+        ({"ENGINE_TIMEZONE": "Mars/Olympus"}, [], "unknown time zone"),
+        ({"ENGINE_API_KEYS": "a=k", "ENGINE_KEY_AGENCIES": "b=police"}, [], "ENGINE_KEY_AGENCIES"),
+        ({"ENGINE_DATE_CALLERS": "nobody"}, [], "ENGINE_DATE_CALLERS"),
+        ({"ENGINE_HEADER_TIMEOUT": "0"}, [], "ENGINE_HEADER_TIMEOUT"),
         ({}, ["--audit-log", "{tmp}/no/such/dir/audit.jsonl"], "cannot open audit log"),
         ({}, ["--audit-log", "{tmp}/audit.jsonl", "--audit-rotate-size", "lots"], "ENGINE_AUDIT_ROTATE_SIZE"),
         ({"ENGINE_AUDIT_ON_FAILURE": "shrug"}, ["--audit-log", "{tmp}/audit.jsonl"], "ENGINE_AUDIT_ON_FAILURE"),
     ],
-    ids=["api-keys", "max-body", "workers", "audit-dir", "audit-rotate", "audit-on-failure"],
+    ids=["api-keys", "max-body", "workers", "timezone", "key-agencies", "date-callers", "header-timeout",
+         "audit-dir", "audit-rotate", "audit-on-failure"],
 )
 def test_settings_that_cannot_work_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                                           tmp_path: Path, policy_dir: Path, env: dict, args: list,

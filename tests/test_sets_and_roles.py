@@ -141,7 +141,8 @@ def test_role_held_at(policy, role, agency, summary):
         return
     assert decision.to_dict() | {"decision_id": "", "policy_version": ""} == {
         "decision": "deny", "decision_id": "", "policy_version": "", "reasons": [],
-        "obligations": [{"name": "record_refusal", "args": []}, {"name": "log_request", "args": []}],
+        "obligations": [{"name": "record_refusal", "args": [], "status": "applies"},
+                        {"name": "log_request", "args": [], "status": "applies"}],
         "near_misses": [], "summary": "Denied: " + summary, "denied_by": "role_not_held"}
 
 

@@ -49,7 +49,13 @@ def policies(tmp_path):
 def run(capsys, *args: str) -> tuple[int, str, str]:
     code = main(["test", *args])
     out, err = capsys.readouterr()
-    return code, out, err
+    return code, out, without_used_set("test", err)
+
+
+def without_used_set(command: str, err: str) -> str:
+    """Standard error without the line naming the policy set used (every command prints it first)."""
+    first, _, rest = err.partition("\n")
+    return rest if first.startswith(f"engine {command}: using ") else err
 
 
 @pytest.mark.parametrize(
@@ -84,7 +90,7 @@ def test_exit_status_and_closing_line(capsys, policies, extra_files, args, exit_
 def test_a_policy_set_that_does_not_load_exits_2_with_its_diagnostics(capsys):
     code, out, err = run(capsys, str(FIXTURES / "broken_policy"))
     assert code == 2
-    assert f"{FIXTURES / 'broken_policy' / 'broken.policy'}:12:17: error: unexpected `surgeon`" in err
+    assert "broken.policy:12:17: error: unexpected `surgeon`" in err
     assert "    role    nurse surgeon" in err
     assert "Traceback" not in out + err
     assert out == ""
@@ -101,7 +107,7 @@ def test_an_unloadable_test_file_is_reported_and_the_rest_still_run(capsys, poli
     top = policies("b_top.test.yaml", NOT_A_MAPPING)
     code, out, _ = run(capsys, str(policies.root))
     assert code == 2
-    assert f"ERROR {bad}:4:1: not valid YAML: did not find expected ',' or '}}'" in out
+    assert f"ERROR {bad}:3:14: not valid YAML: the `{{` here is never closed" in out
     assert f"ERROR {top}:1:1: the top level is not a mapping" in out
     assert out.splitlines()[-2:] == ["2 test files could not be loaded", "6 passed, 0 failed"]
 
@@ -124,7 +130,7 @@ def test_coverage_is_listed_and_a_short_minimum_says_so(capsys, policies):
     assert lines[-5:] == [
         "rule coverage: 4/5 rules (80.0%)",
         "rules no passing case made decide:",
-        f"  emergency_access  {policies.root / 'clinic.policy'}:73",
+        "  emergency_access  clinic.policy:73",
         "rule coverage 80.0% is below the minimum of 90%",
         "6 passed, 0 failed",
     ]
@@ -201,7 +207,7 @@ def test_junit_xml_shows_a_test_file_that_could_not_load(capsys, policies, tmp_p
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("6", "0", "1")
     (error,) = root.iter("error")
     assert error.get("message").startswith("not valid YAML")
-    assert error.text.startswith(f"{bad}:4:1: ")
+    assert error.text.startswith(f"{bad}:3:14: ")
 
 
 def test_a_junit_file_that_cannot_be_written_is_said_plainly(capsys, policies, tmp_path):
@@ -221,8 +227,9 @@ def test_json_format_reports_cases_coverage_and_totals(capsys, policies):
     refused = report["cases"][7]
     assert {k: refused[k] for k in ("name", "file", "line", "status")} == {
         "name": "nurse is refused for treatment", "file": str(more), "line": 8, "status": "failed"}
-    assert refused["expected"] == {"decision": "deny", "by": [], "obligations": None}
-    assert refused["actual"] == {"decision": "permit", "reasons": ["clinicians_view"], "obligations": ["log_access"]}
+    assert refused["expected"] == {"decision": "deny", "by": [], "obligations": None, "undetermined": None}
+    assert refused["actual"] == {"decision": "permit", "reasons": ["clinicians_view"], "obligations": ["log_access"],
+                                 "undetermined": []}
     assert refused["error"] is None
     assert refused["explanation"]["decision"] == "permit"
     surgeon = report["cases"][8]
@@ -230,7 +237,7 @@ def test_json_format_reports_cases_coverage_and_totals(capsys, policies):
     assert report["coverage"] == {
         "covered": 4, "total": 5, "percent": 80.0, "minimum": 50.0, "ok": True,
         "uncovered": [{"rule": "emergency_access", "effect": "permit",
-                       "file": str(policies.root / "clinic.policy"), "line": 73}],
+                       "file": "clinic.policy", "line": 73}],
     }
 
 
@@ -259,9 +266,9 @@ def test_without_a_path_policies_here_is_used(capsys, policies, monkeypatch):
     assert out.splitlines()[-1] == "7 passed, 2 failed"
 
 
-def test_without_a_path_or_policies_here_the_example_set_and_its_tests_run(capsys, tmp_path, monkeypatch):
+def test_the_example_set_and_its_tests_run_when_asked_for(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "-v")
+    code, out, _ = run(capsys, "--example", "-v")
     cases = [line for line in out.splitlines() if line.startswith(("PASS ", "FAIL "))]
     assert cases and all(line.split()[1].startswith("policies/") for line in cases)
     assert code in (0, 1)
@@ -299,4 +306,4 @@ def test_python_dash_m_engine_test_runs_in_a_fresh_process(policies):
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines()[-1] == "7 passed, 2 failed"
     assert "\x1b[" not in done.stdout  # piped: plain
-    assert done.stderr == ""
+    assert done.stderr == f"engine test: using {policies.root} ({done.stderr.split('(')[-1]}"

@@ -112,8 +112,8 @@ def test_a_mistake_in_a_case_is_recorded_on_it_with_its_line(tmp_path, case_text
     ("text", "message", "line", "column"),
     [
         ("cases:\n  - name: a\n    request: {requester: {role: nurse}\n    expect: permit\n",
-         "not valid YAML: did not find expected ',' or '}'", 4, 5),
-        ("cases:\n  - name: a\n\t- name: b\n", "not valid YAML: found a tab character", 3, 1),
+         "not valid YAML: the `{` here is never closed", 3, 14),
+        ("cases:\n  - name: a\n\t- name: b\n", "not valid YAML: a tab in the indentation", 3, 1),
         ("- name: a\n  request: {}\n  expect: permit\n", "the top level is not a mapping", 1, 1),
         ("just words\n", "the top level is not a mapping", 1, 1),
         ("", "the file is empty", 1, 1),

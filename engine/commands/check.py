@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from engine import ast, pipeline
+from engine.commands.policy_set import announce, shown
 from engine.errors import Diagnostic, PolicyLoadError, error
 from engine.wording import count
 
 
 def run_check(path: str | None, format: str = "text") -> int:
     """Check the set at `path`; 0 clean (warnings allowed), 1 errors, 2 unreadable."""
-    target = path if path is not None else ("policies" if Path("policies").is_dir() else None)
-    shown = target if target is not None else "policies"
     try:
-        result = pipeline.run(target)
+        result = pipeline.run(path)
     except PolicyLoadError as exc:
         return _unreadable(exc, format)
     policy_set, diagnostics = result.policy_set, result.diagnostics
+    announce("check", path, policy_set.version)
     errors = sum(d.is_error for d in diagnostics)
     if format == "json":
         print(json.dumps(_json(diagnostics), indent=2))
     else:
         for diagnostic in diagnostics:
             print(diagnostic.render(), end="\n\n")
-        print(_summary(shown, policy_set, diagnostics))
+        print(_summary(shown(path), policy_set, diagnostics))
     return 1 if errors else 0
 
 

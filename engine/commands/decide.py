@@ -13,9 +13,12 @@ from typing import Any, TextIO
 
 import yaml
 
+from engine import jsontext
+from engine.commands.policy_set import announce
 from engine.errors import PolicyLoadError, RequestError
 from engine.explain import explain_text
 from engine.policy import load
+from engine.testing.cases import compose_yaml
 
 EXIT_DECIDED, EXIT_INVALID_REQUEST, EXIT_NOT_LOADED = 0, 1, 2
 
@@ -39,16 +42,25 @@ def read_request(name: str, stdin: TextIO | None = None) -> Any:
             raise RequestFileError(f"{name}: not UTF-8 text") from None
     if name.endswith(".json") or text.lstrip().startswith("{"):
         try:
-            return json.loads(text)
+            return jsontext.loads(text)
+        except jsontext.DuplicateKeyError as exc:
+            at = jsontext.key_position(text, exc.key)
+            where = f":{at[0]}:{at[1]}" if at else ""
+            raise RequestFileError(f"{shown}{where}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise RequestFileError(f"{shown}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
     try:
-        return yaml.safe_load(text)
+        _, data, repeated = compose_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "could not be parsed"
         raise RequestFileError(f"{shown}{where}: not valid YAML: {problem}") from None
+    if repeated:
+        mark = repeated[0].start_mark
+        raise RequestFileError(f"{shown}:{mark.line + 1}:{mark.column + 1}: the key `{repeated[0].value}` "
+                               f"appears twice in one mapping; give each key once")
+    return data
 
 
 def run_decide(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -59,6 +71,7 @@ def run_decide(args: argparse.Namespace, stdout: TextIO | None = None, stderr: T
     except PolicyLoadError as exc:
         print(exc.render(), file=err)
         return EXIT_NOT_LOADED
+    announce("decide", args.policy, policy.version, err)
     try:
         request = read_request(args.request)
     except RequestFileError as exc:
@@ -67,7 +80,8 @@ def run_decide(args: argparse.Namespace, stdout: TextIO | None = None, stderr: T
     try:
         decision = policy.decide(request)
     except RequestError as exc:
-        print(f"invalid request: {exc}", file=err)
+        for line in exc.lines():
+            print(f"invalid request: {line}", file=err)
         return EXIT_INVALID_REQUEST
     if getattr(args, "explain", False):
         print(explain_text(decision), file=out)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from engine import pipeline
+from engine.commands.policy_set import announce
 from engine.errors import PolicyLoadError
 from engine.governance.document import render
 
 
 def run_doc(args: argparse.Namespace) -> int:
     """Print the set at args.path as a document; 2 when it cannot be read or has errors."""
-    path = args.path if args.path is not None else ("policies" if Path("policies").is_dir() else None)
+    path = args.path
     try:
         result = pipeline.run(path)
     except PolicyLoadError as exc:
@@ -23,5 +23,6 @@ def run_doc(args: argparse.Namespace) -> int:
         print(result.load_error().render(), file=sys.stderr)
         print("the policy set has errors: no document written", file=sys.stderr)
         return 2
+    announce("doc", path, result.policy_set.version)
     sys.stdout.write(render(result.policy_set, result.vocabulary, getattr(args, "format", "md") or "md"))
     return 0

@@ -9,9 +9,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from engine.commands.policy_set import announce
 from engine.errors import PolicyError, PolicyLoadError
 from engine.governance.formatter import format_source
-from engine.loader import policy_paths
+from engine.loader import content_hash, policy_paths
 from engine.source import Source
 from engine.wording import count
 
@@ -24,12 +25,12 @@ untouched, and the other files are still formatted)."""
 
 def run_fmt(args: argparse.Namespace) -> int:
     """Rewrite, --check or --diff every policy file under args.path (default policies/)."""
-    shown_root = args.path if args.path is not None else "policies"
     try:
-        _root, files = policy_paths(Path(shown_root))
+        _root, files = policy_paths(Path(args.path))
     except PolicyLoadError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    announce("fmt", args.path, _version(files))
     changed, broken = [], 0
     for path in files:
         outcome = _format_path(path, write=not (args.check or args.diff), diff=args.diff)
@@ -41,6 +42,14 @@ def run_fmt(args: argparse.Namespace) -> int:
     if broken:
         return 2
     return 1 if args.check and changed else 0
+
+
+def _version(files: list[Path]) -> str:
+    """The set's version before formatting; `unreadable` when a file cannot be read."""
+    try:
+        return content_hash([Source.read(path, str(path)) for path in files])
+    except (OSError, UnicodeDecodeError):
+        return "unreadable"
 
 
 def _format_path(path: Path, write: bool, diff: bool) -> bool | None:

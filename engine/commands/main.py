@@ -10,7 +10,8 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
+
+from engine.commands import policy_set
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -89,19 +90,22 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, fn: Command, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=fn)
+        if name in policy_set.TAKES_EXAMPLE:
+            p.add_argument("--example", action="store_true",
+                           help=f"use {policy_set.EXAMPLE_NAME} (the default only for `serve`, without policies/ here)")
         return p
 
     p = add("check", cmd_check, "Check a policy set and report every mistake.")
-    p.add_argument("path", nargs="?", default=None, help="policy directory or file (default: policies/)")
+    p.add_argument("path", nargs="?", default=None, help="policy directory or file (default: policies/ here)")
     p.add_argument("--format", choices=["text", "json"], default="text")
 
     p = add("decide", cmd_decide, "Decide one request (JSON or YAML file, or - for standard input).")
     p.add_argument("request", help="request file, or - to read standard input")
-    p.add_argument("--policy", default=None, help="policy directory (default: policies/)")
+    p.add_argument("--policy", default=None, help="policy directory (default: policies/ here)")
     p.add_argument("--explain", action="store_true", help="print the decision as text a caseworker can read")
 
     p = add("test", cmd_test, "Run the policy tests (*.test.yaml) of a policy set.")
-    p.add_argument("path", nargs="?", default=None, help="policy directory (default: policies/)")
+    p.add_argument("path", nargs="?", default=None, help="policy directory (default: policies/ here)")
     p.add_argument("-k", dest="keyword", default=None, help="run only cases whose name contains TEXT")
     p.add_argument("-v", "--verbose", action="store_true", help="show every case")
     p.add_argument("--coverage-min", type=float, default=None, metavar="PCT")
@@ -109,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
 
     p = add("serve", cmd_serve, "Serve decisions over HTTP.")
-    p.add_argument("path", nargs="?", default=None, help="policy directory (default: the example policies)")
+    p.add_argument("path", nargs="?", default=None, help="policy directory (default: policies/ here, else the built-in example set)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
@@ -120,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (off: decisions go to the audit log)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    from engine.commands.serve import add_connection_flags
+
+    add_connection_flags(p)
     p.add_argument("--bundle", default=None, metavar="URL|FILE", help="serve the policy bundle polled from here")
     p.add_argument("--bundle-key", default=None, metavar="PUB", help="Ed25519 public key (PEM): refuse bundles it did not sign")
     p.add_argument("--bundle-interval", type=float, default=None, metavar="SECONDS", help="seconds between polls (default 30)")
@@ -195,21 +202,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Commands that work on the policy set being edited: with no PATH they take
-# `policies/` in the current directory when there is one, else the example set.
-# `serve` is not among them: with no PATH it serves the embedded example set.
-_LOCAL_DEFAULT = {"check": "path", "test": "path", "matrix": "path", "doc": "path", "fmt": "path", "decide": "policy"}
-
-
-def _default_local_policies(args: argparse.Namespace) -> None:
-    attribute = _LOCAL_DEFAULT.get(args.command)
-    if attribute and getattr(args, attribute) is None and Path("policies").is_dir():
-        setattr(args, attribute, "policies")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _default_local_policies(args)
+    try:
+        policy_set.resolve(args)
+    except policy_set.NoPolicySet as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         status: int = args.func(args)
         return status

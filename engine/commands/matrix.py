@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine.commands.policy_set import announce
 from engine.commands.progress import Progress
 from engine.errors import PolicyLoadError
 from engine.governance.matrix import ContextError, build_matrix, load_version, parse_date, render_matrix
@@ -21,5 +22,6 @@ def run_matrix(args: argparse.Namespace) -> int:
     except ContextError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    announce("matrix", args.path, version.hash)
     sys.stdout.write(render_matrix(build_matrix(version, Progress), args.format))
     return 0

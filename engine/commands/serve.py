@@ -7,16 +7,41 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from engine.commands.audit import AUDIT_FLAGS, PATH_FLAGS
+from engine.commands.policy_set import shown
 from engine.errors import PolicyError, PolicyLoadError
 from engine.policy import load
+from engine.service.admission import Admission
 from engine.service.app import create_app
 from engine.service.audit import AuditError, AuditSettings
 from engine.service.auth import parse_api_keys
 from engine.service.bundles import FleetSettings, shown_source
 from engine.service.logs import log_like_uvicorn
+
+# --flag, its ENGINE_* variable and default, for the connection settings (engine.service.connections).
+_CONNECTION_FLAGS = [
+    ("--keep-alive-timeout", "ENGINE_KEEP_ALIVE_TIMEOUT", "seconds an idle keep-alive connection stays open", "5"),
+    ("--header-timeout", "ENGINE_HEADER_TIMEOUT", "seconds a client has to send a request's headers", "10"),
+    ("--body-timeout", "ENGINE_BODY_TIMEOUT", "seconds a client has to send a request's body", "30"),
+    ("--max-connections", "ENGINE_MAX_CONNECTIONS", "open connections per worker; more are answered 503", "1000"),
+]
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """`engine serve`'s flags for connection timeouts and the connection cap."""
+    for flag, variable, help, default in _CONNECTION_FLAGS:
+        parser.add_argument(flag, default=None, metavar="N", help=f"{help} (default {default}; {variable})")
+
+
+def _connection_settings(args: argparse.Namespace) -> None:
+    """Put the flags given into the environment, where every worker's protocol reads them."""
+    for flag, variable, _help, _default in _CONNECTION_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None:
+            os.environ[variable] = str(value)
 
 
 def _fail(message: str) -> int:
@@ -84,6 +109,19 @@ def _check_settings(args: argparse.Namespace) -> str | None:
     max_body = os.environ.get("ENGINE_MAX_BODY_BYTES")
     if max_body and not max_body.isdigit():
         return f"ENGINE_MAX_BODY_BYTES must be a number of bytes, not {max_body!r}"
+    _connection_settings(args)
+    try:
+        from engine.clock import zone
+        from engine.service.connections import GuardedHttp
+
+        GuardedHttp.configure()
+        zone()
+        Admission.from_settings(date_callers=os.environ.get("ENGINE_DATE_CALLERS"),
+                                key_agencies=os.environ.get("ENGINE_KEY_AGENCIES"), timezone=None,
+                                max_string=int(os.environ.get("ENGINE_MAX_STRING") or 0) or None,
+                                key_names=list(parse_api_keys(os.environ.get("ENGINE_API_KEYS"))))
+    except ValueError as err:
+        return str(err)
     try:
         settings = AuditSettings.from_env()
         if settings.target:
@@ -106,7 +144,7 @@ def serve(args: argparse.Namespace) -> int:
     fleet = fleet_settings(args)
     if fleet.bundle:
         return _serve_bundle(args, fleet)
-    where = args.path or "the example policies"
+    where = shown(args.path)
     try:
         policy = load(args.path)
     except PolicyLoadError as err:
@@ -117,6 +155,9 @@ def serve(args: argparse.Namespace) -> int:
     for warning in policy.warnings:
         print(warning.render(), file=sys.stderr)
     options = _uvicorn_options(args)
+    if args.path is None:
+        print(f"engine serve: no policy set was named and there is no policies/ directory here: "
+              f"serving {where}", file=sys.stderr)
     print(f"engine serve: serving {where} ({policy.version}, {len(policy.rules)} rules) "
           f"on http://{args.host}:{args.port}", file=sys.stderr)
     if args.workers == 1:
@@ -132,8 +173,11 @@ def serve(args: argparse.Namespace) -> int:
 def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     level = getattr(args, "log_level", "info")
     log_like_uvicorn(level.upper())
+    from engine.service.connections import GuardedHttp
+
     return {"host": args.host, "port": args.port, "timeout_graceful_shutdown": 10,
-                "access_log": getattr(args, "access_log", False), "log_level": level}
+            "http": GuardedHttp, "timeout_keep_alive": _keep_alive(),
+            "access_log": getattr(args, "access_log", False), "log_level": level}
 
 
 def _serve_bundle(args: argparse.Namespace, fleet: FleetSettings) -> int:
@@ -160,10 +204,33 @@ def _run_workers(args: argparse.Namespace, fleet: FleetSettings, options: dict[s
     os.environ["ENGINE_LOG_LEVEL"] = options["log_level"].upper()
     os.environ.update(fleet.to_env())
     # Where a worker whose reload endpoint was called tells the others (api.reloading.ReloadSignal).
-    signal_dir = tempfile.mkdtemp(prefix="engine-reload-")
+    sweep_signal_dirs()
+    signal_dir = tempfile.mkdtemp(prefix=f"engine-reload-{os.getpid()}-")
     os.environ["ENGINE_RELOAD_SIGNAL"] = os.path.join(signal_dir, "reload")
+    os.environ["ENGINE_SUPERVISOR_PID"] = str(os.getpid())  # workers exit when it is gone
+    os.environ["ENGINE_WORKERS"] = str(args.workers)  # how many must confirm a reload
+    # Where the workers keep their metrics, so a scrape of any of them counts them all.
+    os.makedirs(os.path.join(signal_dir, "metrics"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(signal_dir, "metrics")
     try:
         uvicorn.run("engine.service.app:app_from_env", factory=True, workers=args.workers, **options)
     finally:
         shutil.rmtree(signal_dir, ignore_errors=True)
     return 0
+
+
+def _keep_alive() -> float:
+    from engine.service.connections import DEFAULT_KEEP_ALIVE_TIMEOUT, setting
+
+    return setting("ENGINE_KEEP_ALIVE_TIMEOUT", DEFAULT_KEEP_ALIVE_TIMEOUT)
+
+
+def sweep_signal_dirs() -> None:
+    """Remove reload directories left by an `engine serve` that was killed outright."""
+    from engine.service.reloading import alive
+
+    for entry in Path(tempfile.gettempdir()).glob("engine-reload-*-*"):
+        pid = entry.name.split("-")[2]
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from engine.commands.policy_set import announce
 from engine.errors import PolicyLoadError
 from engine.loader import default_policy_dir
 from engine.policy import load
@@ -18,11 +19,9 @@ from engine.testing.runner import TEST_FILE_GLOB, _run
 def discover(path: str | None) -> tuple[str | None, list[Path], str | None]:
     """The policy path to load, the test files to run, and their shown root.
 
-    No PATH: `policies/` here when it exists, else the example set. A PATH that
-    is one test file runs just that file against the set in its directory.
+    No PATH (None): the built-in example set. A PATH that is one test file runs
+    just that file against the set in its directory.
     """
-    if path is None and Path("policies").is_dir():
-        path = "policies"
     if path is None:
         root = default_policy_dir()
         return None, sorted(root.rglob(TEST_FILE_GLOB)), str(root)
@@ -45,6 +44,7 @@ def run_tests(args: argparse.Namespace) -> int:
         print(out.load_error_json(err) if args.format == "json" else err.render(),
               file=sys.stdout if args.format == "json" else sys.stderr)
         return 2
+    announce("test", policy_path, policy.version)
     report = _run(policy, [(p, _shown(p, embedded_root)) for p in test_paths], args.keyword)
     if args.junit:
         try:

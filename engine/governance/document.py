@@ -87,8 +87,19 @@ def join(parts: list[Inline], last: str = "or") -> Inline:
     return out
 
 
+# Words whose first letter misleads: "a university", "a one-off", "an hour".
+_SOUNDS_CONSONANT = ("uni", "use", "usu", "uti", "eu", "one", "once")
+_SOUNDS_VOWEL = ("hour", "honest", "honour", "heir")
+
+
 def _article(text: str) -> str:
-    return "an" if text[:1].lower() in "aeiou" else "a"
+    """`a` or `an`, by how the word sounds (as far as its spelling tells)."""
+    word = text.lower()
+    if word.startswith(_SOUNDS_VOWEL):
+        return "an"
+    if word.startswith(_SOUNDS_CONSONANT):
+        return "a"
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
 
 
 def _date(value: dt.date) -> str:
@@ -193,10 +204,12 @@ class _Words:
     def operand(self, value: ast.Expr | ast.SetLit, kind: str | None = None) -> Inline:
         match value:
             case ast.Name(text=text) if text in self.vocab.attributes:
+                if text in _BUILTIN_WORDS:
+                    return [t(_BUILTIN_WORDS[text])]
                 label = self.vocab.attributes[text].label
                 if label and self.vocab.attributes[text].kind in ("date", "set"):
                     return [t(f"the {label}")]  # `the date of discharge`, `the purposes consented to`
-                return [t(_BUILTIN_WORDS[text])] if text in _BUILTIN_WORDS else [code(text)]
+                return [t(_lower_first(label))] if label else [code(text)]
             case ast.Arithmetic(op=op, left=left, right=ast.DurationLit(amount=amount, unit=unit)):
                 way = "after" if op == "+" else "before"
                 return [t(f"{duration_text(amount, unit)} {way} ")] + self.operand(left, "date")

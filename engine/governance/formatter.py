@@ -120,33 +120,35 @@ def _expr(expr: ast.Expr) -> tuple[str, int]:
     return value_text(expr), _ATOM
 
 
-# A continuation line may not start with a clause keyword: the line break
-# before it would end the clause. These two are also attribute paths.
-_CLAUSE_WORDS = ("action", "purpose")
-
-
 def _wrapped_expr(prefix: str, expr: ast.Expr) -> list[str]:
-    """`prefix` and the expression; a long `and`/`or` puts one operand a line."""
+    """`prefix` and the expression. A long `and`/`or`, or one the author wrote one operand a
+    line, puts one operand a line, each continuation line starting with its operator (a line
+    that starts with `and` or `or` always continues the one before)."""
     text = expr_text(expr)
-    if len(prefix) + len(text) <= WIDTH or not isinstance(expr, ast.BoolOp):
+    if not isinstance(expr, ast.BoolOp):
+        return [prefix + text]
+    if len(prefix) + len(text) <= WIDTH and not _vertical([o.span for o in expr.operands]):
         return [prefix + text]
     strength = _OR if expr.op == "or" else _AND
     parts = [_operand(o, strength + 1) for o in expr.operands]
-    parts = [f"({p})" if i and p.split(" ", 1)[0] in _CLAUSE_WORDS else p for i, p in enumerate(parts)]
-    lines = [prefix + parts[0]]
-    for part in parts[1:]:
-        lines[-1] += f" {expr.op}"
-        lines.append(" " * len(prefix) + part)
-    return lines
+    pad = " " * len(prefix)
+    return [prefix + parts[0], *(f"{pad}{expr.op} {part}" for part in parts[1:])]
 
 
-def _pack(first: str, rest: str, words: list[str]) -> list[str]:
-    """Comma-separated words filling lines up to WIDTH; wrapped lines end in `,`."""
+def _vertical(spans: list[Span]) -> bool:
+    """Items the author wrote one a line (two or more): that layout is kept."""
+    lines = [span.line for span in spans]
+    return len(lines) > 1 and len(set(lines)) == len(lines)
+
+
+def _pack(first: str, rest: str, words: list[str], vertical: bool = False) -> list[str]:
+    """Comma-separated words filling lines up to WIDTH (one a line when `vertical`);
+    wrapped lines end in `,`."""
     lines: list[str] = []
     line, empty = first, True
     for i, word in enumerate(words):
         piece = word + ("," if i < len(words) - 1 else "")
-        if not empty and len(line) + 1 + len(piece) > WIDTH:
+        if not empty and (vertical or len(line) + 1 + len(piece) > WIDTH):
             lines.append(line)
             line = rest + piece
         else:
@@ -300,7 +302,11 @@ class _Layout:
 
     def _block(self, head: str, span: Span, entries: list[_Entry], indent: int) -> None:
         """`head { ... }`: on one line when every entry is a plain name and it fits;
-        otherwise one entry a line, runs of plain names packed together."""
+        otherwise one entry a line, runs of plain names packed together, unless the author
+        wrote every entry on a line of its own."""
+        if _vertical([entry_span for _, _, entry_span in entries]):
+            entries = [("row", payload, entry_span) if kind == "plain" else (kind, payload, entry_span)
+                       for kind, payload, entry_span in entries]
         if all(kind == "plain" for kind, _, _ in entries):
             names = ", ".join(str(name) for _, name, _ in entries)
             text = f"{head} {{ {names} }}" if entries else f"{head} {{}}"
@@ -340,7 +346,8 @@ class _Layout:
         head = f"group {decl.name.text.ljust(self._group_width.get(id(decl), 0))} = "
         members = [m.text for m in decl.members]
         text = head + ("{ " + ", ".join(members) + " }" if members else "{}")
-        lines = [text] if len(text) <= WIDTH else [head + "{", *_pack("  ", "  ", members), "}"]
+        vertical = _vertical([m.span for m in decl.members])
+        lines = [text] if len(text) <= WIDTH and not vertical else [head + "{", *_pack("  ", "  ", members, vertical), "}"]
         self.add(lines, decl.span.line, decl.span.end_line, 0)
 
     def _AttributesDecl(self, decl: ast.AttributesDecl) -> None:
@@ -454,12 +461,13 @@ def _clause_lines(clause: ast.Clause) -> list[str]:
 
     match clause:
         case ast.MatchClause(kind=kind, values=values):
-            return _pack(prefix(kind.value), " " * (2 + _CLAUSE), [v.text for v in values])
+            return _pack(prefix(kind.value), " " * (2 + _CLAUSE), [v.text for v in values],
+                         _vertical([v.span for v in values]))
         case ast.DataClause(categories=categories, up_to=up_to):
             words = [c.text for c in categories] or ["any"]
             if up_to is not None:
                 words[-1] += f" up to {up_to.text}"
-            return _pack(prefix("data"), " " * (2 + _CLAUSE), words)
+            return _pack(prefix("data"), " " * (2 + _CLAUSE), words, _vertical([c.span for c in categories]))
         case ast.ConditionClause(negated=negated, expr=expr):
             return _wrapped_expr(prefix("unless" if negated else "when"), expr)
         case ast.ObligationClause():

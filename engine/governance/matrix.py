@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
-from engine.errors import did_you_mean
 from engine.governance.table import (
     COLUMNS,
     Box,
@@ -621,8 +620,14 @@ def _attribute_path(vocab: Vocabulary, key: str) -> str:
         return found[0]
     if found:
         raise ContextError(f"--context {key}: ambiguous, could be {', '.join(found)}")
-    hint = did_you_mean(key, list(vocab.attributes))
-    raise ContextError(f"--context {key}: no such attribute" + (f" ({hint})" if hint else ""))
+    import difflib
+
+    # Compare with whole paths and with their last parts, as keys may be given either way.
+    spellings = {path: path for path in vocab.attributes}
+    spellings.update((path.rsplit(".", 1)[-1], path) for path in vocab.attributes)
+    close = difflib.get_close_matches(key, list(spellings), n=1, cutoff=0.6)
+    hint = f" (did you mean `{spellings[close[0]]}`?)" if close else ""
+    raise ContextError(f"--context {key}: no such attribute{hint}")
 
 
 def _typed(vocab: Vocabulary, path: str, text: str, attribute: Any = None) -> Any:
@@ -656,6 +661,9 @@ def _typed(vocab: Vocabulary, path: str, text: str, attribute: Any = None) -> An
         if text not in attribute.values:
             raise ContextError(problem + f"expected one of {', '.join(attribute.values)}")
         return text
+    if kind == "agency" and text in vocab.groups:
+        members = ", ".join(sorted(vocab.groups[text]))
+        raise ContextError(problem + f"`{text}` is a group; name one agency ({members})")
     if kind in DIMENSION_KINDS.values():
         try:
             return vocab.resolve(kind, text)

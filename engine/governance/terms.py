@@ -2,7 +2,7 @@
 
 `Compiler` turns each rule into small hashable terms, and `reduce` simplifies
 a term as request values become known, with the three-valued logic of
-LANGUAGE.md section 4. The access matrix (matrix.py), the diff (diff.py) and
+docs/language.md, "How decisions are made". The access matrix (matrix.py), the diff (diff.py) and
 the rule analysis (analysis.py) all reason about requests with them.
 """
 

@@ -20,7 +20,7 @@ obligation name. A permit whose obligations the application cannot carry out
 must not be acted on (a policy enforcement point, as in XACML): an
 obligation without a handler, or whose handler raises, turns the answer into a
 403. An obligation with `status: "undetermined"` (it needs a fact the request
-did not give, LANGUAGE.md section 4) goes to its handler as applying, with
+did not give, docs/language.md, "How decisions are made") goes to its handler as applying, with
 `needs` saying which facts. `Guard.obligation_report()` (call it at start-up)
 compares the served set's obligation names with the handlers.
 """

@@ -11,7 +11,7 @@ classifications and agencies by name, dates as dates, numbers, booleans.
 The clause is exact on every backend it compiles for: each comparison is
 false, never null, where a column is null (so `NOT` cannot let a row in);
 an absent field with a declared default reads as the default. Date arithmetic
-follows the language's calendar (LANGUAGE.md section 3): months clamp to the
+follows the language's calendar (docs/language.md, "Rules"): months clamp to the
 month's last day. That is built by hand for SQLite (whose own `+1 month`
 overflows into the next month) and is PostgreSQL's own interval arithmetic;
 on any other database a plan with date arithmetic is refused with PlanError

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import gc
 import logging
 import os
@@ -29,17 +30,23 @@ from engine.errors import PolicyLoadError, RequestError
 from engine.policy import load
 from engine.portal.app import add_portal
 from engine.service import applications, schemas
+from engine.service.admission import Admission
 from engine.service.audit import AuditLog, AuditSettings, AuditUnavailable, EntryError
 from engine.service.audit.policies import policy_document
 from engine.service.audit.query import Filters, query
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
 from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
 from engine.service.bundles import BundlePoller, FleetSettings, add_bundle_routes, check_revision, unready_reason
+from engine.service.dated import DatedWarnings
 from engine.service.encoding import DecisionEncoder
 from engine.service.errors import ApiError, install_handlers, json_response, load_error_body
+from engine.service.exposure import Exposure
+from engine.service.limits import TextGuard
 from engine.service.logs import log_like_uvicorn
+from engine.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from engine.service.metrics import Metrics
 from engine.service.reloading import PolicyHolder, ReloadSignal
+from engine.service.supervision import watch_supervisor
 from engine.service.telemetry import Telemetry
 
 log = logging.getLogger("engine.api")
@@ -56,10 +63,13 @@ class Service:
     def __init__(self, holder: PolicyHolder, *, keys: ApiKeys, admin_token: str | None,
                  audit: AuditLog | None, telemetry: Telemetry, max_body: int, watch: bool,
                  reload_signal: ReloadSignal | None = None, fleet: FleetSettings | None = None,
-                 bundles: BundlePoller | None = None):
+                 bundles: BundlePoller | None = None, admission: Admission | None = None):
         self.holder = holder
         self.fleet = fleet if fleet is not None else FleetSettings()
         self.bundles = bundles
+        self.admission = admission or Admission()
+        self.started = False  # set by the lifespan
+        self.dated = DatedWarnings()
         self.reload_signal = reload_signal
         self.keys = keys
         self.admin_token = admin_token
@@ -75,7 +85,9 @@ class Service:
         revision the caller requires (X-Policy-Revision) that is not this one is a 409."""
         policy = self.holder.policy
         if policy is None:
-            raise ApiError(503, "not_ready", "no policy set is loaded yet", location={"in": "server"})
+            hint = "" if self.started else (": the service was never started; mounted in another app, "
+                                             "mount it with engine.service.mount() so its lifespan runs")
+            raise ApiError(503, "not_ready", "no policy set is loaded yet" + hint, location={"in": "server"})
         if headers is not None:
             check_revision(policy, headers)
         return policy
@@ -123,10 +135,7 @@ class Service:
             self.telemetry.decided_batch(decisions, caller, started_ns, ended_ns, parent)
 
     def metrics_text(self) -> str:
-        audit = self.audit
-        if audit is None:
-            return self.metrics.render(self.holder)
-        return self.metrics.render(self.holder, audit.written, audit.failed, audit.pending) + audit_metrics(audit)
+        return self.metrics.render(self.holder, self.audit)
 
 
 # The portal's audit page shows at most this many decisions, the latest first.
@@ -144,15 +153,6 @@ def _audit_search(location: str) -> Callable[[Mapping[str, str]], list[dict[str,
     return search
 
 
-def audit_metrics(audit: AuditLog) -> str:
-    return ("# HELP engine_audit_available 1 while the audit trail can be written, 0 while decisions are refused.\n"
-            "# TYPE engine_audit_available gauge\n"
-            f"engine_audit_available {int(audit.available)}\n"
-            "# HELP engine_audit_unrecorded_total Decisions answered without an entry (ENGINE_AUDIT_ON_FAILURE=continue).\n"
-            "# TYPE engine_audit_unrecorded_total counter\n"
-            f"engine_audit_unrecorded_total {audit.unrecorded}\n")
-
-
 def _hits(policy: Any) -> int:
     return int(policy.cache_stats()["hits"])
 
@@ -168,8 +168,7 @@ async def _decide_batch(requests: list[Any], policy: Any, encoder: DecisionEncod
             try:
                 decision = policy.decide(request)
             except RequestError as err:  # named as Policy.decide_many names it
-                field = f"requests[{index}]" + (f".{err.field}" if err.field else "")
-                raise RequestError(field, err.message, err.help) from None
+                raise err.within(f"requests[{index}]") from None
             decisions.append(decision)
             texts.append(encoder.encode(decision))
     return decisions, texts
@@ -193,8 +192,8 @@ def _vocabulary_counts(vocabulary: Any) -> dict[str, int]:
     }
 
 
-def policy_info(policy: Any) -> dict[str, Any]:
-    """What `GET /policy` says about the served set."""
+def policy_info(policy: Any, warnings: list[Any] | None = None) -> dict[str, Any]:
+    """What `GET /policy` says about the served set (`warnings`: as of the service's date)."""
     return {
         "version": policy.version,
         "title": policy.title,
@@ -204,7 +203,7 @@ def policy_info(policy: Any) -> dict[str, Any]:
         "rules": len(policy.rules),
         "vocabulary": _vocabulary_counts(policy.vocabulary),
         "loaded_at": policy.loaded_at.isoformat(),
-        "warnings": [warning.to_json() for warning in policy.warnings],
+        "warnings": [warning.to_json() for warning in (policy.warnings if warnings is None else warnings)],
     }
 
 
@@ -215,13 +214,14 @@ def _routes(app: FastAPI, service: Service) -> None:
 
     @app.post("/decide", response_model=schemas.Decision, tags=["decisions"],
               openapi_extra=schemas.body_doc("DecisionRequest"),
-              responses=schemas.error_responses(400, 401, 413, 415, 422, 503))
+              responses=schemas.error_responses(400, 401, 403, 413, 415, 422, 503))
     async def decide(request: Request) -> Response:
-        """Decide one request (LANGUAGE.md section 4): permit or deny, with reasons and obligations."""
+        """Decide one request (docs/language.md, "How decisions are made"): permit or deny, with reasons and obligations."""
         try:
             caller = service.keys.caller(request.headers)
             body = require_object(await read_json(request, service.max_body), "a decision request")
             policy = service.current(request.headers)
+            body = service.admission.admit(body, caller, policy, service.admission.today(), service.audit)
             # Whether the cache answered is worked out only for a span: reading the
             # cache's counters costs as much as a cached decision.
             hits = _hits(policy) if tracing else None
@@ -239,13 +239,16 @@ def _routes(app: FastAPI, service: Service) -> None:
 
     @app.post("/decide/batch", response_model=schemas.BatchDecisions, tags=["decisions"],
               openapi_extra=schemas.body_doc("BatchRequest"),
-              responses=schemas.error_responses(400, 401, 413, 415, 422, 503))
+              responses=schemas.error_responses(400, 401, 403, 413, 415, 422, 503))
     async def decide_batch(request: Request) -> Response:
         """Decide up to 1,000 requests with one policy version; decisions come back in order."""
         try:
             caller = service.keys.caller(request.headers)
             requests = _batch_requests(require_object(await read_json(request, service.max_body), "a batch"))
             policy = service.current(request.headers)
+            today = service.admission.today()  # one date for the whole batch
+            requests = [service.admission.admit(item, caller, policy, today, service.audit, f"requests[{index}].")
+                        for index, item in enumerate(requests)]
             started = time.time_ns()
             decisions, texts = await _decide_batch(requests, policy, service.encoder)
         except (ApiError, RequestError) as err:
@@ -261,7 +264,10 @@ def _routes(app: FastAPI, service: Service) -> None:
              responses=schemas.error_responses(503))
     async def policy() -> Response:
         """The served policy set: version, title, files, rule and vocabulary counts, warnings."""
-        return json_response(policy_info(service.current()))
+        policy = service.current()
+        admission = service.admission
+        day = dt.date.fromisoformat(admission.today())
+        return json_response(policy_info(policy, await service.dated.warnings(policy, day, admission.zone)))
 
     @app.post("/policy/reload", response_model=schemas.Reloaded, tags=["policy"],
               responses=schemas.error_responses(401, 403, 409))
@@ -271,11 +277,16 @@ def _routes(app: FastAPI, service: Service) -> None:
         result = await holder.reload("reload endpoint")
         if not result.ok:
             return json_response(load_error_body(result.error or PolicyLoadError("refused"), result.current), 409)
-        if service.reload_signal is not None:  # the other workers of `engine serve --workers N`
-            service.reload_signal.send()
         status = "reloaded" if result.changed else "unchanged"
-        return json_response({"status": status, "previous_version": result.previous,
-                              "policy": policy_info(service.current())})
+        answer: dict[str, Any] = {"status": status, "previous_version": result.previous,
+                                  "policy": policy_info(service.current())}
+        signal = service.reload_signal
+        if signal is not None:  # the other workers of `engine serve --workers N` must confirm
+            signal.send()
+            missing = await signal.unconfirmed(result.current)
+            if missing:
+                answer.update(status="unconfirmed", unconfirmed_workers=missing)
+        return json_response(answer)
 
     @app.get("/healthz", response_model=schemas.Health, tags=["health"])
     async def healthz() -> Response:
@@ -298,7 +309,7 @@ def _routes(app: FastAPI, service: Service) -> None:
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
     async def metrics_endpoint() -> Response:
         """Prometheus text format: decisions, latency, cache, reloads, the policy version."""
-        return PlainTextResponse(service.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(service.metrics_text(), media_type=METRICS_CONTENT_TYPE)
 
 
 def _batch_requests(body: dict[str, Any]) -> list[Any]:
@@ -339,14 +350,19 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder = service.holder
+        service.started = True
         if holder.policy is None and service.bundles is None:  # a bundle is loaded by its poller
             await holder.reload("start")
         if service.audit is not None:
             service.audit.start()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # SIGHUP: external logrotate
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, service.audit.reopen)
+        if service.reload_signal is not None:
+            watch_supervisor(service.reload_signal.path.parent)
         stop = asyncio.Event()
         watcher = asyncio.create_task(holder.watch(stop)) if service.watch else None
+        counting = asyncio.create_task(service.metrics.sync_every(1.0, holder, service.audit, stop)) \
+            if service.metrics.shared else None
         listener = asyncio.create_task(service.reload_signal.listen(holder, stop)) \
             if service.reload_signal is not None else None
         poller = asyncio.create_task(service.bundles.run(stop)) if service.bundles is not None else None
@@ -357,13 +373,14 @@ def _lifespan(service: Service) -> Callable[[FastAPI], contextlib.AbstractAsyncC
             yield
         finally:
             stop.set()
-            for task in (watcher, listener, poller):
+            for task in (watcher, listener, poller, counting):
                 if task is not None:
                     with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                         await asyncio.wait_for(task, 5.0)
             if service.audit is not None:
                 await asyncio.to_thread(service.audit.close)
             service.telemetry.shutdown()
+            service.metrics.close()
 
     return lifespan
 
@@ -380,6 +397,10 @@ def create_app(
     loader: Callable[[Any], Any] | None = None,
     telemetry: Telemetry | None = None,
     reload_signal: str | os.PathLike[str] | None = None,
+    date_callers: str | None = None,
+    key_agencies: str | None = None,
+    timezone: str | None = None,
+    max_string: int | None = None,
     fleet: FleetSettings | None = None,
 ) -> FastAPI:
     """The decision service app. Arguments left as None are read from ENGINE_* variables.
@@ -402,6 +423,13 @@ def create_app(
         reload_signal = env.get("ENGINE_RELOAD_SIGNAL") or None
     if fleet is None:
         fleet = FleetSettings.from_env(env)
+    keys = ApiKeys(api_keys)
+    admission = Admission.from_settings(
+        date_callers=env.get("ENGINE_DATE_CALLERS") if date_callers is None else date_callers,
+        key_agencies=env.get("ENGINE_KEY_AGENCIES") if key_agencies is None else key_agencies,
+        timezone=timezone or env.get("ENGINE_TIMEZONE") or None,
+        max_string=max_string if max_string is not None else int(env.get("ENGINE_MAX_STRING") or 0) or None,
+        key_names=keys.names)
     path = str(policy_path) if policy_path is not None else None
     signal = ReloadSignal(reload_signal) if reload_signal else None
     bundles = None
@@ -410,7 +438,7 @@ def create_app(
         holder, watch = bundles.holder, False
     else:
         holder = PolicyHolder(path, loader or load, policy)
-    service = Service(holder, keys=ApiKeys(api_keys), admin_token=admin_token,
+    service = Service(holder, keys=keys, admin_token=admin_token, admission=admission,
                       audit=audit_settings.open(audit_log) if audit_log else None,
                       telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,
                       reload_signal=signal, fleet=fleet, bundles=bundles)
@@ -428,6 +456,8 @@ def create_app(
     if bundles is not None:
         add_bundle_routes(app, bundles)
     app.openapi = applications.openapi(_openapi(app), service)  # type: ignore[method-assign]
+    app.add_middleware(Exposure, keys=keys, admin_token=admin_token)
+    app.add_middleware(TextGuard, limit=admission.max_string)
     return app
 
 

@@ -60,14 +60,16 @@ def install(app: FastAPI, service: Any) -> None:
 
     @app.post("/plan", response_model=schemas.Plan, tags=["decisions"], operation_id="plan",
               openapi_extra=schemas.body_doc("PlanRequest"),
-              responses=schemas.error_responses(400, 401, 413, 415, 422, 503))
+              responses=schemas.error_responses(400, 401, 403, 413, 415, 422, 503))
     async def plan(request: Request) -> Response:
         """Which resources this requester may have, for this action and purpose: a request without
         `resource` gives always_allowed, always_denied, or a condition over the resource's fields."""
         try:
-            service.keys.caller(request.headers)
+            caller = service.keys.caller(request.headers)
             body = require_object(await read_json(request, service.max_body), "a plan request")
             policy = service.current()
+            # The same rules as deciding: the service's date, the key's own agencies, bounded text.
+            body = service.admission.admit(body, caller, policy, service.admission.today(), service.audit)
             started = time.perf_counter()
             found = policy.plan(body)
         except (ApiError, PolicyError) as err:

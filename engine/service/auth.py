@@ -80,16 +80,17 @@ class ApiKeys:
         return found
 
 
-def check_admin(headers: Headers, token: str | None) -> None:
-    """Allow the reload endpoint only to the holder of the admin token."""
+def check_admin(headers: Headers, token: str | None, path: str = "/policy/reload") -> None:
+    """Allow the reload endpoint (or another admin `path`) only to the holder of the admin token."""
+    what = "reload endpoint" if path == "/policy/reload" else path
     if not token:
-        raise ApiError(403, "reload_disabled",
-                       "reload endpoint is off: set ENGINE_ADMIN_TOKEN to turn it on",
-                       location={"in": "path", "path": "/policy/reload"})
+        raise ApiError(403, "reload_disabled" if path == "/policy/reload" else "admin_disabled",
+                       f"{what} is off: set ENGINE_ADMIN_TOKEN to turn it on",
+                       location={"in": "path", "path": path})
     authorization = headers.get("authorization", "")
     scheme, _, given = authorization.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        raise _unauthorized("the reload endpoint needs Authorization: Bearer <admin token>")
+        raise _unauthorized(f"the {what} needs Authorization: Bearer <admin token>")
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise ApiError(403, "forbidden", "the admin token is not correct",
                        location={"in": "header", "name": "authorization"})

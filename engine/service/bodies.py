@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from engine import jsontext
 from engine.service.errors import ApiError
 
 DEFAULT_MAX_BODY = 1024 * 1024  # 1 MiB; ENGINE_MAX_BODY_BYTES changes it
@@ -28,6 +29,20 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _charset(content_type: str) -> str | None:
+    """The `charset` parameter of a Content-Type, lower case, if any."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
+# What a body in UTF-16 or UTF-32 begins with: a byte order mark, or (JSON
+# text starting with an ASCII character) a zero byte among the first four.
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed JSON body, or an ApiError with status 413, 415 or 400."""
     return parse_json(await read_body(request, limit))
@@ -40,6 +55,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     if not _is_json(content_type):
         got = f"got {content_type!r}" if content_type else "no Content-Type was given"
         raise ApiError(415, "unsupported_media_type", f"send the request as application/json; {got}",
+                       location={"in": "header", "name": "content-type"})
+    charset = _charset(content_type)
+    if charset is not None and charset not in ("utf-8", "utf8"):
+        raise ApiError(415, "unsupported_media_type",
+                       f"the body must be UTF-8 JSON; charset={charset} is not accepted",
                        location={"in": "header", "name": "content-type"})
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -64,9 +84,19 @@ def _too_large(limit: int) -> ApiError:
 
 
 def parse_json(body: bytes) -> Any:
-    """JSON text -> Python value, or a 400 naming the line and column at fault."""
+    """UTF-8 JSON text -> Python value, or a 400 naming the line and column at fault."""
+    if body.startswith(_WIDE_BOMS) or b"\x00" in body[:4]:
+        # json.loads would guess the encoding; the service speaks UTF-8 only.
+        raise ApiError(400, "invalid_json", "the body is UTF-16 or UTF-32 text; send it as UTF-8",
+                       location={"in": "body"})
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return jsontext.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except jsontext.DuplicateKeyError as err:
+        text = body.decode("utf-8", "replace")
+        at = jsontext.key_position(text, err.key)
+        location = {"in": "body", "line": at[0], "column": at[1]} if at else {"in": "body"}
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON for a request: {err}",
+                       location=location) from None
     except json.JSONDecodeError as err:
         location = {"in": "body", "line": err.lineno, "column": err.colno}
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {err.msg}", location=location) from None

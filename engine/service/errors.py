@@ -75,12 +75,14 @@ def error_body(code: str, message: str, *, field: str | None = None,
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response serialised with the standard library, skipping FastAPI's encoder."""
-    content = dumps(data).encode()
+    # Strings are checked on the way in, but an answer must never fail on the way out.
+    content = dumps(data).encode("utf-8", "backslashreplace")
     return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 
 def request_error_body(err: RequestError) -> dict[str, Any]:
-    return error_body(err.code, err.message, field=err.field, help=err.help)
+    errors = [e.to_json() for e in err.errors] or None
+    return error_body(err.code, err.message, field=err.field, help=err.help, errors=errors)
 
 
 def load_error_body(err: PolicyError, still_serving: str | None) -> dict[str, Any]:

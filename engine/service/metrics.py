@@ -1,15 +1,30 @@
-"""Service metrics in the Prometheus text format, counted in process.
+"""Service metrics for Prometheus, with prometheus_client, monotonic however many workers serve.
 
-Counting is a few integer additions per decision on the event loop; the text
-is built only when /metrics is scraped. With several workers each process
-counts its own, as Prometheus expects of separate targets.
+One process: the figures live in a registry of the app's own. Several
+workers (`engine serve --workers N`, which sets PROMETHEUS_MULTIPROC_DIR for
+them): prometheus_client's multiprocess mode keeps each worker's figures in
+files of that directory, and a scrape of any worker adds up every worker's,
+so no counter goes backwards whichever worker answers.
+
+The decision path only adds to plain integers here (a few nanoseconds); they
+are handed to prometheus_client in one step per second and on every scrape.
+Durations are observed as they happen, into buckets from 50 µs to 1 s.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 if TYPE_CHECKING:
     from engine.service.reloading import PolicyHolder
@@ -17,43 +32,63 @@ if TYPE_CHECKING:
 # Upper bounds in seconds: a cached decision takes microseconds, a batch milliseconds.
 BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
-
-class Histogram:
-    """Cumulative-on-render bucket counts, a sum and a count."""
-
-    __slots__ = ("count", "counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.sum += seconds
-        self.count += 1
-
-    def lines(self, name: str, labels: str) -> Iterable[str]:
-        running = 0
-        for bound, count in zip(BUCKETS, self.counts):
-            running += count
-            yield f'{name}_bucket{{{labels},le="{bound}"}} {running}'
-        yield f'{name}_bucket{{{labels},le="+Inf"}} {self.count}'
-        yield f"{name}_sum{{{labels}}} {self.sum:.9f}"
-        yield f"{name}_count{{{labels}}} {self.count}"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _escape(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def multiprocess_dir() -> str | None:
+    """The directory shared by the workers, when serving with several."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class Metrics:
     """What the service has done since it started."""
 
     def __init__(self) -> None:
+        self.shared = multiprocess_dir() is not None
+        # Not registered anywhere in multiprocess mode: the scrape reads the files instead.
+        self.registry = None if self.shared else CollectorRegistry()
+        registry = self.registry
         self.decisions = {"permit": 0, "deny": 0}
         self.rejected: dict[str, int] = {}
-        self.latency = {"decide": Histogram(), "batch": Histogram(), "plan": Histogram()}
+        self._pushed: dict[tuple[str, str], int] = {}
+        self._decisions = Counter("engine_decisions", "Decisions made, by outcome.", ["decision"],
+                                  registry=registry)
+        self._rejected = Counter("engine_requests_rejected", "Decision requests refused before deciding, by error code.",
+                                 ["code"], registry=registry)
+        self._duration = Histogram("engine_decision_duration_seconds",
+                                   "Time to decide one request (endpoint=decide), a whole batch (endpoint=batch) or a plan (endpoint=plan).",
+                                   ["endpoint"], buckets=BUCKETS, registry=registry)
+        self.latency = {endpoint: self._duration.labels(endpoint=endpoint) for endpoint in ("decide", "batch", "plan")}
+        self._hits = Counter("engine_cache_hits", "Decisions answered from the decision cache.", registry=registry)
+        self._misses = Counter("engine_cache_misses", "Decision cache lookups that found nothing.", registry=registry)
+        self._reloads = Counter("engine_policy_reloads", "Policy reloads, by result (failed sets are refused).",
+                                ["result"], registry=registry)
+        self._audit_written = Counter("engine_audit_entries", "Decisions appended to the audit trail.",
+                                      registry=registry)
+        self._audit_failed = Counter("engine_audit_failures", "Decisions that could not be appended to the audit trail.",
+                                     registry=registry)
+        self._audit_unrecorded = Counter(
+            "engine_audit_unrecorded", "Decisions answered without an entry (ENGINE_AUDIT_ON_FAILURE=continue).",
+            registry=registry)
+        self._available = Gauge("engine_audit_available",
+                                "1 while the audit trail can be written (by every worker), 0 while decisions are refused.",
+                                registry=registry, multiprocess_mode="min")
+        self._entries = Gauge("engine_cache_entries", "Decisions held in the current policy's caches (all workers).",
+                              registry=registry, multiprocess_mode="livesum")
+        self._pending = Gauge("engine_audit_pending",
+                              "Queue entries (a decision, or a batch's decisions) not yet written to the audit trail.",
+                              registry=registry, multiprocess_mode="livesum")
+        self._info = Gauge("engine_policy_info", "The policy set being served (1 for each version served).",
+                           ["version", "label", "title"], registry=registry, multiprocess_mode="liveall")
+        self._loaded = Gauge("engine_policy_loaded_timestamp_seconds", "When the served policy set was loaded.",
+                             registry=registry, multiprocess_mode="max")
+        self._rules = Gauge("engine_policy_rules", "Rules in the served policy set.",
+                            registry=registry, multiprocess_mode="max")
+        self._served: tuple[str, str, str] | None = None
+        for outcome in self.decisions:  # shown as 0 before the first decision
+            self._decisions.labels(decision=outcome)
+        for result in ("ok", "failed"):
+            self._reloads.labels(result=result)
 
     def decided(self, outcome: str) -> None:
         self.decisions[outcome] = self.decisions.get(outcome, 0) + 1
@@ -61,49 +96,61 @@ class Metrics:
     def reject(self, code: str) -> None:
         self.rejected[code] = self.rejected.get(code, 0) + 1
 
-    def render(self, holder: PolicyHolder, audit_written: int | None = None,
-               audit_failed: int | None = None, audit_pending: int | None = None) -> str:
-        out: list[str] = []
+    def _push(self, key: tuple[str, str], total: int, counter: Any) -> None:
+        """Add to `counter` what `total` has grown by since the last push."""
+        delta = total - self._pushed.get(key, 0)
+        if delta > 0:
+            counter.inc(delta)
+            self._pushed[key] = total
 
-        def metric(name: str, kind: str, help: str, samples: Iterable[str]) -> None:
-            out.append(f"# HELP {name} {help}")
-            out.append(f"# TYPE {name} {kind}")
-            out.extend(samples)
-
-        metric("engine_decisions_total", "counter", "Decisions made, by outcome.",
-               (f'engine_decisions_total{{decision="{k}"}} {v}' for k, v in sorted(self.decisions.items())))
-        metric("engine_requests_rejected_total", "counter", "Decision requests refused before deciding, by error code.",
-               (f'engine_requests_rejected_total{{code="{_escape(k)}"}} {v}' for k, v in sorted(self.rejected.items())))
-        metric("engine_decision_duration_seconds", "histogram",
-               "Time to decide one request (endpoint=decide) or a whole batch (endpoint=batch).",
-               (line for endpoint, hist in self.latency.items()
-                for line in hist.lines("engine_decision_duration_seconds", f'endpoint="{endpoint}"')))
+    def sync(self, holder: PolicyHolder, audit: Any = None) -> None:
+        """Hand this process's counts to prometheus_client."""
+        for outcome, count in list(self.decisions.items()):
+            self._push(("decision", outcome), count, self._decisions.labels(decision=outcome))
+        for code, count in list(self.rejected.items()):
+            self._push(("rejected", code), count, self._rejected.labels(code=code))
         hits, misses, size = holder.cache_totals()
-        metric("engine_cache_hits_total", "counter", "Decisions answered from the decision cache.",
-               [f"engine_cache_hits_total {hits}"])
-        metric("engine_cache_misses_total", "counter", "Decision cache lookups that found nothing.",
-               [f"engine_cache_misses_total {misses}"])
-        metric("engine_cache_entries", "gauge", "Decisions held in the current policy's cache.",
-               [f"engine_cache_entries {size}"])
-        metric("engine_policy_reloads_total", "counter", "Policy reloads, by result (failed sets are refused).",
-               [f'engine_policy_reloads_total{{result="ok"}} {holder.reloads_ok}',
-                f'engine_policy_reloads_total{{result="failed"}} {holder.reloads_failed}'])
+        self._push(("cache", "hits"), hits, self._hits)
+        self._push(("cache", "misses"), misses, self._misses)
+        self._entries.set(size)
+        self._push(("reloads", "ok"), holder.reloads_ok, self._reloads.labels(result="ok"))
+        self._push(("reloads", "failed"), holder.reloads_failed, self._reloads.labels(result="failed"))
+        if audit is not None:
+            self._push(("audit", "written"), audit.written, self._audit_written)
+            self._push(("audit", "failed"), audit.failed, self._audit_failed)
+            self._push(("audit", "unrecorded"), getattr(audit, "unrecorded", 0), self._audit_unrecorded)
+            self._pending.set(audit.pending)
+            self._available.set(int(getattr(audit, "available", True)))
         policy = holder.policy
         if policy is not None:
-            labels = (f'version="{_escape(policy.version)}",label="{_escape(policy.label or "")}",'
-                      f'title="{_escape(policy.title or "")}"')
-            metric("engine_policy_info", "gauge", "The policy set being served (always 1).",
-                   [f"engine_policy_info{{{labels}}} 1"])
-            metric("engine_policy_loaded_timestamp_seconds", "gauge", "When the served policy set was loaded.",
-                   [f"engine_policy_loaded_timestamp_seconds {policy.loaded_at.timestamp():.3f}"])
-            metric("engine_policy_rules", "gauge", "Rules in the served policy set.",
-                   [f"engine_policy_rules {len(policy.rules)}"])
-        if audit_written is not None:
-            metric("engine_audit_entries_total", "counter", "Decisions appended to the audit trail.",
-                   [f"engine_audit_entries_total {audit_written}"])
-            metric("engine_audit_failures_total", "counter", "Decisions that could not be appended to the audit trail.",
-                   [f"engine_audit_failures_total {audit_failed or 0}"])
-            metric("engine_audit_pending", "gauge",
-                   "Queue entries (a decision, or a batch's decisions) not yet written to the audit trail.",
-                   [f"engine_audit_pending {audit_pending or 0}"])
-        return "\n".join(out) + "\n"
+            served = (policy.version, policy.label or "", policy.title or "")
+            if served != self._served:
+                if self._served is not None:
+                    self._info.remove(*self._served)
+                self._info.labels(*served).set(1)
+                self._served = served
+            self._loaded.set(policy.loaded_at.timestamp())
+            self._rules.set(len(policy.rules))
+
+    def render(self, holder: PolicyHolder, audit: Any = None) -> str:
+        """The Prometheus text of every worker's figures."""
+        self.sync(holder, audit)
+        if self.registry is not None:
+            return generate_latest(self.registry).decode()
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry).decode()
+
+    async def sync_every(self, seconds: float, holder: PolicyHolder, audit: Any, stop: asyncio.Event) -> None:
+        """Hand counts over every `seconds` until `stop` (several workers: so a scrape of another sees them)."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), seconds)
+            except TimeoutError:
+                pass
+            self.sync(holder, audit)
+
+    def close(self) -> None:
+        """A worker stopping: its live gauges no longer count."""
+        if self.shared:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -41,7 +41,8 @@ class ReloadResult:
 
 
 def _policy_files(change: Change, path: str) -> bool:
-    return path.endswith(".policy")
+    # `..data` is the symlink a Kubernetes ConfigMap update swaps to its new files.
+    return path.endswith(".policy") or os.path.basename(path) == "..data"
 
 
 class PolicyHolder:
@@ -142,51 +143,168 @@ class PolicyHolder:
         async def changed() -> None:
             await self.reload("files changed")
 
-        await watch_until(target, _policy_files, changed, stop, step_ms=step_ms, debounce_ms=debounce_ms)
+        # The files are watched where the path leads now; a release swapped in by
+        # replacing a symlink (`ln -sfn`, git-sync) changes where it leads, which
+        # no file event reports, so that is looked up twice a second.
+        while not stop.is_set():
+            real = target.resolve()
+            moved = asyncio.Event()
+            lookout = asyncio.create_task(_until_moved(target, real, stop, moved))
+            try:
+                await watch_until(real, _policy_files, changed, moved, step_ms=step_ms, debounce_ms=debounce_ms)
+            finally:
+                lookout.cancel()
+            if not stop.is_set():
+                await self.reload("policy directory replaced")
+
+
+async def _until_moved(target: Path, real: Path, stop: asyncio.Event, moved: asyncio.Event) -> None:
+    """Set `moved` once `target` resolves elsewhere than `real`, or when `stop` is set."""
+    while not stop.is_set():
+        try:
+            if target.resolve() != real:
+                break
+        except OSError:
+            pass
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except TimeoutError:
+            pass
+    moved.set()
 
 
 class ReloadSignal:
-    """How one worker of `engine serve --workers N` tells the others it was asked to reload.
+    """How one worker of `engine serve --workers N` tells the others it was asked to reload,
+    and learns whether they did.
 
-    `engine serve` makes a directory for the signal file. The reload endpoint
-    writes a token (its process id and a count) into the file, renaming it in
-    whole; every worker watches the file and reloads when a token not its own
-    arrives. So one call to the endpoint reloads every worker, each within a
-    fraction of a second.
+    `engine serve` makes a directory for the signal. The reload endpoint writes
+    a token (its process id and a count) into the `reload` file, renaming it in
+    whole; every worker reads the file ten times a second and reloads when a
+    token not its own arrives. Each worker keeps an `ack-<pid>` file beside it
+    holding the policy version it serves, so the endpoint can wait for the
+    others to confirm the new version and name those that did not. Reading
+    rather than watching the directory keeps working if the directory is
+    removed: whoever writes next makes it again.
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], workers: int | None = None):
         self.path = Path(path)
+        # How many workers `engine serve` started (ENGINE_WORKERS), so that one whose
+        # confirmation file never appeared still counts as not confirmed.
+        text = os.environ.get("ENGINE_WORKERS", "")
+        self.workers = workers if workers is not None else (int(text) if text.isdigit() else None)
         self._count = 0
         self._sent: str | None = None
+        self._seen: str | None = None
+        self._acked: str | None = None
+        self._peers: set[int] = set()
 
-    def send(self) -> None:
+    def _write(self, target: Path, text: str) -> None:
+        staging = target.with_name(f".{target.name}.{os.getpid()}")
+        staging.write_text(text, encoding="utf-8")
+        os.replace(staging, target)
+
+    def send(self) -> bool:
         """Tell the other workers; a signal that cannot be written is logged, never raised."""
         self._count += 1
         token = f"{os.getpid()}:{self._count}"
-        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         try:
-            staging.write_text(token, encoding="utf-8")
-            os.replace(staging, self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # made again if it was removed
+            self._write(self.path, token)
         except OSError as err:
             log.warning("could not tell the other workers to reload (%s): %s", self.path, err)
-            return
+            return False
         self._sent = token
+        return True
+
+    def acknowledge(self, version: str | None) -> None:
+        """Say which version this worker serves, where the others can read it."""
+        if not self.path.parent.is_dir():
+            return  # removed: made again by the next worker to send a signal
+        try:
+            self._write(self.path.with_name(f"ack-{os.getpid()}"), version or "")
+            self._acked = version
+        except OSError as err:
+            log.warning("could not record this worker's policy version (%s): %s", self.path, err)
+
+    def peers(self) -> dict[int, str]:
+        """The other live workers and the versions they last said they serve."""
+        found: dict[int, str] = {}
+        try:
+            entries = list(self.path.parent.glob("ack-*"))
+        except OSError:
+            entries = []
+        for entry in entries:
+            pid_text = entry.name[4:]
+            if not pid_text.isdigit() or int(pid_text) == os.getpid():
+                continue
+            pid = int(pid_text)
+            if not alive(pid):
+                entry.unlink(missing_ok=True)
+                self._peers.discard(pid)
+                continue
+            try:
+                found[pid] = entry.read_text(encoding="utf-8")
+            except OSError:
+                continue
+        self._peers |= set(found)
+        self._peers = {pid for pid in self._peers if alive(pid)}
+        return found
+
+    async def unconfirmed(self, version: str | None, timeout: float = 3.0) -> list[int | str]:
+        """The workers that did not confirm serving `version` within `timeout` seconds: process
+        ids, and `"unknown"` for each worker started that never said who it is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            versions = self.peers()
+            confirmed = sum(1 for pid in versions if versions[pid] == (version or ""))
+            missing: list[int | str] = sorted(pid for pid in self._peers if versions.get(pid) != (version or ""))
+            expected = (self.workers - 1) if self.workers else len(self._peers)
+            missing += ["unknown"] * max(0, expected - confirmed - len(missing))
+            if not missing or loop.time() >= deadline:
+                return missing
+            await asyncio.sleep(0.05)
 
     async def listen(self, holder: PolicyHolder, stop: asyncio.Event) -> None:
         """Reload `holder` whenever another worker sends the signal, until `stop` is set."""
-        async def signalled() -> None:
-            try:
-                token = self.path.read_text(encoding="utf-8")
-            except OSError:
-                return
-            if token and token != self._sent:
-                await holder.reload("another worker's reload endpoint")
+        self._seen = self._read()
+        rounds = 0
+        try:
+            while not stop.is_set():
+                if rounds % 10 == 0:
+                    self.peers()  # learn of the other workers while their files are there
+                rounds += 1
+                token = self._read()
+                if token and token != self._sent and token != self._seen:
+                    self._seen = token
+                    await holder.reload("another worker's reload endpoint")
+                version = holder.policy.version if holder.policy is not None else None
+                if version != self._acked or not self.path.with_name(f"ack-{os.getpid()}").exists():
+                    self.acknowledge(version)
+                try:
+                    await asyncio.wait_for(stop.wait(), 0.1)
+                except TimeoutError:
+                    pass
+        finally:
+            self.path.with_name(f"ack-{os.getpid()}").unlink(missing_ok=True)
 
-        def ours(change: Change, path: str) -> bool:
-            return Path(path).name == self.path.name
+    def _read(self) -> str | None:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except OSError:
+            return None
 
-        await watch_until(self.path.parent, ours, signalled, stop, step_ms=50, debounce_ms=400)
+
+def alive(pid: int) -> bool:
+    """Whether a process with this id exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def watch_until(target: Path, accept: Callable[[Change, str], bool], changed: Callable[[], Any],

@@ -33,14 +33,16 @@ class Resource(_Open):
 
 
 class DecisionRequest(_Open):
-    """A request to decide (LANGUAGE.md section 4); attributes beyond these are policy-defined."""
+    """A request to decide (docs/language.md, "What a request contains"); attributes beyond these are policy-defined."""
 
     requester: Requester
     action: str = Field(examples=["share"])
     resource: Resource
     purpose: str = Field(examples=["safeguarding.children"])
-    context: dict[str, Any] = Field(default_factory=dict, examples=[{"date": "2025-06-01", "risk_of_harm": True}],
-                                    description="`date` (today when omitted) and the policy's context.* attributes")
+    context: dict[str, Any] | None = Field(
+        default_factory=dict, examples=[{"risk_of_harm": True}],
+        description="the policy's context.* attributes (null: none). `date` is set by the service from its clock; "
+                    "a caller not allowed to set dates (ENGINE_DATE_CALLERS) that sends one gets 422")
 
 
 class BatchRequest(BaseModel):
@@ -58,8 +60,13 @@ class Reason(BaseModel):
 
 
 class Obligation(BaseModel):
+    """A duty that comes with the decision; an undetermined one needs facts the request omitted,
+    and a caller that cannot supply them treats it as applying."""
+
     name: str
     args: list[Any]
+    status: Literal["applies", "undetermined"]
+    needs: list[str] | None = None  # only when undetermined: the attribute paths it needs
 
 
 class FailedClause(BaseModel):
@@ -113,9 +120,13 @@ class PolicyInfo(BaseModel):
 
 
 class Reloaded(BaseModel):
-    status: Literal["reloaded", "unchanged"]
+    status: Literal["reloaded", "unchanged", "unconfirmed"] = Field(
+        description="`unconfirmed`: this worker serves the set, but the workers listed in "
+                    "`unconfirmed_workers` did not confirm it within 3 s")
     previous_version: str | None
     policy: PolicyInfo
+    unconfirmed_workers: list[int | str] | None = Field(
+        None, description="process ids of workers not yet serving it (`unknown` for one that never reported)")
 
 
 class Health(BaseModel):
@@ -187,7 +198,8 @@ def body_doc(model: str) -> dict[str, Any]:
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     meaning = {
-        400: "the body is not JSON", 401: "no or wrong API key / token", 403: "forbidden",
+        400: "the body is not UTF-8 JSON", 401: "no or wrong API key / token",
+        403: "forbidden (for a decision: the key may not speak for `requester.agency`)",
         409: "the policy set on disk has errors and was refused", 413: "the body is too large",
         415: "the body is not application/json", 422: "the request is invalid (names the field)",
         503: "no policy set is loaded yet",

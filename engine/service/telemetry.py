@@ -20,6 +20,8 @@ from opentelemetry import trace
 from opentelemetry.metrics import Observation
 from opentelemetry.propagate import extract
 
+from engine.service.metrics import BUCKETS
+
 log = logging.getLogger("engine.api")
 
 SERVICE_NAME = "engine-decision-service"
@@ -102,10 +104,13 @@ class Telemetry:
         if self.meter is not None:
             self._decisions = self.meter.create_counter(
                 "engine.decisions", unit="{decision}", description="Decisions made, by outcome")
+            # The SDK's default boundaries start at 5 (seconds here), where no decision ever lands.
             self._latency = self.meter.create_histogram(
-                "engine.decision.duration", unit="s", description="Time to decide one request")
+                "engine.decision.duration", unit="s", description="Time to decide one request",
+                explicit_bucket_boundaries_advisory=list(BUCKETS))
             self._batch_latency = self.meter.create_histogram(
-                "engine.batch.duration", unit="s", description="Time to decide one batch of requests")
+                "engine.batch.duration", unit="s", description="Time to decide one batch of requests",
+                explicit_bucket_boundaries_advisory=list(BUCKETS))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Telemetry:

@@ -24,7 +24,7 @@ try:  # libyaml is several times faster on large test files
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
-CASE_FIELDS = ("name", "request", "expect", "by", "obligations")
+CASE_FIELDS = ("name", "request", "expect", "by", "obligations", "undetermined")
 REQUIRED_FIELDS = ("name", "request", "expect")
 FILE_FIELDS = ("defaults", "cases")
 EXPECTATIONS = ("permit", "deny")
@@ -40,9 +40,17 @@ class Problem:
     column: int
     message: str
     help: str | None = None
+    source_line: str | None = None  # the line at fault, shown with a caret under the column
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.column}: {self.message}"
+
+    def excerpt(self) -> list[str]:
+        """The line at fault and a caret under the column, when known."""
+        if self.source_line is None:
+            return []
+        shown = self.source_line.expandtabs(1)  # a tab is one column, as YAML counts it
+        return [f"    {shown}", "    " + " " * (self.column - 1) + "^"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +70,12 @@ class Case:
     request: dict[str, Any]
     expect: str | None
     by: tuple[str, ...] = ()
-    obligations: tuple[str, ...] | None = None
+    obligations: tuple[str, ...] | None = None  # exactly the names that apply, when given
     problems: tuple[Problem, ...] = ()
     field_lines: Mapping[str, int] = field(default_factory=dict, repr=False)
     named: bool = True
     case_lines: Mapping[str, int] = field(default_factory=dict, repr=False)  # `by`, `obligations`, ...
+    undetermined: tuple[str, ...] | None = None  # exactly the names of the undetermined ones, when given
 
     def line_of(self, request_field: str) -> int:
         """The line that gave a request field, else the case's own line."""
@@ -112,7 +121,7 @@ def read_test_file(path: Path, shown: str, rule_ids: Collection[str]) -> TestFil
     try:
         node, data, duplicates = _compose_and_construct(text)
     except yaml.YAMLError as exc:
-        return TestFile(shown, problem=_yaml_problem(shown, exc))
+        return TestFile(shown, problem=_yaml_problem(shown, exc, text))
     try:
         return _read_document(shown, node, data, duplicates, rule_ids)
     except _FileProblem as exc:
@@ -179,15 +188,45 @@ def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any, list[yaml.
         loader.dispose()
 
 
-def _yaml_problem(shown: str, exc: yaml.YAMLError) -> Problem:
+compose_yaml = _compose_and_construct  # for other readers of YAML requests (`engine decide`)
+
+
+def _yaml_problem(shown: str, exc: yaml.YAMLError, text: str = "") -> Problem:
+    """A YAML error at the line to fix, with the line shown and help in plain words.
+
+    PyYAML reports where it gave up, which for an unclosed `{`, `[` or quote
+    is a line or more after the mistake; its `context_mark` is where the
+    unclosed thing began, which is where the fix goes.
+    """
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    message = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    if context and getattr(exc, "problem", None):
-        message = f"{message} ({context})"
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None) or ""
+    message = f"{problem} ({context})" if context and getattr(exc, "problem", None) else problem
     if mark is None:
         return Problem(shown, 1, 1, f"not valid YAML: {message}")
-    return Problem(shown, mark.line + 1, mark.column + 1, f"not valid YAML: {message}")
+    context_mark = getattr(exc, "context_mark", None)
+    help = None
+    opener = {"flow mapping": "{", "flow sequence": "[", "quoted scalar": '"'}
+    unclosed = next((sign for what, sign in opener.items() if what in context), None)
+    if unclosed is not None and context_mark is not None:
+        mark = context_mark
+        closer = {"{": "}", "[": "]"}.get(unclosed, unclosed)
+        sign = text[mark.index] if 0 <= mark.index < len(text) else unclosed
+        message = f"the `{sign}` here is never closed"
+        help = f"add `{closer if sign != chr(39) else sign}` to close it, on line {mark.line + 1}"
+    elif "tab" in problem:
+        message = "a tab in the indentation"
+        help = f"YAML indents with spaces, not tabs: replace the tab on line {mark.line + 1} with spaces"
+    elif "block end" in problem or "'-' indicator" in problem or "block mapping" in context:
+        message = "this line is indented differently from the lines above it"
+        help = ("the keys of a case (`name`, `request`, `expect`) line up under each other, "
+                "indented with spaces")
+    elif "mapping values are not allowed" in problem:
+        help = ('put text that contains `: ` in quotes, as in `name: "nurse: night shift"`, '
+                f"or indent line {mark.line + 1} like the lines above it")
+    lines = text.split("\n")
+    source_line = lines[mark.line].rstrip("\r") if text and mark.line < len(lines) else None
+    return Problem(shown, mark.line + 1, mark.column + 1, f"not valid YAML: {message}", help, source_line)
 
 
 def _at(shown: str, node: yaml.Node, message: str, help: str | None = None) -> Problem:
@@ -314,6 +353,7 @@ class _CaseReader:
             expect=self._expect(fields, data, problems),
             by=self._by(fields, data, problems),
             obligations=self._obligations(fields, data, problems),
+            undetermined=self._obligations(fields, data, problems, "undetermined"),
             problems=tuple(problems),
             field_lines=self._lines(fields),
             named=named,
@@ -372,16 +412,17 @@ class _CaseReader:
                                     did_you_mean(name, self.rule_ids)))
         return tuple(names)
 
-    def _obligations(self, fields: dict[str, Any], data: dict[str, Any], problems: list[Problem]) -> tuple[str, ...] | None:
-        if "obligations" not in fields:
+    def _obligations(self, fields: dict[str, Any], data: dict[str, Any], problems: list[Problem],
+                     key: str = "obligations") -> tuple[str, ...] | None:
+        if key not in fields:
             return None
-        names = data.get("obligations")
+        names = data.get(key)
         if names is None:
             return ()
         if isinstance(names, str):
             names = [names]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            problems.append(_at(self.shown, fields["obligations"][1], "`obligations` must be a list of obligation names"))
+            problems.append(_at(self.shown, fields[key][1], f"`{key}` must be a list of obligation names"))
             return None
         return tuple(names)
 

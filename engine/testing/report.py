@@ -34,6 +34,7 @@ def render_text(report: TestReport, *, verbose: bool = False, colour: bool = Fal
         if file.problem is not None:
             problem = file.problem
             lines.append(f"{_paint('ERROR', _RED + ';' + _BOLD, colour)} {problem}")
+            lines.extend(problem.excerpt())
             if problem.help:
                 lines.append(f"  help: {problem.help}")
             lines.append("  this test file could not be loaded; its cases did not run")
@@ -73,8 +74,9 @@ def failure_lines(result: CaseResult) -> list[str]:
         missing_by = [rule for rule in result.case.by if rule not in result.reason_rules]
         if missing_by:
             lines.append(f"not among the reasons: {', '.join(missing_by)}")
-        if "obligations" in result.mismatches:
-            lines.append(_obligation_difference(result))
+        for key in ("obligations", "undetermined"):
+            if key in result.mismatches:
+                lines.append(_obligation_difference(result, key))
     for error in result.errors:
         field = f"{error.field}: " if error.field else ""
         label = "note" if error.kind == "unknown_obligation" else "error"
@@ -93,23 +95,31 @@ def _expected(result: CaseResult) -> str:
         text += f" by {', '.join(case.by)}"
     if case.obligations is not None:
         text += f"; obligations: {', '.join(case.obligations) or 'none'}"
+    if case.undetermined is not None:
+        text += f"; undetermined: {', '.join(case.undetermined) or 'none'}"
     return text
 
 
 def _actual(result: CaseResult) -> str:
     rules = result.reason_rules
-    text = result.decision.decision + (f" by {', '.join(rules)}" if rules else " (no rule applied)")
-    return f"{text}; obligations: {', '.join(result.obligation_names) or 'none'}"
+    outcome: str = result.decision.decision
+    text = outcome + (f" by {', '.join(rules)}" if rules else " (no rule applied)")
+    text += f"; obligations: {', '.join(result.obligation_names) or 'none'}"
+    if result.undetermined_names or result.case.undetermined is not None:
+        text += f"; undetermined: {', '.join(result.undetermined_names) or 'none'}"
+    return text
 
 
-def _obligation_difference(result: CaseResult) -> str:
-    wanted, got = set(result.case.obligations or ()), set(result.obligation_names)
+def _obligation_difference(result: CaseResult, key: str = "obligations") -> str:
+    expected = getattr(result.case, key) or ()
+    names = result.obligation_names if key == "obligations" else result.undetermined_names
+    wanted, got = set(expected), set(names)
     parts = []
     if wanted - got:
-        parts.append("missing " + ", ".join(n for n in result.case.obligations or () if n not in got))
+        parts.append("missing " + ", ".join(n for n in expected if n not in got))
     if got - wanted:
-        parts.append("not expected " + ", ".join(n for n in result.obligation_names if n not in wanted))
-    return "obligations: " + "; ".join(parts)
+        parts.append("not expected " + ", ".join(n for n in names if n not in wanted))
+    return f"{key}: " + "; ".join(parts)
 
 
 def _explanation(decision: Any) -> list[str]:
@@ -196,7 +206,7 @@ def _case_dict(result: CaseResult) -> dict[str, Any]:
     actual = None
     if result.decision is not None:
         actual = {"decision": result.decision.decision, "reasons": list(result.reason_rules),
-                  "obligations": list(result.obligation_names)}
+                  "obligations": list(result.obligation_names), "undetermined": list(result.undetermined_names)}
     errors = [error.to_dict() for error in result.errors]
     return {
         "name": case.name,
@@ -204,7 +214,8 @@ def _case_dict(result: CaseResult) -> dict[str, Any]:
         "line": case.line,
         "status": result.status,
         "expected": {"decision": case.expect, "by": list(case.by),
-                     "obligations": None if case.obligations is None else list(case.obligations)},
+                     "obligations": None if case.obligations is None else list(case.obligations),
+                     "undetermined": None if case.undetermined is None else list(case.undetermined)},
         "actual": actual,
         "mismatches": list(result.mismatches),
         "error": errors[0] if errors else None,

@@ -48,7 +48,7 @@ class CaseResult:
     case: Case
     passed: bool
     decision: Any = None  # engine.decision.Decision, or None when not decided
-    mismatches: tuple[str, ...] = ()  # "decision", "by", "obligations"
+    mismatches: tuple[str, ...] = ()  # "decision", "by", "obligations", "undetermined"
     errors: tuple[CaseError, ...] = ()
     seconds: float = 0.0
 
@@ -62,9 +62,17 @@ class CaseResult:
 
     @property
     def obligation_names(self) -> tuple[str, ...]:
+        """The names of the obligations that apply."""
         if self.decision is None:
             return ()
-        return tuple(dict.fromkeys(o.name for o in self.decision.obligations))
+        return tuple(dict.fromkeys(o.name for o in self.decision.obligations if o.status == "applies"))
+
+    @property
+    def undetermined_names(self) -> tuple[str, ...]:
+        """The names of the obligations left undetermined by an omitted attribute."""
+        if self.decision is None:
+            return ()
+        return tuple(dict.fromkeys(o.name for o in self.decision.obligations if o.status != "applies"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +200,8 @@ def _run_case(policy: Any, case: Case, obligation_names: frozenset[str]) -> Case
         return CaseResult(case, False, errors=(error,), seconds=time.perf_counter() - started)
     seconds = time.perf_counter() - started
     mismatches = _mismatches(case, decision)
-    errors = _unknown_obligations(case, obligation_names) if "obligations" in mismatches else ()
+    errors = _unknown_obligations(case, obligation_names) \
+        if {"obligations", "undetermined"} & set(mismatches) else ()
     return CaseResult(case, not mismatches, decision, mismatches, errors, seconds)
 
 
@@ -205,9 +214,10 @@ def _mismatches(case: Case, decision: Any) -> tuple[str, ...]:
         reasons.add(decision.denied_by)  # `by: role_not_held`
     if any(rule not in reasons for rule in case.by):
         found.append("by")
-    if case.obligations is not None and \
-            set(case.obligations) != {obligation.name for obligation in decision.obligations}:
-        found.append("obligations")
+    for key, status in (("obligations", "applies"), ("undetermined", "undetermined")):
+        expected = getattr(case, key)
+        if expected is not None and set(expected) != {o.name for o in decision.obligations if o.status == status}:
+            found.append(key)
     return tuple(found)
 
 
@@ -217,8 +227,9 @@ def _unknown_obligations(case: Case, known: frozenset[str]) -> tuple[CaseError, 
         return ()
     return tuple(
         CaseError("unknown_obligation", f"no rule or policy-wide obligation is called `{name}`",
-                  case.path, case.case_lines.get("obligations", case.line), help=did_you_mean(name, known))
-        for name in case.obligations or () if name not in known
+                  case.path, case.case_lines.get(key, case.line), help=did_you_mean(name, known))
+        for key in ("obligations", "undetermined")
+        for name in getattr(case, key) or () if name not in known
     )
 
 

@@ -1,0 +1,124 @@
+"""Connections that cannot hold the service hostage: timeouts, a cap, and JSON for HTTP errors.
+
+uvicorn closes an idle keep-alive connection, but waits for ever on a client
+that sends its headers or its body a byte at a time (slowloris), so a few
+hundred such sockets could use up the process's files. `GuardedHttp` adds:
+
+- a deadline for the request line and headers (ENGINE_HEADER_TIMEOUT, default
+  10 s), counted from the connection or the first byte of the next request;
+- a deadline for the body once the headers are in (ENGINE_BODY_TIMEOUT, 30 s);
+- a cap on open connections per process (ENGINE_MAX_CONNECTIONS, 1,000): one
+  more is answered 503 and closed at once;
+- errors the server answers itself (malformed HTTP, timeouts, the cap) in the
+  service's JSON error shape rather than plain text.
+
+The keep-alive timeout is uvicorn's own (`--keep-alive-timeout`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from engine.service.encoding import dumps
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 1000
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
+
+
+def setting(name: str, default: float) -> float:
+    """A positive number from the environment; ValueError naming the variable otherwise."""
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be more than 0, not {text!r}")
+    return value
+
+
+def error_response(status: int, code: str, message: str) -> bytes:
+    """A whole HTTP/1.1 response in the service's error shape, closing the connection."""
+    body = dumps({"code": code, "message": message, "location": {"in": "connection"}}).encode()
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body))) + body
+
+
+class GuardedHttp(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header and body deadlines and a connection cap."""
+
+    header_timeout = DEFAULT_HEADER_TIMEOUT
+    body_timeout = DEFAULT_BODY_TIMEOUT
+    max_connections = DEFAULT_MAX_CONNECTIONS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def configure(cls) -> None:
+        """Read ENGINE_HEADER_TIMEOUT, ENGINE_BODY_TIMEOUT and ENGINE_MAX_CONNECTIONS."""
+        cls.header_timeout = setting("ENGINE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT)
+        cls.body_timeout = setting("ENGINE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)
+        cls.max_connections = int(setting("ENGINE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS))
+
+    def _arm(self, seconds: float, status: int, message: str) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expire, status, message)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self, status: int, message: str) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or not self.cycle.response_started:
+            self.transport.write(error_response(status, "request_timeout", message))
+        self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            transport.write(error_response(503, "too_many_connections",
+                                           f"the server holds its limit of {self.max_connections} connections; "
+                                           "try again shortly"))
+            transport.close()
+            return
+        self._arm(self.header_timeout, 408, f"the request headers did not arrive within {self.header_timeout:g} s")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm(self.header_timeout, 408, f"the request headers did not arrive within {self.header_timeout:g} s")
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._arm(self.body_timeout, 408, f"the request body did not arrive within {self.body_timeout:g} s")
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self._disarm()
+        self.transport.write(error_response(400, "bad_request", f"the request is not valid HTTP/1.1: {msg}"))
+        self.transport.close()
+
+
+GuardedHttp.configure()
