@@ -10,11 +10,11 @@ from starlette.responses import Response
 
 from engine.service.bodies import read_json, require_object
 from engine.service.errors import ApiError, install_handlers, json_response
-from engine.service.fastpath import FastPathApp
+from engine.service.fastpath import FastPath
 
 
 def _app(fast: bool) -> FastAPI:
-    app = FastPathApp() if fast else FastAPI()
+    app = FastAPI()
     install_handlers(app)
 
     @app.post("/decide")
@@ -27,7 +27,7 @@ def _app(fast: bool) -> FastAPI:
         return json_response({"decision": "permit", "echo": body})
 
     if fast:
-        app.fast("/decide", decide)
+        app.add_middleware(FastPath, owner=app, routes={"/decide": decide})
     return app
 
 
@@ -59,7 +59,7 @@ def test_the_route_stays_in_the_openapi_document() -> None:
     assert "/decide" in _app(True).openapi()["paths"]
 
 
-def test_an_application_with_middleware_is_never_short_cut() -> None:
+def test_the_applications_own_middleware_still_runs_around_the_fast_path() -> None:
     app = _app(True)
     app.add_middleware(GZipMiddleware, minimum_size=1)
     response = TestClient(app).post("/decide", content=b'{"a": "' + b"x" * 500 + b'"}',
@@ -69,12 +69,12 @@ def test_an_application_with_middleware_is_never_short_cut() -> None:
 
 def test_the_fast_path_is_the_one_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     taken = []
-    answer = FastPathApp._answer
+    answer = FastPath._answer
 
-    async def spy(self: FastPathApp, *args: object) -> None:
+    async def spy(self: FastPath, *args: object) -> None:
         taken.append(True)
         await answer(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(FastPathApp, "_answer", spy)
+    monkeypatch.setattr(FastPath, "_answer", spy)
     assert TestClient(_app(True)).post("/decide", content=b"{}", headers=JSON).status_code == 200
     assert taken == [True]
