@@ -287,7 +287,7 @@ def table(results: list[dict]) -> str:
     head = ("| rules | load s: parse + check + compile | rule analysis s | peak RSS MB after load (load adds) "
             "| uncached p50 / p99 / mean µs | uncached CPU µs | uncached + to_dict p50 / p99 / mean µs "
             "| cached p50 / p99 µs | cached + to_dict p50 / p99 µs | permitted | no rule applied "
-            "| Cedar µs/decision (floor) | ours ÷ Cedar | Cedar agrees |")
+            "| Cedar µs/decision (floor) | ours ÷ Cedar | Cedar agrees | Cedar load s | our load ÷ Cedar load |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         u, c, st = r["uncached"], r["cached"], r["stages"]
@@ -297,13 +297,18 @@ def table(results: list[dict]) -> str:
         cedar = "—" if r["cedar_us"] is None else f"{r['cedar_us']:,.1f} ({r['cedar_floor_us']:.0f})"
         ratio = "—" if r["cedar_us"] is None else f"{u['mean_us'] / r['cedar_us']:.3f}"
         agrees = "—" if r["cedar_us"] is None else f"{r['cedar_compared'] - r['cedar_mismatches']:,}/{r['cedar_compared']:,}"
+        # Load against load: ours is parse + check + compile (rule analysis apart), Cedar's is
+        # parsing the same rules translated and its entities, both from text already in memory.
+        ours = st["parse_s"] + st["check_s"] + st["compile_s"]
+        cedar_load = "—" if r["cedar_load_s"] is None else f"{r['cedar_load_s']:.3f}"
+        load_ratio = "—" if r["cedar_load_s"] is None else f"{ours / r['cedar_load_s']:.1f}"
         lines.append(
             f"| {r['rules']:,} | {load} | {analysis} | {r['peak_rss_mb']:.0f} ({r['load_rss_mb']:.0f}) "
             f"| {u['p50_us']:.1f} / {u['p99_us']:.1f} / {u['mean_us']:.1f} | {u['cpu_mean_us']:.1f} "
             f"| {ud['p50_us']:.1f} / {ud['p99_us']:.1f} / {ud['mean_us']:.1f} "
             f"| {c['p50_us']:.2f} / {c['p99_us']:.2f} | {cd['p50_us']:.2f} / {cd['p99_us']:.2f} "
             f"| {r['permitted']:.0%} | {r['no_rule_applied']:.0%} "
-            f"| {cedar} | {ratio} | {agrees} |")
+            f"| {cedar} | {ratio} | {agrees} | {cedar_load} | {load_ratio} |")
     return "\n".join(lines)
 
 

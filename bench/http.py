@@ -1,7 +1,9 @@
-"""HTTP benchmark of the decision service against a bare FastAPI endpoint.
+"""HTTP benchmark of the decision service against a bare FastAPI endpoint and a raw ASGI one.
 
-Starts `engine serve` and a bare app (same server, same body handling, a
-constant answer) as uvicorn processes on loopback, then drives each with a
+Starts `engine serve`, a bare FastAPI app (same server, same body handling, a
+constant answer) and a raw ASGI app (no framework: it reads the body and
+answers a constant, the ceiling of the server itself) as uvicorn processes on
+loopback with the same settings, then drives each with a
 bounded asyncio load generator over keep-alive connections, and reports
 requests/s, decisions/s and latency percentiles:
 
@@ -72,10 +74,35 @@ def bare_app() -> Any:
     return app
 
 
-def _serve_bare(port: int) -> None:
+RAW_ANSWER = json.dumps({"decision": "permit", "decision_id": "0", "policy_version": "sha256:0", "reasons": [],
+                         "obligations": [], "near_misses": [], "summary": "constant"}).encode()
+RAW_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(RAW_ANSWER)).encode())]
+
+
+async def raw_app(scope: dict, receive: Any, send: Any) -> None:
+    """The ceiling: a plain ASGI callable that reads the whole body and answers a constant."""
+    if scope["type"] == "lifespan":
+        while True:
+            event = (await receive())["type"]
+            await send({"type": event + ".complete"})
+            if event == "lifespan.shutdown":
+                return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    if scope["path"] != "/decide" and scope["path"] != "/readyz":
+        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": RAW_HEADERS})
+    await send({"type": "http.response.body", "body": RAW_ANSWER})
+
+
+def _serve_bare(port: int, raw: bool = False) -> None:
     import uvicorn
 
-    uvicorn.run(bare_app(), host=HOST, port=port, access_log=False, log_level="warning")
+    uvicorn.run(raw_app if raw else bare_app(), host=HOST, port=port, access_log=False, log_level="warning")
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -283,15 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audit-log", default=None, help="have the service write an audit trail here")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--serve-bare", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-raw", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_bare:
-        _serve_bare(args.serve_bare)
+    if args.serve_bare or args.serve_raw:
+        _serve_bare(args.serve_bare or args.serve_raw, raw=bool(args.serve_raw))
         return 0
 
     requests = example_requests(Path(args.policy))
     if not requests:
         raise SystemExit(f"no valid request among the policy tests (*.test.yaml) under {args.policy}")
-    bare_port, engine_port = _free_port(), _free_port()
+    raw_port, bare_port, engine_port = _free_port(), _free_port(), _free_port()
     serve = [sys.executable, "-m", "engine", "serve", args.policy, "--host", HOST, "--port", str(engine_port),
              "--no-watch", "--log-level", "warning", "--workers", str(args.workers)]
     if args.audit_log:
@@ -300,15 +328,20 @@ def main(argv: list[str] | None = None) -> int:
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_average": os.getloadavg()[0], "http_stack": _http_stack()},
-        "settings": {k: v for k, v in vars(args).items() if k != "serve_bare"} | {"distinct_requests": len(requests)},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("serve_bare", "serve_raw")}
+        | {"distinct_requests": len(requests)},
     }
+    raw = _start([sys.executable, str(Path(__file__).resolve()), "--serve-raw", str(raw_port)], raw_port)
     bare = _start([sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)], bare_port)
     service = _start(serve, engine_port)
-    runs: dict[str, list[dict]] = {"bare": [], "decide": [], "batch": []}
+    runs: dict[str, list[dict]] = {"raw": [], "bare": [], "decide": [], "batch": []}
     try:
-        # Rounds alternate between the two servers, so that a busy moment on the
+        # Rounds alternate between the servers, so that a busy moment on the
         # machine does not fall on one of them only; the median round is reported.
         for _ in range(args.rounds):
+            bodies = Bodies("/decide", requests, 0, args.unique_ids)
+            runs["raw"].append(measure(raw, raw_port, bodies, args.connections, args.requests, args.duration,
+                                       args.warmup))
             bodies = Bodies("/decide", requests, 0, args.unique_ids)
             runs["bare"].append(measure(bare, bare_port, bodies, args.connections, args.requests, args.duration,
                                         args.warmup))
@@ -322,16 +355,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _stop(service)
         _stop(bare)
+        _stop(raw)
     for name, rounds in runs.items():
         results[name] = sorted(rounds, key=lambda row: row["requests_per_s"])[len(rounds) // 2]
         results[name]["rounds_requests_per_s"] = [row["requests_per_s"] for row in rounds]
-    # Each round measures the two endpoints a few seconds apart: compare within rounds.
-    pairs = list(zip(runs["bare"], runs["decide"]))
-    ratios = sorted(decide["requests_per_s"] / bare["requests_per_s"] for bare, decide in pairs)
-    cpu = sorted(bare["server_cpu_us_per_request"] / decide["server_cpu_us_per_request"] for bare, decide in pairs)
-    results["decide_vs_bare_rounds"] = [round(ratio, 3) for ratio in ratios]
-    results["decide_vs_bare"] = round(statistics.median(ratios), 3)
-    results["decide_vs_bare_cpu"] = round(statistics.median(cpu), 3)
+    # Each round measures the endpoints a few seconds apart: compare within rounds.
+    for ceiling in ("bare", "raw"):
+        pairs = list(zip(runs[ceiling], runs["decide"]))
+        ratios = sorted(decide["requests_per_s"] / other["requests_per_s"] for other, decide in pairs)
+        cpu = sorted(other["server_cpu_us_per_request"] / decide["server_cpu_us_per_request"] for other, decide in pairs)
+        results[f"decide_vs_{ceiling}_rounds"] = [round(ratio, 3) for ratio in ratios]
+        results[f"decide_vs_{ceiling}"] = round(statistics.median(ratios), 3)
+        results[f"decide_vs_{ceiling}_cpu"] = round(statistics.median(cpu), 3)
     _report(results, args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -347,15 +382,16 @@ def _report(results: dict, args: argparse.Namespace) -> None:
           f"load average {machine['load_average']:.2f} at the start")
     print(f"{'endpoint':<26}{'requests/s':>12}{'decisions/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
           f"{'server CPU µs/decision':>24}{'CPU server/client':>19}")
-    for name, label in (("bare", "bare FastAPI /decide"), ("decide", "engine /decide"),
+    for name, label in (("raw", "raw ASGI /decide"), ("bare", "bare FastAPI /decide"), ("decide", "engine /decide"),
                         ("batch", f"engine /decide/batch x{args.batch}")):
         row = results[name]
         print(f"{label:<26}{row['requests_per_s']:>12,.0f}{row['decisions_per_s']:>13,.0f}"
               f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}{row['server_cpu_us_per_decision']:>24.1f}"
               f"{row['server_cpu_share']:>13.0%} /{row['client_cpu_share']:>4.0%}")
-    print(f"/decide throughput is {results['decide_vs_bare']:.0%} of the bare endpoint's (median of rounds "
-          f"{', '.join(f'{r:.0%}' for r in results['decide_vs_bare_rounds'])}); "
-          f"by server CPU per request, {results['decide_vs_bare_cpu']:.0%}")
+    for ceiling, name in (("raw", "raw ASGI"), ("bare", "bare FastAPI")):
+        print(f"/decide throughput is {results[f'decide_vs_{ceiling}']:.0%} of the {name} endpoint's (median of "
+              f"rounds {', '.join(f'{r:.0%}' for r in results[f'decide_vs_{ceiling}_rounds'])}); "
+              f"by server CPU per request, {results[f'decide_vs_{ceiling}_cpu']:.0%}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import hashlib
 from importlib import resources
 from pathlib import Path
 
-from engine import ast
+from engine import ast, parse_cache
 from engine.errors import Diagnostic, PolicyError, PolicyLoadError, error
 from engine.source import Source
 from engine.syntax import parse
@@ -91,14 +91,23 @@ def content_hash(sources: list[Source]) -> str:
 def parse_sources(sources: list[Source]) -> tuple[ast.PolicySet, list[Diagnostic]]:
     """Parse every file; a file with a syntax error is left out and reported."""
     files, diagnostics = [], []
-    for source in sources:
-        try:
-            files.append(parse(source))
-        except PolicyError as exc:
-            diagnostics.append(exc.to_diagnostic())
-        except RecursionError:
-            diagnostics.append(error("policy_parse_error", "expression nested too deeply", None))
+    # Files unchanged since the last set was parsed are not parsed again (parse_cache.py).
+    for parsed in parse_cache.parse_each(sources, _parse_one):
+        if isinstance(parsed, Diagnostic):
+            diagnostics.append(parsed)
+        else:
+            files.append(parsed)
     return ast.PolicySet(tuple(files), content_hash(sources)), diagnostics
+
+
+def _parse_one(source: Source) -> ast.PolicyFile | Diagnostic:
+    """One file's tree, or the syntax error that stops it."""
+    try:
+        return parse(source)
+    except PolicyError as exc:
+        return exc.to_diagnostic()
+    except RecursionError:
+        return error("policy_parse_error", "expression nested too deeply", None)
 
 
 def load_set(path: str | Path | None) -> tuple[ast.PolicySet, list[Diagnostic]]:

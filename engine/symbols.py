@@ -82,12 +82,51 @@ class Hierarchy:
 
     def close(self) -> None:
         """Close the hierarchy: every node's ancestors and descendants, itself included."""
+        order = self._parents_first()
+        if order is not None:
+            # Each node's set is its parents' (or children's) sets joined, made in
+            # C by frozenset.union: a long chain of roles costs a copy per link,
+            # not a walk up the chain per node.
+            ancestors: dict[str, frozenset[str]] = {}
+            children: dict[str, list[str]] = {name: [] for name in self.names}
+            for name in order:
+                declared = [p for p in self.parents.get(name, ()) if p in self.labels]
+                ancestors[name] = frozenset((name,)).union(*(ancestors[p] for p in declared))
+                for parent in declared:
+                    children[parent].append(name)
+            descendants: dict[str, frozenset[str]] = {}
+            for name in reversed(order):
+                descendants[name] = frozenset((name,)).union(*(descendants[c] for c in children[name]))
+            self.ancestors = {name: ancestors[name] for name in self.names}
+            self.descendants = {name: descendants[name] for name in self.names}
+            return
+        # Inheritance with a cycle (the checker reports it): walk up from every node.
         self.ancestors = {name: frozenset(self._walk_up(name)) for name in self.names}
         below: dict[str, set[str]] = {name: {name} for name in self.names}
         for name, ups in self.ancestors.items():
             for up in ups:
                 below.setdefault(up, {up}).add(name)
         self.descendants = {name: frozenset(below[name]) for name in self.names}
+
+    def _parents_first(self) -> list[str] | None:
+        """Every node after its declared parents; None when inheritance has a cycle."""
+        waiting = {name: 0 for name in self.names}
+        below: dict[str, list[str]] = {name: [] for name in self.names}
+        for name in self.names:
+            for parent in set(self.parents.get(name, ())):
+                if parent in self.labels:
+                    waiting[name] += 1
+                    below[parent].append(name)
+        ready = [name for name in self.names if not waiting[name]]
+        order: list[str] = []
+        while ready:
+            name = ready.pop()
+            order.append(name)
+            for child in below[name]:
+                waiting[child] -= 1
+                if not waiting[child]:
+                    ready.append(child)
+        return order if len(order) == len(self.names) else None
 
     def _walk_up(self, name: str) -> set[str]:
         seen = {name}

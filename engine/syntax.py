@@ -15,6 +15,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.tree import Meta
 
 from engine import ast, syntax_hints
+from engine._inline import InlineParser, Unparsed, inline_parser
 from engine._keywords import keywords
 from engine.errors import PolicySyntaxError
 from engine.source import Source, Span, point
@@ -150,15 +151,46 @@ def parse(source: Source) -> ast.PolicyFile:
     tokens: list[Token] = []
     _comments.sink = tokens
     try:
-        tree = _parser().parse(text)
+        declarations = _parse_inline(source)
+        if declarations is None:
+            del tokens[:]  # the tree path lexes the comments again
+            declarations = _ToAst(source).transform(_parser().parse(text))
     except UnexpectedInput as exc:
         raise _syntax_error(source, exc) from None
     finally:
         _comments.sink = None
     comments = [ast.Comment(t.value[1:], _token_span(source, t)) for t in tokens]
-    declarations = _ToAst(source).transform(tree)
     whole = Span(source, 1, 1, max(1, text.count("\n") + 1), 1)
     return ast.PolicyFile(source.path, tuple(declarations), tuple(comments), whole)
+
+
+@functools.cache
+def _inline() -> InlineParser | None:
+    return inline_parser(_parser())
+
+
+def _parse_inline(source: Source) -> list[ast.Declaration] | None:
+    """The file's declarations, built as the parser reduces; None when the text has a mistake.
+
+    A file with a mistake is parsed again through Lark's tree, so that every
+    syntax error is found and worded exactly as before (and the first of
+    several is the one reported).
+    """
+    fast = _inline()
+    if fast is None:
+        return None
+    builder = _ToAst(source)
+    try:
+        result: list[ast.Declaration] = fast.parse(source.text, lambda name: getattr(builder, name, None)
+                                                    or functools.partial(_subtree, name))
+    except (Unparsed, PolicySyntaxError):
+        return None
+    return result
+
+
+def _subtree(name: str, meta: object, children: list[Any]) -> Tree[Any]:
+    """An inlined rule (`_name`): a Tree, whose children its parent takes in."""
+    return Tree(name, children)
 
 
 # --- syntax errors -------------------------------------------------------------

@@ -41,6 +41,7 @@ from engine.service.dated import DatedWarnings
 from engine.service.encoding import DecisionEncoder
 from engine.service.errors import ApiError, install_handlers, json_response, load_error_body
 from engine.service.exposure import Exposure
+from engine.service.fastpath import FastPath
 from engine.service.limits import TextGuard
 from engine.service.logs import log_like_uvicorn
 from engine.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -236,6 +237,10 @@ def _routes(app: FastAPI, service: Service) -> None:
         await service.audited(policy, caller, [body], [decision])
         service.record(decision, body, caller, cached, started, ended, service.telemetry.parent(request.headers))
         return _json_bytes(service.encoder.encode(decision))
+
+    # The same endpoint, reached without the router and exception middleware in between
+    # (added first, so every middleware the application adds later still runs around it).
+    app.add_middleware(FastPath, owner=app, routes={"/decide": decide})
 
     @app.post("/decide/batch", response_model=schemas.BatchDecisions, tags=["decisions"],
               openapi_extra=schemas.body_doc("BatchRequest"),
