@@ -45,6 +45,7 @@ from engine.bundle import (
 from engine.errors import PolicyError, PolicyLoadError
 from engine.service.errors import ApiError, json_response
 from engine.service.reloading import PolicyHolder, ReloadSignal
+from engine.service.settings import positive_number
 
 log = logging.getLogger("engine.api")
 
@@ -71,8 +72,8 @@ class FleetSettings:
         """Read ENGINE_BUNDLE_URL, ENGINE_BUNDLE_KEY, ENGINE_BUNDLE_INTERVAL, ENGINE_BUNDLE_TIMEOUT,
         ENGINE_REQUIRE_REVISION and ENGINE_REQUIRE_LABEL; ValueError names a bad number."""
         return cls(bundle=env.get("ENGINE_BUNDLE_URL") or None, key=env.get("ENGINE_BUNDLE_KEY") or None,
-                   interval=_seconds(env, "ENGINE_BUNDLE_INTERVAL", 30.0),
-                   timeout=_seconds(env, "ENGINE_BUNDLE_TIMEOUT", 10.0),
+                   interval=positive_number("ENGINE_BUNDLE_INTERVAL", 30.0, env, "seconds"),
+                   timeout=positive_number("ENGINE_BUNDLE_TIMEOUT", 10.0, env, "seconds"),
                    require_revision=env.get("ENGINE_REQUIRE_REVISION") or None,
                    require_label=env.get("ENGINE_REQUIRE_LABEL") or None)
 
@@ -82,19 +83,6 @@ class FleetSettings:
                   "ENGINE_BUNDLE_INTERVAL": str(self.interval), "ENGINE_BUNDLE_TIMEOUT": str(self.timeout),
                   "ENGINE_REQUIRE_REVISION": self.require_revision, "ENGINE_REQUIRE_LABEL": self.require_label}
         return {name: value for name, value in values.items() if value is not None}
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be more than 0 seconds, not {raw!r}")
-    return value
 
 
 def shown_source(source: str) -> str:

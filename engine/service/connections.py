@@ -18,12 +18,12 @@ The keep-alive timeout is uvicorn's own (`--keep-alive-timeout`).
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from engine.service.encoding import dumps
+from engine.service.settings import positive_number
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
@@ -33,18 +33,7 @@ DEFAULT_MAX_CONNECTIONS = 1000
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
 
 
-def setting(name: str, default: float) -> float:
-    """A positive number from the environment; ValueError naming the variable otherwise."""
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be more than 0, not {text!r}")
-    return value
+setting = positive_number  # `setting(name, default)`: what engine serve reads for each flag
 
 
 def error_response(status: int, code: str, message: str) -> bytes:
