@@ -5,34 +5,60 @@ import random
 import shutil
 from pathlib import Path
 
+import tempfile
+
 import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 
 import engine
 from engine.governance.terms import DIMENSIONS
 from engine.commands.main import main
-from engine.governance.matrix import ContextError, Version, build_matrix, load_version, parse_context, render_matrix
+from engine.governance.matrix import (
+    ContextError,
+    Version,
+    build_matrix,
+    load_version,
+    parse_context,
+    render_matrix,
+    version_of,
+)
 from engine.governance.table import Legend
 from engine.commands.progress import Progress
+from tests._context_requests import covering, random_request
 
 CLINIC = Path(__file__).parent / "fixtures" / "matrix" / "clinic"
 DATE = dt.date(2025, 6, 1)
-HEADER = "| Action | Role | Agency | Purpose | Data | Classification | Owner | Permitted by | Obligations |"
+HEADER = "| Action | Role | Agency | Purpose | Data | Classification | Owner | When | Permitted by | Obligations |"
 
 # Worked out by hand from tests/fixtures/matrix/clinic: care_view admits nurses and
 # leads, but lead_no_contact refuses leads contact details; urgent_share is the
 # hospital's doctors only; emergency_police needs context.emergency.
 CLINIC_ROWS = [
-    "| view | nurse | health_partners | care | health | official | health_partners | care_view | audit |",
-    "| view | nurse (only) | health_partners | care | contact | official | health_partners | care_view | audit |",
-    "| view | doctor | hospital | care.urgent | health | any | hospital | urgent_share | - |",
-    "| share | doctor | hospital | care.urgent | health | any | hospital | urgent_share | log_share |",
+    "| view | nurse | health_partners | care | health | official | health_partners | always | care_view | audit |",
+    "| view | nurse (only) | health_partners | care | contact | official | health_partners | always | care_view "
+    "| audit |",
+    "| view | doctor | hospital | care.urgent | health | any | hospital | always | urgent_share | - |",
+    "| share | doctor | hospital | care.urgent | health | any | hospital | always | urgent_share | log_share |",
 ]
 EMERGENCY_ROW = ("| view | nurse (only), doctor | police | care.urgent | contact | official | any "
-                 "| emergency_police | notify resource.owner |")
+                 "| {when} | emergency_police | notify resource.owner |")
+# The clinic's context cases: requester.id and resource.id 2 each (any string, not given),
+# emergency 3 (true, false, not given), count 2, reason 3, approver 4, resource.recorded 2
+# (any date, not given); the date is fixed.
+CASES = 2 * 2 * 3 * 2 * 3 * 4 * 2
 
 
 def matrix_of(path, *context, date=DATE):
     return build_matrix(load_version(str(path), date, list(context)))
+
+
+def defaults_matrix(path, *context, date=DATE):
+    """The matrix with every attribute not given at its default: one context, as a request
+    that says nothing more would have it."""
+    policy = engine.load(str(path))
+    given, restrict = parse_context(policy.vocabulary, list(context))
+    return build_matrix(version_of(policy, date, given, restrict, at_defaults=True))
 
 
 def table_rows(text: str) -> list[str]:
@@ -42,34 +68,45 @@ def table_rows(text: str) -> list[str]:
 
 def test_clinic_matrix_rows_by_hand():
     matrix = matrix_of(CLINIC)
+    assert table_rows(render_matrix(matrix, "md")) == CLINIC_ROWS + [
+        EMERGENCY_ROW.format(when="context.emergency is true")]
+    assert (matrix.cells, matrix.permitted) == (864 * CASES, (24 + 12 + 4) * CASES + 6 * CASES // 3)
+
+
+def test_at_defaults_the_conditional_rule_is_off():
+    matrix = defaults_matrix(CLINIC)
     assert table_rows(render_matrix(matrix, "md")) == CLINIC_ROWS
     assert (matrix.cells, matrix.permitted) == (864, 24 + 12 + 4)
 
 
-def test_context_switches_a_conditional_rule_on():
+def test_context_fixed_switches_a_conditional_rule_on():
     matrix = matrix_of(CLINIC, "emergency=true")
-    assert table_rows(render_matrix(matrix, "md")) == CLINIC_ROWS + [EMERGENCY_ROW]
-    assert matrix.permitted == 40 + 6
+    assert table_rows(render_matrix(matrix, "md")) == CLINIC_ROWS + [EMERGENCY_ROW.format(when="always")]
+    assert matrix.permitted == (40 + 6) * CASES // 3
 
 
 def test_context_names_a_dimension_to_restrict_to():
     matrix = matrix_of(CLINIC, "purpose=care.urgent", "action=share")
     assert table_rows(render_matrix(matrix, "md")) == CLINIC_ROWS[3:]
-    assert matrix.cells == 1 * 3 * 3 * 1 * 2 * 2 * 3
+    assert matrix.cells == 1 * 3 * 3 * 1 * 2 * 2 * 3 * CASES
 
 
 def test_csv_has_one_line_per_row():
     text = render_matrix(matrix_of(CLINIC), "csv")
     lines = text.splitlines()
-    assert lines[0] == "Action,Role,Agency,Purpose,Data,Classification,Owner,Permitted by,Obligations"
-    assert lines[2] == "view,nurse (only),health_partners,care,contact,official,health_partners,care_view,audit"
-    assert len(lines) == 1 + len(CLINIC_ROWS)
+    assert lines[0] == "Action,Role,Agency,Purpose,Data,Classification,Owner,When,Permitted by,Obligations"
+    assert lines[2] == ("view,nurse (only),health_partners,care,contact,official,health_partners,always,care_view,"
+                        "audit")
+    assert len(lines) == 1 + len(CLINIC_ROWS) + 1
 
 
 def test_text_names_rules_and_obligations():
-    text = render_matrix(matrix_of(CLINIC), "text")
+    text = render_matrix(defaults_matrix(CLINIC), "text")
     assert "40 of 864 combinations permitted, in 4 rows" in text
-    assert "   Permitted by    care_view\n   Obligations     audit" in text
+    assert "   When            always\n   Permitted by    care_view\n   Obligations     audit" in text
+    explored = render_matrix(matrix_of(CLINIC), "text")
+    assert "Covered every combination of vocabulary values and context cases, on the date fixed" in explored
+    assert "   When            context.emergency is true\n   Permitted by    emergency_police" in explored
 
 
 def test_html_is_one_escaped_page_with_filters():
@@ -79,7 +116,7 @@ def test_html_is_one_escaped_page_with_filters():
     assert '<select data-col="1"><option value="">all</option><option value="nurse">' in page
     # a row saying `nurse` also stands for `lead`, so choosing lead keeps it
     assert '<td data-v=" nurse lead ">nurse</td>' in page
-    assert page.count("<tr><td") == len(CLINIC_ROWS)
+    assert page.count("<tr><td") == len(CLINIC_ROWS) + 1
 
 
 def test_html_escapes_names(tmp_path):
@@ -105,7 +142,7 @@ def outcome_table(matrix) -> dict:
 def decide_everything(version: Version) -> dict:
     found = {}
     for cell in itertools.product(*(version.values(p) for p in DIMENSIONS)):
-        outcome = version.outcome(dict(zip(DIMENSIONS, cell)))
+        outcome = version.judge(dict(zip(DIMENSIONS, cell)), {})[0]
         if outcome.decision == "permit":
             found[cell] = (outcome.rules, outcome.obligations)
     return found
@@ -117,7 +154,7 @@ def test_matrix_equals_deciding_every_combination(tmp_path, combine, context):
     shutil.copytree(CLINIC, tmp_path / "set")
     vocabulary = tmp_path / "set" / "00_vocabulary.policy"
     vocabulary.write_text(vocabulary.read_text().replace("combine deny-overrides", f"combine {combine}"))
-    matrix = matrix_of(tmp_path / "set", *context)
+    matrix = defaults_matrix(tmp_path / "set", *context)
     assert outcome_table(matrix) == decide_everything(matrix.version)
 
 
@@ -157,19 +194,19 @@ def test_matrix_of_random_rules_equals_deciding_every_combination(tmp_path, seed
     combine = ["deny-overrides", "permit-overrides", "first-applicable"][seed % 3]
     vocabulary = tmp_path / "set" / "00_vocabulary.policy"
     vocabulary.write_text(vocabulary.read_text().replace("combine deny-overrides", f"combine {combine}"))
-    matrix = matrix_of(tmp_path / "set", *RANDOM_CONTEXTS[seed % len(RANDOM_CONTEXTS)])
+    matrix = defaults_matrix(tmp_path / "set", *RANDOM_CONTEXTS[seed % len(RANDOM_CONTEXTS)])
     assert outcome_table(matrix) == decide_everything(matrix.version)
 
 
-def test_example_policies_sampled_against_the_engine():
-    version = load_version(None, DATE, [])
-    matrix = build_matrix(version)
+def test_example_policies_at_defaults_sampled_against_the_engine():
+    matrix = defaults_matrix("policies")
+    version = matrix.version
     found = outcome_table(matrix)
     chooser = random.Random(7)
     cells = [tuple(chooser.choice(version.values(p)) for p in DIMENSIONS) for _ in range(300)]
     cells += chooser.sample(sorted(found), min(300, len(found)))
     for cell in cells:
-        outcome = version.outcome(dict(zip(DIMENSIONS, cell)))
+        outcome = version.judge(dict(zip(DIMENSIONS, cell)), {})[0]
         expected = (outcome.rules, outcome.obligations) if outcome.decision == "permit" else None
         assert found.get(cell) == expected, cell
 
@@ -179,7 +216,7 @@ def test_rows_merge_agencies_that_own_their_own_records(tmp_path):
     (tmp_path / "set" / "10_rules.policy").write_text(
         'permit own {\n  action view\n  when resource.owner == requester.agency\n  because "x"\n}\n')
     rows = table_rows(render_matrix(matrix_of(tmp_path / "set"), "md"))
-    assert rows == ["| view | any | any | any | any | any | requester's own agency | own | - |"]
+    assert rows == ["| view | any | any | any | any | any | requester's own agency | always | own | - |"]
 
 
 # --- wording value sets ----------------------------------------------------------------
@@ -212,7 +249,7 @@ def test_legend_words_value_sets(legend, path, values, shown):
 def test_cli_matrix_prints_the_table(capsys):
     assert main(["matrix", str(CLINIC), "--date", "2025-06-01", "--format", "md"]) == 0
     out, err = capsys.readouterr()
-    assert table_rows(out) == CLINIC_ROWS
+    assert table_rows(out) == CLINIC_ROWS + [EMERGENCY_ROW.format(when="context.emergency is true")]
     assert err == f"engine matrix: using {CLINIC} ({err.split('(')[-1]}"  # no progress bar when not a terminal
 
 
@@ -290,3 +327,67 @@ def test_context_gives_a_set_as_members_separated_by_commas(tmp_path):
     assert outcome_table(matrix_of(tmp_path, "context.consented=")) == {}
     both = outcome_table(matrix_of(tmp_path, "context.consented=care, research"))
     assert {cell[DIMENSIONS.index("purpose")] for cell in both} == {"care", "research"}
+
+
+# --- every context value and every date ----------------------------------------------------
+
+EXPLORED_VOCABULARY = """
+attributes {
+  resource.closed   date
+  context.limit     number
+  context.consented set of purpose default {}
+}
+"""
+EXPLORED_CLAUSES = RANDOM_CLAUSES + [
+    "when purpose in context.consented", "unless has context.consented",
+    "when context.date <= resource.recorded + 28 days", "when resource.closed < context.date - 1 year",
+    "when context.count > context.limit", "when resource.recorded >= resource.closed + 1 month",
+    "when context.date >= 2025-03-01", "when context.count >= 18 and context.count < 100",
+    "obligation remind context.reason", "obligation expire when context.date > 2026-01-31",
+]
+
+
+def explored_set(directory: Path, clauses: list[list[str]], effects: list[bool], combine: str) -> Path:
+    shutil.copytree(CLINIC, directory)
+    vocabulary = directory / "00_vocabulary.policy"
+    vocabulary.write_text(vocabulary.read_text().replace("combine deny-overrides", f"combine {combine}")
+                          + EXPLORED_VOCABULARY)
+    rules = []
+    for number, (body, permit) in enumerate(zip(clauses, effects)):
+        lines = "\n".join(f"  {c}" for c in body)
+        rules.append(f'{"permit" if permit else "deny"} r{number} {{\n{lines}\n  because "test"\n}}\n')
+    (directory / "10_rules.policy").write_text("\n".join(rules))
+    agreements = directory / "05_agreements.policy"
+    agreements.write_text("agreement short_isa { parties health_partners\n  valid 2024-01-01 to 2025-12-31 }\n")
+    return directory
+
+
+rule_sets = st.lists(st.tuples(st.lists(st.sampled_from(EXPLORED_CLAUSES + ["under short_isa"]), min_size=1,
+                                        max_size=4), st.booleans()), min_size=1, max_size=5)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules=rule_sets, combine=st.sampled_from(["deny-overrides", "permit-overrides", "first-applicable"]),
+       seed=st.integers(0, 2**32))
+def test_every_row_decides_as_the_engine_over_every_context_and_date(rules, combine, seed):
+    with tempfile.TemporaryDirectory() as scratch:
+        path = explored_set(Path(scratch) / "set", [r[0] for r in rules], [r[1] for r in rules], combine)
+        try:
+            policy = engine.load(str(path))
+        except engine.PolicyLoadError:
+            return  # a random rule that does not check (a clause repeated where it may not be)
+        matrix = build_matrix(version_of(policy, None))
+    note(f"rules {rules}, {combine}")
+    legend = Legend(policy.vocabulary)
+    chooser = random.Random(seed)
+    for _ in range(150):
+        request = random_request(policy.vocabulary, chooser)
+        decision = policy.decide(request, use_cache=False)
+        rows = covering(matrix.rows, legend, matrix.space, policy.vocabulary, request)
+        assert len(rows) <= 1, "rows overlap"
+        if decision.decision == "permit":
+            assert rows, f"no row for a permitted request {request}"
+            assert rows[0][1].rules == tuple(r.rule for r in decision.reasons)
+            assert [o[0] for o in rows[0][1].obligations] == [o.name for o in decision.obligations]
+        else:
+            assert not rows, f"a row for a refused request {request}: {rows}"

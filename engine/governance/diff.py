@@ -17,22 +17,26 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from engine.errors import PolicyLoadError
+from engine.governance.changes import render_changes, rule_changes
 from engine.governance.matrix import (
     ContextError,
     ProgressHook,
     Version,
     Walk,
     count_rows,
+    covered,
     has_permit,
     no_progress,
     parse_context,
     parse_date,
+    version_of,
+    when_text,
 )
 from engine.governance.table import (
     COLUMNS,
@@ -67,6 +71,12 @@ class Diff:
     seconds: float
     old_name: str = "old"
     new_name: str = "new"
+    space: Any = None  # the context's axes the walk explored (context.Space)
+    changes: list[Any] = field(default_factory=list)  # rule-level changes (changes.py)
+
+    def when(self, box: Box) -> list[str]:
+        """The context a row needs, in words (nothing when it needs none)."""
+        return self.space.when(box[len(DIMENSIONS):]) if self.space is not None else []
 
 
 def changed(old: Outcome, new: Outcome, old_given: frozenset[Any] | None = None,
@@ -97,16 +107,18 @@ def build_diff(old: Version, new: Version, progress: ProgressHook = no_progress)
         # declared in one version only.
         return same_combining and alike and before == after
 
-    def leaf(cell: dict[str, str], states: tuple[Any, ...]) -> Change | None:
-        before, old_given = old.judge(cell) if states[0] is not None else (UNDECLARED, frozenset())
-        after, new_given = new.judge(cell) if states[1] is not None else (UNDECLARED, frozenset())
+    def leaf(cell: dict[str, str], states: tuple[Any, ...], context: Mapping[str, Any]) -> Change | None:
+        before, old_given = old.judge(cell, context) if states[0] is not None else (UNDECLARED, frozenset())
+        after, new_given = new.judge(cell, context) if states[1] is not None else (UNDECLARED, frozenset())
         return Change(before, after) if changed(before, after, old_given, new_given) else None
 
     started = time.perf_counter()
     walk = Walk([old, new], False, prune, leaf, "diff", progress)
     rows = compress(walk.run())
-    return Diff(old, new, sort_rows(rows, new.vocab, old.vocab), walk.cells, sum(cells_in(b) for b, _c in rows),
-                walk.representatives, time.perf_counter() - started)
+    found = Diff(old, new, sort_rows(rows, new.vocab, old.vocab), walk.cells, sum(cells_in(b) for b, _c in rows),
+                 walk.representatives, time.perf_counter() - started, space=walk.space)
+    found.changes = rule_changes(old, new, found)
+    return found
 
 
 # --- wording -----------------------------------------------------------------------
@@ -141,33 +153,44 @@ def explain(outcome: Outcome, box: Box) -> str:
 
 def render_diff(diff: Diff, fmt: str) -> str:
     legend = Legend(diff.new.vocab, diff.old.vocab)
-    headers = [COLUMNS[p] for p in DIMENSIONS] + ["Change", "Was", "Now"]
-    table = [row_cells(legend, box) + [headline(c, box), explain(c.old, box), explain(c.new, box)]
+    headers = [COLUMNS[p] for p in DIMENSIONS] + ["When", "Change", "Was", "Now"]
+    table = [row_cells(legend, box) + [when_text(diff.when(box)), headline(c, box), explain(c.old, box),
+                                       explain(c.new, box)]
              for box, c in diff.rows]
-    summary = (f"{diff.changed:,} of {diff.cells:,} combinations change, in {count_rows(len(diff.rows))} "
-               f"(date {diff.new.date.isoformat()}).")
+    closing = closing_line(diff)
     title = f"Changes from {diff.old_name} ({diff.old.hash}) to {diff.new_name} ({diff.new.hash})"
     if fmt == "json":
-        return json.dumps({"changed": diff.changed, "cells": diff.cells,
-                           "rows": [_json_row(legend, box, c) for box, c in diff.rows]}, indent=2) + "\n"
+        return json.dumps({"changed": diff.changed, "cells": diff.cells, "covered": covered(diff.new),
+                           "rule_changes": [c.to_dict() for c in diff.changes],
+                           "rows": [_json_row(legend, box, c, diff.when(box)) for box, c in diff.rows],
+                           "summary": closing}, indent=2) + "\n"
+    changes = render_changes(diff.changes, fmt)
     if fmt == "md":
-        if not table:
-            return f"# {title}\n\nNo combination changes ({diff.cells:,} compared).\n"
-        return f"# {title}\n\n{summary}\n\n{to_markdown(headers, table)}"
-    if not table:
-        return f"No combination changes ({diff.cells:,} compared).\n"
+        body = f"\n{to_markdown(headers, table)}" if table else ""
+        return f"# {title}\n\n{changes}{body}\n{closing}\n"
+    lines = [title, "", changes.rstrip(), ""] if changes else [title, ""]
     width = max(len(h) for h in headers)
-    lines = [title, "", summary, ""]
     for number, row in enumerate(table, 1):
-        lines.append(f"{number}. {row[len(DIMENSIONS)]}")
+        lines.append(f"{number}. {row[len(DIMENSIONS) + 1]}")
         pairs = list(zip(headers, row))
-        lines.extend(f"   {h.ljust(width)}  {v or '-'}" for h, v in pairs[:len(DIMENSIONS)] + pairs[-2:])
+        lines.extend(f"   {h.ljust(width)}  {v or '-'}" for h, v in pairs[:len(DIMENSIONS) + 1] + pairs[-2:])
         lines.append("")
+    lines.append(closing)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _json_row(legend: Legend, box: Box, change: Change) -> dict[str, Any]:
+def closing_line(diff: Diff) -> str:
+    """What was compared, and whether any request at all is decided differently."""
+    scope = f"Compared {covered(diff.new)} ({diff.cells:,} combinations)"
+    if not diff.rows:
+        return f"No change: no request is decided differently. {scope}."
+    return (f"{diff.changed:,} of {diff.cells:,} combinations change, in {count_rows(len(diff.rows))}. "
+            f"{scope}.")
+
+
+def _json_row(legend: Legend, box: Box, change: Change, when: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {p: legend.show(p, s) for p, s in zip(DIMENSIONS, box)}
+    row["when"] = when
     row["change"] = headline(change, box)
     for side, outcome in (("was", change.old), ("now", change.new)):
         row[side] = {"decision": "deny" if outcome.decision == "undeclared" else outcome.decision,
@@ -251,11 +274,7 @@ def load_pair(old_path: str, new_path: str | None, date_text: str | None,
             given.update(more_given)
             restrict.update(more_restrict)
 
-        def decide(request: dict[str, Any], policy: Any = policy) -> Any:
-            return policy.decide(request, use_cache=False)
-
-        versions.append(Version(policy.vocabulary, decide, date, given, restrict, policy.title, policy.label,
-                                policy.version))
+        versions.append(version_of(policy, date, given, restrict))
     return versions[0], versions[1]
 
 

@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
+from engine import clock
+from engine.errors import RequestError
+from engine.governance.context import OMIT, Space, fixed_env
 from engine.governance.table import (
     COLUMNS,
+    UNDECLARED,
     Box,
     Legend,
     Outcome,
@@ -58,7 +63,6 @@ from engine.wording import count
 # so that `under` clauses resolve on the last step.
 WALK = ("action", "purpose", "resource.category", "requester.role", "resource.classification",
         "requester.agency", "resource.owner")
-_POSITION = {path: DIMENSIONS.index(path) for path in WALK}
 
 
 class ContextError(ValueError):
@@ -70,51 +74,86 @@ class ContextError(ValueError):
 
 @dataclass
 class Version:
-    """A loaded policy set with its rules as terms, bound to a date and context."""
+    """A loaded policy set with its rules as terms; `date` and `given` fix what is fixed.
+
+    Everything not fixed is explored: the walk takes every context attribute
+    (and, without a date, the request's date) as an axis (context.py).
+    """
 
     vocab: Vocabulary
     decide: Callable[[dict[str, Any]], Any]  # request -> Decision-like (decision, reasons, obligations)
-    date: dt.date
+    date: dt.date | None = None
     given: dict[str, Any] = field(default_factory=dict)  # attribute path -> JSON value
     restrict: dict[str, frozenset[str]] = field(default_factory=dict)  # dimension -> allowed values
     title: str | None = None
     label: str | None = None
     hash: str = ""
+    warnings: list[Any] = field(default_factory=list)  # the checker's findings, for the diff's rule-level changes
+    at_defaults: bool = False  # every attribute not given takes its default: nothing of the context explored
 
     def __post_init__(self) -> None:
         compiler = Compiler(self.vocab)
         self.rules = [compiler.rule(rule) for rule in self.vocab.rules]
         self.policy_obligations = [compiler.policy_obligation(d) for d in self.vocab.policy_obligations]
         typed = {p: attribute_value(self.vocab, p, v) for p, v in self.given.items()}
-        self.env = context_env(self.vocab, typed, self.date)
+        if self.at_defaults:
+            self.date = self.date or clock.today()
+            self.env = context_env(self.vocab, typed, self.date)
+        else:
+            self.env = fixed_env(self.vocab, typed, self.date)
         self.combine = self.vocab.combine
         self._symbolic = _symbolic_arguments(self.rules, self.policy_obligations)
+        self.space: Space | None = None
+
+    @property
+    def fixed(self) -> frozenset[str]:
+        """The attribute paths the walk does not explore."""
+        if self.at_defaults:
+            return frozenset(self.vocab.attributes)
+        return frozenset(self.given) | ({"context.date"} if self.date is not None else set())
+
+    def terms(self) -> Iterator[Term]:
+        """Every condition and argument of the rules and obligations, reduced by what is fixed."""
+        for rule in self.rules:
+            yield reduce(rule.term, self.env)
+            for o in rule.obligations:
+                yield from (reduce(t, self.env) for t in (o.condition, *o.args))
+        for p in self.policy_obligations:
+            yield from (reduce(t, self.env) for t in (p.obligation.condition, *p.obligation.args))
 
     def values(self, path: str) -> list[str]:
+        if self.space is not None and path in self.space.by_path:
+            return self.space.accepts(self.vocab, path)
         values = self.vocab.values_of(DIMENSION_KINDS[path])
         allowed = self.restrict.get(path)
         return values if allowed is None else [v for v in values if v in allowed]
 
-    def start(self, step: _Step, permits_only: bool) -> _State | None:
-        """The walk's first state: every rule reduced by the context, dead ones dropped.
+    def start(self, step: _Step, permits_only: bool, space: Space) -> _State | None:
+        """The walk's first state: every rule reduced by what is fixed, dead ones dropped.
 
         With `permits_only` (the matrix), what only matters for refusals is
         left out: deny rules' obligations and `on deny` obligations.
         """
+        self.space = space
+
+        def term(t: Term) -> int:
+            return step.id(space.rewrite(reduce(t, self.env)))
+
         def obligation(o: Any) -> _Obligation:
-            return _Obligation(o.name, step.id(o.condition), tuple(step.id(a) for a in o.args))
+            return _Obligation(o.name, term(o.condition), tuple(term(a) for a in o.args))
 
         rules = []
         for rule in self.rules:
             obligations = () if permits_only and not rule.permit else rule.obligations
-            rules.append(_RuleItem(rule.id, rule.permit, step.id(rule.term), tuple(obligation(o) for o in obligations),
-                                   _DIMENSION_SET))
-        policy = tuple(_PolicyItem(p.outcome, *obligation(p.obligation), _DIMENSION_SET)
+            rules.append(_RuleItem(rule.id, rule.permit, term(rule.term), tuple(obligation(o) for o in obligations),
+                                   step.paths))
+        policy = tuple(_PolicyItem(p.outcome, *obligation(p.obligation), step.paths)
                        for p in self.policy_obligations if not (permits_only and p.outcome == "deny"))
-        return step.state(_State(tuple(rules), policy), self.env, ("context", id(self)))
+        return step.state(_State(tuple(rules), policy), {}, ("context", id(self)))
 
-    def request(self, cell: dict[str, str]) -> dict[str, Any]:
-        """The request for one combination, with the context's values."""
+    def request(self, cell: dict[str, str], context: Mapping[str, Any]) -> dict[str, Any]:
+        """The request for one combination: the dimensions' values, what is fixed, and the
+        context's values (`context`: path -> JSON value, OMIT when not given)."""
         built: dict[str, Any] = {
             "requester": {"role": cell["requester.role"], "agency": cell["requester.agency"]},
             "action": cell["action"],
@@ -122,9 +161,12 @@ class Version:
             "resource": {"category": cell["resource.category"],
                          "classification": cell["resource.classification"],
                          "owner": cell["resource.owner"]},
-            "context": {"date": self.date.isoformat()},
+            "context": {},
         }
-        for path, value in self.given.items():
+        if self.date is not None:
+            built["context"]["date"] = self.date.isoformat()
+        values = [(p, v) for p, v in context.items() if v is not OMIT and p in self.vocab.attributes]
+        for path, value in [*self.given.items(), *values]:
             *parents, last = path.split(".")
             here = built
             for part in parents:
@@ -132,27 +174,29 @@ class Version:
             here[last] = value
         return built
 
-    def outcome(self, cell: dict[str, str]) -> Outcome:
-        """Decide one combination with the engine and word the result for a table."""
-        return self.judge(cell)[0]
-
-    def judge(self, cell: dict[str, str]) -> tuple[Outcome, frozenset[Any]]:
+    def judge(self, cell: dict[str, str], context: Mapping[str, Any]) -> tuple[Outcome, frozenset[Any]]:
         """The outcome as worded, and the obligations exactly as the engine gave them
         (wording may differ between versions where the obligations do not)."""
-        decision = self.decide(self.request(cell))
+        try:
+            decision = self.decide(self.request(cell, context))
+        except RequestError:
+            return UNDECLARED, frozenset()  # a value this version does not declare
         rules = tuple(_rule_id(r) for r in decision.reasons)
-        obligations = tuple(self._show(_name(o), _args(o), cell) for o in decision.obligations)
+        obligations = tuple(self._show(_name(o), _args(o), cell, context) for o in decision.obligations)
         given = frozenset((_name(o), tuple(_literal(a) for a in _args(o))) for o in decision.obligations)
         return Outcome(decision.decision, rules, obligations), given
 
-    def _show(self, name: str, args: Sequence[Any], cell: dict[str, str]) -> tuple[str, tuple[str, ...]]:
-        """An obligation's name and arguments as words; an argument that is a dimension's
-        value is kept as the attribute (`resource.owner`), so rows can merge across owners."""
+    def _show(self, name: str, args: Sequence[Any], cell: Mapping[str, str],
+              context: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+        """An obligation's name and arguments as words; an argument that is an explored value
+        is kept as the attribute (`resource.owner`), so rows can merge across its values."""
         shown = []
         for position, arg in enumerate(args):
+            literal = _literal(arg)
             paths = self._symbolic.get((name, position), ())
-            path = next((p for p in paths if cell.get(p) == str(arg)), None)
-            shown.append(path or _literal(arg))
+            path = next((p for p in paths if p not in self.given and _literal(
+                cell[p] if p in DIMENSION_KINDS else context.get(p)) == literal), None)
+            shown.append(path or literal)
         return name, tuple(shown)
 
 
@@ -161,7 +205,7 @@ def _symbolic_arguments(rules: Sequence[Any], policy_obligations: Sequence[Any])
     obligations = [o for r in rules for o in r.obligations] + [p.obligation for p in policy_obligations]
     for obligation in obligations:
         for position, arg in enumerate(obligation.args):
-            if arg[0] == "a" and arg[1] in DIMENSION_KINDS:
+            if arg[0] == "a":
                 found.setdefault((obligation.name, position), set()).add(arg[1])
     return {key: tuple(sorted(paths)) for key, paths in found.items()}
 
@@ -251,7 +295,8 @@ class _Step:
     of a walk: reducing a term needs nothing but the term.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, paths: frozenset[str]) -> None:
+        self.paths = paths  # the attributes the walk substitutes
         self.ids: dict[Term, int] = {}
         self.terms: list[Term] = []
         self.reads: list[frozenset[str]] = []
@@ -264,7 +309,7 @@ class _Step:
         if found is None:
             found = self.ids[term] = len(self.terms)
             self.terms.append(term)
-            self.reads.append(attributes_of(term) & _DIMENSION_SET if term[0] != "k" else frozenset())
+            self.reads.append(attributes_of(term) & self.paths if term[0] != "k" else frozenset())
         return found
 
     def term(self, term: int, env: dict[str, Any], token: Any) -> int:
@@ -297,8 +342,8 @@ class _Step:
         kept = []
         for name, condition, args in obligations:
             condition = self.term(condition, env, token)
-            if condition == self.false or condition == self.unknown:
-                continue  # unknown counts as not holding
+            if condition == self.false:
+                continue  # an unknown condition is kept: the obligation is listed as undetermined
             kept.append(_Obligation(name, condition, tuple(self.term(a, env, token) for a in args)))
         return tuple(kept)
 
@@ -315,9 +360,6 @@ class _Step:
         kept = (self.rule(r, env, token) for r in state.rules)
         obligations = (self.policy(p, env, token) for p in state.policy)
         return _State(tuple(r for r in kept if r is not None), tuple(p for p in obligations if p is not None))
-
-
-_DIMENSION_SET = frozenset(DIMENSIONS)
 
 
 def has_permit(state: _State | None) -> bool:
@@ -351,18 +393,21 @@ def no_progress(total: int, label: str) -> Iterator[Meter]:
 
 @dataclass
 class Walk:
-    """Walks the combinations of one or more versions' vocabularies.
+    """Walks the combinations of one or more versions' vocabularies and contexts.
 
+    The request's date comes first, then the dimensions, then the rest of
+    the context's axes (context.py).
     `prune(states, alike)` says a branch needs no more work; `alike` is
-    whether the versions declare the same values for every dimension still
-    to come. `leaf(cell, states)` decides a representative combination and
+    whether the versions accept the same values for every axis still to
+    come. `leaf(cell, states, context)` decides a representative combination
+    (`context`: the request's context values inside the cell's cases) and
     returns what to keep, or None.
     """
 
     versions: Sequence[Version]
     permits_only: bool
     prune: Callable[[tuple[Any, ...], bool], bool]
-    leaf: Callable[[dict[str, str], tuple[Any, ...]], Any]
+    leaf: Callable[[dict[str, str], tuple[Any, ...], Mapping[str, Any]], Any]
     label: str = "deciding"
     progress: ProgressHook = no_progress
     cells: int = 0
@@ -370,21 +415,39 @@ class Walk:
     found: list[tuple[Box, Any]] = field(default_factory=list)
 
     def run(self) -> list[tuple[Box, Any]]:
-        self.values = {path: union_in_order(v.values(path) for v in self.versions) for path in WALK}
-        self.declared = [{p: frozenset(v.values(p)) for p in WALK} for v in self.versions]
-        self.step = _Step()
+        fixed = frozenset().union(*(v.fixed for v in self.versions))
+        self.space = Space([v.vocab for v in self.versions],
+                           itertools.chain.from_iterable(v.terms() for v in self.versions), fixed)
+        # The date first, as agreements' ranges decide which agencies share; the rest of
+        # the context last, so that rows differing only there merge as the walk returns.
+        dated = [a.path for a in self.space.axes if a.path == "context.date"]
+        self.paths = dated + list(WALK) + [a.path for a in self.space.axes if a.path != "context.date"]
+        self.values: dict[str, list[str]] = {a.path: a.keys for a in self.space.axes}
+        self.envs: dict[str, list[Mapping[Any, Any]]] = {a.path: [c.env for c in a.cases] for a in self.space.axes}
+        for path in WALK:
+            self.values[path] = union_in_order(v.values(path) for v in self.versions)
+            self.envs[path] = [{path: value} for value in self.values[path]]
+        self.step = _Step(frozenset(self.paths))
+        states = tuple(v.start(self.step, self.permits_only, self.space) for v in self.versions)
+        self.declared = [{p: frozenset(v.values(p)) for p in self.paths} for v in self.versions]
         self.columns: dict[tuple[Any, ...], tuple[list[Any], list[int]]] = {}
-        self.undeclared = [{p: frozenset(i for i, v in enumerate(self.values[p]) if v not in d[p]) for p in WALK}
+        self.undeclared = [{p: frozenset(i for i, v in enumerate(self.values[p]) if v not in d[p]) for p in self.paths}
                            for d in self.declared]
-        self.below = [math.prod(len(self.values[p]) for p in WALK[level:]) for level in range(len(WALK) + 1)]
-        self.alike = [all(len({d[p] for d in self.declared}) == 1 for p in WALK[level:])
-                      for level in range(len(WALK) + 1)]
+        self.skippable = [not any(u[p] for u in self.undeclared) and p not in self.space.witnessed
+                          for p in self.paths]
+        levels = len(self.paths)
+        self.below = [math.prod(len(self.values[p]) for p in self.paths[level:]) for level in range(levels + 1)]
+        self.alike = [all(len({d[p] for d in self.declared}) == 1 for p in self.paths[level:])
+                      for level in range(levels + 1)]
         self.total = self.below[0]
         self.subtrees: dict[tuple[Any, ...], list[Any]] = {}
-        states = tuple(v.start(self.step, self.permits_only) for v in self.versions)
+        self.leaves: dict[tuple[Any, ...], Any] = {}
+        self.witnessed_before = [[p for p in self.paths[:level + 1] if p in self.space.witnessed]
+                                 for level in range(len(self.paths))]
+        self.base = {k: v for k, v in self.versions[0].env.items()}
         with self.progress(self.total, self.label) as self.meter:
             found = self._walk(0, states, {}, 1)
-        self.found = [(_box(sets), kept) for sets, kept in found]
+        self.found = [(self._box(sets), kept) for sets, kept in found]
         return self.found
 
     def _walk(self, level: int, states: tuple[Any, ...], cell: dict[str, Any], above: int) -> list[tuple[tuple[Any, ...], Any]]:
@@ -394,13 +457,27 @@ class Walk:
         states lead to equal outcomes, so a subtree met again is not walked
         again.
         """
-        path = WALK[level]
+        skipped: list[frozenset[str]] = []
+        reads = frozenset().union(*(item.reads for state in states if state is not None
+                                    for item in (*state.rules, *state.policy)))
+        while level + 1 < len(self.paths) and self.skippable[level] and self.paths[level] not in reads:
+            # Nothing left reads this axis and every version takes all its values: on to the next.
+            path = self.paths[level]
+            skipped.append(frozenset(self.values[path]))
+            cell[path] = self.values[path][0]
+            above *= len(self.values[path])
+            level += 1
+        path = self.paths[level]
         plans = [self._plan(index, state, path) for index, state in enumerate(states)]
         groups: dict[tuple[Any, ...], list[int]] = {}
         count = len(self.values[path])
+        # Whether a request exists depends on the cases of what conditions read, so those
+        # cases are never grouped (context.py, `witness`).
+        apart = path in self.space.witnessed
         for position, key in enumerate(zip(*(_classes(plan, count) for plan in plans))):
-            groups.setdefault(key, []).append(position)
+            groups.setdefault((position,) if apart else key, []).append(position)
         found: list[tuple[tuple[Any, ...], Any]] = []
+        last = level + 1 == len(self.paths)
         for key, positions in groups.items():
             members = [self.values[path][p] for p in positions]
             cell[path] = members[0]
@@ -409,20 +486,30 @@ class Walk:
             combinations = above * len(members)
             if self.prune(after, self.alike[level + 1]):
                 self._count(combinations * self.below[level + 1])
-            elif level + 1 < len(WALK):
-                subtree = self.subtrees.get((level, after))
+            elif not last:
+                # Whether a request exists depends on the cases chosen for what conditions read,
+                # not only on the states, so those cases are part of the key.
+                memo = (level, after, tuple(cell[p] for p in self.witnessed_before[level]))
+                subtree = self.subtrees.get(memo)
                 if subtree is None:
-                    subtree = self.subtrees[(level, after)] = self._walk(level + 1, after, cell, combinations)
+                    subtree = self.subtrees[memo] = self._walk(level + 1, after, cell, combinations)
                 else:
                     self._count(combinations * self.below[level + 1])
                 found.extend(((values, *sets), kept) for sets, kept in subtree)
             else:
-                self.representatives += 1
-                kept = self.leaf(dict(cell), after)
+                self._count(combinations)
+                context = self.space.witness(cell, self.base)
+                if context is None:
+                    continue  # no request has this combination of cases
+                if after in self.leaves:
+                    kept = self.leaves[after]  # the same rules left, with the same terms: the same outcome
+                else:
+                    self.representatives += 1
+                    kept = self.leaves[after] = self.leaf(dict(cell), after, context)
                 if kept is not None:
                     found.append(((values,), kept))
-                self._count(combinations)
-        return _merge_heads(found)
+        found = _merge_heads(found)
+        return [((*skipped, *sets), kept) for sets, kept in found] if skipped else found
 
     def _plan(self, index: int, state: _State | None, path: str) -> _Plan | None:
         """A state, the positions of its items that read `path`, and their columns."""
@@ -441,7 +528,7 @@ class Walk:
         key = (item, path)
         column = self.columns.get(key)
         if column is None:
-            reduced = [reduce_item(item, {path: v}, (path, v)) for v in self.values[path]]
+            reduced = [reduce_item(item, env, (path, v)) for v, env in zip(self.values[path], self.envs[path])]
             numbers: dict[Any, int] = {}
             column = self.columns[key] = (reduced, [numbers.setdefault(r, len(numbers)) for r in reduced])
         return column
@@ -449,6 +536,11 @@ class Walk:
     def _count(self, amount: int) -> None:
         self.cells += amount
         self.meter.advance(amount)
+
+    def _box(self, sets: Sequence[frozenset[str]]) -> Box:
+        """Value sets in walk order as a Box: the dimensions in DIMENSIONS order, then the context."""
+        by_path = dict(zip(self.paths, sets))
+        return tuple(by_path[p] for p in DIMENSIONS) + tuple(by_path[a.path] for a in self.space.axes)
 
 
 def _merge_heads(found: list[tuple[tuple[Any, ...], Any]]) -> list[tuple[tuple[Any, ...], Any]]:
@@ -492,13 +584,6 @@ def _replace(items: tuple[Any, ...], positions: list[int], changed: list[Any]) -
     return tuple(item for item in updated if item is not None)
 
 
-def _box(sets: Sequence[frozenset[str]]) -> Box:
-    ordered: list[frozenset[str]] = [frozenset()] * len(DIMENSIONS)
-    for path, values in zip(WALK, sets):
-        ordered[_POSITION[path]] = values
-    return tuple(ordered)
-
-
 # --- the matrix ------------------------------------------------------------------------
 
 
@@ -512,13 +597,18 @@ class Matrix:
     permitted: int
     representatives: int
     seconds: float
+    space: Space
+
+    def when(self, box: Box) -> list[str]:
+        """The context a row needs, in words (nothing when it needs none)."""
+        return self.space.when(box[len(DIMENSIONS):])
 
 
 def build_matrix(version: Version, progress: ProgressHook = no_progress) -> Matrix:
     """Decide every combination of the version's vocabulary; keep the permitted ones."""
 
-    def leaf(cell: dict[str, str], states: tuple[Any, ...]) -> Outcome | None:
-        outcome = version.outcome(cell)
+    def leaf(cell: dict[str, str], states: tuple[Any, ...], context: Mapping[str, Any]) -> Outcome | None:
+        outcome = version.judge(cell, context)[0]
         return outcome if outcome.decision == "permit" else None
 
     started = time.perf_counter()
@@ -527,17 +617,25 @@ def build_matrix(version: Version, progress: ProgressHook = no_progress) -> Matr
     rows = compress(found)
     permitted = sum(cells_in(box) for box, _o in rows)
     return Matrix(version, sort_rows(rows, version.vocab), walk.cells, permitted, walk.representatives,
-                  time.perf_counter() - started)
+                  time.perf_counter() - started, walk.space)
 
 
 def render_matrix(matrix: Matrix, fmt: str) -> str:
-    """The matrix as text, md, csv or html."""
+    """The matrix as text, md, csv, html or json."""
     legend = Legend(matrix.version.vocab)
-    table = [row_cells(legend, box) + [", ".join(o.rules), show_obligations(o.obligations, box)]
+    table = [row_cells(legend, box) + [when_text(matrix.when(box)), ", ".join(o.rules),
+                                       show_obligations(o.obligations, box)]
              for box, o in matrix.rows]
-    headers = [COLUMNS[p] for p in DIMENSIONS] + ["Permitted by", "Obligations"]
+    headers = [COLUMNS[p] for p in DIMENSIONS] + ["When", "Permitted by", "Obligations"]
     title = _title(matrix.version)
     facts = _facts(matrix)
+    if fmt == "json":
+        rows = [{**{p: legend.show(p, s) for p, s in zip(DIMENSIONS, box)}, "when": matrix.when(box),
+                 "rules": list(o.rules), "obligations": show_obligations(o.obligations, box).split("; ")
+                 if o.obligations else []} for box, o in matrix.rows]
+        return json.dumps({"title": title, "policy_version": matrix.version.hash, "fixed": _fixed(matrix.version),
+                           "permitted": matrix.permitted, "combinations": matrix.cells, "rows": rows},
+                          indent=2) + "\n"
     if fmt == "csv":
         return to_csv(headers, table)
     if fmt == "md":
@@ -548,16 +646,37 @@ def render_matrix(matrix: Matrix, fmt: str) -> str:
     return _matrix_text(title, facts, headers, table)
 
 
+def when_text(parts: list[str]) -> str:
+    """A row's context conditions as one cell: `always` when it needs none."""
+    return "; ".join(parts) if parts else "always"
+
+
+def _fixed(version: Version) -> dict[str, Any]:
+    fixed = dict(version.given)
+    if version.date is not None:
+        fixed["context.date"] = version.date.isoformat()
+    return fixed
+
+
 def _title(version: Version) -> str:
     name = version.title or "Policy set"
     label = f" {version.label}" if version.label else ""
     return f"Who can see what: {name}{label} ({version.hash})"
 
 
+def covered(version: Version) -> str:
+    """What was explored and what was fixed, in words."""
+    fixed = _fixed(version)
+    explored = "vocabulary values and context cases" if version.date is None else \
+        "vocabulary values and context cases, on the date fixed"
+    if not fixed:
+        return f"every combination of {explored}: every context value and every date"
+    shown = ", ".join(f"{k}={_word(v)}" for k, v in fixed.items())
+    return f"every combination of {explored}, with {shown} fixed"
+
+
 def _facts(matrix: Matrix) -> str:
-    version = matrix.version
-    context = ", ".join(f"{k}={_word(v)}" for k, v in version.given.items()) or "defaults"
-    return (f"Date {version.date.isoformat()}; context: {context}. "
+    return (f"Covered {covered(matrix.version)}. "
             f"{matrix.permitted:,} of {matrix.cells:,} combinations permitted, in {count_rows(len(matrix.rows))}; "
             f"everything else is refused. A role, purpose or category includes those below it; "
             f"`(only)` means the value alone.")
@@ -578,9 +697,9 @@ def _matrix_text(title: str, facts: str, headers: list[str], table: list[list[st
 # --- the command ------------------------------------------------------------------------
 
 
-def parse_date(text: str | None) -> dt.date:
+def parse_date(text: str | None) -> dt.date | None:
     if text is None:
-        return dt.date.today()
+        return None  # every date is explored
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
@@ -672,18 +791,25 @@ def _typed(vocab: Vocabulary, path: str, text: str, attribute: Any = None) -> An
     return text
 
 
-def load_version(path: str | None, date: dt.date, context: Sequence[str]) -> Version:
+def load_version(path: str | None, date: dt.date | None, context: Sequence[str]) -> Version:
     """Load a policy set with the engine and bind it to the date and context.
 
     Raises engine.PolicyLoadError or ContextError.
     """
     policy = load(path)
     given, restrict = parse_context(policy.vocabulary, context)
+    return version_of(policy, date, given, restrict)
+
+
+def version_of(policy: Any, date: dt.date | None, given: dict[str, Any] | None = None,
+               restrict: dict[str, frozenset[str]] | None = None, at_defaults: bool = False) -> Version:
+    """A loaded engine.Policy as a Version: decided by the engine, without its cache."""
 
     def decide(request: dict[str, Any]) -> Any:
         return policy.decide(request, use_cache=False)
 
-    return Version(policy.vocabulary, decide, date, given, restrict, policy.title, policy.label, policy.version)
+    return Version(policy.vocabulary, decide, date, given or {}, restrict or {}, policy.title, policy.label,
+                   policy.version, list(policy.warnings), at_defaults)
 
 
 def _word(value: object) -> str:

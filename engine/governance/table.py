@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from engine.governance.terms import DIMENSION_KINDS, DIMENSIONS
 from engine.symbols import Vocabulary
 
-Box = tuple[frozenset[str], ...]  # one set of values per dimension, in DIMENSIONS order
+Box = tuple[frozenset[str], ...]  # one set of values per dimension, in DIMENSIONS order; then per context axis
 
 COLUMNS = {
     "action": "Action", "requester.role": "Role", "requester.agency": "Agency", "purpose": "Purpose",
@@ -70,8 +70,10 @@ def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
             ids[outcome] = len(outcomes)
             outcomes.append(outcome)
     rows = _same_agency([(box, ids[outcome]) for box, outcome in found])
-    order = [DIMENSIONS.index(p) for p in ("action", "resource.classification", "resource.category",
-                                           "purpose", "resource.owner", "requester.agency", "requester.role")]
+    width = len(rows[0][0]) if rows else len(DIMENSIONS)
+    order = list(range(len(DIMENSIONS), width))  # the context's axes first: rows read by rule, not by case
+    order += [DIMENSIONS.index(p) for p in ("action", "resource.classification", "resource.category",
+                                            "purpose", "resource.owner", "requester.agency", "requester.role")]
     changed = True
     while changed:
         changed = False
@@ -114,7 +116,7 @@ def _same_agency(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
 
 
 def cells_in(box: Box) -> int:
-    """How many combinations a row stands for."""
+    """How many combinations (of values and context cases) a row stands for."""
     return math.prod(len(s) for i, s in enumerate(box) if not (i == _OWNER and s == SAME_AGENCY))
 
 

@@ -204,11 +204,13 @@ def agreement_pairs(agreements: tuple[Any, ...], date: dt.date | None) -> frozen
 
 @functools.lru_cache(maxsize=1 << 16)
 def attributes_of(term: Term) -> frozenset[str]:
-    """Every attribute path a term reads (the under clause reads agency and owner)."""
+    """Every attribute path a term reads (the under clause reads agency, owner and the date)."""
     op = term[0]
     if op == "a" or op == "has":
         return frozenset((term[1],))
-    if op in ("under", "pair"):
+    if op == "under":
+        return frozenset(("requester.agency", "resource.owner", "context.date"))
+    if op == "pair":
         return frozenset(("requester.agency", "resource.owner"))
     if op in ("and", "or"):
         parts = term[1]

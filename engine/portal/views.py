@@ -16,6 +16,7 @@ from engine.governance.matrix import (
     build_matrix,
     parse_context,
     render_matrix,
+    version_of,
 )
 from engine.governance.table import COLUMNS, Legend, row_cells, show_obligations
 from engine.governance.terms import DIMENSION_KINDS, DIMENSIONS
@@ -275,11 +276,8 @@ def matrix_version(policy: Policy, date: dt.date, filters: Mapping[str, str],
     items = [f"{MATRIX_FILTERS[k]}={v}" for k, v in filters.items() if v and k in MATRIX_FILTERS]
     items += [f"{k}={v}" for k, v in context.items() if v]
     given, restrict = parse_context(policy.vocabulary, items)
-
-    def decide(request: dict[str, Any]) -> Any:
-        return policy.decide(request, use_cache=False)
-
-    return Version(policy.vocabulary, decide, date, given, restrict, policy.title, policy.label, policy.version)
+    # The page shows a typical request: what is not chosen takes its default.
+    return version_of(policy, date, given, restrict, at_defaults=True)
 
 
 def matrix_page(policy: Policy, date: dt.date, filters: Mapping[str, str], context: Mapping[str, str]) -> MatrixPage:
@@ -471,6 +469,7 @@ class Review:
     rule_changes: list[RuleChange] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)
     problem: str | None = None
+    summary: str = ""  # what was compared, and whether anything is decided differently
 
 
 def rule_changes(old: Policy, new: Policy) -> list[RuleChange]:
@@ -492,13 +491,9 @@ def review(served: Policy, proposed: Policy, shown: str, date: dt.date) -> Revie
 
     from engine.governance.diff import build_diff, render_diff
 
-    def version(policy: Policy) -> Version:
-        def decide(request: dict[str, Any]) -> Any:
-            return policy.decide(request, use_cache=False)
-
-        return Version(policy.vocabulary, decide, date, {}, {}, policy.title, policy.label, policy.version)
-
-    diff = build_diff(version(served), version(proposed))
+    # Every context value and every date: a change that only matters with consent, or after an
+    # agreement ends, is shown too.
+    diff = build_diff(version_of(served, None), version_of(proposed, None))
     data = json.loads(render_diff(diff, "json"))
     return Review(shown, proposed.version, data.get("rows", []), data.get("changed", 0), data.get("cells", 0),
-                  rule_changes(served, proposed))
+                  rule_changes(served, proposed), summary=data.get("summary", ""))
