@@ -667,12 +667,14 @@ def _title(version: Version) -> str:
 def covered(version: Version) -> str:
     """What was explored and what was fixed, in words."""
     fixed = _fixed(version)
-    explored = "vocabulary values and context cases" if version.date is None else \
-        "vocabulary values and context cases, on the date fixed"
+    explored = "every combination of vocabulary values and context cases"
+    if version.at_defaults:
+        return f"every combination of vocabulary values, with every other attribute at its default " \
+               f"and the date {version.date}"
     if not fixed:
-        return f"every combination of {explored}: every context value and every date"
+        return f"{explored}: every context value and every date"
     shown = ", ".join(f"{k}={_word(v)}" for k, v in fixed.items())
-    return f"every combination of {explored}, with {shown} fixed"
+    return f"{explored}, with {shown} fixed"
 
 
 def _facts(matrix: Matrix) -> str:
