@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from _pairwise_analysis import PairwiseAnalysis
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine import ast
-from engine.analysis import analyse
+from engine.analysis import _KindIndex, analyse
 from engine.errors import Diagnostic
 from engine.loader import load_set
 from engine.source import Source
@@ -233,3 +234,12 @@ def test_indexed_analysis_matches_pairwise_on_rules_alike_but_for_a_threshold(tm
     named = {re.findall(r"`(\w+)`", d.message)[1] for d in pairwise if d.code in COVERING}
     assert len(named) > (1 if wider else 10)  # without the wider rules, each finding names its own rule
 
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules=rule_set(), combine=st.sampled_from(COMBINES))
+def test_indexed_analysis_scanning_condition_sets_reports_what_pairwise_does(rules, combine):
+    """A rule with many conditions finds the rules with fewer by scanning the condition sets, not their subsets."""
+    with mock.patch.object(_KindIndex, "SUBSETS_UP_TO", 1):
+        indexed, pairwise = both(policy_set_of(rules, combine))
+    assert shown(indexed) == shown(pairwise)
+    assert indexed == pairwise
