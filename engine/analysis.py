@@ -316,6 +316,10 @@ class _Analysis:
         repeated = None
         for other_number in _bits(candidates):
             other = index.kinds[other_number]
+            if other_number == number:  # the kind itself: its rules repeat its first
+                if repeated is None:
+                    repeated = other.first
+                continue
             if not kind.region.within(other.region):
                 continue
             if other.conditions == kind.conditions and other.obligations == kind.obligations \
@@ -330,7 +334,7 @@ class _Analysis:
         region = index.kinds[number].region
         for other_number in _bits(candidates):
             other = index.kinds[other_number]
-            if region.within(other.region):
+            if other_number == number or region.within(other.region):
                 return other.first
         return None
 
@@ -377,8 +381,13 @@ class _KindIndex:
         self.kinds: list[_Kind] = []
         self.kind_of: list[int] = []
         numbers: dict[tuple[Any, ...], int] = {}
+        # Equal sets of conditions (or obligations) made one object: look-ups then match them by identity,
+        # not by comparing syntax trees.
+        same_conditions: dict[frozenset[Any], frozenset[Any]] = {}
+        same_obligations: dict[frozenset[Any], frozenset[Any]] = {}
         for position, (region, rule) in enumerate(zip(regions, rules, strict=True)):
-            conditions, obligations = _conditions(rule), _obligations(rule)
+            conditions = same_conditions.setdefault(found := _conditions(rule), found)
+            obligations = same_obligations.setdefault(found := _obligations(rule), found)
             key = (rule.permit, tuple(region.sets.items()), region.unders, conditions, obligations)
             number = numbers.setdefault(key, len(self.kinds))
             if number == len(self.kinds):
@@ -397,16 +406,15 @@ class _KindIndex:
             for obligation in kind.obligations:
                 self.by_obligation[obligation] = self.by_obligation.get(obligation, 0) | bit
         self.unconditional = self.by_conditions.get(frozenset(), 0)
-        self._around: dict[tuple[Any, ...], int] = {}
+        self._around: list[int | None] = [None] * len(self.kinds)
         self._conditions_among: dict[frozenset[Any], int] = {}
         self._obligations_among: dict[frozenset[Any], int] = {}
 
     def around(self, number: int) -> int:
         """The kinds whose every value set includes those of kind `number` (itself among them)."""
-        key = tuple(self.kinds[number].region.sets.values())
-        found = self._around.get(key)
+        found = self._around[number]
         if found is None:
-            found = self._around[key] = self.cover.containing(number)
+            found = self._around[number] = self.cover.containing(number)
         return found
 
     def conditions_among(self, number: int) -> int:
@@ -439,27 +447,45 @@ class _KindIndex:
 
 
 class _CoverIndex:
-    """For each dimension and value, a bit mask of the regions whose set holds the value."""
+    """For each dimension and value, a bit mask of the regions whose set holds the value.
+
+    Regions share many of their sets (every agency, say), so masks are made, and
+    looked up, once for each distinct set of a dimension.
+    """
 
     def __init__(self, regions: list[Region]):
         self.regions = regions
         self.masks: dict[str, dict[str, int]] = {d: {} for d in DIMENSIONS}
+        having: dict[str, dict[frozenset[str], int]] = {d: {} for d in DIMENSIONS}
         for position, region in enumerate(regions):
             bit = 1 << position
             for path, values in region.sets.items():
-                masks = self.masks[path]
+                sets = having[path]
+                sets[values] = sets.get(values, 0) | bit
+        for path, sets in having.items():
+            masks = self.masks[path]
+            for values, mask in sets.items():
                 for value in values:
-                    masks[value] = masks.get(value, 0) | bit
+                    masks[value] = masks.get(value, 0) | mask
+        self.including: dict[str, dict[frozenset[str], int]] = {d: {} for d in DIMENSIONS}
 
     def containing(self, position: int) -> int:
         """The regions whose every value set includes this region's."""
-        mask = (1 << len(self.regions)) - 1
+        everything = mask = (1 << len(self.regions)) - 1
         for path, values in self.regions[position].sets.items():
-            masks = self.masks[path]
-            for value in values:
-                mask &= masks[value]
-                if not mask:
-                    return 0
+            including = self.including[path]
+            found = including.get(values)
+            if found is None:
+                found = everything
+                masks = self.masks[path]
+                for value in values:
+                    found &= masks[value]
+                    if not found:
+                        break
+                including[values] = found
+            mask &= found
+            if not mask:
+                return 0
         return mask
 
 
