@@ -241,104 +241,252 @@ class _Analysis:
     def covered(self, rules: list[RuleTerm]) -> list[Diagnostic]:
         """Rules another rule makes pointless, by the set's combining algorithm.
 
-        Candidates come from bit masks (rules whose value sets hold every value
-        of this rule's), so only a few region pairs are compared in full.
+        Rules alike in everything the checks read (effect, value sets, `under`
+        clauses, conditions and obligations) are one kind, and kinds are compared, not
+        rules: a thousand exact repeats are one kind, found by hashing. A kind's
+        candidates come from bit masks over kinds: those whose value sets hold
+        every value of its own, whose conditions are among its own (looked up
+        by the subsets of its conditions) and, for repeats, whose obligations
+        include its own. Kinds are numbered by their first rule, so the first
+        kind that covers another names the same rule a rule-by-rule scan in the
+        set's order would: the first one placed.
         """
-        index = _CoverIndex([self.regions[id(r)] for r in rules])
-        permits = sum(1 << i for i, r in enumerate(rules) if r.permit)
+        index = _KindIndex([self.regions[id(r)] for r in rules], rules)
         combine = self.vocab.combine
         found = []
+        if combine is ast.Combine.FIRST_APPLICABLE:
+            shadowing = [self._shadowing(index, n) for n in range(len(index.kinds))]
+            for position, rule in enumerate(rules):
+                other = shadowing[index.kind_of[position]]
+                if other is not None and other < position:
+                    found.append(_shadowed(rule, rules[other]))
+            return found
+        overriding = [self._overriding(index, n, combine) for n in range(len(index.kinds))]
+        repeating = [(None, None) if over is not None else self._repeating(index, n)
+                     for n, over in enumerate(overriding)]
         for position, rule in enumerate(rules):
-            around = index.containing(position) & ~(1 << position)
-            if combine is ast.Combine.FIRST_APPLICABLE:
-                found.extend(self._shadowed(rule, _members(rules, around & ((1 << position) - 1))))
-                continue
-            same = permits if rule.permit else ~permits
-            found.extend(self._ineffective(rule, _members(rules, around & ~same), combine)
-                         or self._repeated(rule, position, rules, around & same))
+            kind = index.kind_of[position]
+            over, (repeated, wider) = overriding[kind], repeating[kind]
+            if over is not None:
+                found.append(_ineffective(rule, rules[over]))
+            elif repeated is not None and repeated < position:
+                found.append(warning("duplicate_rule", f"rule `{rule.id}` repeats rule `{rules[repeated].id}`",
+                                     rule.rule.id.span, f"remove one of `{rules[repeated].id}` and `{rule.id}`"))
+            elif wider is not None:
+                found.append(warning(
+                    "subsumed_rule",
+                    f"rule `{rule.id}` adds nothing: rule `{rules[wider].id}` applies to every request it does, "
+                    f"with the same effect and obligations",
+                    rule.rule.id.span, f"remove `{rule.id}` or narrow `{rules[wider].id}`"))
         return found
 
-    def _shadowed(self, rule: RuleTerm, earlier: list[RuleTerm]) -> list[Diagnostic]:
-        for other in earlier:
-            conditions = _conditions(other)
-            if not rule.permit and other.permit:
-                ok = not conditions  # a deny that might apply is not stopped by a permit that might
+    def _shadowing(self, index: _KindIndex, number: int) -> int | None:
+        """The first rule placed of the first kind that decides every request kind `number` applies to.
+
+        A rule of the kind is shadowed when that rule comes before it.
+        """
+        kind = index.kinds[number]
+        around = index.around(number)
+        candidates = around & index.conditions_among(number)
+        if not kind.permit:
+            # a deny that might apply is not stopped by a permit that might
+            candidates = (candidates & index.denies) | (around & index.permits & index.unconditional)
+        return self._first_inside(index, number, candidates)
+
+    def _overriding(self, index: _KindIndex, number: int, combine: ast.Combine) -> int | None:
+        """The first rule placed of the first kind of the other effect that overrides kind `number` everywhere."""
+        kind = index.kinds[number]
+        if combine is ast.Combine.DENY_OVERRIDES and kind.permit:
+            candidates = index.around(number) & index.denies & index.conditions_among(number)
+        elif combine is ast.Combine.PERMIT_OVERRIDES and not kind.permit:
+            candidates = index.around(number) & index.permits & index.unconditional
+        else:
+            return None
+        return self._first_inside(index, number, candidates)
+
+    def _repeating(self, index: _KindIndex, number: int) -> tuple[int | None, int | None]:
+        """Of the kinds that cover kind `number` with the same effect and obligations, the first rules placed
+        of the first identical one (the rules of kind `number` placed after it repeat it) and of the first wider one.
+
+        Only identical kinds that come before the first wider one are looked at: later ones name later rules.
+        """
+        kind = index.kinds[number]
+        candidates = index.around(number) & (index.permits if kind.permit else index.denies) \
+            & index.conditions_among(number) & index.obligations_among(number)
+        repeated = None
+        for other_number in _bits(candidates):
+            other = index.kinds[other_number]
+            if other_number == number:  # the kind itself: its rules repeat its first
+                if repeated is None:
+                    repeated = other.first
+                continue
+            if not kind.region.within(other.region):
+                continue
+            if other.conditions == kind.conditions and other.obligations == kind.obligations \
+                    and other.region.within(kind.region):
+                if repeated is None:
+                    repeated = other.first
+                continue
+            return repeated, other.first
+        return repeated, None
+
+    def _first_inside(self, index: _KindIndex, number: int, candidates: int) -> int | None:
+        region = index.kinds[number].region
+        for other_number in _bits(candidates):
+            other = index.kinds[other_number]
+            if other_number == number or region.within(other.region):
+                return other.first
+        return None
+
+
+def _shadowed(rule: RuleTerm, other: RuleTerm) -> Diagnostic:
+    return warning("rule_shadowed",
+                   f"rule `{rule.id}` never decides: the earlier rule `{other.id}` applies to "
+                   f"every request it does, and the set combines first-applicable",
+                   rule.rule.id.span, f"move `{rule.id}` above `{other.id}`, or remove it")
+
+
+def _ineffective(rule: RuleTerm, other: RuleTerm) -> Diagnostic:
+    if rule.permit:
+        return warning("permit_never_effective",
+                       f"permit rule `{rule.id}` never takes effect: deny rule `{other.id}` applies to "
+                       f"every request it does, and deny overrides",
+                       rule.rule.id.span, f"narrow `{other.id}` or remove `{rule.id}`")
+    return warning("deny_never_effective",
+                   f"deny rule `{rule.id}` never takes effect: permit rule `{other.id}` applies to "
+                   f"every request it does, and permit overrides",
+                   rule.rule.id.span, f"narrow `{other.id}` or remove `{rule.id}`")
+
+
+@dataclass
+class _Kind:
+    """Rules alike in effect, region, conditions and obligations; `first` is the position of the first placed."""
+
+    permit: bool
+    region: Region
+    conditions: frozenset[Any]
+    obligations: frozenset[Any]
+    first: int
+
+
+class _KindIndex:
+    """A set's rules sorted into kinds, numbered in the order of their first rules, with bit masks over kinds.
+
+    `kind_of` gives each rule's kind by its position.
+    """
+
+    SUBSETS_UP_TO = 6  # conditions of a kind: past this many, scan the condition sets rather than enumerate subsets
+
+    def __init__(self, regions: list[Region], rules: list[RuleTerm]):
+        self.kinds: list[_Kind] = []
+        self.kind_of: list[int] = []
+        numbers: dict[tuple[Any, ...], int] = {}
+        # Equal sets of conditions (or obligations) made one object: look-ups then match them by identity,
+        # not by comparing syntax trees.
+        same_conditions: dict[frozenset[Any], frozenset[Any]] = {}
+        same_obligations: dict[frozenset[Any], frozenset[Any]] = {}
+        for position, (region, rule) in enumerate(zip(regions, rules, strict=True)):
+            conditions = same_conditions.setdefault(found := _conditions(rule), found)
+            obligations = same_obligations.setdefault(found := _obligations(rule), found)
+            key = (rule.permit, tuple(region.sets.items()), region.unders, conditions, obligations)
+            number = numbers.setdefault(key, len(self.kinds))
+            if number == len(self.kinds):
+                self.kinds.append(_Kind(rule.permit, region, conditions, obligations, position))
+            self.kind_of.append(number)
+        self.cover = _CoverIndex([k.region for k in self.kinds])
+        everything = (1 << len(self.kinds)) - 1
+        self.permits = sum(1 << n for n, k in enumerate(self.kinds) if k.permit)
+        self.denies = everything & ~self.permits
+        self.everything = everything
+        self.by_conditions: dict[frozenset[Any], int] = {}
+        self.by_obligation: dict[Any, int] = {}
+        for number, kind in enumerate(self.kinds):
+            bit = 1 << number
+            self.by_conditions[kind.conditions] = self.by_conditions.get(kind.conditions, 0) | bit
+            for obligation in kind.obligations:
+                self.by_obligation[obligation] = self.by_obligation.get(obligation, 0) | bit
+        self.unconditional = self.by_conditions.get(frozenset(), 0)
+        self._around: list[int | None] = [None] * len(self.kinds)
+        self._conditions_among: dict[frozenset[Any], int] = {}
+        self._obligations_among: dict[frozenset[Any], int] = {}
+
+    def around(self, number: int) -> int:
+        """The kinds whose every value set includes those of kind `number` (itself among them)."""
+        found = self._around[number]
+        if found is None:
+            found = self._around[number] = self.cover.containing(number)
+        return found
+
+    def conditions_among(self, number: int) -> int:
+        """The kinds whose conditions are all among those of kind `number`."""
+        conditions = self.kinds[number].conditions
+        found = self._conditions_among.get(conditions)
+        if found is None:
+            found = 0
+            if len(conditions) <= self.SUBSETS_UP_TO:
+                for size in range(len(conditions) + 1):
+                    for subset in itertools.combinations(conditions, size):
+                        found |= self.by_conditions.get(frozenset(subset), 0)
             else:
-                ok = conditions <= _conditions(rule)
-            if ok and self._inside(rule, other):
-                return [warning("rule_shadowed",
-                                f"rule `{rule.id}` never decides: the earlier rule `{other.id}` applies to "
-                                f"every request it does, and the set combines first-applicable",
-                                rule.rule.id.span, f"move `{rule.id}` above `{other.id}`, or remove it")]
-        return []
+                for others, mask in self.by_conditions.items():
+                    if others <= conditions:
+                        found |= mask
+            self._conditions_among[conditions] = found
+        return found
 
-    def _ineffective(self, rule: RuleTerm, others: list[RuleTerm], combine: ast.Combine) -> list[Diagnostic]:
-        for other in others:
-            if combine is ast.Combine.DENY_OVERRIDES and rule.permit \
-                    and _conditions(other) <= _conditions(rule) and self._inside(rule, other):
-                return [warning("permit_never_effective",
-                                f"permit rule `{rule.id}` never takes effect: deny rule `{other.id}` applies to "
-                                f"every request it does, and deny overrides",
-                                rule.rule.id.span, f"narrow `{other.id}` or remove `{rule.id}`")]
-            if combine is ast.Combine.PERMIT_OVERRIDES and not rule.permit \
-                    and not _conditions(other) and self._inside(rule, other):
-                return [warning("deny_never_effective",
-                                f"deny rule `{rule.id}` never takes effect: permit rule `{other.id}` applies to "
-                                f"every request it does, and permit overrides",
-                                rule.rule.id.span, f"narrow `{other.id}` or remove `{rule.id}`")]
-        return []
-
-    def _repeated(self, rule: RuleTerm, position: int, rules: list[RuleTerm], mask: int) -> list[Diagnostic]:
-        for other_position in _bits(mask):
-            other = rules[other_position]
-            if not (_conditions(other) <= _conditions(rule) and _obligations(rule) <= _obligations(other)):
-                continue
-            if not self._inside(rule, other):
-                continue
-            same = _conditions(other) == _conditions(rule) and _obligations(other) == _obligations(rule) \
-                and self._inside(other, rule)
-            if same and other_position > position:
-                continue  # the later of two identical rules is the one reported
-            if same:
-                return [warning("duplicate_rule", f"rule `{rule.id}` repeats rule `{other.id}`",
-                                rule.rule.id.span, f"remove one of `{other.id}` and `{rule.id}`")]
-            return [warning("subsumed_rule",
-                            f"rule `{rule.id}` adds nothing: rule `{other.id}` applies to every request it does, "
-                            f"with the same effect and obligations",
-                            rule.rule.id.span, f"remove `{rule.id}` or narrow `{other.id}`")]
-        return []
-
-    def _inside(self, rule: RuleTerm, other: RuleTerm) -> bool:
-        return self.regions[id(rule)].within(self.regions[id(other)])
+    def obligations_among(self, number: int) -> int:
+        """The kinds whose obligations include all those of kind `number`."""
+        obligations = self.kinds[number].obligations
+        found = self._obligations_among.get(obligations)
+        if found is None:
+            found = self.everything
+            for obligation in obligations:
+                found &= self.by_obligation[obligation]
+            self._obligations_among[obligations] = found
+        return found
 
 
 class _CoverIndex:
-    """For each dimension and value, a bit mask of the regions whose set holds the value."""
+    """For each dimension and value, a bit mask of the regions whose set holds the value.
+
+    Regions share many of their sets (every agency, say), so masks are made, and
+    looked up, once for each distinct set of a dimension.
+    """
 
     def __init__(self, regions: list[Region]):
         self.regions = regions
         self.masks: dict[str, dict[str, int]] = {d: {} for d in DIMENSIONS}
+        having: dict[str, dict[frozenset[str], int]] = {d: {} for d in DIMENSIONS}
         for position, region in enumerate(regions):
             bit = 1 << position
             for path, values in region.sets.items():
-                masks = self.masks[path]
+                sets = having[path]
+                sets[values] = sets.get(values, 0) | bit
+        for path, sets in having.items():
+            masks = self.masks[path]
+            for values, mask in sets.items():
                 for value in values:
-                    masks[value] = masks.get(value, 0) | bit
+                    masks[value] = masks.get(value, 0) | mask
+        self.including: dict[str, dict[frozenset[str], int]] = {d: {} for d in DIMENSIONS}
 
     def containing(self, position: int) -> int:
         """The regions whose every value set includes this region's."""
-        mask = (1 << len(self.regions)) - 1
+        everything = mask = (1 << len(self.regions)) - 1
         for path, values in self.regions[position].sets.items():
-            masks = self.masks[path]
-            for value in values:
-                mask &= masks[value]
-                if not mask:
-                    return 0
+            including = self.including[path]
+            found = including.get(values)
+            if found is None:
+                found = everything
+                masks = self.masks[path]
+                for value in values:
+                    found &= masks[value]
+                    if not found:
+                        break
+                including[values] = found
+            mask &= found
+            if not mask:
+                return 0
         return mask
-
-
-def _members(rules: list[RuleTerm], mask: int) -> list[RuleTerm]:
-    return [rules[position] for position in _bits(mask)]
 
 
 def _bits(mask: int) -> Iterable[int]:
