@@ -10,6 +10,7 @@ under a minute on an idle machine), with a fixed seed so a failure repeats.
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ pytest.importorskip("schemathesis")
 def test_fuzzing_the_served_openapi_document_finds_no_5xx_and_no_schema_violation(
         serve, policy_dir: Path, tmp_path: Path) -> None:
     server = serve(str(policy_dir), "--no-watch", env={"ENGINE_ADMIN_TOKEN": "admin"})
-    command = shutil.which("st") or shutil.which("schemathesis")
+    # The command sits beside the interpreter running the tests, whether or not that is on PATH.
+    beside = str(Path(sys.executable).parent)
+    command = shutil.which("st", path=beside) or shutil.which("st") or shutil.which("schemathesis")
     assert command, "schemathesis is installed but its command is not on PATH"
     result = subprocess.run(
         [command, "run", f"{server.url}/openapi.json",
