@@ -105,7 +105,8 @@ def test_text_names_rules_and_obligations():
     assert "40 of 864 combinations permitted, in 4 rows" in text
     assert "   When            always\n   Permitted by    care_view\n   Obligations     audit" in text
     explored = render_matrix(matrix_of(CLINIC), "text")
-    assert "Covered every combination of vocabulary values and context cases, on the date fixed" in explored
+    assert "Covered every combination of vocabulary values and context cases, with context.date=2025-06-01 fixed" \
+        in explored
     assert "   When            context.emergency is true\n   Permitted by    emergency_police" in explored
 
 
@@ -366,7 +367,7 @@ rule_sets = st.lists(st.tuples(st.lists(st.sampled_from(EXPLORED_CLAUSES + ["und
                                         max_size=4), st.booleans()), min_size=1, max_size=5)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rules=rule_sets, combine=st.sampled_from(["deny-overrides", "permit-overrides", "first-applicable"]),
        seed=st.integers(0, 2**32))
 def test_every_row_decides_as_the_engine_over_every_context_and_date(rules, combine, seed):

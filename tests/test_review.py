@@ -66,7 +66,11 @@ def test_shortening_an_agreement_is_a_change_on_the_dates_it_no_longer_covers(tm
     new = edited(tmp_path, "10_agreements.policy", r"valid     2024-04-01 to 2028-03-31", "valid     2024-04-01 to 2026-06-30")
     status, report = review(capsys, new)
     assert status == 1
-    assert all("date from 2026-07-01 to 2028-03-31" in row["when"] for row in report["rows"])
+    for row in report["rows"]:  # only on the days the agreement no longer covers
+        dates = [w for w in row["when"] if w.startswith("date from ")]
+        assert dates, row["when"]
+        start, end = dates[0].removeprefix("date from ").split(" to ")
+        assert "2026-07-01" <= start <= end <= "2028-03-31", dates
     assert all(row["change"] == "now refused" or row["change"].startswith("obligations") for row in report["rows"])
     change = next(c for c in report["rule_changes"] if c["kind"] == "agreement")
     assert change["name"] == "gm_safeguarding_isa" and "+ valid     2024-04-01 to 2026-06-30" in change["text"]
@@ -109,7 +113,7 @@ def _decided(policy, request) -> tuple:
     return decision.decision, sorted((o.name, tuple(map(str, o.args))) for o in decision.obligations)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(old=rules, edit=st.sampled_from(["drop", "add", "flip"]), extra=rules,
        combine=st.sampled_from(["deny-overrides", "permit-overrides", "first-applicable"]),
        seed=st.integers(0, 2**32))

@@ -115,14 +115,18 @@ class Space:
             self.axes.append(Axis(path, "condition", _condition_cases(path), show_term(term, self._label), term))
         self.by_path = {axis.path: axis for axis in self.axes}
         # What a witness depends on: the conditions' axes and every attribute they read.
-        self.witnessed = frozenset(self.conditions.values()).union(*(attributes_of(t) for t in self.conditions))
+        self.witnessed = self._witnessed_paths()
         relations = [(t, p) for t, p in self.conditions.items() if t[0] != "member"]
         self._solving = sorted({p for _t, p in relations}.union(*(attributes_of(t) for t, _p in relations))
                                & set(self.by_path))
         self._solved: dict[tuple[str, ...], dict[str, Any] | None] = {}
         self._read = [a.path for a in self.axes if a.kind != "condition" and a.path in self.witnessed]
         self.plain = [a for a in self.axes if a.kind != "condition"]
-        self._keyed = [p for p in [*DIMENSION_KINDS, *self.by_path] if p in self.witnessed]
+        # The values a witness gives depend on the dimensions conditions read (a set holds the
+        # request's purpose), even where whether one exists does not.
+        read = frozenset().union(*(attributes_of(t) for t in self.conditions))
+        self._dimensions = [p for p in DIMENSION_KINDS if p in read]
+        self._keyed = self._dimensions + [p for p in self.by_path if p in self.witnessed]
         self._witnessed: dict[tuple[str, ...], dict[str, Any] | None] = {}
 
     # conditions made axes
@@ -148,6 +152,26 @@ class Space:
             return False
         kinds = {self.schema[p].kind for r in read for p in r if p in self.schema}
         return bool(kinds & {"number", "date", "string"})
+
+    def _witnessed_paths(self) -> frozenset[str]:
+        """The axes whose cases decide whether a request exists for a combination: the
+        conditions' own, and what they read, but for a dimension a membership reads when
+        that membership alone cannot make a combination impossible (one element term per
+        set, and a default that is empty or absent)."""
+        found: set[str] = set(self.conditions.values())
+        elements: dict[Term, set[Term]] = {}
+        for term in self.conditions:
+            if term[0] == "member":
+                elements.setdefault(term[2], set()).add(term[1])
+                found |= attributes_of(term[2])
+                found |= attributes_of(term[1]) - set(DIMENSION_KINDS)
+            else:
+                found |= attributes_of(term)
+        for members, terms in elements.items():
+            defaults = [self._default(p) for p in attributes_of(members)]
+            if len(terms) > 1 or any(d is not MISSING and d for d in defaults):
+                found.update(*(attributes_of(t) for t in terms))
+        return frozenset(found)
 
     def rewrite(self, term: Term) -> Term:
         """`term` reading the condition axes in place of the conditions they stand for."""
@@ -295,7 +319,7 @@ class Space:
     def _start(self, cell: Mapping[str, str], env: Mapping[Any, Any]) -> tuple[dict[Any, Any], dict[str, Case], dict[str, Any]]:
         """The values conditions read: the fixed ones, the dimensions', and their cases'."""
         full: dict[Any, Any] = dict(env)
-        full.update((p, cell[p]) for p in DIMENSION_KINDS if p in self.witnessed)
+        full.update((p, cell[p]) for p in self._dimensions)
         cases: dict[str, Case] = {}
         for path in self._read:
             case = cases[path] = self.by_path[path].case(cell[path])

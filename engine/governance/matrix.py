@@ -65,6 +65,9 @@ WALK = ("action", "purpose", "resource.category", "requester.role", "resource.cl
         "requester.agency", "resource.owner")
 
 
+_WITNESS_TRIES = 4096  # combinations of group members tried for a request that has them
+
+
 class ContextError(ValueError):
     """A --date or --context value that does not fit the attribute schema."""
 
@@ -433,8 +436,7 @@ class Walk:
         self.columns: dict[tuple[Any, ...], tuple[list[Any], list[int]]] = {}
         self.undeclared = [{p: frozenset(i for i, v in enumerate(self.values[p]) if v not in d[p]) for p in self.paths}
                            for d in self.declared]
-        self.skippable = [not any(u[p] for u in self.undeclared) and p not in self.space.witnessed
-                          for p in self.paths]
+        self.skippable = [not any(u[p] for u in self.undeclared) for p in self.paths]
         levels = len(self.paths)
         self.below = [math.prod(len(self.values[p]) for p in self.paths[level:]) for level in range(levels + 1)]
         self.alike = [all(len({d[p] for d in self.declared}) == 1 for p in self.paths[level:])
@@ -442,6 +444,8 @@ class Walk:
         self.total = self.below[0]
         self.subtrees: dict[tuple[Any, ...], list[Any]] = {}
         self.leaves: dict[tuple[Any, ...], Any] = {}
+        self.members: dict[str, list[str]] = {}  # the members of the group each axis is at
+        self.assignments: dict[tuple[Any, ...], dict[str, str] | None] = {}  # members that a request has
         self.witnessed_before = [[p for p in self.paths[:level + 1] if p in self.space.witnessed]
                                  for level in range(len(self.paths))]
         self.base = {k: v for k, v in self.versions[0].env.items()}
@@ -465,22 +469,21 @@ class Walk:
             path = self.paths[level]
             skipped.append(frozenset(self.values[path]))
             cell[path] = self.values[path][0]
+            self.members[path] = self.values[path]
             above *= len(self.values[path])
             level += 1
         path = self.paths[level]
         plans = [self._plan(index, state, path) for index, state in enumerate(states)]
         groups: dict[tuple[Any, ...], list[int]] = {}
         count = len(self.values[path])
-        # Whether a request exists depends on the cases of what conditions read, so those
-        # cases are never grouped (context.py, `witness`).
-        apart = path in self.space.witnessed
         for position, key in enumerate(zip(*(_classes(plan, count) for plan in plans))):
-            groups.setdefault((position,) if apart else key, []).append(position)
+            groups.setdefault(key, []).append(position)
         found: list[tuple[tuple[Any, ...], Any]] = []
         last = level + 1 == len(self.paths)
         for key, positions in groups.items():
             members = [self.values[path][p] for p in positions]
             cell[path] = members[0]
+            self.members[path] = members
             values = frozenset(members)
             after = tuple(_apply(plan, positions[0]) for plan in plans)
             combinations = above * len(members)
@@ -489,7 +492,7 @@ class Walk:
             elif not last:
                 # Whether a request exists depends on the cases chosen for what conditions read,
                 # not only on the states, so those cases are part of the key.
-                memo = (level, after, tuple(cell[p] for p in self.witnessed_before[level]))
+                memo = (level, after, tuple(tuple(self.members[p]) for p in self.witnessed_before[level]))
                 subtree = self.subtrees.get(memo)
                 if subtree is None:
                     subtree = self.subtrees[memo] = self._walk(level + 1, after, cell, combinations)
@@ -498,18 +501,41 @@ class Walk:
                 found.extend(((values, *sets), kept) for sets, kept in subtree)
             else:
                 self._count(combinations)
-                context = self.space.witness(cell, self.base)
-                if context is None:
-                    continue  # no request has this combination of cases
+                witnessed = self._witness(cell)
+                if witnessed is None:
+                    continue  # no request has any combination of these cases
+                chosen, context = witnessed
                 if after in self.leaves:
                     kept = self.leaves[after]  # the same rules left, with the same terms: the same outcome
                 else:
                     self.representatives += 1
-                    kept = self.leaves[after] = self.leaf(dict(cell), after, context)
+                    kept = self.leaves[after] = self.leaf(chosen, after, context)
                 if kept is not None:
                     found.append(((values,), kept))
         found = _merge_heads(found)
         return [((*skipped, *sets), kept) for sets, kept in found] if skipped else found
+
+    def _witness(self, cell: dict[str, Any]) -> tuple[dict[str, Any], Mapping[str, Any]] | None:
+        """A combination of the current groups' members that some request has, and that
+        request's context values; None when none has. Members of a group lead to the same
+        outcome, so any of them may stand for it; the first members are tried first."""
+        choices = [(p, self.members[p]) for p in self.space.witnessed if p in self.members]
+        key = tuple(tuple(members) for _p, members in choices)
+        if key not in self.assignments:
+            self.assignments[key] = None
+            for tried, values in enumerate(itertools.product(*(members for _p, members in choices))):
+                if tried >= _WITNESS_TRIES:
+                    break
+                trial = {**cell, **{p: v for (p, _m), v in zip(choices, values)}}
+                if self.space.witness(trial, self.base) is not None:
+                    self.assignments[key] = {p: v for (p, _m), v in zip(choices, values)}
+                    break
+        assignment = self.assignments[key]
+        if assignment is None:
+            return None
+        chosen = {**cell, **assignment}
+        context = self.space.witness(chosen, self.base)
+        return (chosen, context) if context is not None else None
 
     def _plan(self, index: int, state: _State | None, path: str) -> _Plan | None:
         """A state, the positions of its items that read `path`, and their columns."""
