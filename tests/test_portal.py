@@ -181,7 +181,7 @@ def test_reviewing_an_upload_shows_a_removed_rule_and_what_it_changes(client: Te
 def test_reviewing_the_same_set_finds_no_change(client: TestClient) -> None:
     response = client.post("/portal/review", data={"folder": str(EXAMPLES)})
     assert "No rule is added, removed or changed." in response.text
-    assert "No combination is decided differently" in response.text
+    assert "No change: no request is decided differently" in response.text
 
 
 @pytest.mark.parametrize(("name", "problem"), [

@@ -458,6 +458,8 @@ class Space:
         else:
             values = [c for c in axis.cases if c.request is not OMIT]
             others = [axis.labels[c.key] for c in values if c not in given]
+            if not others:  # every value, but not "not given" (all of them would be every case)
+                return f"{axis.words} is given"
             if len(given) > 2 and len(others) < len(given):  # say what it is not, when that is shorter
                 words = ["anything but " + " or ".join(others)]
             else:
