@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from engine.governance.terms import DIMENSIONS  # noqa: E402
 from engine.governance.diff import build_diff, load_pair  # noqa: E402
-from engine.governance.matrix import build_matrix, load_version  # noqa: E402
+import engine  # noqa: E402
+from engine.governance.matrix import build_matrix, load_version, parse_context, version_of  # noqa: E402
 from engine.governance.table import Legend  # noqa: E402
 
 DATE = dt.date(2025, 6, 1)
@@ -43,11 +44,18 @@ BUSY = ["emergency=true", "risk_of_harm=true", "consent=given", "team=MASH", "ap
         "mappa_level=2", "subject_age=15", "court_order=true", "vetted=true"]
 
 
-def matrix_row(name: str, path: str, context: list[str]) -> None:
-    version = load_version(path, DATE, context)
+def matrix_row(name: str, path: str, context: list[str], explore: bool = False) -> None:
+    """One matrix: with every context value and date tried (`explore`), or in the one context
+    of `context` with everything else at its default (then spot-checked against the engine)."""
+    if explore:
+        version = load_version(path, None, context)
+    else:
+        policy = engine.load(path)
+        given, restrict = parse_context(policy.vocabulary, context)
+        version = version_of(policy, DATE, given, restrict, at_defaults=True)
     matrix = build_matrix(version)
-    checked = spot_check(version, matrix, 2000)
-    alone = engine_rate(version, 2000)
+    checked = "property-tested" if explore else spot_check(version, matrix, 2000)
+    alone = engine_rate(version, 2000) if not explore else 0
     print(f"{name:<28} {matrix.cells:>13,} {matrix.representatives:>9,} {len(matrix.rows):>6} "
           f"{matrix.seconds:>8.2f} {matrix.cells / matrix.seconds:>15,.0f} {alone:>13,.0f}  {checked}")
 
@@ -70,7 +78,7 @@ def spot_check(version, matrix, count: int) -> str:
     wrong = 0
     for cell in cells:
         named = dict(zip(DIMENSIONS, cell))
-        outcome = version.outcome(named)
+        outcome = version.judge(named, {})[0]
         expected = outcome if outcome.decision == "permit" else None
         found = None
         for number in index.get((cell[0], cell[1]), ()):
@@ -85,7 +93,7 @@ def spot_check(version, matrix, count: int) -> str:
 def engine_rate(version, count: int) -> float:
     rng = random.Random(5)
     values = [version.values(p) for p in DIMENSIONS]
-    requests = [version.request(dict(zip(DIMENSIONS, (rng.choice(v) for v in values)))) for _ in range(count)]
+    requests = [version.request(dict(zip(DIMENSIONS, (rng.choice(v) for v in values))), {}) for _ in range(count)]
     started = time.perf_counter()
     for request in requests:
         version.decide(request)
@@ -99,7 +107,7 @@ def diff_rows(path: str) -> None:
         _amend(amended)
         for name, other in (("example vs itself", path), ("example vs amended", str(amended))):
             started = time.perf_counter()
-            old, new = load_pair(path, other, DATE.isoformat(), [])
+            old, new = load_pair(path, other, None, [])  # every context value and every date
             diff = build_diff(old, new)
             total = time.perf_counter() - started
             print(f"{name:<28} {diff.cells:>13,} {diff.representatives:>9,} {len(diff.rows):>6} "
@@ -135,6 +143,7 @@ def main() -> None:
     examples = str(ROOT / "policies")
     matrix_row("example, defaults", examples, [])
     matrix_row("example, busy context", examples, BUSY)
+    matrix_row("example, every context", examples, [], explore=True)
     if not args.quick:
         from generate import realistic_model
 
@@ -142,12 +151,21 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as scratch:
                 realistic_model(size).write(Path(scratch))
                 matrix_row(f"generated, {size:,} rules", scratch, [])
+                matrix_row(f"generated, {size:,}, every context", scratch, [], explore=True)
     diff_rows(examples)
     print()
-    print("engine matrix policies:              ", cli_wall(["matrix", "policies", "--date", DATE.isoformat()]))
+    print("engine matrix policies:              ", cli_wall(["matrix", "policies"]))
     print("engine matrix policies (busy, html): ", cli_wall(["matrix", "policies", "--date", DATE.isoformat(),
                                                            "--format", "html", *_flags(BUSY)]))
     print("engine diff --git HEAD policies:     ", cli_wall(["diff", "--git", "HEAD", "policies"]))
+    with tempfile.TemporaryDirectory() as scratch:  # the example less its consent-only rule
+        amended = Path(scratch) / "amended"
+        shutil.copytree(ROOT / "policies", amended)
+        children = amended / "20_children.policy"
+        text = children.read_text()
+        start = text.index("permit early_help_with_consent")
+        children.write_text(text[:start] + text[text.index("}\n", start) + 2:])
+        print("engine diff (consent-only rule gone):", cli_wall(["diff", "policies", str(amended)]))
 
 
 def _flags(context: list[str]) -> list[str]:

@@ -26,6 +26,7 @@ no request has them all (that combination is left out).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -676,6 +677,7 @@ def _within(case: Case, value: Any, kind: str) -> bool:
     return not (case.high is not None and (value > case.high[0] or (value == case.high[0] and not case.high[1])))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _near(side: Term, path: str, target: Term, kind: str) -> list[Any]:
     """Values of `path` at which `side` meets `target`, and either side of it."""
     if kind == "date" and target[1] == "d":
@@ -695,32 +697,55 @@ def _near(side: Term, path: str, target: Term, kind: str) -> list[Any]:
 def _backtrack(free: list[str], candidates: Mapping[str, list[Any]], relations: list[tuple[Term, str]],
                wanted: Mapping[str, Any], full: Mapping[Any, Any],
                schema: Mapping[str, Attribute]) -> dict[str, Any] | None:
-    """Values for `free`, one at a time, each condition checked as soon as what it reads is
-    chosen; None when no choice among the candidates gives every condition its case."""
-    position = {path: index for index, path in enumerate(free)}
-    ready: list[list[tuple[Term, str]]] = [[] for _ in free]
-    for term, path in relations:
-        read = [position[a] for a in attributes_of(term) if a in position]
-        ready[max(read) if read else 0].append((term, path))
-    chosen: dict[Any, Any] = dict(full)
+    """Values for `free` that give every condition its case, or None when no choice among the
+    candidates does. One value is chosen at a time, the attribute most conditions read first,
+    and each condition is checked as soon as what it reads is chosen; attributes that no
+    unchosen condition links are then solved apart (a star of comparisons with the request's
+    date is solved one arm at a time, not as a product)."""
+    reads = [(term, path, frozenset(attributes_of(term)) & set(free)) for term, path in relations]
+    if not all(_truth(reduce(t, full)) == wanted[p] for t, p, read in reads if not read):
+        return None
     budget = [_SEARCH]
 
-    def place(depth: int) -> bool:
-        if depth == len(free):
-            return True
-        path = free[depth]
-        for value in candidates[path]:
+    def solve(group: frozenset[str], chosen: dict[Any, Any]) -> dict[str, Any] | None:
+        found: dict[str, Any] = {}
+        for part in _components(group, [read for _t, _p, read in reads]):
+            solved = solve_part(part, chosen)
+            if solved is None:
+                return None
+            found.update(solved)
+        return found
+
+    def solve_part(part: frozenset[str], chosen: dict[Any, Any]) -> dict[str, Any] | None:
+        hub = max(sorted(part), key=lambda a: sum(1 for _t, _p, read in reads if a in read))
+        rest = part - {hub}
+        checks = [(t, p) for t, p, read in reads if hub in read and not read & rest]
+        for value in candidates[hub]:
             budget[0] -= 1
             if budget[0] < 0:
-                return False
-            chosen[path] = _as_value(value, schema[path].kind)
-            if all(_truth(reduce(t, chosen)) == wanted[p] for t, p in ready[depth]) and place(depth + 1):
-                return True
-        return False
-
-    if not place(0):
+                return None
+            trial = {**chosen, hub: _as_value(value, schema[hub].kind)}
+            if not all(_truth(reduce(t, trial)) == wanted[p] for t, p in checks):
+                continue
+            solved = solve(rest, trial) if rest else {}
+            if solved is not None:
+                return {hub: trial[hub], **solved}
         return None
-    return {path: chosen[path] for path in free}
+
+    return solve(frozenset(free), dict(full))
+
+
+def _components(group: frozenset[str], links: list[frozenset[str]]) -> list[frozenset[str]]:
+    """The parts of `group` that links (each a set of attributes read together) join."""
+    parts: list[set[str]] = [{a} for a in sorted(group)]
+    for link in links:
+        inside = link & group
+        if len(inside) < 2:
+            continue
+        joined = [p for p in parts if p & inside]
+        merged = set().union(*joined)
+        parts = [p for p in parts if not p & inside] + [merged]
+    return [frozenset(p) for p in parts]
 
 
 def _assignments(term: Term, candidates: Mapping[str, list[Any]], schema: Mapping[str, Attribute],
