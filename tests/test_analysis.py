@@ -184,6 +184,12 @@ QUIET = [
      rule("permit", "p", "action view, export", "obligation suppress when action == export")),
     ("obligation condition on the context", "deny-overrides",
      rule("permit", "p", "action view", "obligation tell unless context.emergency")),
+    ("a permit that needs a context value the deny excludes", "deny-overrides",
+     rule("permit", "p", "role nurse", "when context.reason == \"consent\"")
+     + rule("deny", "d", "role nurse", "unless context.reason == \"consent\"")),
+    ("a permit and a deny on dates either side of a day", "deny-overrides",
+     rule("permit", "p", "role nurse", "when context.date <= 2025-01-01")
+     + rule("deny", "d", "role nurse", "when context.date > 2025-01-01")),
     ("unknown names are the checker's business", "deny-overrides",
      rule("permit", "p", "role surgeon") + rule("permit", "q", "role surgeon")),
 ]

@@ -173,14 +173,14 @@ def test_reviewing_an_upload_shows_a_removed_rule_and_what_it_changes(client: Te
     response = client.post("/portal/review", files={"upload": ("proposed.zip", _zip_of(EXAMPLES, rule),
                                                                "application/zip")})
     assert response.status_code == 200
-    assert re.search(rf'tag-deny">removed</strong> {rule}\b', response.text)
+    assert re.search(rf'tag-deny">removed</strong> rule {rule}: decided differently in', response.text)
     assert "combinations are decided differently" in response.text
     assert "now refused" in response.text
 
 
 def test_reviewing_the_same_set_finds_no_change(client: TestClient) -> None:
     response = client.post("/portal/review", data={"folder": str(EXAMPLES)})
-    assert "No rule is added, removed or changed." in response.text
+    assert "No rule, agreement, vocabulary, attribute or obligation is added, removed or changed." in response.text
     assert "No change: no request is decided differently" in response.text
 
 
@@ -311,7 +311,7 @@ def test_a_git_revision_of_the_policy_folder_can_be_reviewed(tmp_path: Path) -> 
     with TestClient(create_app(str(repo / "policies"), watch=False)) as test_client:
         response = test_client.post("/portal/review", data={"revision": "HEAD"})
     # The served set lacks the rule; the committed revision still has it: reviewing it adds the rule back.
-    assert re.search(rf'tag-permit">added</strong> {rule}\b', response.text), response.text[-3000:]
+    assert re.search(rf'tag-permit">added</strong> rule {rule}:', response.text), response.text[-3000:]
 
 
 def test_the_audit_page_finds_who_asked_for_a_record(tmp_path: Path) -> None:

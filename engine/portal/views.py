@@ -9,6 +9,7 @@ from typing import Any
 
 from engine import ast
 from engine.errors import Diagnostic, RequestError
+from engine.governance.changes import Change
 from engine.governance.document import Para, describe, inline_html
 from engine.governance.matrix import (
     ContextError,
@@ -451,14 +452,6 @@ def test_case_yaml(request: Mapping[str, Any], decision: Any) -> str:
 # --- review a change ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RuleChange:
-    rule: str
-    change: str  # added, removed, changed
-    old_text: str
-    new_text: str
-
-
 @dataclass
 class Review:
     proposed: str
@@ -466,24 +459,10 @@ class Review:
     rows: list[dict[str, Any]] = field(default_factory=list)
     changed: int = 0
     cells: int = 0
-    rule_changes: list[RuleChange] = field(default_factory=list)
+    rule_changes: list[Change] = field(default_factory=list)  # declarations changed, with their effect
     errors: list[Problem] = field(default_factory=list)
     problem: str | None = None
     summary: str = ""  # what was compared, and whether anything is decided differently
-
-
-def rule_changes(old: Policy, new: Policy) -> list[RuleChange]:
-    """Rules added, removed or changed in meaning (layout and comments are not changes)."""
-    before = {r.id.text: r for r in old.rules}
-    after = {r.id.text: r for r in new.rules}
-    found = []
-    for rule_id, rule in after.items():
-        if rule_id not in before:
-            found.append(RuleChange(rule_id, "added", "", _source_text(rule)))
-        elif before[rule_id] != rule:  # syntax trees compare without positions
-            found.append(RuleChange(rule_id, "changed", _source_text(before[rule_id]), _source_text(rule)))
-    found += [RuleChange(i, "removed", _source_text(r), "") for i, r in before.items() if i not in after]
-    return found
 
 
 def review(served: Policy, proposed: Policy, shown: str, date: dt.date) -> Review:
@@ -496,4 +475,4 @@ def review(served: Policy, proposed: Policy, shown: str, date: dt.date) -> Revie
     diff = build_diff(version_of(served, None), version_of(proposed, None))
     data = json.loads(render_diff(diff, "json"))
     return Review(shown, proposed.version, data.get("rows", []), data.get("changed", 0), data.get("cells", 0),
-                  rule_changes(served, proposed), summary=data.get("summary", ""))
+                  diff.changes, summary=data.get("summary", ""))
