@@ -1,6 +1,7 @@
 import datetime as dt
 import io
 import itertools
+import json
 import random
 import shutil
 from pathlib import Path
@@ -392,3 +393,13 @@ def test_every_row_decides_as_the_engine_over_every_context_and_date(rules, comb
             assert [o[0] for o in rows[0][1].obligations] == [o.name for o in decision.obligations]
         else:
             assert not rows, f"a row for a refused request {request}: {rows}"
+
+
+def test_json_rows_carry_the_context_they_need(capsys):
+    assert main(["matrix", str(CLINIC), "--date", "2025-06-01", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fixed"] == {"context.date": "2025-06-01"}
+    emergency = [row for row in report["rows"] if row["rules"] == ["emergency_police"]]
+    assert [row["when"] for row in emergency] == [["context.emergency is true"]]
+    assert all(row["when"] == [] for row in report["rows"] if row["rules"] != ["emergency_police"])
+    assert report["rows"][0]["requester.role"] == ["nurse"] and report["rows"][0]["obligations"] == ["audit"]

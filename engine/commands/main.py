@@ -173,18 +173,20 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("decision_id")
     e.add_argument("--trail", default=None, help="file, directory or postgresql:// URL (ENGINE_AUDIT_LOG)")
 
-    p = add("matrix", cmd_matrix, "Who can see what, for which purpose.")
+    p = add("matrix", cmd_matrix, "Who can see what, for which purpose, in every context and on every date.")
     p.add_argument("path", nargs="?", default=None)
-    p.add_argument("--date", default=None)
-    p.add_argument("--context", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--format", choices=["text", "md", "csv", "html"], default="text")
+    p.add_argument("--date", default=None, help="fix the date (default: every date is tried)")
+    p.add_argument("--context", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a fact (default: every value is tried)")
+    p.add_argument("--format", choices=["text", "md", "csv", "html", "json"], default="text")
 
     p = add("diff", cmd_diff, "What changes between two policy sets.")
     p.add_argument("old", nargs="?", default=None)
     p.add_argument("new", nargs="?", default=None)
     p.add_argument("--git", default=None, metavar="REV")
-    p.add_argument("--date", default=None)
-    p.add_argument("--context", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--date", default=None, help="fix the date (default: every date is tried)")
+    p.add_argument("--context", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a fact (default: every value is tried)")
     p.add_argument("--format", choices=["text", "md", "json"], default="text")
 
     p = add("fmt", cmd_fmt, "Lay out policy files canonically.")
