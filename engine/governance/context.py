@@ -82,9 +82,10 @@ class Axis:
 class Space:
     """The context axes of one or more versions of a policy set, and requests inside them.
 
-    `terms` are every version's rule and obligation terms, already reduced by
-    what is fixed (`--context`, `--date`); `schemas` each version's attributes;
-    `fixed` the attribute paths that are fixed, so no axis is made for them.
+    `vocabs` are the versions' vocabularies (their attributes, values and
+    agreements); `terms` every version's rule and obligation terms, already
+    reduced by what is fixed (`--context`, `--date`); `fixed` the attribute
+    paths that are fixed, so no axis is made for them.
     """
 
     def __init__(self, vocabs: Sequence[Vocabulary], terms: Iterable[Term], fixed: Iterable[str]):
@@ -113,7 +114,7 @@ class Space:
         for path in dated + [p for p in self.schema if p != "context.date"]:
             self.axes.append(self._axis(path, points.get(path, set()), strings.get(path, set())))
         for term, path in self.conditions.items():
-            self.axes.append(Axis(path, "condition", _condition_cases(path), show_term(term, self._label), term))
+            self.axes.append(Axis(path, "condition", _condition_cases(path), show_term(term), term))
         self.by_path = {axis.path: axis for axis in self.axes}
         # What a witness depends on: the conditions' axes and every attribute they read.
         self.witnessed = self._witnessed_paths()
@@ -262,9 +263,6 @@ class Space:
             if path in vocab.attributes:
                 return default_value(vocab, path)
         return MISSING
-
-    def _label(self, path: str) -> str:
-        return path
 
     # which cases a version accepts
 

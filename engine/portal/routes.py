@@ -270,7 +270,7 @@ def create_router(portal: Portal, prefix: str = "/portal") -> APIRouter:
                 if not errors:
                     return review_page(request, state, folder=folder, revision=revision, problem=err.message)
                 return review_page(request, state, folder=folder, revision=revision, result=result)
-        result = views.review(state.policy, policy, shown, portal.today())
+        result = views.review(state.policy, policy, shown)
         return review_page(request, state, folder=folder, revision=revision, result=result)
 
     @router.get(prefix + "/tests")

@@ -465,7 +465,7 @@ class Review:
     summary: str = ""  # what was compared, and whether anything is decided differently
 
 
-def review(served: Policy, proposed: Policy, shown: str, date: dt.date) -> Review:
+def review(served: Policy, proposed: Policy, shown: str) -> Review:
     import json
 
     from engine.governance.diff import build_diff, render_diff
