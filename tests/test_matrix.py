@@ -9,7 +9,7 @@ from pathlib import Path
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 import engine
@@ -360,11 +360,13 @@ def explored_set(directory: Path, clauses: list[list[str]], effects: list[bool],
         rules.append(f'{"permit" if permit else "deny"} r{number} {{\n{lines}\n  because "test"\n}}\n')
     (directory / "10_rules.policy").write_text("\n".join(rules))
     agreements = directory / "05_agreements.policy"
-    agreements.write_text("agreement short_isa { parties health_partners\n  valid 2024-01-01 to 2025-12-31 }\n")
+    agreements.write_text("agreement short_isa { parties health_partners\n  valid 2024-01-01 to 2025-12-31 }\n"
+                          "agreement one_way { from hospital\n  to police, council\n  valid 2025-03-01 to 2026-06-30 }\n")
     return directory
 
 
-rule_sets = st.lists(st.tuples(st.lists(st.sampled_from(EXPLORED_CLAUSES + ["under short_isa"]), min_size=1,
+rule_sets = st.lists(st.tuples(st.lists(st.sampled_from(EXPLORED_CLAUSES + ["under short_isa", "under one_way",
+                                                                          "under one_way, care_isa"]), min_size=1,
                                         max_size=4), st.booleans()), min_size=1, max_size=5)
 
 
@@ -377,6 +379,7 @@ def test_every_row_decides_as_the_engine_over_every_context_and_date(rules, comb
         try:
             policy = engine.load(str(path))
         except engine.PolicyLoadError:
+            event("a rule set that does not load")
             return  # a random rule that does not check (a clause repeated where it may not be)
         matrix = build_matrix(version_of(policy, None))
     note(f"rules {rules}, {combine}")

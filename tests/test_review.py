@@ -104,7 +104,8 @@ def test_a_rule_with_no_effect_says_why(tmp_path, capsys):
 
 # --- the property: a row exactly where a request is decided differently ----------------------
 
-rules = st.lists(st.tuples(st.lists(st.sampled_from(EXPLORED_CLAUSES + ["under short_isa"]), min_size=1,
+rules = st.lists(st.tuples(st.lists(st.sampled_from(EXPLORED_CLAUSES + ["under short_isa", "under one_way",
+                                                                      "under one_way, care_isa"]), min_size=1,
                                     max_size=3), st.booleans()), min_size=1, max_size=4)
 
 

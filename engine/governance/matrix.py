@@ -319,7 +319,7 @@ class _Step:
         key = (term, token)
         found = self.memo.get(key)
         if found is None:
-            found = self.memo[key] = self.id(reduce(self.terms[term], env))
+            found = self.memo[key] = self.id(reduce(_narrow(self.terms[term], env), env))
         return found
 
     def rule(self, item: _RuleItem, env: dict[str, Any], token: Any) -> _RuleItem | None:
@@ -363,6 +363,34 @@ class _Step:
         kept = (self.rule(r, env, token) for r in state.rules)
         obligations = (self.policy(p, env, token) for p in state.policy)
         return _State(tuple(r for r in kept if r is not None), tuple(p for p in obligations if p is not None))
+
+
+def _narrow(term: Term, env: Mapping[Any, Any]) -> Term:
+    """`under` clauses narrowed to the agreements that cover the requester's agency or the
+    owner `env` gives, before the date is known (false when none does): so agencies and
+    owners group by the agreements they share, and the date is tried only where it matters."""
+    op = term[0]
+    if op == "under":
+        if "context.date" in env:
+            return term
+        agency, owner = env.get("requester.agency"), env.get("resource.owner")
+        if agency is None and owner is None:
+            return term
+        kept = tuple(a for a in term[1] if _covers_side(a, agency, owner))
+        return ("under", kept) if kept else FALSE
+    if op in ("and", "or"):
+        return (op, tuple(_narrow(t, env) for t in term[1]))
+    if op == "not":
+        return ("not", _narrow(term[1], env))
+    return term
+
+
+def _covers_side(agreement: tuple[Any, ...], agency: str | None, owner: str | None) -> bool:
+    """Whether an agreement (parties, sources, recipients, start, end) can cover the given side(s)."""
+    parties, sources, recipients = agreement[0], agreement[1], agreement[2]
+    if parties is not None:
+        return (agency is None or agency in parties) and (owner is None or owner in parties)
+    return (agency is None or agency in (recipients or ())) and (owner is None or owner in (sources or ()))
 
 
 def has_permit(state: _State | None) -> bool:
@@ -421,10 +449,11 @@ class Walk:
         fixed = frozenset().union(*(v.fixed for v in self.versions))
         self.space = Space([v.vocab for v in self.versions],
                            itertools.chain.from_iterable(v.terms() for v in self.versions), fixed)
-        # The date first, as agreements' ranges decide which agencies share; the rest of
-        # the context last, so that rows differing only there merge as the walk returns.
+        # The dimensions first (`under` clauses narrow to the agreements of the agency and
+        # owner, _narrow), then the context, so that rows differing only there merge as the
+        # walk returns; the date first of the context, as agreements end on it.
         dated = [a.path for a in self.space.axes if a.path == "context.date"]
-        self.paths = dated + list(WALK) + [a.path for a in self.space.axes if a.path != "context.date"]
+        self.paths = list(WALK) + dated + [a.path for a in self.space.axes if a.path != "context.date"]
         self.values: dict[str, list[str]] = {a.path: a.keys for a in self.space.axes}
         self.envs: dict[str, list[Mapping[Any, Any]]] = {a.path: [c.env for c in a.cases] for a in self.space.axes}
         for path in WALK:
