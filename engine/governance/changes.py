@@ -12,6 +12,8 @@ decide the same).
 from __future__ import annotations
 
 import difflib
+import operator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ _RULE_FINDINGS = ("rule_never_applies", "agreement_expired", "rule_shadowed", "p
 _KINDS = (("actions", "action"), ("roles", "role"), ("purposes", "purpose"), ("categories", "category"),
           ("classifications", "classification"), ("agencies", "agency"))
 _SHOWN_LINES = 14
+_NO_DIFFERENCE = "no request is decided differently"
 
 
 @dataclass
@@ -59,7 +62,7 @@ def rule_changes(old: Any, new: Any, diff: Any) -> list[Change]:
         rows = list(range(1, len(diff.rows) + 1))
         found.append(Change("combining", "", "changed",
                             [f"- combine {old.vocab.combine.value}", f"+ combine {new.vocab.combine.value}"], rows,
-                            _effect(rows) if rows else "no request is decided differently"))
+                            _effect(rows) if rows else _NO_DIFFERENCE))
     return found
 
 
@@ -80,17 +83,23 @@ def render_changes(changes: list[Change], fmt: str) -> str:
 # --- rules --------------------------------------------------------------------------------
 
 
+def _paired(before: Mapping[str, Any], after: Mapping[str, Any],
+            same: Callable[[Any, Any], bool]) -> Iterator[tuple[str, str, Any, Any]]:
+    """Each name declared in either version whose declaration differs, as (name, added |
+    removed | changed, before or None, after or None): the new version's order, then the
+    names it dropped."""
+    for name in dict.fromkeys([*after, *before]):
+        old, new = before.get(name), after.get(name)
+        if old is not None and new is not None and same(old, new):
+            continue
+        yield name, "added" if old is None else "removed" if new is None else "changed", old, new
+
+
 def _rules(old: Any, new: Any, diff: Any) -> list[Change]:
     before = {r.id.text: r for r in old.vocab.rules}
     after = {r.id.text: r for r in new.vocab.rules}
-    found = []
-    for rule_id, rule in after.items():
-        if rule_id not in before:
-            found.append(_rule_change(rule_id, "added", None, rule, new, diff))
-        elif before[rule_id] != rule:
-            found.append(_rule_change(rule_id, "changed", before[rule_id], rule, new, diff))
-    found += [_rule_change(i, "removed", r, None, old, diff) for i, r in before.items() if i not in after]
-    return found
+    return [_rule_change(rule_id, change, was, now, old if change == "removed" else new, diff)
+            for rule_id, change, was, now in _paired(before, after, operator.eq)]
 
 
 def _rule_change(rule_id: str, change: str, before: ast.Rule | None, after: ast.Rule | None, version: Any,
@@ -105,7 +114,7 @@ def _rule_change(rule_id: str, change: str, before: ast.Rule | None, after: ast.
         if reason is None:
             reason = ("the other rules decide every request it applied to the same way" if change == "removed"
                       else "every request it applies to is decided the same way by the other rules")
-        effect = f"no request is decided differently: {reason}"
+        effect = f"{_NO_DIFFERENCE}: {reason}"
     return Change("rule", rule_id, change, _text(before, after), rows, effect)
 
 
@@ -143,22 +152,18 @@ def _source(node: Any) -> list[str]:
 
 def _agreements(old: Vocabulary, new: Vocabulary, diff: Any) -> list[Change]:
     found = []
-    for name in dict.fromkeys([*new.agreements, *old.agreements]):
-        before, after = old.agreements.get(name), new.agreements.get(name)
-        if before is not None and after is not None and _terms(before) == _terms(after):
-            continue
-        change = "added" if before is None else "removed" if after is None else "changed"
+    for name, change, before, after in _paired(old.agreements, new.agreements, lambda a, b: _terms(a) == _terms(b)):
         users = {r.id.text for vocab in (old, new) for r in vocab.rules if _under(r, name)}
         rows = _rows(diff, lambda _box, c, users=users: bool(users & {*c.old.rules, *c.new.rules}))
         if rows:
             effect = _effect(rows)
         elif not users:
-            effect = "no request is decided differently: no rule relies on it"
+            effect = f"{_NO_DIFFERENCE}: no rule relies on it"
         else:
             agreement = after or before
             assert agreement is not None
             expired = agreement.end is not None and agreement.end < clock.today()
-            effect = "no request is decided differently: " + (
+            effect = f"{_NO_DIFFERENCE}: " + (
                 f"it ended on {agreement.end.isoformat()}" if expired and agreement.end is not None
                 else "the rules that rely on it decide the same")
         found.append(Change("agreement", name, change, _text(before, after), rows, effect))
@@ -186,30 +191,23 @@ def _vocabulary(old: Vocabulary, new: Vocabulary, diff: Any) -> list[Change]:
                 continue
             named = set(values)
             rows = _rows(diff, lambda box, _c, named=named: any(named & s for s in box[:7]))
-            effect = _effect(rows) if rows else "no request is decided differently"
+            effect = _effect(rows) if rows else _NO_DIFFERENCE
             sign = "+" if change == "added" else "-"
             found.append(Change("vocabulary", plural, change, [f"{sign} {', '.join(values)}"], rows, effect))
-    old_groups, new_groups = old.groups, new.groups
-    for name in dict.fromkeys([*new_groups, *old_groups]):
-        if old_groups.get(name) != new_groups.get(name):
-            change = "added" if name not in old_groups else "removed" if name not in new_groups else "changed"
-            text = [f"- {', '.join(sorted(old_groups[name]))}"] if name in old_groups else []
-            text += [f"+ {', '.join(sorted(new_groups[name]))}"] if name in new_groups else []
-            found.append(Change("group", name, change, text, [], "its rules' changes are listed with them"))
+    for name, change, was, now in _paired(old.groups, new.groups, operator.eq):
+        text = [f"- {', '.join(sorted(was))}"] if was is not None else []
+        text += [f"+ {', '.join(sorted(now))}"] if now is not None else []
+        found.append(Change("group", name, change, text, [], "its rules' changes are listed with them"))
     return found
 
 
 def _attributes(old: Vocabulary, new: Vocabulary, diff: Any) -> list[Change]:
     found = []
-    for path in dict.fromkeys([*new.attributes, *old.attributes]):
-        before, after = old.attributes.get(path), new.attributes.get(path)
-        if before is not None and after is not None and _schema(before) == _schema(after):
-            continue
+    for path, change, before, after in _paired(old.attributes, new.attributes, lambda a, b: _schema(a) == _schema(b)):
         if (before is not None and before.builtin) or (after is not None and after.builtin):
             continue
-        change = "added" if before is None else "removed" if after is None else "changed"
         rows = _rows(diff, lambda box, _c, path=path: any(path in words for words in diff.when(box)))
-        effect = _effect(rows) if rows else "no request is decided differently"
+        effect = _effect(rows) if rows else _NO_DIFFERENCE
         text = [f"- {_schema_text(before)}"] if before is not None else []
         text += [f"+ {_schema_text(after)}"] if after is not None else []
         found.append(Change("attribute", path, change, text, rows, effect))

@@ -34,6 +34,7 @@ from typing import Any
 
 from engine import clock
 from engine.durations import duration_text
+from engine.governance.table import union_in_order
 from engine.governance.terms import DIMENSION_KINDS, MISSING, UNK, Term, attributes_of, default_value, reduce
 from engine.symbols import Attribute, Vocabulary
 
@@ -235,7 +236,7 @@ class Space:
         elif kind == "bool":
             cases = [_value_case(path, v, v, i) for i, v in enumerate((True, False))]
         elif kind == "one_of":
-            values = _union(a.values for a in self._schemas(path))
+            values = union_in_order(list(a.values) for a in self._schemas(path))
             cases = [_value_case(path, v, v, i) for i, v in enumerate(values)]
         elif kind == "string":
             other = "other"
@@ -247,7 +248,7 @@ class Space:
         elif kind == "set":
             cases = [Case(f"{path}=given", {path: frozenset(), ("has", path): True}, frozenset(), [], 0)]
         else:  # a vocabulary type: every declared value
-            values = _union(vocab.values_of(kind) for vocab in self.vocabs if path in vocab.attributes)
+            values = union_in_order(vocab.values_of(kind) for vocab in self.vocabs if path in vocab.attributes)
             cases = [_value_case(path, v, v, i) for i, v in enumerate(values)]
         if path != "context.date":
             default = self._default(path)
@@ -469,14 +470,6 @@ class Space:
             return "date " + " or ".join(words)
         verb = "is " if axis.kind not in _LINE else ""
         return f"{axis.words} {verb}" + " or ".join(words)
-
-
-def _union(lists: Iterable[Iterable[str]]) -> list[str]:
-    seen: dict[str, None] = {}
-    for values in lists:
-        for value in values:
-            seen.setdefault(value, None)
-    return list(seen)
 
 
 def _value_case(path: str, value: Any, request: Any, order: int) -> Case:
@@ -776,11 +769,11 @@ def _json(value: Any) -> Any:
 # --- a condition as the policy language writes it ------------------------------------------
 
 
-def show_term(term: Term, label: Callable[[str], str] = str) -> str:
+def show_term(term: Term) -> str:
     """A comparison, membership or value as policy text (`context.date <= resource.x + 28 days`)."""
     op = term[0]
     if op == "a":
-        return label(term[1])
+        return str(term[1])
     if op == "k":
         value = term[2]
         if isinstance(value, bool):
@@ -790,19 +783,19 @@ def show_term(term: Term, label: Callable[[str], str] = str) -> str:
         return f'"{value}"' if term[1] == "s" and not str(value).replace("_", "").replace(".", "").isalnum() \
             else str(value)
     if op == "shift":
-        return f"{show_term(term[1], label)} {term[2]} {duration_text(term[3], term[4])}"
+        return f"{show_term(term[1])} {term[2]} {duration_text(term[3], term[4])}"
     if op in ("eq", "ne"):
-        return f"{show_term(term[1], label)} {'==' if op == 'eq' else '!='} {show_term(term[2], label)}"
+        return f"{show_term(term[1])} {'==' if op == 'eq' else '!='} {show_term(term[2])}"
     if op == "ord":
-        return f"{show_term(term[2], label)} {term[1]} {show_term(term[3], label)}"
+        return f"{show_term(term[2])} {term[1]} {show_term(term[3])}"
     if op == "member":
-        return f"{show_term(term[1], label)} in {show_term(term[2], label)}"
+        return f"{show_term(term[1])} in {show_term(term[2])}"
     if op == "truthy":
-        return show_term(term[1], label)
+        return show_term(term[1])
     if op == "not":
-        return f"not {show_term(term[1], label)}"
+        return f"not {show_term(term[1])}"
     if op in ("and", "or"):
-        return f" {op} ".join(show_term(t, label) for t in term[1])
+        return f" {op} ".join(show_term(t) for t in term[1])
     return str(term)
 
 

@@ -319,7 +319,10 @@ class _Step:
         key = (term, token)
         found = self.memo.get(key)
         if found is None:
-            found = self.memo[key] = self.id(reduce(_narrow(self.terms[term], env), env))
+            whole = self.terms[term]
+            if "requester.agency" in env or "resource.owner" in env:
+                whole = _narrow(whole, env)
+            found = self.memo[key] = self.id(reduce(whole, env))
         return found
 
     def rule(self, item: _RuleItem, env: dict[str, Any], token: Any) -> _RuleItem | None:
