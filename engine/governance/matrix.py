@@ -65,7 +65,8 @@ WALK = ("action", "purpose", "resource.category", "requester.role", "resource.cl
         "requester.agency", "resource.owner")
 
 
-_WITNESS_TRIES = 4096  # combinations of group members tried for a request that has them
+_WITNESS_TRIES = 4096
+_END = -1  # the row after the last level: none  # combinations of group members tried for a request that has them
 
 
 class ContextError(ValueError):
@@ -481,13 +482,55 @@ class Walk:
         self.witnessed_before = [[p for p in self.paths[:level + 1] if p in self.space.witnessed]
                                  for level in range(len(self.paths))]
         self.base = {k: v for k, v in self.versions[0].env.items()}
+        # Rows are built from the last level up, each level putting its values in front of
+        # the rows below: a row is interned as (values, the rest of the row), so putting
+        # values in front and merging rows alike but for them cost the same at every level.
+        self.suffixes: list[tuple[frozenset[str], int]] = []
+        self.suffix_ids: dict[tuple[frozenset[str], int], int] = {}
+        self.outcomes: list[Any] = []  # what a leaf keeps, interned too: rows compare it at every level
+        self.outcome_ids: dict[Any, int] = {}
         with self.progress(self.total, self.label) as self.meter:
             found = self._walk(0, states, {}, 1)
-        self.found = [(self._box(sets), kept) for sets, kept in found]
+        self.found = [(self._box(self._sets(row)), self.outcomes[kept]) for row, kept in found]
         return self.found
 
-    def _walk(self, level: int, states: tuple[Any, ...], cell: dict[str, Any], above: int) -> list[tuple[tuple[Any, ...], Any]]:
-        """What the subtree keeps, as (value sets from this level on, outcome).
+    def _row(self, values: frozenset[str], rest: int) -> int:
+        """The row made of `values` followed by the row `rest` (_END: none), as its number."""
+        key = (values, rest)
+        found = self.suffix_ids.get(key)
+        if found is None:
+            found = self.suffix_ids[key] = len(self.suffixes)
+            self.suffixes.append(key)
+        return found
+
+    def _sets(self, row: int) -> list[frozenset[str]]:
+        sets = []
+        while row != _END:
+            values, row = self.suffixes[row]
+            sets.append(values)
+        return sets
+
+    def _outcome(self, kept: Any) -> int:
+        found = self.outcome_ids.get(kept)
+        if found is None:
+            found = self.outcome_ids[kept] = len(self.outcomes)
+            self.outcomes.append(kept)
+        return found
+
+    def _merge_heads(self, found: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Rows alike but for this level's values become one, a first step of compression."""
+        heads: dict[tuple[int, int], list[frozenset[str]]] = {}
+        suffixes = self.suffixes
+        for row, kept in found:
+            values, rest = suffixes[row]
+            heads.setdefault((rest, kept), []).append(values)
+        if len(heads) == len(found):
+            return found
+        return [(self._row(values[0] if len(values) == 1 else frozenset().union(*values), rest), kept)
+                for (rest, kept), values in heads.items()]
+
+    def _walk(self, level: int, states: tuple[Any, ...], cell: dict[str, Any], above: int) -> list[tuple[int, int]]:
+        """What the subtree keeps, as (row of value sets from this level on, outcome), both interned.
 
         `above` is how many combinations the path to here stands for. Equal
         states lead to equal outcomes, so a subtree met again is not walked
@@ -510,7 +553,7 @@ class Walk:
         count = len(self.values[path])
         for position, key in enumerate(zip(*(_classes(plan, count) for plan in plans))):
             groups.setdefault(key, []).append(position)
-        found: list[tuple[tuple[Any, ...], Any]] = []
+        found: list[tuple[int, int]] = []
         last = level + 1 == len(self.paths)
         for key, positions in groups.items():
             members = [self.values[path][p] for p in positions]
@@ -530,7 +573,8 @@ class Walk:
                     subtree = self.subtrees[memo] = self._walk(level + 1, after, cell, combinations)
                 else:
                     self._count(combinations * self.below[level + 1])
-                found.extend(((values, *sets), kept) for sets, kept in subtree)
+                row = self._row
+                found.extend((row(values, rest), kept) for rest, kept in subtree)
             else:
                 self._count(combinations)
                 witnessed = self._witness(cell)
@@ -541,11 +585,14 @@ class Walk:
                     kept = self.leaves[after]  # the same rules left, with the same terms: the same outcome
                 else:
                     self.representatives += 1
-                    kept = self.leaves[after] = self.leaf(chosen, after, context)
+                    outcome = self.leaf(chosen, after, context)
+                    kept = self.leaves[after] = None if outcome is None else self._outcome(outcome)
                 if kept is not None:
-                    found.append(((values,), kept))
-        found = _merge_heads(found)
-        return [((*skipped, *sets), kept) for sets, kept in found] if skipped else found
+                    found.append((self._row(values, _END), kept))
+        found = self._merge_heads(found)
+        for values in reversed(skipped):
+            found = [(self._row(values, rest), kept) for rest, kept in found]
+        return found
 
     def _witness(self, cell: dict[str, Any]) -> tuple[dict[str, Any], Mapping[str, Any]] | None:
         """A combination of the current groups' members that some request has, and that
@@ -599,16 +646,6 @@ class Walk:
         """Value sets in walk order as a Box: the dimensions in DIMENSIONS order, then the context."""
         by_path = dict(zip(self.paths, sets))
         return tuple(by_path[p] for p in DIMENSIONS) + tuple(by_path[a.path] for a in self.space.axes)
-
-
-def _merge_heads(found: list[tuple[tuple[Any, ...], Any]]) -> list[tuple[tuple[Any, ...], Any]]:
-    """Entries alike but for this level's values become one, a first step of compression."""
-    heads: dict[tuple[Any, ...], list[frozenset[str]]] = {}
-    for sets, kept in found:
-        heads.setdefault((sets[1:], kept), []).append(sets[0])
-    if len(heads) == len(found):
-        return found
-    return [((frozenset().union(*values), *tail), kept) for (tail, kept), values in heads.items()]
 
 
 def _classes(plan: _Plan | None, count: int) -> list[tuple[Any, ...] | None]:

@@ -14,6 +14,7 @@ import csv
 import html
 import io
 import math
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -60,7 +61,11 @@ def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
     """Merge rows with the same outcome that differ in one dimension only, until none do.
 
     First, rows for one agency and records it owns itself merge across
-    agencies into "owner: the requester's own agency".
+    agencies into "owner: the requester's own agency". Then each column in
+    turn merges the rows alike in every other column, round the columns
+    until a whole round merges nothing. Rows merge only with rows of their
+    own outcome, so each outcome's rows are merged on their own, and a
+    merged row stands where its first row stood.
     """
     # Outcomes become small numbers while merging: keys are hashed over and over.
     ids: dict[Any, int] = {}
@@ -69,31 +74,91 @@ def compress(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
         if outcome not in ids:
             ids[outcome] = len(outcomes)
             outcomes.append(outcome)
-    rows = _same_agency([(box, ids[outcome]) for box, outcome in found])
-    width = len(rows[0][0]) if rows else len(DIMENSIONS)
+    same = _same_agency([(box, ids[outcome]) for box, outcome in found])
+    width = len(same[0][0]) if same else len(DIMENSIONS)
     order = list(range(len(DIMENSIONS), width))  # the context's axes first: rows read by rule, not by case
     order += [DIMENSIONS.index(p) for p in ("action", "resource.classification", "resource.category",
                                             "purpose", "resource.owner", "requester.agency", "requester.role")]
-    changed = True
-    while changed:
-        changed = False
+    weights = [(2 * i + 1) * _GOLDEN for i in range(width)]  # odd and distinct: one per column
+    alike: dict[int, list[tuple[int, Box]]] = {}
+    for number, (box, outcome) in enumerate(same):
+        alike.setdefault(outcome, []).append((number, box))
+    rows: list[tuple[int, Box, int]] = []
+    for outcome, members in alike.items():
+        if len(members) > 1:
+            members = _merge_alike(members, order, weights)
+        rows.extend((number, box, outcome) for number, box in members)
+    rows.sort(key=lambda row: row[0])
+    return [(box, outcomes[outcome]) for _number, box, outcome in rows]
+
+
+# Rows are compared by a weighted sum of their columns' hashes: a row's key without
+# column i is that sum less column i's term, the same for rows alike but for column i
+# however wide they are. Rows that share a key are compared in full before they merge.
+_GOLDEN = 0x9E3779B97F4A7C15
+
+Numbered = tuple[int, Box]  # a row of one outcome, numbered by where it stands
+
+
+def _merge_alike(rows: list[Numbered], order: list[int], weights: list[int]) -> list[Numbered]:
+    """Rows of one outcome merged column by column, round the columns until none merges.
+
+    A column is looked at again only after another column has merged rows:
+    nothing else can give it more to merge.
+    """
+    keys = _keys(rows, weights)
+    clean: set[int] = set()
+    while len(clean) < len(order):
         for index in order:
-            groups: dict[tuple[Any, ...], list[int]] = {}
-            for number, (box, outcome) in enumerate(rows):
-                key: tuple[Any, ...] = (outcome, box[:index] + box[index + 1:])
-                if index == _OWNER and box[_OWNER] == SAME_AGENCY:
-                    key = (number,)  # "own agency" does not merge with named owners
-                groups.setdefault(key, []).append(number)
-            if len(groups) < len(rows):
-                changed = True
-                rows = [_merged(rows, numbers, index) for numbers in groups.values()]
-    return [(box, outcomes[number]) for box, number in rows]
+            if index in clean:
+                continue
+            clean.add(index)
+            column = keys[index]
+            if len(set(column)) == len(column):
+                continue
+            merged = _merge_column(rows, index, column)
+            if merged is not None:
+                rows, keys, clean = merged, _keys(merged, weights), {index}
+    return rows
 
 
-def _merged(rows: list[tuple[Box, Any]], numbers: list[int], index: int) -> tuple[Box, Any]:
-    box, outcome = rows[numbers[0]]
-    values = frozenset().union(*(rows[n][0][index] for n in numbers))
-    return box[:index] + (values,) + box[index + 1:], outcome
+def _keys(rows: list[Numbered], weights: list[int]) -> list[list[Any]]:
+    """Per column, each row's key without that column ("own agency" owners never share one)."""
+    hashes = [[hash(values) for values in box] for _number, box in rows]
+    totals = [sum(map(operator.mul, weights, row)) for row in hashes]
+    keys = [[total - weight * row[i] for total, row in zip(totals, hashes)] for i, weight in enumerate(weights)]
+    if _OWNER < len(keys):
+        owners = keys[_OWNER]
+        for position, (number, box) in enumerate(rows):
+            if box[_OWNER] == SAME_AGENCY:
+                owners[position] = (number,)
+    return keys
+
+
+def _merge_column(rows: list[Numbered], index: int, column: list[Any]) -> list[Numbered] | None:
+    """The rows with those alike but for column `index` merged, in order; None if none are."""
+    groups: dict[Any, list[int]] = {}
+    for position, key in enumerate(column):
+        groups.setdefault(key, []).append(position)
+    placed: list[Numbered] = []
+    for positions in groups.values():
+        if len(positions) == 1:
+            placed.append(rows[positions[0]])
+            continue
+        exact: dict[tuple[Any, ...], list[int]] = {}  # sums can coincide: compare the rows themselves
+        for position in positions:
+            box = rows[position][1]
+            exact.setdefault(box[:index] + box[index + 1:], []).append(position)
+        for together in exact.values():
+            number, box = rows[together[0]]
+            if len(together) > 1:
+                values = frozenset().union(*(rows[p][1][index] for p in together))
+                box = box[:index] + (values,) + box[index + 1:]
+            placed.append((number, box))
+    if len(placed) == len(rows):
+        return None
+    placed.sort(key=lambda row: row[0])
+    return placed
 
 
 def _same_agency(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
