@@ -517,18 +517,6 @@ class Walk:
             self.outcomes.append(kept)
         return found
 
-    def _merge_heads(self, found: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Rows alike but for this level's values become one, a first step of compression."""
-        heads: dict[tuple[int, int], list[frozenset[str]]] = {}
-        suffixes = self.suffixes
-        for row, kept in found:
-            values, rest = suffixes[row]
-            heads.setdefault((rest, kept), []).append(values)
-        if len(heads) == len(found):
-            return found
-        return [(self._row(values[0] if len(values) == 1 else frozenset().union(*values), rest), kept)
-                for (rest, kept), values in heads.items()]
-
     def _walk(self, level: int, states: tuple[Any, ...], cell: dict[str, Any], above: int) -> list[tuple[int, int]]:
         """What the subtree keeps, as (row of value sets from this level on, outcome), both interned.
 
@@ -553,7 +541,9 @@ class Walk:
         count = len(self.values[path])
         for position, key in enumerate(zip(*(_classes(plan, count) for plan in plans))):
             groups.setdefault(key, []).append(position)
-        found: list[tuple[int, int]] = []
+        # What each group keeps, by the row below this level and its outcome: groups
+        # keeping the same row below merge into one row over their values together.
+        heads: dict[tuple[int, int], list[frozenset[str]]] = {}
         last = level + 1 == len(self.paths)
         for key, positions in groups.items():
             members = [self.values[path][p] for p in positions]
@@ -573,8 +563,8 @@ class Walk:
                     subtree = self.subtrees[memo] = self._walk(level + 1, after, cell, combinations)
                 else:
                     self._count(combinations * self.below[level + 1])
-                row = self._row
-                found.extend((row(values, rest), kept) for rest, kept in subtree)
+                for entry in subtree:
+                    heads.setdefault(entry, []).append(values)
             else:
                 self._count(combinations)
                 witnessed = self._witness(cell)
@@ -588,8 +578,10 @@ class Walk:
                     outcome = self.leaf(chosen, after, context)
                     kept = self.leaves[after] = None if outcome is None else self._outcome(outcome)
                 if kept is not None:
-                    found.append((self._row(values, _END), kept))
-        found = self._merge_heads(found)
+                    heads.setdefault((_END, kept), []).append(values)
+        row = self._row
+        found = [(row(values[0] if len(values) == 1 else frozenset().union(*values), rest), kept)
+                 for (rest, kept), values in heads.items()]
         for values in reversed(skipped):
             found = [(self._row(values, rest), kept) for rest, kept in found]
         return found
