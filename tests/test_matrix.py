@@ -406,3 +406,15 @@ def test_json_rows_carry_the_context_they_need(capsys):
     assert [row["when"] for row in emergency] == [["context.emergency is true"]]
     assert all(row["when"] == [] for row in report["rows"] if row["rules"] != ["emergency_police"])
     assert report["rows"][0]["requester.role"] == ["nurse"] and report["rows"][0]["obligations"] == ["audit"]
+
+
+def test_when_words_an_attribute_by_its_label(tmp_path):
+    """The When column speaks the author's words where the attribute carries a label."""
+    labelled = tmp_path / "clinic"
+    shutil.copytree(CLINIC, labelled)
+    vocabulary = labelled / "00_vocabulary.policy"
+    text = vocabulary.read_text(encoding="utf-8")
+    vocabulary.write_text(text.replace('context.emergency  bool', 'context.emergency "the emergency flag" bool'),
+                          encoding="utf-8")
+    assert table_rows(render_matrix(matrix_of(labelled), "md")) == CLINIC_ROWS + [
+        EMERGENCY_ROW.format(when="the emergency flag is true")]

@@ -226,7 +226,7 @@ class Space:
 
     def _axis(self, path: str, points: set[Any], strings: set[str]) -> Axis:
         attribute = self.schema[path]
-        words = path
+        words = self._words(path)
         kind = attribute.kind
         cases: list[Case]
         if kind == "date":
@@ -255,6 +255,11 @@ class Space:
             env: dict[Any, Any] = {("has", path): False, path: default}
             cases.append(Case(f"{path}=(none)", env, default, OMIT, len(cases)))
         return Axis(path, kind, cases, words, labels={c.key: _case_words(kind, c) for c in cases})
+
+    def _words(self, path: str) -> str:
+        """The attribute as the policy labels it (the newer version's label first), else its path."""
+        labels = [a.label for a in self._schemas(path) if a.label]
+        return labels[-1] if labels else path
 
     def _schemas(self, path: str) -> list[Attribute]:
         return [vocab.attributes[path] for vocab in self.vocabs if path in vocab.attributes]
