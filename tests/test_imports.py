@@ -113,3 +113,18 @@ def test_the_walk_counts_every_import_that_runs(source, cycle):
     modules = {"engine": Path(), "engine.a": Path(), "engine.b": Path()}
     graph = {"engine": set(), "engine.a": imports_of(ast.parse(source), modules), "engine.b": {"engine.a"}}
     assert bool(cycles(graph)) is cycle
+
+
+def test_the_command_line_is_built_without_the_web_service():
+    """Every `engine` command builds the whole command line first: importing the web
+    service (FastAPI, uvicorn, the audit trail) for it would slow `engine check`, `engine
+    diff` and the rest by most of a second each."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom engine.commands.main import _parser\n_parser()\n"
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'engine.service.app', 'engine.service.audit') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=PACKAGE.parent)
+    assert done.stdout.strip() == "[]"

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from engine.commands import policy_set
+from engine.commands.flags import add_audit_flags, add_connection_flags
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -118,14 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--audit-log", default=None, metavar="FILE|URL", help="decision trail: a file or postgresql:// URL")
-    from engine.commands.audit import add_audit_flags
-
     add_audit_flags(p)
     p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (off: decisions go to the audit log)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    from engine.commands.serve import add_connection_flags
-
     add_connection_flags(p)
     p.add_argument("--bundle", default=None, metavar="URL|FILE", help="serve the policy bundle polled from here")
     p.add_argument("--bundle-key", default=None, metavar="PUB", help="Ed25519 public key (PEM): refuse bundles it did not sign")

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine.commands.audit import AUDIT_FLAGS, PATH_FLAGS
+from engine.commands.flags import AUDIT_FLAGS, CONNECTION_FLAGS, PATH_FLAGS
 from engine.commands.policy_set import shown
 from engine.errors import PolicyError, PolicyLoadError
 from engine.policy import load
@@ -21,24 +21,10 @@ from engine.service.auth import parse_api_keys
 from engine.service.bundles import FleetSettings, shown_source
 from engine.service.logs import log_like_uvicorn
 
-# --flag, its ENGINE_* variable and default, for the connection settings (engine.service.connections).
-_CONNECTION_FLAGS = [
-    ("--keep-alive-timeout", "ENGINE_KEEP_ALIVE_TIMEOUT", "seconds an idle keep-alive connection stays open", "5"),
-    ("--header-timeout", "ENGINE_HEADER_TIMEOUT", "seconds a client has to send a request's headers", "10"),
-    ("--body-timeout", "ENGINE_BODY_TIMEOUT", "seconds a client has to send a request's body", "30"),
-    ("--max-connections", "ENGINE_MAX_CONNECTIONS", "open connections per worker; more are answered 503", "1000"),
-]
-
-
-def add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    """`engine serve`'s flags for connection timeouts and the connection cap."""
-    for flag, variable, help, default in _CONNECTION_FLAGS:
-        parser.add_argument(flag, default=None, metavar="N", help=f"{help} (default {default}; {variable})")
-
 
 def _connection_settings(args: argparse.Namespace) -> None:
     """Put the flags given into the environment, where every worker's protocol reads them."""
-    for flag, variable, _help, _default in _CONNECTION_FLAGS:
+    for flag, variable, _help, _default in CONNECTION_FLAGS:
         value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is not None:
             os.environ[variable] = str(value)
