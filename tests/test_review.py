@@ -144,3 +144,35 @@ def test_the_diff_has_a_row_exactly_where_a_request_is_decided_differently(old, 
         differs = _decided(policies[0], request) != _decided(policies[1], request)
         rows = covering(diff.rows, legend, diff.space, policies[1].vocabulary, request)
         assert bool(rows) == differs, (request, rows)
+
+
+def dated_clinic(tmp_path: Path) -> Path:
+    """The clinic with a rule comparing two dates: deciding it needs the search for a request."""
+    target = tmp_path / "dated"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "matrix" / "clinic", target)
+    with (target / "10_rules.policy").open("a", encoding="utf-8") as rules:
+        rules.write('\npermit recent_records {\n  action view\n  role nurse\n  purpose care\n  data health up to official\n'
+                    '  when context.date <= resource.recorded + 28 days\n  because "recent records only"\n}\n')
+    return target
+
+
+def test_combinations_the_search_cannot_settle_are_said_never_passed_over(tmp_path, capsys, monkeypatch):
+    """When the search for a request gives up, the diff does not say "No change" and exits 1;
+    the matrix says how many combinations it could not settle."""
+    clinic, dated = Path(__file__).parent / "fixtures" / "matrix" / "clinic", dated_clinic(tmp_path)
+    assert main(["diff", str(clinic), str(dated), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["unsettled"] == 0 and report["rows"]
+    assert all(row["now"]["rules"] == ["recent_records"] for row in report["rows"])
+
+    monkeypatch.setattr("engine.governance.context._SEARCH", 0)  # every search gives up at once
+    assert main(["diff", str(clinic), str(dated), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["unsettled"] > 0 and report["rows"] == []
+    assert report["summary"].startswith("No change found, but the comparison is not complete.")
+    assert "could not be settled" in report["summary"]
+
+    assert main(["matrix", str(dated)]) == 0
+    assert "everything else is refused, but for" in capsys.readouterr().out
+    assert main(["matrix", str(dated), "--date", "2025-06-01", "--context", "resource.recorded=2025-06-01"]) == 0
+    assert "could not be settled" not in capsys.readouterr().out  # nothing left to search for

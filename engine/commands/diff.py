@@ -14,7 +14,8 @@ from engine.governance.matrix import ContextError
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    """`engine diff OLD NEW` or `engine diff --git REV [PATH]`: 0 same, 1 changes, 2 error."""
+    """`engine diff OLD NEW` or `engine diff --git REV [PATH]`: 0 same, 1 changes (or some
+    combinations could not be settled), 2 error."""
 
     try:
         with tempfile.TemporaryDirectory(prefix="engine-diff-") as scratch:
@@ -40,4 +41,4 @@ def run_diff(args: argparse.Namespace) -> int:
     diff = build_diff(old, new, Progress)
     diff.old_name, diff.new_name = (f"{args.git}:{new_path}", new_path) if args.git else (old_path, new_path)
     sys.stdout.write(render_diff(diff, args.format))
-    return 1 if diff.rows else 0
+    return 1 if diff.rows or diff.unsettled else 0  # a change not ruled out is not "no change"

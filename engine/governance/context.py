@@ -45,6 +45,14 @@ _FIRST, _LAST = dt.date(1, 1, 2).toordinal(), dt.date(9999, 12, 30).toordinal()
 _SEARCH = 20_000  # candidate combinations tried for one witness
 
 
+_GAVE_UP: Any = object()  # a search that gave up, remembered as such
+
+
+class Unsettled(Exception):
+    """The search for a request inside a combination of cases gave up before it could tell
+    whether one exists: its combinations are neither shown nor said to be impossible."""
+
+
 @dataclass(frozen=True)
 class Case:
     """One case of an axis: what the walk substitutes, and what a request gives."""
@@ -292,7 +300,7 @@ class Space:
     def witness(self, cell: Mapping[str, str], env: Mapping[Any, Any]) -> dict[str, Any] | None:
         """Request values (path -> JSON, OMIT) inside the cell's cases that give every condition
         axis its case; None when no request does. `env` holds the fixed values; the
-        dimensions' values are the cell's."""
+        dimensions' values are the cell's. Raises Unsettled when the search gave up."""
         found: dict[str, Any] = {}
         for axis in self.plain:
             found[axis.path] = axis.case(cell[axis.path]).request
@@ -334,12 +342,20 @@ class Space:
 
     def _solve(self, cell: Mapping[str, str], full: dict[Any, Any], cases: dict[str, Case],
                wanted: dict[str, Any]) -> dict[str, Any] | None:
+        """Raises Unsettled (each time it is asked again) when the search gave up."""
         key = tuple(cell[p] for p in self._solving)
         if key not in self._solved:
             trial = dict(full)
-            self._solved[key] = {p: trial[p] for p in self._free_paths(cases) if p in trial} \
-                if self._search(trial, cases, wanted) else None
-        return self._solved[key]
+            try:
+                found = self._search(trial, cases, wanted)
+            except Unsettled:
+                self._solved[key] = _GAVE_UP
+                raise
+            self._solved[key] = {p: trial[p] for p in self._free_paths(cases) if p in trial} if found else None
+        solved = self._solved[key]
+        if solved is _GAVE_UP:
+            raise Unsettled
+        return solved
 
     def _free_paths(self, cases: Mapping[str, Case]) -> list[str]:
         return sorted({a for t, _p in self.conditions.items() if t[0] != "member" for a in attributes_of(t)
@@ -354,6 +370,7 @@ class Space:
         if not free:
             return True
         candidates = {a: _inside(cases[a], self.schema[a].kind) for a in free}
+        cut = [False]  # some candidates were not worked out: finding none then proves nothing
         for _round in range(2):  # values where one side meets the other's candidates
             more = {a: set(c) for a, c in candidates.items()}
             for term, _path in relations:
@@ -363,7 +380,7 @@ class Space:
                     if len(read) != 1 or next(iter(read)) not in candidates:
                         continue
                     path = next(iter(read))
-                    for values in _assignments(other, candidates, self.schema, limit=64):
+                    for values in _assignments(other, candidates, self.schema, 64, cut):
                         target = reduce(other, {**full, **values})
                         if target[0] == "k" and target[1] in "nds":
                             more[path].update(v for v in _near(side, path, target, self.schema[path].kind)
@@ -371,6 +388,8 @@ class Space:
             candidates = {a: sorted(v, key=_sort_key) for a, v in more.items()}
         found = _backtrack(free, candidates, relations, wanted, full, self.schema)
         if found is None:
+            if cut[0]:
+                raise Unsettled
             return False
         full.update(found)
         return True
@@ -694,7 +713,7 @@ def _backtrack(free: list[str], candidates: Mapping[str, list[Any]], relations: 
                wanted: Mapping[str, Any], full: Mapping[Any, Any],
                schema: Mapping[str, Attribute]) -> dict[str, Any] | None:
     """Values for `free` that give every condition its case, or None when no choice among the
-    candidates does. One value is chosen at a time, the attribute most conditions read first,
+    candidates does; Unsettled when the search spent its budget first. One value is chosen at a time, the attribute most conditions read first,
     and each condition is checked as soon as what it reads is chosen; attributes that no
     unchosen condition links are then solved apart (a star of comparisons with the request's
     date is solved one arm at a time, not as a product)."""
@@ -719,7 +738,7 @@ def _backtrack(free: list[str], candidates: Mapping[str, list[Any]], relations: 
         for value in candidates[hub]:
             budget[0] -= 1
             if budget[0] < 0:
-                return None
+                raise Unsettled
             trial = {**chosen, hub: _as_value(value, schema[hub].kind)}
             if not all(_truth(reduce(t, trial)) == wanted[p] for t, p in checks):
                 continue
@@ -745,10 +764,12 @@ def _components(group: frozenset[str], links: list[frozenset[str]]) -> list[froz
 
 
 def _assignments(term: Term, candidates: Mapping[str, list[Any]], schema: Mapping[str, Attribute],
-                 limit: int) -> Iterator[dict[str, Any]]:
+                 limit: int, cut: list[bool]) -> Iterator[dict[str, Any]]:
+    """Up to `limit` choices of candidates for what `term` reads; `cut[0]` is set when there were more."""
     read = [a for a in sorted(attributes_of(term)) if a in candidates]
     for count, chosen in enumerate(itertools.product(*(candidates[a] for a in read))):
         if count >= limit:
+            cut[0] = True
             return
         yield {a: _as_value(v, schema[a].kind) for a, v in zip(read, chosen)}
 

@@ -35,6 +35,7 @@ from engine.governance.matrix import (
     no_progress,
     parse_context,
     parse_date,
+    unsettled_words,
     version_of,
     when_text,
 )
@@ -73,6 +74,7 @@ class Diff:
     new_name: str = "new"
     space: Any = None  # the context's axes the walk explored (context.Space)
     changes: list[Any] = field(default_factory=list)  # rule-level changes (changes.py)
+    unsettled: int = 0  # combinations whose request search gave up: a change there is not ruled out
 
     def when(self, box: Box) -> list[str]:
         """The context a row needs, in words (nothing when it needs none)."""
@@ -116,7 +118,7 @@ def build_diff(old: Version, new: Version, progress: ProgressHook = no_progress)
     walk = Walk([old, new], False, prune, leaf, "diff", progress)
     rows = compress(walk.run())
     found = Diff(old, new, sort_rows(rows, new.vocab, old.vocab), walk.cells, sum(cells_in(b) for b, _c in rows),
-                 walk.representatives, time.perf_counter() - started, space=walk.space)
+                 walk.representatives, time.perf_counter() - started, space=walk.space, unsettled=walk.unsettled)
     found.changes = rule_changes(old, new, found)
     return found
 
@@ -161,6 +163,7 @@ def render_diff(diff: Diff, fmt: str) -> str:
     title = f"Changes from {diff.old_name} ({diff.old.hash}) to {diff.new_name} ({diff.new.hash})"
     if fmt == "json":
         return json.dumps({"changed": diff.changed, "cells": diff.cells, "covered": covered(diff.new),
+                           "unsettled": diff.unsettled,
                            "rule_changes": [c.to_dict() for c in diff.changes],
                            "rows": [_json_row(legend, box, c, diff.when(box)) for box, c in diff.rows],
                            "summary": closing}, indent=2) + "\n"
@@ -182,10 +185,13 @@ def render_diff(diff: Diff, fmt: str) -> str:
 def closing_line(diff: Diff) -> str:
     """What was compared, and whether any request at all is decided differently."""
     scope = f"Compared {covered(diff.new)} ({diff.cells:,} combinations)"
-    if not diff.rows:
+    unsettled = f" Not compared: {unsettled_words(diff.unsettled)}." if diff.unsettled else ""
+    if not diff.rows and not diff.unsettled:
         return f"No change: no request is decided differently. {scope}."
+    if not diff.rows:
+        return f"No change found, but the comparison is not complete. {scope}.{unsettled}"
     return (f"{diff.changed:,} of {diff.cells:,} combinations change, in {count_rows(len(diff.rows))}. "
-            f"{scope}.")
+            f"{scope}.{unsettled}")
 
 
 def _json_row(legend: Legend, box: Box, change: Change, when: list[str]) -> dict[str, Any]:

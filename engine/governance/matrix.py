@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol
 
 from engine import clock
 from engine.errors import RequestError
-from engine.governance.context import OMIT, Space, fixed_env
+from engine.governance.context import OMIT, Space, Unsettled, fixed_env
 from engine.governance.table import (
     COLUMNS,
     UNDECLARED,
@@ -66,7 +66,8 @@ WALK = ("action", "purpose", "resource.category", "requester.role", "resource.cl
 
 
 _WITNESS_TRIES = 4096
-_END = -1  # the row after the last level: none  # combinations of group members tried for a request that has them
+_END = -1  # the row after the last level: none
+_GAVE_UP: Any = object()  # a request search that gave up (Walk.unsettled)  # combinations of group members tried for a request that has them
 
 
 class ContextError(ValueError):
@@ -447,6 +448,7 @@ class Walk:
     progress: ProgressHook = no_progress
     cells: int = 0
     representatives: int = 0
+    unsettled: int = 0  # combinations whose request search gave up: neither shown nor ruled out
     found: list[tuple[Box, Any]] = field(default_factory=list)
 
     def run(self) -> list[tuple[Box, Any]]:
@@ -478,7 +480,7 @@ class Walk:
         self.subtrees: dict[tuple[Any, ...], list[Any]] = {}
         self.leaves: dict[tuple[Any, ...], Any] = {}
         self.members: dict[str, list[str]] = {}  # the members of the group each axis is at
-        self.assignments: dict[tuple[Any, ...], dict[str, str] | None] = {}  # members that a request has
+        self.assignments: dict[tuple[Any, ...], Any] = {}  # members that a request has
         self.witnessed_before = [[p for p in self.paths[:level + 1] if p in self.space.witnessed]
                                  for level in range(len(self.paths))]
         self.base = {k: v for k, v in self.versions[0].env.items()}
@@ -568,6 +570,9 @@ class Walk:
             else:
                 self._count(combinations)
                 witnessed = self._witness(cell)
+                if witnessed is _GAVE_UP:
+                    self.unsettled += combinations
+                    continue
                 if witnessed is None:
                     continue  # no request has any combination of these cases
                 chosen, context = witnessed
@@ -586,27 +591,36 @@ class Walk:
             found = [(self._row(values, rest), kept) for rest, kept in found]
         return found
 
-    def _witness(self, cell: dict[str, Any]) -> tuple[dict[str, Any], Mapping[str, Any]] | None:
+    def _witness(self, cell: dict[str, Any]) -> Any:
         """A combination of the current groups' members that some request has, and that
-        request's context values; None when none has. Members of a group lead to the same
-        outcome, so any of them may stand for it; the first members are tried first."""
+        request's context values; None when none has, _GAVE_UP when the search gave up
+        before it could tell. Members of a group lead to the same outcome, so any of them
+        may stand for it; the first members are tried first."""
         choices = [(p, self.members[p]) for p in self.space.witnessed if p in self.members]
         key = tuple(tuple(members) for _p, members in choices)
         if key not in self.assignments:
-            self.assignments[key] = None
-            for tried, values in enumerate(itertools.product(*(members for _p, members in choices))):
-                if tried >= _WITNESS_TRIES:
-                    break
-                trial = {**cell, **{p: v for (p, _m), v in zip(choices, values)}}
-                if self.space.witness(trial, self.base) is not None:
-                    self.assignments[key] = {p: v for (p, _m), v in zip(choices, values)}
-                    break
+            self.assignments[key] = self._assignment(cell, choices)
         assignment = self.assignments[key]
-        if assignment is None:
-            return None
+        if assignment is None or assignment is _GAVE_UP:
+            return assignment
         chosen = {**cell, **assignment}
         context = self.space.witness(chosen, self.base)
         return (chosen, context) if context is not None else None
+
+    def _assignment(self, cell: dict[str, Any], choices: list[tuple[str, list[str]]]) -> Any:
+        """The first members that some request has (path -> member), None when no request
+        has any, _GAVE_UP when some could not be settled and none was found."""
+        gave_up = False
+        for tried, values in enumerate(itertools.product(*(members for _p, members in choices))):
+            if tried >= _WITNESS_TRIES:
+                return _GAVE_UP
+            assignment = {p: v for (p, _m), v in zip(choices, values)}
+            try:
+                if self.space.witness({**cell, **assignment}, self.base) is not None:
+                    return assignment
+            except Unsettled:
+                gave_up = True
+        return _GAVE_UP if gave_up else None
 
     def _plan(self, index: int, state: _State | None, path: str) -> _Plan | None:
         """A state, the positions of its items that read `path`, and their columns."""
@@ -685,6 +699,7 @@ class Matrix:
     representatives: int
     seconds: float
     space: Space
+    unsettled: int = 0  # combinations whose request search gave up (Walk.unsettled)
 
     def when(self, box: Box) -> list[str]:
         """The context a row needs, in words (nothing when it needs none)."""
@@ -704,7 +719,7 @@ def build_matrix(version: Version, progress: ProgressHook = no_progress) -> Matr
     rows = compress(found)
     permitted = sum(cells_in(box) for box, _o in rows)
     return Matrix(version, sort_rows(rows, version.vocab), walk.cells, permitted, walk.representatives,
-                  time.perf_counter() - started, walk.space)
+                  time.perf_counter() - started, walk.space, walk.unsettled)
 
 
 def render_matrix(matrix: Matrix, fmt: str) -> str:
@@ -721,7 +736,8 @@ def render_matrix(matrix: Matrix, fmt: str) -> str:
                  "rules": list(o.rules), "obligations": show_obligations(o.obligations, box).split("; ")
                  if o.obligations else []} for box, o in matrix.rows]
         return json.dumps({"title": title, "policy_version": matrix.version.hash, "fixed": _fixed(matrix.version),
-                           "permitted": matrix.permitted, "combinations": matrix.cells, "rows": rows},
+                           "permitted": matrix.permitted, "combinations": matrix.cells,
+                           "unsettled": matrix.unsettled, "rows": rows},
                           indent=2) + "\n"
     if fmt == "csv":
         return to_csv(headers, table)
@@ -765,10 +781,19 @@ def covered(version: Version) -> str:
 
 
 def _facts(matrix: Matrix) -> str:
+    rest = "everything else is refused" if not matrix.unsettled else \
+        f"everything else is refused, but for {unsettled_words(matrix.unsettled)}"
     return (f"Covered {covered(matrix.version)}. "
             f"{matrix.permitted:,} of {matrix.cells:,} combinations permitted, in {count_rows(len(matrix.rows))}; "
-            f"everything else is refused. A role, purpose or category includes those below it; "
+            f"{rest}. A role, purpose or category includes those below it; "
             f"`(only)` means the value alone.")
+
+
+def unsettled_words(combinations: int) -> str:
+    """What is said of combinations whose request search gave up: never passed over in silence."""
+    return (f"{combinations:,} combinations that could not be settled (the search for a request with "
+            f"their context values gave up; they are neither shown nor ruled out, and fixing "
+            f"some context values settles them)")
 
 
 def _matrix_text(title: str, facts: str, headers: list[str], table: list[list[str]]) -> str:

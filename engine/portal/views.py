@@ -463,6 +463,7 @@ class Review:
     errors: list[Problem] = field(default_factory=list)
     problem: str | None = None
     summary: str = ""  # what was compared, and whether anything is decided differently
+    unsettled: int = 0  # combinations the comparison could not settle (the summary says so)
 
 
 def review(served: Policy, proposed: Policy, shown: str) -> Review:
@@ -475,4 +476,4 @@ def review(served: Policy, proposed: Policy, shown: str) -> Review:
     diff = build_diff(version_of(served, None), version_of(proposed, None))
     data = json.loads(render_diff(diff, "json"))
     return Review(shown, proposed.version, data.get("rows", []), data.get("changed", 0), data.get("cells", 0),
-                  diff.changes, summary=data.get("summary", ""))
+                  diff.changes, summary=data.get("summary", ""), unsettled=diff.unsettled)
