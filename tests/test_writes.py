@@ -76,6 +76,15 @@ def test_closing_writes_what_is_held_first() -> None:
     loop.close()
 
 
+def test_what_is_held_when_the_connection_is_lost_is_dropped() -> None:
+    joined, transport, loop = _joined()
+    joined.write(b"answer")
+    transport.closing = True  # lost, or aborted, before the turn ended
+    _turn(loop)
+    assert transport.calls == []
+    loop.close()
+
+
 def test_everything_else_is_the_transports() -> None:
     joined, _transport, loop = _joined()
     assert joined.get_extra_info("peername") == ("127.0.0.1", 5000)

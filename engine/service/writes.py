@@ -42,12 +42,13 @@ class JoinedWrites:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is held, in one call."""
+        """Write what is held, in one call (dropped if the connection was lost or aborted meanwhile)."""
         held = self._held
         if held:
             self._held = []
             self._size = 0
-            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+            if not self.transport.is_closing():  # `close` writes first, so only a lost connection is closing here
+                self.transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def close(self) -> None:
         self.flush()
