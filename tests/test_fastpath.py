@@ -273,6 +273,14 @@ def test_the_route_stays_in_the_openapi_document(policy_dir: Path) -> None:
     assert document["paths"]["/decide"]["post"]["operationId"] == "decide"
 
 
+def test_a_lane_is_not_added_over_middleware_it_does_not_stand_in_for(policy_dir: Path) -> None:
+    app = create_app(policy_dir, watch=False)
+    lane = app.lanes["/decide"]
+    app.add_middleware(GZipMiddleware)
+    with pytest.raises(ValueError, match="GZipMiddleware"):
+        app.add_lane("/decide", lane)
+
+
 def test_a_path_guarded_by_exposure_cannot_be_a_lane(policy_dir: Path) -> None:
     app = create_app(policy_dir, watch=False)
     lane = app.lanes["/decide"]

@@ -426,9 +426,9 @@ def create_app(
                       telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,
                       reload_signal=signal, fleet=fleet, bundles=bundles)
     app = ServiceApp(title="Sharing policy decision service", version="1",
-                  description="Permit or deny multi-agency information sharing, with the reasons "
-                              "in the words of the rule that decided.",
-                  lifespan=_lifespan(service), docs_url=None, redoc_url=None)
+                     description="Permit or deny multi-agency information sharing, with the reasons "
+                                 "in the words of the rule that decided.",
+                     lifespan=_lifespan(service), docs_url=None, redoc_url=None)
     service.telemetry.watch_cache(holder.cache_totals)
     app.state.service = service
     install_handlers(app)

@@ -47,18 +47,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from engine.service.bodies import receive_body
 from engine.service.deciding import Deciding
-from engine.service.exposure import ADMIN, KEYED
-from engine.service.limits import refused_text
+from engine.service.exposure import ADMIN, KEYED, Exposure
+from engine.service.limits import TextGuard, refused_text
 
 _JSON = (b"content-type", b"application/json")
 
 
 class DecideLane:
     """ASGI app answering `POST /decide` as the application's middleware and route together would."""
+
+    # The service's own middleware, whose work for this route the lane does itself.
+    stands_in_for: tuple[type, ...] = (TextGuard, Exposure)
 
     def __init__(self, app: FastAPI, deciding: Deciding, max_string: int, path: str = "/decide") -> None:
         if path in KEYED or path in ADMIN:  # Exposure would ask for a key first: not done here
@@ -144,12 +147,17 @@ class ServiceApp(FastAPI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.lanes: dict[str, ASGIApp] = {}
+        self.lanes: dict[str, DecideLane] = {}
         self._lane_middleware: list[Any] = []
 
-    def add_lane(self, path: str, lane: ASGIApp) -> None:
+    def add_lane(self, path: str, lane: DecideLane) -> None:
         """Answer `POST path` with `lane`, once every middleware of the service has been added: the lane
-        stands in for those, and stands aside if any other is added later."""
+        stands in for those (ValueError for one it does not know), and stands aside if any is added later."""
+        known: tuple[Any, ...] = lane.stands_in_for
+        unknown = [getattr(entry.cls, "__name__", repr(entry.cls)) for entry in self.user_middleware
+                   if entry.cls not in known]
+        if unknown:
+            raise ValueError(f"the lane for {path} does not do what {unknown[0]} does")
         self.lanes[path] = lane
         self._lane_middleware = list(self.user_middleware)
 
