@@ -286,6 +286,22 @@ def _start(command: list[str], port: int) -> subprocess.Popen:
     raise SystemExit("server did not become ready")
 
 
+def _cache_figures(port: int) -> dict:
+    """The service's decision-cache hits and misses so far (all workers), from its /metrics."""
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(f"GET /metrics HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        text = b""
+        while chunk := sock.recv(65536):
+            text += chunk
+    found = {}
+    for line in text.decode("utf-8", "replace").splitlines():
+        for name in ("hits", "misses"):
+            if line.startswith(f"engine_cache_{name}_total "):
+                found[name] = int(float(line.split()[1]))
+    hits, misses = found.get("hits", 0), found.get("misses", 0)
+    return {"hits": hits, "misses": misses, "hit_rate": round(hits / max(1, hits + misses), 5)}
+
+
 def _stop(process: subprocess.Popen) -> None:
     process.terminate()
     try:
@@ -352,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             limit = max(1, args.requests // args.batch * 10)
             runs["batch"].append(measure(service, engine_port, batches, args.batch_connections, limit, args.duration,
                                          args.warmup))
+        results["cache"] = _cache_figures(engine_port)
     finally:
         _stop(service)
         _stop(bare)
@@ -388,6 +405,9 @@ def _report(results: dict, args: argparse.Namespace) -> None:
         print(f"{label:<26}{row['requests_per_s']:>12,.0f}{row['decisions_per_s']:>13,.0f}"
               f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}{row['server_cpu_us_per_decision']:>24.1f}"
               f"{row['server_cpu_share']:>13.0%} /{row['client_cpu_share']:>4.0%}")
+    cache = results["cache"]
+    print(f"decision cache: {cache['hits']:,} hits, {cache['misses']:,} misses ({cache['hit_rate']:.2%} hits, "
+          f"/decide and batches together)")
     for ceiling, name in (("raw", "raw ASGI"), ("bare", "bare FastAPI")):
         print(f"/decide throughput is {results[f'decide_vs_{ceiling}']:.0%} of the {name} endpoint's (median of "
               f"rounds {', '.join(f'{r:.0%}' for r in results[f'decide_vs_{ceiling}_rounds'])}); "

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from engine.service.limits import DEFAULT_MAX_STRING, check_strings
 
 EVERYONE = "*"
 _LONDON = ZoneInfo(clock.DEFAULT_TIMEZONE)
+_DATES: dict[dt.tzinfo, tuple[int, str]] = {}  # zone -> (the second it was worked out in, the date)
 
 
 def parse_date_callers(text: str | None) -> frozenset[str]:
@@ -86,7 +88,15 @@ class Admission:
 
     def today(self) -> str:
         """Today in the service's zone, as `context.date` is written; read once per request or batch."""
-        return dt.datetime.now(self.zone).date().isoformat()
+        # Zone offsets are whole seconds, so the date cannot change within one second of
+        # POSIX time: the date is worked out once a second, not for every request.
+        second = int(time.time())
+        known = _DATES.get(self.zone)
+        if known is not None and known[0] == second:
+            return known[1]
+        text = dt.datetime.fromtimestamp(second, self.zone).date().isoformat()
+        _DATES[self.zone] = (second, text)
+        return text
 
     def may_set_dates(self, caller: str | None) -> bool:
         return EVERYONE in self.date_callers or (caller is not None and caller in self.date_callers)

@@ -35,13 +35,14 @@ from engine.service.audit import AuditLog, AuditSettings, AuditUnavailable, Entr
 from engine.service.audit.policies import policy_document
 from engine.service.audit.query import Filters, query
 from engine.service.auth import ApiKeys, check_admin, parse_api_keys
-from engine.service.bodies import DEFAULT_MAX_BODY, read_json, require_object
+from engine.service.bodies import DEFAULT_MAX_BODY, read_json, read_limited, require_object
 from engine.service.bundles import BundlePoller, FleetSettings, add_bundle_routes, check_revision, unready_reason
 from engine.service.dated import DatedWarnings
+from engine.service.deciding import Deciding
 from engine.service.encoding import DecisionEncoder
 from engine.service.errors import ApiError, install_handlers, json_response, load_error_body
 from engine.service.exposure import Exposure
-from engine.service.fastpath import FastPath
+from engine.service.fastpath import DecideLane, ServiceApp
 from engine.service.limits import TextGuard
 from engine.service.logs import log_like_uvicorn
 from engine.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -154,10 +155,6 @@ def _audit_search(location: str) -> Callable[[Mapping[str, str]], list[dict[str,
     return search
 
 
-def _hits(policy: Any) -> int:
-    return int(policy.cache_stats()["hits"])
-
-
 async def _decide_batch(requests: list[Any], policy: Any, encoder: DecisionEncoder) -> tuple[list[Any], list[str]]:
     """Decide a batch with one policy, yielding to other requests between slices."""
     decisions: list[Any] = []
@@ -208,39 +205,20 @@ def policy_info(policy: Any, warnings: list[Any] | None = None) -> dict[str, Any
     }
 
 
-def _routes(app: FastAPI, service: Service) -> None:
+def _routes(app: FastAPI, service: Service, deciding: Deciding) -> None:
     holder = service.holder
     metrics = service.metrics
-    tracing = service.telemetry.tracer is not None
 
     @app.post("/decide", response_model=schemas.Decision, tags=["decisions"],
               openapi_extra=schemas.body_doc("DecisionRequest"),
               responses=schemas.error_responses(400, 401, 403, 413, 415, 422, 503))
     async def decide(request: Request) -> Response:
         """Decide one request (docs/language.md, "How decisions are made"): permit or deny, with reasons and obligations."""
-        try:
-            caller = service.keys.caller(request.headers)
-            body = require_object(await read_json(request, service.max_body), "a decision request")
-            policy = service.current(request.headers)
-            body = service.admission.admit(body, caller, policy, service.admission.today(), service.audit)
-            # Whether the cache answered is worked out only for a span: reading the
-            # cache's counters costs as much as a cached decision.
-            hits = _hits(policy) if tracing else None
-            started = time.time_ns()
-            decision = policy.decide(body)
-        except (ApiError, RequestError) as err:
-            metrics.reject(err.code)
-            raise
-        ended = time.time_ns()
-        cached = None if hits is None else _hits(policy) > hits
-        metrics.latency["decide"].observe((ended - started) / 1e9)
-        await service.audited(policy, caller, [body], [decision])
-        service.record(decision, body, caller, cached, started, ended, service.telemetry.parent(request.headers))
-        return _json_bytes(service.encoder.encode(decision))
 
-    # The same endpoint, reached without the router and exception middleware in between
-    # (added first, so every middleware the application adds later still runs around it).
-    app.add_middleware(FastPath, owner=app, routes={"/decide": decide})
+        async def read(limit: int) -> bytes:
+            return await read_limited(request, limit)
+
+        return Response(await deciding.answer(request.headers, read), media_type="application/json")
 
     @app.post("/decide/batch", response_model=schemas.BatchDecisions, tags=["decisions"],
               openapi_extra=schemas.body_doc("BatchRequest"),
@@ -447,14 +425,15 @@ def create_app(
                       audit=audit_settings.open(audit_log) if audit_log else None,
                       telemetry=telemetry or Telemetry.from_env(), max_body=max_body, watch=watch,
                       reload_signal=signal, fleet=fleet, bundles=bundles)
-    app = FastAPI(title="Sharing policy decision service", version="1",
-                  description="Permit or deny multi-agency information sharing, with the reasons "
-                              "in the words of the rule that decided.",
-                  lifespan=_lifespan(service), docs_url=None, redoc_url=None)
+    app = ServiceApp(title="Sharing policy decision service", version="1",
+                     description="Permit or deny multi-agency information sharing, with the reasons "
+                                 "in the words of the rule that decided.",
+                     lifespan=_lifespan(service), docs_url=None, redoc_url=None)
     service.telemetry.watch_cache(holder.cache_totals)
     app.state.service = service
     install_handlers(app)
-    _routes(app, service)
+    deciding = Deciding(service)
+    _routes(app, service, deciding)
     applications.install(app, service)  # /plan, /policy/vocabulary, an offline /docs
     add_portal(app, lambda: holder.policy, path, keys=api_keys, admin_token=admin_token,
                audit_query=_audit_search(str(audit_log)) if audit_log else None)
@@ -463,6 +442,8 @@ def create_app(
     app.openapi = applications.openapi(_openapi(app), service)  # type: ignore[method-assign]
     app.add_middleware(Exposure, keys=keys, admin_token=admin_token)
     app.add_middleware(TextGuard, limit=admission.max_string)
+    # POST /decide in one ASGI layer in front of the middleware above, doing what they do for it.
+    app.add_lane("/decide", DecideLane(app, deciding, admission.max_string))
     return app
 
 

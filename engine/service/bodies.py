@@ -8,10 +8,13 @@ is the hot path, and the engine checks every field anyway.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 from engine import jsontext
 from engine.service.errors import ApiError
@@ -50,24 +53,34 @@ async def read_json(request: Request, limit: int) -> Any:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body of a JSON request, or an ApiError with status 413 or 415."""
-    headers = request.headers
-    content_type = headers.get("content-type", "")
-    if not _is_json(content_type):
-        got = f"got {content_type!r}" if content_type else "no Content-Type was given"
-        raise ApiError(415, "unsupported_media_type", f"send the request as application/json; {got}",
-                       location={"in": "header", "name": "content-type"})
-    charset = _charset(content_type)
-    if charset is not None and charset not in ("utf-8", "utf8"):
-        raise ApiError(415, "unsupported_media_type",
-                       f"the body must be UTF-8 JSON; charset={charset} is not accepted",
-                       location={"in": "header", "name": "content-type"})
+    check_json_headers(request.headers, limit)
+    return await read_limited(request, limit)
+
+
+def check_json_headers(headers: Mapping[str, str], limit: int) -> None:
+    """Refuse, before reading a byte, a body that is not UTF-8 JSON (415) or says it is too large (413)."""
+    problem = _media_problem(headers.get("content-type", ""))
+    if problem is not None:
+        raise ApiError(415, "unsupported_media_type", problem, location={"in": "header", "name": "content-type"})
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise _too_large(limit)
-    return await _read_limited(request, limit)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+@functools.lru_cache(maxsize=64)  # callers send the same few Content-Types
+def _media_problem(content_type: str) -> str | None:
+    """Why a body of this Content-Type is refused, or None for UTF-8 JSON."""
+    if not _is_json(content_type):
+        got = f"got {content_type!r}" if content_type else "no Content-Type was given"
+        return f"send the request as application/json; {got}"
+    charset = _charset(content_type)
+    if charset is not None and charset not in ("utf-8", "utf8"):
+        return f"the body must be UTF-8 JSON; charset={charset} is not accepted"
+    return None
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body of `request`, or ApiError 413 once more than `limit` bytes have come."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -76,6 +89,29 @@ async def _read_limited(request: Request, limit: int) -> bytes:
             raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def receive_body(receive: Receive, limit: int) -> bytes:
+    """The body straight from the ASGI messages, as `Request.stream()` reads it: 413 past `limit`,
+    ClientDisconnect if the client goes away first."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            if not message.get("more_body", False):
+                if not chunks:
+                    return bytes(chunk)
+                chunks.append(chunk)
+                return b"".join(chunks)
+            chunks.append(chunk)
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
 
 
 def _too_large(limit: int) -> ApiError:

@@ -10,7 +10,12 @@ hundred such sockets could use up the process's files. `GuardedHttp` adds:
 - a cap on open connections per process (ENGINE_MAX_CONNECTIONS, 1,000): one
   more is answered 503 and closed at once;
 - errors the server answers itself (malformed HTTP, timeouts, the cap) in the
-  service's JSON error shape rather than plain text.
+  service's JSON error shape rather than plain text;
+- one write per answer: what uvicorn writes in one turn of the event loop (a
+  response's head, then its body) goes out in one call (engine/service/writes.py).
+
+Deadlines asked for while a read is parsed are set once the read is parsed:
+a request that arrives whole, as nearly all do, sets and cancels no timer.
 
 The keep-alive timeout is uvicorn's own (`--keep-alive-timeout`).
 """
@@ -24,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from engine.service.encoding import dumps
 from engine.service.settings import positive_number
+from engine.service.writes import JoinedWrites
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
@@ -52,7 +58,8 @@ class GuardedHttp(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._wanted: str | None = None
 
     @classmethod
     def configure(cls) -> None:
@@ -63,15 +70,15 @@ class GuardedHttp(HttpToolsProtocol):
 
     def _arm(self, seconds: float, status: int, message: str) -> None:
         self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expire, status, message)
+        self._timer = self.loop.call_later(seconds, self._expire, status, message)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _expire(self, status: int, message: str) -> None:
-        self._deadline = None
+        self._timer = None
         if self.transport.is_closing():
             return
         if self.cycle is None or not self.cycle.response_started:
@@ -79,28 +86,47 @@ class GuardedHttp(HttpToolsProtocol):
         self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # uvicorn writes through JoinedWrites: a small answer's head and body in one call.
+        super().connection_made(JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
         if len(self.connections) > self.max_connections:
             transport.write(error_response(503, "too_many_connections",
                                            f"the server holds its limit of {self.max_connections} connections; "
                                            "try again shortly"))
             transport.close()
             return
-        self._arm(self.header_timeout, 408, f"the request headers did not arrive within {self.header_timeout:g} s")
+        self._arm(*self._deadline("headers"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
+    # The parser calls these while `data_received` feeds it; a deadline they ask for is set
+    # once that call is over (`_wanted`), so a request that came whole in one read, as
+    # nearly all do, arms and cancels no timer at all.
+
+    def data_received(self, data: bytes) -> None:
+        self._wanted = None
+        try:
+            super().data_received(data)
+        finally:
+            wanted = self._wanted
+            if wanted is not None and not self.transport.is_closing():
+                self._arm(*self._deadline(wanted))
+
+    def _deadline(self, part: str) -> tuple[float, int, str]:
+        seconds = self.header_timeout if part == "headers" else self.body_timeout
+        return seconds, 408, f"the request {part} did not arrive within {seconds:g} s"
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm(self.header_timeout, 408, f"the request headers did not arrive within {self.header_timeout:g} s")
+        self._wanted = "headers"
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        self._arm(self.body_timeout, 408, f"the request body did not arrive within {self.body_timeout:g} s")
+        self._wanted = "body"
 
     def on_message_complete(self) -> None:
+        self._wanted = None
         self._disarm()
         super().on_message_complete()
 

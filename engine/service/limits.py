@@ -98,26 +98,34 @@ class TextGuard:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = self._refusal(scope)
-            if refusal is not None:
-                await _answer(send, 422, refusal)
-                return
+        if scope["type"] == "http" and await refused_text(scope, send, self.limit):
+            return
         await self.app(scope, receive, send)
 
-    def _refusal(self, scope: Scope) -> dict[str, Any] | None:
-        query = scope.get("query_string") or b""
-        if query:
-            found = _query_problem(query, self.limit)
-            if found:
-                name, problem = found
-                return error_body("invalid_string", f"query parameter `{name}` {problem}",
-                                  location={"in": "query", "name": name})
-        found = _header_problem(scope.get("headers") or [], self.limit)
+
+async def refused_text(scope: Scope, send: Send, limit: int) -> bool:
+    """Answer 422 and say True when the request's query or headers are not UTF-8 text within `limit`."""
+    refusal = text_refusal(scope, limit)
+    if refusal is None:
+        return False
+    await _answer(send, 422, refusal)
+    return True
+
+
+def text_refusal(scope: Scope, limit: int) -> dict[str, Any] | None:
+    """The error body for a query or header that is not UTF-8 text within `limit`, or None."""
+    query = scope.get("query_string") or b""
+    if query:
+        found = _query_problem(query, limit)
         if found:
             name, problem = found
-            return error_body("invalid_string", f"header `{name}` {problem}", location={"in": "header", "name": name})
-        return None
+            return error_body("invalid_string", f"query parameter `{name}` {problem}",
+                              location={"in": "query", "name": name})
+    found = _header_problem(scope.get("headers") or [], limit)
+    if found:
+        name, problem = found
+        return error_body("invalid_string", f"header `{name}` {problem}", location={"in": "header", "name": name})
+    return None
 
 
 async def _answer(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:

@@ -8,13 +8,15 @@ so no counter goes backwards whichever worker answers.
 
 The decision path only adds to plain integers here (a few nanoseconds); they
 are handed to prometheus_client in one step per second and on every scrape.
-Durations are observed as they happen, into buckets from 50 µs to 1 s.
+Durations are counted the same way (`Durations`: a bucket index found by
+bisection, then handed over), into buckets from 50 µs to 1 s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -40,6 +42,40 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+class Durations:
+    """Observations for one histogram (a prometheus_client Histogram child), counted here first.
+
+    `observe` adds to a plain list of per-bucket counts and a sum; `push` hands
+    them to the histogram, as observing each would have, bucket by bucket
+    (a bucket counts the observations at most its bound and above the one
+    before; the exported `le` buckets are cumulative sums of these).
+    """
+
+    def __init__(self, histogram: Any) -> None:
+        self.histogram = histogram
+        self.bounds: tuple[float, ...] = tuple(histogram._upper_bounds)  # ends with +Inf
+        self._counts = [0] * len(self.bounds)
+        self._sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self._counts[bisect_left(self.bounds, seconds)] += 1
+        self._sum += seconds
+
+    def push(self) -> None:
+        """Hand what was observed since the last push to the histogram."""
+        counts, total = self._counts, self._sum
+        if not any(counts):
+            return
+        self._counts = [0] * len(self.bounds)
+        self._sum = 0.0
+        histogram = self.histogram
+        histogram._raise_if_not_observable()
+        histogram._sum.inc(total)
+        for bucket, count in zip(histogram._buckets, counts):
+            if count:
+                bucket.inc(count)
+
+
 class Metrics:
     """What the service has done since it started."""
 
@@ -58,7 +94,8 @@ class Metrics:
         self._duration = Histogram("engine_decision_duration_seconds",
                                    "Time to decide one request (endpoint=decide), a whole batch (endpoint=batch) or a plan (endpoint=plan).",
                                    ["endpoint"], buckets=BUCKETS, registry=registry)
-        self.latency = {endpoint: self._duration.labels(endpoint=endpoint) for endpoint in ("decide", "batch", "plan")}
+        self.latency = {endpoint: Durations(self._duration.labels(endpoint=endpoint))
+                        for endpoint in ("decide", "batch", "plan")}
         self._hits = Counter("engine_cache_hits", "Decisions answered from the decision cache.", registry=registry)
         self._misses = Counter("engine_cache_misses", "Decision cache lookups that found nothing.", registry=registry)
         self._reloads = Counter("engine_policy_reloads", "Policy reloads, by result (failed sets are refused).",
@@ -105,6 +142,8 @@ class Metrics:
 
     def sync(self, holder: PolicyHolder, audit: Any = None) -> None:
         """Hand this process's counts to prometheus_client."""
+        for durations in self.latency.values():
+            durations.push()
         for outcome, count in list(self.decisions.items()):
             self._push(("decision", outcome), count, self._decisions.labels(decision=outcome))
         for code, count in list(self.rejected.items()):
