@@ -493,6 +493,8 @@ class Walk:
         self.outcome_ids: dict[Any, int] = {}
         with self.progress(self.total, self.label) as self.meter:
             found = self._walk(0, states, {}, 1)
+        where = {path: level for level, path in enumerate(self.paths)}
+        self.box_order = [where[p] for p in DIMENSIONS] + [where[a.path] for a in self.space.axes]
         self.found = [(self._box(self._sets(row)), self.outcomes[kept]) for row, kept in found]
         return self.found
 
@@ -650,8 +652,7 @@ class Walk:
 
     def _box(self, sets: Sequence[frozenset[str]]) -> Box:
         """Value sets in walk order as a Box: the dimensions in DIMENSIONS order, then the context."""
-        by_path = dict(zip(self.paths, sets))
-        return tuple(by_path[p] for p in DIMENSIONS) + tuple(by_path[a.path] for a in self.space.axes)
+        return tuple(sets[i] for i in self.box_order)
 
 
 def _classes(plan: _Plan | None, count: int) -> list[tuple[Any, ...] | None]:
