@@ -371,6 +371,7 @@ class Space:
             return True
         candidates = {a: _inside(cases[a], self.schema[a].kind) for a in free}
         cut = [False]  # some candidates were not worked out: finding none then proves nothing
+        fixed = {k: v for k, v in full.items() if k not in candidates}  # what no candidate changes
         for _round in range(2):  # values where one side meets the other's candidates
             more = {a: set(c) for a, c in candidates.items()}
             for term, _path in relations:
@@ -380,8 +381,9 @@ class Space:
                     if len(read) != 1 or next(iter(read)) not in candidates:
                         continue
                     path = next(iter(read))
+                    rest = reduce(other, fixed)
                     for values in _assignments(other, candidates, self.schema, 64, cut):
-                        target = reduce(other, {**full, **values})
+                        target = reduce(rest, values)
                         if target[0] == "k" and target[1] in "nds":
                             more[path].update(v for v in _near(side, path, target, self.schema[path].kind)
                                               if _within(cases[path], v, self.schema[path].kind))
@@ -734,17 +736,21 @@ def _backtrack(free: list[str], candidates: Mapping[str, list[Any]], relations: 
     def solve_part(part: frozenset[str], chosen: dict[Any, Any]) -> dict[str, Any] | None:
         hub = max(sorted(part), key=lambda a: sum(1 for _t, _p, read in reads if a in read))
         rest = part - {hub}
-        checks = [(t, p) for t, p, read in reads if hub in read and not read & rest]
+        # The conditions that the hub settles, with everything else they read put in once:
+        # each candidate then substitutes the hub alone.
+        without = {k: v for k, v in chosen.items() if k != hub}
+        checks = [(reduce(t, without), p) for t, p, read in reads if hub in read and not read & rest]
+        kind = schema[hub].kind
         for value in candidates[hub]:
             budget[0] -= 1
             if budget[0] < 0:
                 raise Unsettled
-            trial = {**chosen, hub: _as_value(value, schema[hub].kind)}
-            if not all(_truth(reduce(t, trial)) == wanted[p] for t, p in checks):
+            typed = _as_value(value, kind)
+            if not all(_truth(reduce(t, {hub: typed})) == wanted[p] for t, p in checks):
                 continue
-            solved = solve(rest, trial) if rest else {}
+            solved = solve(rest, {**chosen, hub: typed}) if rest else {}
             if solved is not None:
-                return {hub: trial[hub], **solved}
+                return {hub: typed, **solved}
         return None
 
     return solve(frozenset(free), dict(full))
