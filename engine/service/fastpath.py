@@ -44,7 +44,6 @@ from starlette._utils import is_async_callable
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -55,6 +54,11 @@ from engine.service.exposure import ADMIN, KEYED, Exposure
 from engine.service.limits import TextGuard, refused_text
 
 _JSON = (b"content-type", b"application/json")
+
+try:  # where Starlette puts a request's own body limit in its scope
+    from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY as _BODY_LIMIT_KEY
+except ImportError:  # a Starlette without body limits: no request carries one
+    _BODY_LIMIT_KEY = "starlette.max_body_size"
 
 
 class DecideLane:
@@ -172,9 +176,9 @@ class ServiceApp(FastAPI):
 
     def _lane_applies(self, scope: Scope) -> bool:
         """Whether the stack the lane stands in for is the one the service built, unchanged."""
-        return (not scope.get("root_path") and not self.root_path and MAX_BODY_SIZE_SCOPE_KEY not in scope
+        return (not scope.get("root_path") and not self.root_path and _BODY_LIMIT_KEY not in scope
                 and "fastapi.telemetry" not in scope and self.user_middleware == self._lane_middleware
-                and self.max_body_size is None and not self.debug
+                and getattr(self, "max_body_size", None) is None and not self.debug
                 and not self._is_instrumented_by_opentelemetry
                 and framework_telemetry_off(self))
 
