@@ -176,3 +176,32 @@ def test_combinations_the_search_cannot_settle_are_said_never_passed_over(tmp_pa
     assert "everything else is refused, but for" in capsys.readouterr().out
     assert main(["matrix", str(dated), "--date", "2025-06-01", "--context", "resource.recorded=2025-06-01"]) == 0
     assert "could not be settled" not in capsys.readouterr().out  # nothing left to search for
+
+
+class _NoMemo(dict):
+    """A subtree memo that remembers nothing: every subtree is walked for every path to it."""
+
+    def get(self, key, default=None):
+        return default
+
+
+def test_unsettled_combinations_are_counted_for_every_path_to_a_subtree(tmp_path, monkeypatch):
+    """A subtree walked once and met again counts its unsettled combinations each time."""
+    from engine.governance.matrix import Walk
+
+    clinic, dated = Path(__file__).parent / "fixtures" / "matrix" / "clinic", dated_clinic(tmp_path)
+    old, new = version_of(engine.load(str(clinic)), None), version_of(engine.load(str(dated)), None)
+    monkeypatch.setattr("engine.governance.context._SEARCH", 0)
+    remembered = build_diff(old, new)
+    walk = Walk._walk
+
+    def unremembered(self, *args):
+        if not isinstance(self.subtrees, _NoMemo):
+            self.subtrees = _NoMemo()
+        return walk(self, *args)
+
+    monkeypatch.setattr(Walk, "_walk", unremembered)
+    old, new = version_of(engine.load(str(clinic)), None), version_of(engine.load(str(dated)), None)
+    walked = build_diff(old, new)
+    assert walked.cells == remembered.cells
+    assert walked.unsettled == remembered.unsettled > 0

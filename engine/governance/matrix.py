@@ -65,9 +65,9 @@ WALK = ("action", "purpose", "resource.category", "requester.role", "resource.cl
         "requester.agency", "resource.owner")
 
 
-_WITNESS_TRIES = 4096
+_WITNESS_TRIES = 4096  # combinations of group members tried for a request that has them
 _END = -1  # the row after the last level: none
-_GAVE_UP: Any = object()  # a request search that gave up (Walk.unsettled)  # combinations of group members tried for a request that has them
+_GAVE_UP: Any = object()  # a request search that gave up (Walk.unsettled)
 
 
 class ContextError(ValueError):
@@ -477,7 +477,7 @@ class Walk:
         self.alike = [all(len({d[p] for d in self.declared}) == 1 for p in self.paths[level:])
                       for level in range(levels + 1)]
         self.total = self.below[0]
-        self.subtrees: dict[tuple[Any, ...], list[Any]] = {}
+        self.subtrees: dict[tuple[Any, ...], tuple[list[Any], int]] = {}  # (rows, unsettled per combination)
         self.leaves: dict[tuple[Any, ...], Any] = {}
         self.members: dict[str, list[str]] = {}  # the members of the group each axis is at
         self.assignments: dict[tuple[Any, ...], Any] = {}  # members that a request has
@@ -564,10 +564,14 @@ class Walk:
                 memo = (level, after, tuple(tuple(self.members[p]) for p in self.witnessed_before[level]))
                 subtree = self.subtrees.get(memo)
                 if subtree is None:
-                    subtree = self.subtrees[memo] = self._walk(level + 1, after, cell, combinations)
+                    before = self.unsettled
+                    rows = self._walk(level + 1, after, cell, combinations)
+                    # Unsettled combinations per combination above: a subtree met again has as many.
+                    subtree = self.subtrees[memo] = (rows, (self.unsettled - before) // combinations)
                 else:
                     self._count(combinations * self.below[level + 1])
-                for entry in subtree:
+                    self.unsettled += subtree[1] * combinations
+                for entry in subtree[0]:
                     heads.setdefault(entry, []).append(values)
             else:
                 self._count(combinations)
