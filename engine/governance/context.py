@@ -715,7 +715,8 @@ def _backtrack(free: list[str], candidates: Mapping[str, list[Any]], relations: 
                wanted: Mapping[str, Any], full: Mapping[Any, Any],
                schema: Mapping[str, Attribute]) -> dict[str, Any] | None:
     """Values for `free` that give every condition its case, or None when no choice among the
-    candidates does; Unsettled when the search spent its budget first. One value is chosen at a time, the attribute most conditions read first,
+    candidates does; raises Unsettled when the search spent its budget first. One value is
+    chosen at a time, the attribute most conditions read first,
     and each condition is checked as soon as what it reads is chosen; attributes that no
     unchosen condition links are then solved apart (a star of comparisons with the request's
     date is solved one arm at a time, not as a product)."""
