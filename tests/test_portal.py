@@ -178,6 +178,34 @@ def test_reviewing_an_upload_shows_a_removed_rule_and_what_it_changes(client: Te
     assert "now refused" in response.text
 
 
+def test_a_review_that_could_not_settle_everything_says_so(client: TestClient, monkeypatch) -> None:
+    monkeypatch.setattr("engine.governance.context._SEARCH", 0)  # every search for a request gives up
+    rule = _a_permit_rule()
+    response = client.post("/portal/review", files={"upload": ("proposed.zip", _zip_of(EXAMPLES, rule),
+                                                               "application/zip")})
+    assert response.status_code == 200
+    assert "combinations that could not be settled" in response.text
+    assert "Every context value and every date was compared." not in response.text
+    assert "No change: no request is decided differently" not in response.text
+
+
+def test_a_review_with_changes_and_combinations_not_settled_says_both(client: TestClient, monkeypatch) -> None:
+    from engine.governance import diff
+
+    def partly_settled(old, new):
+        found = real(old, new)
+        found.unsettled = 5
+        return found
+
+    real = diff.build_diff
+    monkeypatch.setattr(diff, "build_diff", partly_settled)
+    response = client.post("/portal/review", files={"upload": ("proposed.zip", _zip_of(EXAMPLES, _a_permit_rule()),
+                                                               "application/zip")})
+    assert "combinations are decided differently" in response.text
+    assert "Not compared: 5 combinations that could not be settled" in response.text
+    assert "Every context value and every date was compared." not in response.text
+
+
 def test_reviewing_the_same_set_finds_no_change(client: TestClient) -> None:
     response = client.post("/portal/review", data={"folder": str(EXAMPLES)})
     assert "No rule, agreement, vocabulary, attribute or obligation is added, removed or changed." in response.text
