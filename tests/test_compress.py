@@ -71,13 +71,13 @@ def found_rows(draw: Any) -> list[tuple[tuple[frozenset[str], ...], str]]:
     return list(rows.items())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(found_rows())
 def test_compress_merges_as_plain_merging_does(found: list[tuple[Any, str]]) -> None:
     assert compress(found) == reference_compress(found)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(found_rows())
 def test_compressed_rows_stand_for_the_same_combinations(found: list[tuple[Any, str]]) -> None:
     assert cells(compress(found)) == cells(found)
