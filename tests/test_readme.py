@@ -1,5 +1,6 @@
-"""The README's two set-up commands work as written, in a fresh virtual environment,
-and CI runs exactly the second one."""
+"""The README's two set-up commands work as written: the serve command in a fresh virtual
+environment, the test command's checks in that environment too, and CI runs exactly the
+test command (its own set-up included) on a clean clone."""
 
 from __future__ import annotations
 
@@ -88,9 +89,13 @@ def test_the_readme_set_up_works_in_a_fresh_virtual_environment(tmp_path):
     assert server.returncode == 0, output
     assert "engine serve: serving policies (sha256:" in output
 
-    *steps, pytest_step = test.split(" && ")
+    # The test command's own set-up (its venv and `pip install -e '.[test]'`) is what CI runs
+    # from a clean clone, exactly as written (test_ci_runs_exactly_the_readme_test_command):
+    # here the steps after it run in the environment the serve command made.
+    venv, install, *steps, pytest_step = test.split(" && ")
+    assert (venv, install) == ("python3 -m venv .venv", ".venv/bin/pip install -e '.[test]'")
     assert pytest_step == ".venv/bin/python -m pytest"  # not run here: this test is part of it
-    done = subprocess.run(" && ".join([*steps, ".venv/bin/python -m pytest --version"]), shell=True, cwd=work,
+    done = subprocess.run(" && ".join(steps), shell=True, cwd=work,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "policies: ok (" in done.stdout and " passed, 0 failed" in done.stdout
