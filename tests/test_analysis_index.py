@@ -160,7 +160,7 @@ def shown(diagnostics: list[Diagnostic]) -> list[tuple[object, ...]]:
     return [(d.code, d.message, d.span and (d.span.path, d.span.line, d.span.column), d.help) for d in diagnostics]
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rules=rule_set(), combine=st.sampled_from(COMBINES))
 def test_indexed_analysis_reports_what_pairwise_does(rules, combine):
     indexed, pairwise = both(policy_set_of(rules, combine))
