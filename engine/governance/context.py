@@ -46,6 +46,7 @@ _SEARCH = 20_000  # candidate combinations tried for one witness
 
 
 _GAVE_UP: Any = object()  # a search that gave up, remembered as such
+_ABSENT: Any = object()  # a value the request's values so far do not give
 
 
 class Unsettled(Exception):
@@ -131,6 +132,11 @@ class Space:
         self._solving = sorted({p for _t, p in relations}.union(*(attributes_of(t) for t, _p in relations))
                                & set(self.by_path))
         self._solved: dict[tuple[str, ...], dict[str, Any] | None] = {}
+        # What the comparisons read from a request: each attribute, and whether it was given.
+        compared = sorted(frozenset().union(*(attributes_of(t) for t, _p in relations)))
+        self._relation_env: list[Any] = [*compared, *(("has", a) for a in compared)]
+        self._candidates: dict[tuple[Any, ...], tuple[dict[str, list[Any]], bool]] = {}
+        self._truths: dict[tuple[Any, ...], Any] = {}  # (condition, attribute, value) -> its truth
         self._read = [a.path for a in self.axes if a.kind != "condition" and a.path in self.witnessed]
         self.plain = [a for a in self.axes if a.kind != "condition"]
         # The values a witness gives depend on the dimensions conditions read (a set holds the
@@ -369,8 +375,29 @@ class Space:
                        if a in cases and cases[a].request is not OMIT and self.schema[a].kind in _LINE + ("string",)})
         if not free:
             return True
+        # The candidates depend on the free attributes' cases and on the other values the
+        # comparisons read, not on which case each condition must have: searches that differ
+        # only in that (most of them) share one list.
+        key = (tuple(free), tuple(cases[a].key for a in free),
+               tuple(full.get(k, _ABSENT) for k in self._relation_env if k not in free))
+        known = self._candidates.get(key)
+        if known is None:
+            known = self._candidates[key] = self._candidates_for(free, relations, full, cases)
+        candidates, cut = known
+        found = _backtrack(free, candidates, relations, wanted, full, self.schema, self._truths)
+        if found is None:
+            if cut:
+                raise Unsettled
+            return False
+        full.update(found)
+        return True
+
+    def _candidates_for(self, free: list[str], relations: list[tuple[Term, str]], full: dict[Any, Any],
+                        cases: dict[str, Case]) -> tuple[dict[str, list[Any]], bool]:
+        """Values to try for each free attribute, and whether some were not worked out
+        (finding none among them then proves nothing)."""
         candidates = {a: _inside(cases[a], self.schema[a].kind) for a in free}
-        cut = [False]  # some candidates were not worked out: finding none then proves nothing
+        cut = [False]
         fixed = {k: v for k, v in full.items() if k not in candidates}  # what no candidate changes
         for _round in range(2):  # values where one side meets the other's candidates
             more = {a: set(c) for a, c in candidates.items()}
@@ -388,13 +415,7 @@ class Space:
                             more[path].update(v for v in _near(side, path, target, self.schema[path].kind)
                                               if _within(cases[path], v, self.schema[path].kind))
             candidates = {a: sorted(v, key=_sort_key) for a, v in more.items()}
-        found = _backtrack(free, candidates, relations, wanted, full, self.schema)
-        if found is None:
-            if cut[0]:
-                raise Unsettled
-            return False
-        full.update(found)
-        return True
+        return candidates, cut[0]
 
     def _sets(self, full: dict[Any, Any], wanted: dict[str, Any]) -> bool:
         """Sets holding exactly what the membership conditions ask of them."""
@@ -713,7 +734,7 @@ def _near(side: Term, path: str, target: Term, kind: str) -> list[Any]:
 
 def _backtrack(free: list[str], candidates: Mapping[str, list[Any]], relations: list[tuple[Term, str]],
                wanted: Mapping[str, Any], full: Mapping[Any, Any],
-               schema: Mapping[str, Attribute]) -> dict[str, Any] | None:
+               schema: Mapping[str, Attribute], truths: dict[tuple[Any, ...], Any]) -> dict[str, Any] | None:
     """Values for `free` that give every condition its case, or None when no choice among the
     candidates does; raises Unsettled when the search spent its budget first. One value is
     chosen at a time, the attribute most conditions read first,
@@ -724,6 +745,14 @@ def _backtrack(free: list[str], candidates: Mapping[str, list[Any]], relations: 
     if not all(_truth(reduce(t, full)) == wanted[p] for t, p, read in reads if not read):
         return None
     budget = [_SEARCH]
+
+    def holds(term: Term, hub: str, value: Any) -> Any:
+        """The truth of `term` with the hub's value put in: the same checks recur from search to search."""
+        key = (term, hub, value)
+        found = truths.get(key, _ABSENT)
+        if found is _ABSENT:
+            found = truths[key] = _truth(reduce(term, {hub: value}))
+        return found
 
     def solve(group: frozenset[str], chosen: dict[Any, Any]) -> dict[str, Any] | None:
         found: dict[str, Any] = {}
@@ -747,7 +776,7 @@ def _backtrack(free: list[str], candidates: Mapping[str, list[Any]], relations: 
             if budget[0] < 0:
                 raise Unsettled
             typed = _as_value(value, kind)
-            if not all(_truth(reduce(t, {hub: typed})) == wanted[p] for t, p in checks):
+            if not all(holds(t, hub, typed) == wanted[p] for t, p in checks):
                 continue
             solved = solve(rest, {**chosen, hub: typed}) if rest else {}
             if solved is not None:
