@@ -126,3 +126,11 @@ def test_engine_serve_answers_and_stops(installed):
         output = server.communicate(timeout=15)[0]
     assert server.returncode in (0, -15), output
     assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_the_parser_tables_ship_with_the_package(installed):
+    result = run(installed, "-c", "import engine.syntax as s; print(s._grammar_file(s.TABLES) == "
+                 f"open({str(ROOT / 'grammar' / 'policy.tables')!r}, 'rb').read())")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True"]
