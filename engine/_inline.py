@@ -68,7 +68,11 @@ class InlineParser:
         self.plans = plans
         table = lark.parser.parser._parse_table
         start = lark.options.start[0]
-        self.states = table.states
+        # Each state's actions as plain numbers: the state to shift (or go) to, or the
+        # complement (~i) of the rule to reduce by, its position in `plans`.
+        number = {rule: i for i, (rule, _plan, _expand) in enumerate(plans)}
+        self.actions = {state: {symbol: arg if action is Shift else ~number[arg] for symbol, (action, arg) in row.items()}
+                        for state, row in table.states.items()}
         self.start_state = table.start_states[start]
         self.end_state = table.end_states[start]
         connector = lark.parser.lexer
@@ -96,25 +100,27 @@ class InlineParser:
 
         Raises Unparsed when the text has a lexical or syntax error, and whatever a builder raises.
         """
-        callbacks = self._callbacks(builders)
+        reductions = self._callbacks(builders)
         tokens = self._tokens(text)
         if self.postlex is not None:
             tokens = self.postlex.process(tokens)
-        states = self.states
+        actions = self.actions
         state_stack = [self.start_state]
         value_stack: list[Any] = []
         end_state = self.end_state
         for token in itertools.chain(tokens, (_END,)):
             type_ = token.type
             while True:
-                action, arg = states[state_stack[-1]].get(type_, (None, None))
-                if action is Shift and token is not _END:
-                    state_stack.append(arg)
+                action = actions[state_stack[-1]].get(type_)
+                if action is None:
+                    raise Unparsed
+                if action >= 0:
+                    if token is _END:
+                        raise Unparsed
+                    state_stack.append(action)
                     value_stack.append(token)
                     break
-                if action is None or action is Shift:
-                    raise Unparsed
-                size, origin, reduce = callbacks[arg]
+                size, origin, reduce = reductions[~action]
                 if size:
                     children = value_stack[-size:]
                     del state_stack[-size:]
@@ -122,7 +128,7 @@ class InlineParser:
                 else:
                     children = []
                 value_stack.append(reduce(children))
-                state_stack.append(states[state_stack[-1]][origin][1])
+                state_stack.append(actions[state_stack[-1]][origin])
                 if token is _END and state_stack[-1] == end_state:
                     return value_stack[-1]
         raise Unparsed
@@ -171,7 +177,7 @@ class InlineParser:
                     yield token
             position, line, line_start = stop, end_line, end_start
 
-    def _callbacks(self, builders: Callable[[str], Builder]) -> dict[Any, Reduction]:
+    def _callbacks(self, builders: Callable[[str], Builder]) -> list[Reduction]:
         """For each grammar rule: how many values it takes off the stack, its name, and its reduction."""
         # One per parse: the state lives in these closures, so threads never share it.
         extents: dict[int, tuple[int, int, int, int]] = {}
@@ -229,10 +235,10 @@ class InlineParser:
 
             return reduce
 
-        callbacks = {}
+        callbacks = []
         for rule, plan, expand in self.plans:
             name = rule.alias or rule.options.template_source or rule.origin.name
-            callbacks[rule] = (len(rule.expansion), rule.origin.name, reduction(builders(name), plan, expand))
+            callbacks.append((len(rule.expansion), rule.origin.name, reduction(builders(name), plan, expand)))
         return callbacks
 
 
