@@ -233,6 +233,12 @@ class InlineParser:
                     keep.append(result)
                 return result
 
+            if expand and plan is None:
+                def pass_up(children: list[Any]) -> Any:
+                    # A single child passes up as it is, its position known already.
+                    return children[0] if len(children) == 1 else reduce(children)
+
+                return pass_up
             return reduce
 
         callbacks = []
