@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import ast, clock
+from engine import ast, clock, reuse
 from engine.errors import Diagnostic, warning
 from engine.governance.terms import (
     DIMENSION_KINDS,
@@ -91,32 +91,54 @@ def analyse(policy_set: ast.PolicySet, vocabulary: Vocabulary, *, today: dt.date
     return _Analysis(vocabulary, today or clock.today()).run()
 
 
+@dataclass(frozen=True)
+class _Study:
+    """What the analysis finds of one rule alone: kept between loads (engine/reuse.py)."""
+
+    term: RuleTerm | None  # None: a name does not resolve (the checker reports it); not analysed
+    region: Region | None
+    never: Diagnostic | None  # why it never applies; None when it might
+    dead: tuple[Diagnostic, ...]  # its obligations that never apply (of a rule that might)
+
+
 class _Analysis:
     def __init__(self, vocab: Vocabulary, today: dt.date):
         self.vocab = vocab
         self.today = today
         self.compiler = Compiler(vocab)
-        self.rules: list[RuleTerm] = []
-        for rule in vocab.rules:
-            try:
-                self.rules.append(self.compiler.rule(rule))
-            except (NameLookupError, KeyError, ValueError, TypeError):
-                continue  # the checker reports the name; this rule is not analysed
-        self.regions = {id(r): self.region(r) for r in self.rules}
         # Conditions repeat across rules, so reductions and their verdicts do too.
         self.memo: dict[tuple[Any, ...], Term] = {}
         self.holds: dict[tuple[Any, ...], bool] = {}
+        self.regions: dict[int, Region] = {}
+        # Each rule alone depends on the vocabulary and the date only: studied once while they stay.
+        basis = vocab.basis.on(today) if vocab.basis is not None else None
+        self.studies = reuse.each("analysis", basis, vocab.rules, self.study)
+        self.rules: list[RuleTerm] = []
+        for study in self.studies:
+            if study.term is not None and study.region is not None:
+                self.rules.append(study.term)
+                self.regions[id(study.term)] = study.region
+
+    def study(self, rule: ast.Rule) -> _Study:
+        try:
+            term = self.compiler.rule(rule)
+        except (NameLookupError, KeyError, ValueError, TypeError):
+            return _Study(None, None, None, ())
+        region = self.regions[id(term)] = self.region(term)
+        never = self.never_applies(term)
+        return _Study(term, region, never, () if never is not None else tuple(self.dead_obligations(term)))
 
     def run(self) -> list[Diagnostic]:
         found: list[Diagnostic] = []
         live: list[RuleTerm] = []
-        for rule in self.rules:
-            never = self.never_applies(rule)
-            if never is not None:
-                found.append(never)
+        for study in self.studies:
+            if study.term is None:
+                continue
+            if study.never is not None:
+                found.append(study.never)
             else:
-                live.append(rule)
-                found.extend(self.dead_obligations(rule))
+                live.append(study.term)
+                found.extend(study.dead)
         found.extend(self.covered(live))
         found.extend(self.dead_policy_obligations())
         return found
