@@ -118,8 +118,10 @@ def loading() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
-            gc.enable()
+            # Settled before the collector runs again: enabled first, it would at once walk
+            # every object the load made, to find them alive.
             _settle(gc.get_count()[0])
+            gc.enable()
 
 
 # Objects made by loads since the last full collection, and how many that collection left.
