@@ -182,12 +182,14 @@ def measure(root: Path, analysis: bool) -> dict[str, float]:
     """Seconds of wall-clock and of CPU time for each stage of loading, as engine.load does them.
 
     Inside engine.pipeline.loading(), as engine.load is: the cyclic garbage collector
-    paused while the set's objects are made. Cold: no file's parse is kept from a run before.
+    paused while the set's objects are made. Cold: no file's parse, and no rule's
+    check, analysis or compile result, is kept from a run before.
     """
-    from engine import parse_cache
+    from engine import parse_cache, reuse
     from engine.pipeline import loading
 
     parse_cache.clear()
+    reuse.clear()
     with loading():
         return _measure(root, analysis)
 
@@ -228,7 +230,8 @@ def main() -> None:
     parser.add_argument("--adversarial", action="store_true",
                         help="the example policies plus N rules that differ only in a threshold")
     parser.add_argument("--reload", action="store_true",
-                        help="also time engine.load again after one rule file changed (parses kept by file)")
+                        help="also time engine.load again after one rule file changed "
+                             "(parses kept by file, results kept by rule)")
     parser.add_argument("--role-chain", action="store_true",
                         help="one rule and N roles, each inheriting from the one before")
     args = parser.parse_args()
@@ -262,16 +265,17 @@ def main() -> None:
             cold = [r[0] for r in reloads]
             warm = [r[1] for r in reloads]
             print(f"{'':>21} engine.load cold {_cell(*_median(cold), 0)}; after one file changed, "
-                  f"parses kept {_cell(*_median(warm), 0)} (runs: {', '.join(f'{w * 1000:.0f}' for w, _c in warm)})",
+                  f"results kept {_cell(*_median(warm), 0)} (runs: {', '.join(f'{w * 1000:.0f}' for w, _c in warm)})",
                   flush=True)
 
 
 def reload_one_file(root: Path) -> tuple[tuple[float, float], tuple[float, float]]:
     """engine.load cold, then again after one rule file changed: (wall, CPU) seconds each."""
     import engine
-    from engine import parse_cache
+    from engine import parse_cache, reuse
 
     parse_cache.clear()
+    reuse.clear()
     clock = (time.perf_counter(), time.process_time())
     engine.load(root)
     cold = (time.perf_counter() - clock[0], time.process_time() - clock[1])

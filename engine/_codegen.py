@@ -12,6 +12,7 @@ the engine's own: no request or policy text is ever pasted into it except as
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import CodeType
 from typing import Any
 
 
@@ -24,4 +25,19 @@ def define(names: str | tuple[str, ...], lines: Iterable[str], namespace: dict[s
     wanted = (names,) if isinstance(names, str) else names
     code = compile("\n".join(lines), f"<generated {', '.join(wanted)}>", "exec")
     exec(code, namespace)  # noqa: S102 - the engine's own text (see above)
-    return namespace[names] if isinstance(names, str) else tuple(namespace[n] for n in names)
+    # The functions' globals are `namespace`: left in it, they would make a cycle with it,
+    # and a set's tables (the candidates' bitsets) would wait for the cyclic collector
+    # instead of going with the set. The generated code never names its own functions.
+    assert not set(wanted) & _names_used(code), "generated code must not call its own functions"
+    found = tuple(namespace.pop(n) for n in wanted)
+    return found[0] if isinstance(names, str) else found
+
+
+def _names_used(code: CodeType) -> set[str]:
+    """The global names the functions defined by `code` read (at any depth)."""
+    used: set[str] = set()
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            used.update(const.co_names)
+            used |= _names_used(const)
+    return used

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import ast, clock
+from engine import ast, clock, reuse
 from engine.errors import Diagnostic, warning
 from engine.governance.terms import (
     DIMENSION_KINDS,
@@ -91,32 +91,61 @@ def analyse(policy_set: ast.PolicySet, vocabulary: Vocabulary, *, today: dt.date
     return _Analysis(vocabulary, today or clock.today()).run()
 
 
+@dataclass(frozen=True)
+class _Study:
+    """What the analysis finds of one rule alone: kept between loads (engine/reuse.py)."""
+
+    term: RuleTerm | None  # None: a name does not resolve (the checker reports it); not analysed
+    region: Region | None
+    never: Diagnostic | None  # why it never applies; None when it might
+    dead: tuple[Diagnostic, ...]  # its obligations that never apply (of a rule that might)
+    conditions: frozenset[Any] = frozenset()  # its when/unless clauses, and its obligations: what
+    obligations: frozenset[Any] = frozenset()  # a rule covering it must share (see covered)
+
+
 class _Analysis:
     def __init__(self, vocab: Vocabulary, today: dt.date):
         self.vocab = vocab
         self.today = today
         self.compiler = Compiler(vocab)
-        self.rules: list[RuleTerm] = []
-        for rule in vocab.rules:
-            try:
-                self.rules.append(self.compiler.rule(rule))
-            except (NameLookupError, KeyError, ValueError, TypeError):
-                continue  # the checker reports the name; this rule is not analysed
-        self.regions = {id(r): self.region(r) for r in self.rules}
         # Conditions repeat across rules, so reductions and their verdicts do too.
         self.memo: dict[tuple[Any, ...], Term] = {}
         self.holds: dict[tuple[Any, ...], bool] = {}
+        self.regions: dict[int, Region] = {}
+        self.everywhere = {d: frozenset(self.vocab.values_of(DIMENSION_KINDS[d])) for d in DIMENSIONS}
+        self.sets: dict[frozenset[str], frozenset[str]] = {}
+        # Each rule alone depends on the vocabulary and the date only: studied once while they stay.
+        basis = vocab.basis.on(today) if vocab.basis is not None else None
+        self.studies = reuse.each("analysis", basis, vocab.rules, self.study)
+        self.rules: list[RuleTerm] = []
+        self.studied: dict[int, _Study] = {}
+        for study in self.studies:
+            if study.term is not None and study.region is not None:
+                self.rules.append(study.term)
+                self.regions[id(study.term)] = study.region
+                self.studied[id(study.term)] = study
+
+    def study(self, rule: ast.Rule) -> _Study:
+        try:
+            term = self.compiler.rule(rule)
+        except (NameLookupError, KeyError, ValueError, TypeError):
+            return _Study(None, None, None, ())
+        region = self.regions[id(term)] = self.region(term)
+        never = self.never_applies(term)
+        dead = () if never is not None else tuple(self.dead_obligations(term))
+        return _Study(term, region, never, dead, _conditions(term), _obligations(term))
 
     def run(self) -> list[Diagnostic]:
         found: list[Diagnostic] = []
         live: list[RuleTerm] = []
-        for rule in self.rules:
-            never = self.never_applies(rule)
-            if never is not None:
-                found.append(never)
+        for study in self.studies:
+            if study.term is None:
+                continue
+            if study.never is not None:
+                found.append(study.never)
             else:
-                live.append(rule)
-                found.extend(self.dead_obligations(rule))
+                live.append(study.term)
+                found.extend(study.dead)
         found.extend(self.covered(live))
         found.extend(self.dead_policy_obligations())
         return found
@@ -124,7 +153,7 @@ class _Analysis:
     # regions
 
     def region(self, rule: RuleTerm) -> Region:
-        sets = {d: frozenset(self.vocab.values_of(DIMENSION_KINDS[d])) for d in DIMENSIONS}
+        sets = dict(self.everywhere)
         unders: list[tuple[Any, ...]] = []
         for clause, term in rule.clauses:
             if isinstance(clause, ast.ConditionClause):
@@ -134,7 +163,9 @@ class _Analysis:
                     sets[part[1][1]] &= frozenset(v for _tag, v in part[2])
                 elif part[0] == "under":
                     unders.append(part[1])
-        return Region(sets, tuple(unders))
+        # Rules share most of their sets (every agency, say): one object each, which regions
+        # kept between loads hold in less memory and the indexes below compare by identity.
+        return Region({d: self.sets.setdefault(values, values) for d, values in sets.items()}, tuple(unders))
 
     # rules that never apply
 
@@ -222,7 +253,7 @@ class _Analysis:
         return found
 
     def dead_policy_obligations(self) -> list[Diagnostic]:
-        everywhere = Region({d: frozenset(self.vocab.values_of(DIMENSION_KINDS[d])) for d in DIMENSIONS}, ())
+        everywhere = Region(self.everywhere, ())
         found = []
         for decl in self.vocab.policy_obligations:
             try:
@@ -251,7 +282,7 @@ class _Analysis:
         kind that covers another names the same rule a rule-by-rule scan in the
         set's order would: the first one placed.
         """
-        index = _KindIndex([self.regions[id(r)] for r in rules], rules)
+        index = _KindIndex(rules, [self.studied[id(r)] for r in rules])
         combine = self.vocab.combine
         found = []
         if combine is ast.Combine.FIRST_APPLICABLE:
@@ -377,7 +408,7 @@ class _KindIndex:
 
     SUBSETS_UP_TO = 6  # conditions of a kind: past this many, scan the condition sets rather than enumerate subsets
 
-    def __init__(self, regions: list[Region], rules: list[RuleTerm]):
+    def __init__(self, rules: list[RuleTerm], studies: list[_Study]):
         self.kinds: list[_Kind] = []
         self.kind_of: list[int] = []
         numbers: dict[tuple[Any, ...], int] = {}
@@ -385,9 +416,12 @@ class _KindIndex:
         # not by comparing syntax trees.
         same_conditions: dict[frozenset[Any], frozenset[Any]] = {}
         same_obligations: dict[frozenset[Any], frozenset[Any]] = {}
-        for position, (region, rule) in enumerate(zip(regions, rules, strict=True)):
-            conditions = same_conditions.setdefault(found := _conditions(rule), found)
-            obligations = same_obligations.setdefault(found := _obligations(rule), found)
+        for position, (rule, study) in enumerate(zip(rules, studies, strict=True)):
+            # A rule's sets are made (and hashed) once, with its study, which a reload keeps.
+            region = study.region
+            assert region is not None  # only rules with terms are compared
+            conditions = same_conditions.setdefault(study.conditions, study.conditions)
+            obligations = same_obligations.setdefault(study.obligations, study.obligations)
             key = (rule.permit, tuple(region.sets.items()), region.unders, conditions, obligations)
             number = numbers.setdefault(key, len(self.kinds))
             if number == len(self.kinds):

@@ -12,9 +12,9 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from engine import ast, clock
+from engine import ast, clock, reuse
 from engine._graph import cycles
 from engine._types import ExprChecker, declared_as, declared_kinds, kind_word
 from engine.analysis import analyse
@@ -37,6 +37,7 @@ class Context:
 
 
 Pass = Callable[[Context], list[Diagnostic]]
+T = TypeVar("T")
 
 
 # --- declarations -------------------------------------------------------------
@@ -305,17 +306,20 @@ _CLAUSE_KINDS = {
 
 def check_rule_names(ctx: Context) -> list[Diagnostic]:
     """Every name a rule clause lists is declared, of the right kind, once."""
+    return [d for found in _each_rule(ctx, "rule_names", _rule_names) for d in found]
+
+
+def _rule_names(ctx: Context, rule: ast.Rule) -> list[Diagnostic]:
     found: list[Diagnostic | None] = []
-    for rule in ctx.vocab.rules:
-        for clause in rule.clauses:
-            if isinstance(clause, ast.MatchClause):
-                found.extend(_repeats(clause.values))
-                found.extend(_lookup(ctx, _CLAUSE_KINDS[clause.kind], v) for v in clause.values)
-            elif isinstance(clause, ast.DataClause):
-                found.extend(_repeats(clause.categories))
-                found.extend(_lookup(ctx, "category", c) for c in clause.categories)
-                if clause.up_to is not None:
-                    found.append(_up_to(ctx, clause.up_to))
+    for clause in rule.clauses:
+        if isinstance(clause, ast.MatchClause):
+            found.extend(_repeats(clause.values))
+            found.extend(_lookup(ctx, _CLAUSE_KINDS[clause.kind], v) for v in clause.values)
+        elif isinstance(clause, ast.DataClause):
+            found.extend(_repeats(clause.categories))
+            found.extend(_lookup(ctx, "category", c) for c in clause.categories)
+            if clause.up_to is not None:
+                found.append(_up_to(ctx, clause.up_to))
     return [d for d in found if d is not None]
 
 
@@ -336,10 +340,26 @@ def check_expressions(ctx: Context) -> list[Diagnostic]:
     """Type-check every condition and obligation argument against the schema.
 
     Runs after the attribute pass: it trusts the declared types even when a
-    default was wrong, so one mistake is reported once.
+    default was wrong, so one mistake is reported once. Conditions come first,
+    then policy-wide obligations, then the rules' obligations.
     """
+    per_rule = _each_rule(ctx, "expressions", _rule_expressions)
+    found = [d for conditions, _obligations in per_rule for d in conditions]
+    found += _expressions(ctx, [o.obligation for o in ctx.vocab.policy_obligations])
+    found += [d for _conditions, obligations in per_rule for d in obligations]
+    return found
+
+
+def _rule_expressions(ctx: Context, rule: ast.Rule) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """A rule's findings in its conditions, and in its obligations."""
+    conditions = [c for c in rule.clauses if isinstance(c, ast.ConditionClause)]
+    obligations = [c for c in rule.clauses if isinstance(c, ast.ObligationClause)]
+    return _expressions(ctx, conditions), _expressions(ctx, obligations)
+
+
+def _expressions(ctx: Context, clauses: Iterable[ast.ConditionClause | ast.ObligationClause]) -> list[Diagnostic]:
     checker = ExprChecker(ctx.vocab)
-    for where, clause in _conditions(ctx):
+    for where, clause in _conditions(clauses):
         try:
             if isinstance(clause, ast.ConditionClause):
                 checker.condition(clause.expr, "`unless`" if clause.negated else "`when`")
@@ -352,44 +372,48 @@ def check_expressions(ctx: Context) -> list[Diagnostic]:
     return checker.found
 
 
-def _conditions(ctx: Context) -> Iterator[tuple[Span, ast.ConditionClause | ast.ObligationClause]]:
-    obligations = [o.obligation for o in ctx.vocab.policy_obligations]
-    for rule in ctx.vocab.rules:
-        for clause in rule.clauses:
-            if isinstance(clause, ast.ConditionClause):
-                yield clause.span, clause
-            elif isinstance(clause, ast.ObligationClause):
-                obligations.append(clause)
-    for obligation in obligations:
-        yield obligation.span, obligation
-        if obligation.condition is not None:
-            yield obligation.condition.span, obligation.condition
+def _conditions(
+    clauses: Iterable[ast.ConditionClause | ast.ObligationClause],
+) -> Iterator[tuple[Span, ast.ConditionClause | ast.ObligationClause]]:
+    """Each condition, and each obligation followed by its own condition."""
+    for clause in clauses:
+        yield clause.span, clause
+        if isinstance(clause, ast.ObligationClause) and clause.condition is not None:
+            yield clause.condition.span, clause.condition
 
 
 def check_obligation_needs(ctx: Context) -> list[Diagnostic]:
     """Warn where an obligation may be left undetermined: its condition or an argument reads
     an attribute with no default (one the condition first asks about with `has` is fine)."""
-    found = []
-    obligations = [o.obligation for o in ctx.vocab.policy_obligations]
-    obligations += [c for rule in ctx.vocab.rules for c in rule.clauses if isinstance(c, ast.ObligationClause)]
-    attributes = ctx.vocab.attributes
-    for obligation in obligations:
-        read: list[ast.Name] = []
-        asked: set[str] = set()
-        if obligation.condition is not None:
-            _names_read(obligation.condition.expr, read, asked)
-        read += [a for a in obligation.args if isinstance(a, ast.Name)]
-        needs = dict.fromkeys(n.text for n in read if n.text in attributes and n.text not in asked
-                              and not attributes[n.text].has_default and not attributes[n.text].required)
-        if needs:
-            names = ", ".join(f"`{n}`" for n in needs)
-            found.append(warning(
-                "obligation_may_be_undetermined",
-                f"obligation `{obligation.name}` reads {names}, which {'has' if len(needs) == 1 else 'have'} "
-                f"no default: a request without {'it' if len(needs) == 1 else 'them'} leaves the obligation "
-                f"undetermined", obligation.span,
-                "give the attribute a default, or ask first with `has`, if the duty must be settled on every request"))
+    found = [d for o in ctx.vocab.policy_obligations if (d := _obligation_needs(ctx, o.obligation)) is not None]
+    for needs in _each_rule(ctx, "obligation_needs", _rule_obligation_needs):
+        found.extend(needs)
     return found
+
+
+def _rule_obligation_needs(ctx: Context, rule: ast.Rule) -> list[Diagnostic]:
+    found = (_obligation_needs(ctx, c) for c in rule.clauses if isinstance(c, ast.ObligationClause))
+    return [d for d in found if d is not None]
+
+
+def _obligation_needs(ctx: Context, obligation: ast.ObligationClause) -> Diagnostic | None:
+    attributes = ctx.vocab.attributes
+    read: list[ast.Name] = []
+    asked: set[str] = set()
+    if obligation.condition is not None:
+        _names_read(obligation.condition.expr, read, asked)
+    read += [a for a in obligation.args if isinstance(a, ast.Name)]
+    needs = dict.fromkeys(n.text for n in read if n.text in attributes and n.text not in asked
+                          and not attributes[n.text].has_default and not attributes[n.text].required)
+    if not needs:
+        return None
+    names = ", ".join(f"`{n}`" for n in needs)
+    return warning(
+        "obligation_may_be_undetermined",
+        f"obligation `{obligation.name}` reads {names}, which {'has' if len(needs) == 1 else 'have'} "
+        f"no default: a request without {'it' if len(needs) == 1 else 'them'} leaves the obligation "
+        f"undetermined", obligation.span,
+        "give the attribute a default, or ask first with `has`, if the duty must be settled on every request")
 
 
 def _names_read(node: object, read: list[ast.Name], asked: set[str]) -> None:
@@ -412,19 +436,22 @@ _CONDITIONS = (ast.MatchClause, ast.DataClause, ast.ConditionClause)
 
 def check_rule_shape(ctx: Context) -> list[Diagnostic]:
     """Warnings a reviewer would give: no rationale, two rationales, no conditions."""
+    return [d for found in _each_rule(ctx, "rule_shape", _rule_shape) for d in found]
+
+
+def _rule_shape(_ctx: Context, rule: ast.Rule) -> list[Diagnostic]:
     found = []
-    for rule in ctx.vocab.rules:
-        name = rule.id.text
-        because = [c for c in rule.clauses if isinstance(c, ast.BecauseClause)]
-        if not any(c.text.strip() for c in because):
-            found.append(warning("missing_because", f"rule `{name}` has no `because`", rule.id.span,
-                                 'add `because "…"` with the law or agreement clause it rests on'))
-        for extra in because[1:]:
-            found.append(warning("second_because", f"rule `{name}` has more than one `because`", extra.span,
-                                 "join the reasons into one `because`"))
-        if not any(isinstance(c, _CONDITIONS) for c in rule.clauses):
-            found.append(warning("applies_to_all", f"rule `{name}` has no conditions: it applies to every request",
-                                 rule.id.span, "add clauses such as `action`, `role`, `purpose` or `when`"))
+    name = rule.id.text
+    because = [c for c in rule.clauses if isinstance(c, ast.BecauseClause)]
+    if not any(c.text.strip() for c in because):
+        found.append(warning("missing_because", f"rule `{name}` has no `because`", rule.id.span,
+                             'add `because "…"` with the law or agreement clause it rests on'))
+    for extra in because[1:]:
+        found.append(warning("second_because", f"rule `{name}` has more than one `because`", extra.span,
+                             "join the reasons into one `because`"))
+    if not any(isinstance(c, _CONDITIONS) for c in rule.clauses):
+        found.append(warning("applies_to_all", f"rule `{name}` has no conditions: it applies to every request",
+                             rule.id.span, "add clauses such as `action`, `role`, `purpose` or `when`"))
     return found
 
 
@@ -468,6 +495,12 @@ def _repeats(names: Iterable[ast.Name]) -> Iterator[Diagnostic]:
         if name.text in seen:
             yield warning("repeated_value", f"`{name.text}` is listed twice", name.span, "remove one")
         seen.add(name.text)
+
+
+def _each_rule(ctx: Context, stage: str, check_one: Callable[[Context, ast.Rule], T]) -> list[T]:
+    """`check_one` for every rule, in order; a rule's findings are kept for the next load of
+    the set while the rule and the vocabulary stay the same (engine/reuse.py)."""
+    return reuse.each(stage, ctx.vocab.basis, ctx.vocab.rules, lambda rule: check_one(ctx, rule))
 
 
 def _of_type(ctx: Context, kind: type) -> Iterator[Any]:

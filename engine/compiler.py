@@ -13,13 +13,14 @@ the rules left.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine import _expressions as expressions
-from engine import ast
+from engine import ast, reuse
 from engine._codegen import define
 from engine._expressions import Env, Test, span_text
 from engine.errors import PolicyError
@@ -90,6 +91,21 @@ class CompiledRule:
     @property
     def id(self) -> str:
         return self.rule.id.text
+
+
+@dataclass(frozen=True, slots=True)
+class _MadeRule:
+    """A rule compiled apart from its place in the set, as a reload takes it again (engine/reuse.py).
+
+    Obligations are numbered from the rule's start; `indexed` holds each indexed clause's
+    position name (kind, occurrence) and what it accepts; `reads` the attribute paths it reads.
+    """
+
+    clauses: tuple[CompiledClause, ...]
+    obligations: tuple[CompiledObligation, ...]
+    because: str | None
+    indexed: tuple[tuple[tuple[str, int], Any], ...]
+    reads: frozenset[str]
 
 
 @dataclass(slots=True)
@@ -225,12 +241,15 @@ class _Compiler:
         self._conditions: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # (negated, expression) -> (test, reads, asks)
 
     def run(self, policy_set: ast.PolicySet) -> CompiledPolicy:
+        declarations = list(policy_set.declarations())
+        all_rules = [d for d in declarations if isinstance(d, ast.Rule)]
+        made = self._made(all_rules)
         rules: list[CompiledRule] = []
         policy_wide: dict[str, list[CompiledObligation]] = {"permit": [], "deny": []}
         seq = 0
-        for decl in policy_set.declarations():
+        for decl in declarations:
             if isinstance(decl, ast.Rule):
-                rules.append(self.compile_Rule(decl, len(rules), seq))
+                rules.append(self._place(decl, made[len(rules)], len(rules), seq))
                 seq += len(decl.clauses) + 1
             elif isinstance(decl, ast.PolicyObligation):
                 compiled = self.compile_obligation(decl.obligation, seq)
@@ -264,22 +283,68 @@ class _Compiler:
     # --- rules -----------------------------------------------------------------
 
     def compile_Rule(self, rule: ast.Rule, index: int, seq: int) -> CompiledRule:
-        clauses, obligations = [], []
+        return self._place(rule, self.made_rule(rule), index, seq)
+
+    def made_rule(self, rule: ast.Rule) -> _MadeRule:
+        """A rule compiled apart from its place in the set: the same wherever it stands."""
+        clauses, obligations, indexed = [], [], []
         seen: dict[str, int] = {}
         because = None
-        for number, clause in enumerate(rule.clauses):
-            if isinstance(clause, ast.ObligationClause):
-                obligations.append(self.compile_obligation(clause, seq + number))
-            elif isinstance(clause, ast.BecauseClause):
-                because = clause.text if because is None else because
-            else:
-                compiled = self.compile_clause(clause)
-                clauses.append(compiled)
-                occurrence = seen.get(compiled.kind, 0)
-                seen[compiled.kind] = occurrence + 1
-                self._index(compiled, index, occurrence)
-        conditions = tuple(c.test for c in clauses if c.kind in ("when", "unless"))
-        return CompiledRule(index, rule, rule.effect, tuple(clauses), conditions, tuple(obligations), because)
+        outer, self.reads = self.reads, set()  # what this rule reads, kept with it
+        try:
+            for number, clause in enumerate(rule.clauses):
+                if isinstance(clause, ast.ObligationClause):
+                    obligations.append(self.compile_obligation(clause, number))
+                elif isinstance(clause, ast.BecauseClause):
+                    because = clause.text if because is None else because
+                else:
+                    compiled = self.compile_clause(clause)
+                    clauses.append(compiled)
+                    occurrence = seen.get(compiled.kind, 0)
+                    seen[compiled.kind] = occurrence + 1
+                    if compiled.kind not in ("when", "unless"):
+                        indexed.append(((compiled.kind, occurrence), self._what_accepts(compiled)))
+        finally:
+            reads, self.reads = self.reads, outer
+        return _MadeRule(tuple(clauses), tuple(obligations), because, tuple(indexed), frozenset(reads))
+
+    def _made(self, rules: list[ast.Rule]) -> list[_MadeRule]:
+        """Each rule compiled, taken from the last load where the rule and the vocabulary are the same.
+
+        A condition written in several rules is one closure (compile_ConditionClause): the
+        conditions of the rules taken again are known before any rule is compiled afresh, so a
+        rule compiled now shares them just as in a load that compiled every rule.
+        """
+        basis = self.vocab.basis
+        made: list[_MadeRule | None] = reuse.taken("compile", basis, rules)
+        shared: set[int] = set()
+        for clause in (c for m in made if m is not None for c in m.clauses):
+            if clause.kind in ("when", "unless") and id(clause.test) not in shared:
+                shared.add(id(clause.test))
+                condition = clause.clause
+                assert isinstance(condition, ast.ConditionClause)
+                self._conditions.setdefault((condition.negated, condition.expr), (clause.test, clause.reads, clause.asks))
+        worked = 0
+        for position, rule in enumerate(made):
+            if rule is None:
+                made[position] = self.made_rule(rules[position])
+                worked += 1
+        reuse.keep("compile", basis, rules, made, worked)
+        return [m for m in made if m is not None]
+
+    def _place(self, rule: ast.Rule, made: _MadeRule, index: int, seq: int) -> CompiledRule:
+        """The rule at its place: its index in the set, its obligations' order, its clauses in the index."""
+        for key, accepts in made.indexed:
+            position = self.positions.get(key)
+            if position is None:
+                paths = () if key[0] in ("data", "under") else (_MATCH_PATHS[ast.ClauseKind(key[0])],)
+                position = self.positions[key] = _Position(key, paths)
+            position.accepts[index] = accepts
+        self.reads.update(made.reads)
+        obligations = tuple(dataclasses.replace(o, seq=seq + o.seq) for o in made.obligations) if seq \
+            else made.obligations
+        conditions = tuple(c.test for c in made.clauses if c.kind in ("when", "unless"))
+        return CompiledRule(index, rule, rule.effect, made.clauses, conditions, obligations, made.because)
 
     def compile_clause(self, clause: ast.Clause) -> CompiledClause:
         handler: Callable[[ast.Clause], CompiledClause] = getattr(self, f"compile_{type(clause).__name__}")
@@ -334,6 +399,7 @@ class _Compiler:
             test, reads, asks = self._expr(clause.expr)
             self._conditions[key] = (expressions.negate(test) if clause.negated else test), reads, asks
         test, reads, asks = self._conditions[key]
+        self.reads.update(reads, asks)
         text = span_text(clause.expr.span, self._lines)
         return CompiledClause("unless" if clause.negated else "when", clause, test, reads, text, asks)
 
@@ -410,19 +476,6 @@ class _Compiler:
         return name.text
 
     # --- the index ----------------------------------------------------------------
-
-    def _index(self, clause: CompiledClause, index: int, occurrence: int) -> None:
-        if clause.kind in ("when", "unless"):
-            return
-        key = (clause.kind, occurrence)
-        position = self.positions.get(key)
-        if position is None:
-            if clause.kind in ("data", "under"):
-                paths: tuple[str, ...] = ()
-            else:
-                paths = (_MATCH_PATHS[ast.ClauseKind(clause.kind)],)
-            position = self.positions[key] = _Position(key, paths)
-        position.accepts[index] = self._what_accepts(clause)
 
     def _what_accepts(self, compiled: CompiledClause) -> Any:
         clause = compiled.clause

@@ -109,8 +109,8 @@ def loading() -> Iterator[None]:
     objects that all stay alive, and the collector would walk them again and
     again for nothing (it makes a large set load several times slower; see
     BENCHMARKS.md, loading). Reference counting still frees what dies.
-    Afterwards a large set's objects are settled into the oldest generation at
-    once, rather than in a pause during the first decisions.
+    Afterwards the set's objects are settled at once (see _settle), rather
+    than in a pause during the first decisions.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -118,6 +118,37 @@ def loading() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            # Settled before the collector runs again: enabled first, it would at once walk
+            # every object the load made, to find them alive.
+            _settle(gc.get_count()[0])
             gc.enable()
-            if gc.get_count()[0] > 100_000:
-                gc.collect()
+
+
+# Objects made by loads since the last full collection, and how many that collection left.
+_made = 0
+_settled = 0
+
+
+def _settle(made: int) -> None:
+    """Settle what a load made (`made`: the objects it left): collect, or freeze (gc.freeze) so collections skip it.
+
+    The first large load is collected at once, then frozen: later collections
+    no longer walk its objects, which a full collection of a set of 10,000
+    rules takes about a second to do. A reload that changed a few files makes
+    few objects and keeps the rest of the last set's (engine/reuse.py): what
+    it made is frozen too, uncollected. A frozen object is still freed when
+    nothing refers to it; only cycles among frozen objects wait, until the
+    loads since the last full collection have made as many objects as that
+    collection left: everything is then unfrozen and collected, so at most
+    about a set's worth of objects ever waits. A process that only ever loads
+    small sets is left to the collector.
+    """
+    global _made, _settled
+    _made += made
+    if not _settled and made <= 100_000:
+        return
+    if _made > max(_settled, 100_000):
+        gc.unfreeze()
+        gc.collect()
+        _made, _settled = 0, len(gc.get_objects())
+    gc.freeze()

@@ -83,12 +83,14 @@ def load(path: str | Path | None = None, *, cache_size: int = 10_000, cache_ttl:
 
     Raises PolicyLoadError, listing every error, when the set cannot be read or has errors.
     """
-    return _build(pipeline.run(path), cache_size, cache_ttl)
+    with pipeline.loading():  # the decider's tables too are made with the collector paused (pipeline.py)
+        return _build(pipeline.run(path), cache_size, cache_ttl)
 
 
 def from_sources(sources: list[Source], *, cache_size: int = 10_000, cache_ttl: float = 300.0) -> Policy:
     """A policy from policy texts in memory, in set order (for tests and tools)."""
-    return _build(pipeline.run_sources(sources), cache_size, cache_ttl)
+    with pipeline.loading():
+        return _build(pipeline.run_sources(sources), cache_size, cache_ttl)
 
 
 def _build(result: Checked, cache_size: int, cache_ttl: float) -> Policy:

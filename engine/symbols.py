@@ -14,6 +14,7 @@ from typing import Any
 
 from engine import ast
 from engine.errors import did_you_mean
+from engine.reuse import Basis
 from engine.source import Span
 
 
@@ -222,6 +223,9 @@ class Vocabulary:
     # held at (the intersection of every `at` in their ancestry). A role not listed is held anywhere.
     places: dict[str, frozenset[str]] = field(default_factory=dict)
     role_at: dict[str, tuple[ast.Name, ...]] = field(default_factory=dict)  # each role's own `at`, as written
+    # The declarations it was built from, but the rules: what a rule's kept results rest on
+    # (engine/reuse.py). None for a vocabulary made by hand, whose results are never kept.
+    basis: Basis | None = field(default=None, compare=False, repr=False)
 
     def holds(self, role: str, agency: str) -> bool:
         """A requester with `role` may be at `agency` (LANGUAGE.md section 2)."""
@@ -277,7 +281,10 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
         vocab.attributes[attribute.path] = attribute
     group_decls: list[ast.GroupDecl] = []
     agreement_decls: list[ast.AgreementDecl] = []
+    others: list[ast.Declaration] = []
     for decl in policy_set.declarations():
+        if not isinstance(decl, ast.Rule):
+            others.append(decl)
         match decl:
             case ast.PolicyHeader():
                 if vocab.header is None:
@@ -320,6 +327,7 @@ def build_vocabulary(policy_set: ast.PolicySet) -> Vocabulary:
     for decl in agreement_decls:
         if decl.name.text not in vocab.agreements:
             vocab.agreements[decl.name.text] = _agreement(vocab, decl)
+    vocab.basis = Basis(tuple(others))
     return vocab
 
 

@@ -77,3 +77,31 @@ def test_one_stray_character_in_the_examples_is_one_error(tmp_path):
     with pytest.raises(engine.PolicyLoadError) as raised:
         engine.load(tmp_path / "policies")
     assert [d.code for d in raised.value.diagnostics] == ["policy_parse_error"]
+
+
+# After each load (`made`: objects it left), with (made since the last full collection, what that one left)
+# before it: whether everything is collected again, and whether what stays is frozen.
+SETTLING = [
+    pytest.param((0, 0), 5_000, (False, False), (5_000, 0), id="small-sets-left-to-the-collector"),
+    pytest.param((0, 0), 2_000_000, (True, True), (0, 900), id="first-large-set-collected-and-frozen"),
+    pytest.param((0, 1_700_000), 40_000, (False, True), (40_000, 1_700_000), id="reload-frozen-uncollected"),
+    pytest.param((1_690_000, 1_700_000), 40_000, (True, True), (0, 900), id="a-sets-worth-made-collects-all"),
+    pytest.param((0, 1_700_000), 2_000_000, (True, True), (0, 900), id="a-larger-set-collects-all"),
+]
+
+
+@pytest.mark.parametrize(("before", "made", "expected", "after"), SETTLING)
+def test_settling_after_a_load(monkeypatch, before, made, expected, after):
+    from engine import pipeline
+
+    calls = []
+    monkeypatch.setattr(pipeline, "_made", before[0])
+    monkeypatch.setattr(pipeline, "_settled", before[1])
+    monkeypatch.setattr(pipeline.gc, "unfreeze", lambda: calls.append("unfreeze"))
+    monkeypatch.setattr(pipeline.gc, "collect", lambda: calls.append("collect"))
+    monkeypatch.setattr(pipeline.gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(pipeline.gc, "get_objects", lambda: [None] * 900)
+    pipeline._settle(made)
+    assert ("collect" in calls, "freeze" in calls) == expected
+    assert calls.index("unfreeze") < calls.index("collect") if "collect" in calls else True
+    assert (pipeline._made, pipeline._settled) == after

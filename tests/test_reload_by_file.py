@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import engine
-from engine import parse_cache, pipeline, syntax
+from engine import parse_cache, pipeline, reuse, syntax
 from engine.errors import PolicyLoadError, RequestError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,6 +100,7 @@ def test_reload_after_random_edits_matches_a_cold_load(tmp_path: Path, seed: int
         _edit(rng, root, originals)
         kept = _snapshot(root)
         parse_cache.clear()
+        reuse.clear()
         cold = _snapshot(root)
         assert kept == cold
 
