@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_reload_by_file import REQUESTS
+from test_reload_by_file import _snapshot as loaded_snapshot
 
 import engine
 from engine import parse_cache, pipeline, reuse
 from engine.compiler import _Compiler
-from engine.errors import PolicyLoadError, RequestError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -129,24 +128,9 @@ def _revert(rng: random.Random, root: Path, originals: dict[str, str]) -> None:
 
 
 def _snapshot(root: Path) -> tuple[Any, ...]:
-    checked = pipeline.run(root)
-    diagnostics = [d.render() for d in checked.diagnostics]
-    try:
-        policy = engine.load(root)
-    except PolicyLoadError:
-        decisions = None
-    else:
-        decisions = [_decision(policy, request) for request in REQUESTS]
-    return checked.policy_set.version, diagnostics, decisions
-
-
-def _decision(policy: Any, request: dict[str, Any]) -> Any:
-    try:
-        answer = policy.decide(request, use_cache=False).to_dict()
-    except RequestError as exc:
-        return type(exc).__name__, str(exc)
-    answer.pop("decision_id", None)
-    return answer
+    """The set's version, its diagnostics as shown, and its decisions (as the reload-by-file test takes them)."""
+    version, diagnostics, _tree, decisions = loaded_snapshot(root)
+    return version, diagnostics, decisions
 
 
 def _cold() -> None:
