@@ -175,12 +175,12 @@ def _shipped_parser() -> Lark | None:
     another grammar text or Lark release (the parser is then built from the grammar)."""
     try:
         shipped = pickle.loads(_grammar_file(TABLES))  # a file of this package, as trusted as its code
-    except (OSError, pickle.UnpicklingError, EOFError):
+        if not isinstance(shipped, dict) or shipped.get("made_from") != _tables_key():
+            return None
+        loaded: Lark = Lark._load_from_dict(  # type: ignore[no-untyped-call]
+            shipped["data"], shipped["memo"], postlex=_Newlines(), lexer_callbacks={"COMMENT": _keep_comment})
+    except Exception:  # noqa: BLE001 - missing or damaged tables: the grammar still gives the parser
         return None
-    if not isinstance(shipped, dict) or shipped.get("made_from") != _tables_key():
-        return None
-    loaded: Lark = Lark._load_from_dict(  # type: ignore[no-untyped-call]
-        shipped["data"], shipped["memo"], postlex=_Newlines(), lexer_callbacks={"COMMENT": _keep_comment})
     return loaded
 
 

@@ -36,9 +36,14 @@ def test_the_parser_comes_from_the_shipped_tables_for_the_lark_release_they_were
     assert (syntax._shipped_parser() is not None) == same_release
 
 
-def test_tables_made_from_another_grammar_are_not_used(tmp_path, monkeypatch):
-    stale = {**SHIPPED, "made_from": {**SHIPPED["made_from"], "grammar": "0" * 64}}
-    (tmp_path / syntax.TABLES).write_bytes(pickle.dumps(stale))
+STALE = pickle.dumps({**SHIPPED, "made_from": {**SHIPPED["made_from"], "grammar": "0" * 64}})
+DAMAGED = pickle.dumps({**SHIPPED, "data": {"parser": None}})
+
+
+@pytest.mark.parametrize("tables", [STALE, DAMAGED, (REPO / "grammar" / syntax.TABLES).read_bytes()[:999],
+                                    b"", b"not tables"], ids=["another grammar", "damaged", "cut short", "empty", "text"])
+def test_tables_made_from_another_grammar_or_damaged_are_not_used(tables, tmp_path, monkeypatch):
+    (tmp_path / syntax.TABLES).write_bytes(tables)
     beside = syntax._grammar_file
     monkeypatch.setattr(syntax, "_grammar_file",
                         lambda name: (tmp_path / name).read_bytes() if name == syntax.TABLES else beside(name))
