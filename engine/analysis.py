@@ -52,26 +52,14 @@ class Region:
 
     def ranges(self, pair: tuple[str, str]) -> tuple[Any, ...]:
         """The dates on which the `under` clauses admit (agency, owner), as sorted ranges."""
-        ranges = _ALWAYS
-        for agreements in self.unders:
-            ranges = _intersect(ranges, _covering(agreements, pair))
-            if not ranges:
-                break
-        return ranges
+        return _ranges(self.unders, pair)
 
     def pairs(self) -> Iterable[tuple[tuple[str, str], tuple[Any, ...]]]:
         """Each (agency, owner) the region admits on some date, with those dates."""
         agencies, owners = self.sets["requester.agency"], self.sets["resource.owner"]
         if not self.unders:
-            for pair in itertools.product(agencies, owners):
-                yield pair, _ALWAYS
-            return
-        candidates = frozenset().union(*(_pairs_of(a) for a in self.unders[0]))
-        for pair in candidates:
-            if pair[0] in agencies and pair[1] in owners:
-                ranges = self.ranges(pair)
-                if ranges:
-                    yield pair, ranges
+            return ((pair, _ALWAYS) for pair in itertools.product(agencies, owners))
+        return _pairs(self.unders, agencies, owners)
 
     def within(self, other: Region) -> bool:
         """Every request this region admits, `other` admits too."""
@@ -560,6 +548,26 @@ def _covering(agreements: tuple[Any, ...], pair: tuple[str, str]) -> tuple[Any, 
             start, end = agreement[3], agreement[4]
             ranges.append((start, end) if start is not None else _ALWAYS[0])
     return _normalise(ranges)
+
+
+# Rules share their `under` clauses and agency and owner values: the pairs and dates those
+# admit are worked out once for all the rules that share them.
+@functools.lru_cache(maxsize=8192)
+def _ranges(unders: tuple[tuple[Any, ...], ...], pair: tuple[str, str]) -> tuple[Any, ...]:
+    ranges = _ALWAYS
+    for agreements in unders:
+        ranges = _intersect(ranges, _covering(agreements, pair))
+        if not ranges:
+            break
+    return ranges
+
+
+@functools.lru_cache(maxsize=1024)
+def _pairs(unders: tuple[tuple[Any, ...], ...], agencies: frozenset[str],
+           owners: frozenset[str]) -> tuple[tuple[tuple[str, str], tuple[Any, ...]], ...]:
+    candidates = frozenset().union(*(_pairs_of(a) for a in unders[0]))
+    found = ((pair, _ranges(unders, pair)) for pair in candidates if pair[0] in agencies and pair[1] in owners)
+    return tuple((pair, ranges) for pair, ranges in found if ranges)
 
 
 def _normalise(ranges: list[Any]) -> tuple[Any, ...]:
