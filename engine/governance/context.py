@@ -139,6 +139,8 @@ class Space:
         self._truths: dict[tuple[Any, ...], Any] = {}  # (condition, attribute, value) -> its truth
         self._read = [a.path for a in self.axes if a.kind != "condition" and a.path in self.witnessed]
         self.plain = [a for a in self.axes if a.kind != "condition"]
+        # What a request gives for each case of each attribute's axis (OMIT: leaves it out).
+        self._requests = [(a.path, {c.key: c.request for c in a.cases}) for a in self.plain]
         # The values a witness gives depend on the dimensions conditions read (a set holds the
         # request's purpose), even where whether one exists does not.
         read = frozenset().union(*(attributes_of(t) for t in self.conditions))
@@ -307,9 +309,7 @@ class Space:
         """Request values (path -> JSON, OMIT) inside the cell's cases that give every condition
         axis its case; None when no request does. `env` holds the fixed values; the
         dimensions' values are the cell's. Raises Unsettled when the search gave up."""
-        found: dict[str, Any] = {}
-        for axis in self.plain:
-            found[axis.path] = axis.case(cell[axis.path]).request
+        found = {path: requests[cell[path]] for path, requests in self._requests}
         if not self.conditions:
             return found
         key = tuple(cell[p] for p in self._keyed)
