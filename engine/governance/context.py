@@ -129,11 +129,10 @@ class Space:
         # What a witness depends on: the conditions' axes and every attribute they read.
         self.witnessed = self._witnessed_paths()
         relations = [(t, p) for t, p in self.conditions.items() if t[0] != "member"]
-        self._solving = sorted({p for _t, p in relations}.union(*(attributes_of(t) for t, _p in relations))
-                               & set(self.by_path))
+        compared = sorted(frozenset().union(*(attributes_of(t) for t, _p in relations)))
+        self._solving = sorted({p for _t, p in relations}.union(compared) & set(self.by_path))
         self._solved: dict[tuple[str, ...], dict[str, Any] | None] = {}
         # What the comparisons read from a request: each attribute, and whether it was given.
-        compared = sorted(frozenset().union(*(attributes_of(t) for t, _p in relations)))
         self._relation_env: list[Any] = [*compared, *(("has", a) for a in compared)]
         self._candidates: dict[tuple[Any, ...], tuple[dict[str, list[Any]], bool]] = {}
         self._truths: dict[tuple[Any, ...], Any] = {}  # (condition, attribute, value) -> its truth
