@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,9 @@ def negate(test: Test) -> Test:
     attribute) hands that over, saving a call per evaluation.
     """
     twin: Test | None = getattr(test, "negated", None)
+    if twin is None:
+        back: weakref.ref[Test] | None = getattr(test, "negates", None)
+        twin = back() if back is not None else None
     if twin is not None:
         return twin
 
@@ -46,8 +50,16 @@ def negate(test: Test) -> Test:
 
 
 def _twins(test: Test, negated: Test) -> Test:
+    """`test` with its negation; the negation leads back to it only weakly.
+
+    Two tests holding each other would be a reference cycle, left for the
+    cyclic collector when a reload drops them (engine/pipeline.py freezes a
+    large set's objects, so such garbage waits for a full collection). When
+    only the negation is kept, negating it again makes a `not` of it, which
+    answers the same.
+    """
     test.negated = negated  # type: ignore[attr-defined]
-    negated.negated = test  # type: ignore[attr-defined]
+    negated.negates = weakref.ref(test)  # type: ignore[attr-defined]
     return test
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +125,7 @@ def loading() -> Iterator[None]:
             gc.enable()
 
 
-# Objects made by loads since the last full collection, and how many that collection left.
-_made = 0
+# Memory in use (sys.getallocatedblocks) when the last full collection ended; 0 before the first.
 _settled = 0
 
 
@@ -134,21 +134,21 @@ def _settle(made: int) -> None:
 
     The first large load is collected at once, then frozen: later collections
     no longer walk its objects, which a full collection of a set of 10,000
-    rules takes about a second to do. A reload that changed a few files makes
-    few objects and keeps the rest of the last set's (engine/reuse.py): what
-    it made is frozen too, uncollected. A frozen object is still freed when
-    nothing refers to it; only cycles among frozen objects wait, until the
-    loads since the last full collection have made as many objects as that
-    collection left: everything is then unfrozen and collected, so at most
-    about a set's worth of objects ever waits. A process that only ever loads
-    small sets is left to the collector.
+    rules takes a second or more to do. A reload that changed a few files
+    makes few objects and keeps the rest of the last set's (engine/reuse.py):
+    what it made is frozen too, uncollected. A frozen object is still freed
+    when nothing refers to it, and a loaded set holds no reference cycles
+    (tests/test_pipeline.py), so what a reload drops is freed at once. Only
+    cycles among frozen objects wait, and to bound them everything is
+    unfrozen and collected once the memory in use has grown by half since the
+    last full collection (as it does when a larger set is loaded). A process
+    that only ever loads small sets is left to the collector.
     """
-    global _made, _settled
-    _made += made
+    global _settled
     if not _settled and made <= 100_000:
         return
-    if _made > max(_settled, 100_000):
+    if not _settled or sys.getallocatedblocks() > _settled * 3 // 2:
         gc.unfreeze()
         gc.collect()
-        _made, _settled = 0, len(gc.get_objects())
+        _settled = sys.getallocatedblocks()
     gc.freeze()
