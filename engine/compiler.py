@@ -13,7 +13,6 @@ the rules left.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -76,6 +75,11 @@ class CompiledObligation:
     static: tuple[Any, ...] | None  # (name, args) when the arguments do not depend on the request
     reads: tuple[str, ...] = ()  # attribute paths the condition reads (what an unknown one needs)
     arg_reads: tuple[str, ...] = ()  # attribute paths given as arguments
+
+    def after(self, seq: int) -> CompiledObligation:
+        """The obligation of a rule placed at `seq` (dataclasses.replace, without its cost per rule)."""
+        return CompiledObligation(seq + self.seq, self.name, self.args, self.condition, self.static, self.reads,
+                                  self.arg_reads)
 
 
 @dataclass(slots=True)
@@ -341,8 +345,7 @@ class _Compiler:
                 position = self.positions[key] = _Position(key, paths)
             position.accepts[index] = accepts
         self.reads.update(made.reads)
-        obligations = tuple(dataclasses.replace(o, seq=seq + o.seq) for o in made.obligations) if seq \
-            else made.obligations
+        obligations = tuple(o.after(seq) for o in made.obligations) if seq else made.obligations
         conditions = tuple(c.test for c in made.clauses if c.kind in ("when", "unless"))
         return CompiledRule(index, rule, rule.effect, made.clauses, conditions, obligations, made.because)
 

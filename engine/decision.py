@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from engine import ast, explain
 from engine.compiler import CompiledClause, CompiledObligation, CompiledPolicy, CompiledRule
@@ -29,6 +29,7 @@ DENY = "deny"
 # `denied_by` of a requester holding a role at an agency where the policy says it is not held.
 ROLE_NOT_HELD = "role_not_held"
 _MAX_NEAR_MISSES = 3
+T = TypeVar("T")
 _CONDITIONS_COUNTED = 48  # up to this many distinct conditions, near misses count them as bitsets
 
 
@@ -255,9 +256,12 @@ class Decider:
         self.version = version
         self.title = title
         self.label = label
-        self.rules = compiled.rules
-        self.reasons = tuple(_reason(rule) for rule in compiled.rules)
-        self.rule_obligations = tuple(tuple(map(_entry, rule.obligations)) for rule in compiled.rules)
+        self.rules = rules = compiled.rules
+        # Each rule's answers are prepared when a decision first needs them: a reload of a
+        # large set does not pay for every rule again (_PerRule).
+        self.reasons: _PerRule[Reason] = _PerRule(lambda i: _reason(rules[i]))
+        self.rule_obligations: _PerRule[tuple[tuple[Any, ...], ...]] = _PerRule(
+            lambda i: tuple(map(_entry, rules[i].obligations)))
         self.policy_wide = {outcome: tuple(map(_entry, obligations))
                             for outcome, obligations in compiled.obligations.items()}
         # What a decision needs, prepared once: the index, each rule's when/unless tests,
@@ -267,13 +271,14 @@ class Decider:
         self._conditions = tuple(rule.conditions for rule in compiled.rules)
         self._outcomes: dict[tuple[Any, ...], tuple[Obligation, ...]] = {}
         self._alone = {outcome: _plan(entries, self._outcomes) for outcome, entries in self.policy_wide.items()}
-        self._single = tuple(_plan(sorted(self.policy_wide[rule.effect.value] + self.rule_obligations[rule.index]),
-                                   self._outcomes)
-                             for rule in compiled.rules)
+        policy_wide, rule_obligations, outcomes = self.policy_wide, self.rule_obligations, self._outcomes
+        self._single: _PerRule[tuple[Any, ...]] = _PerRule(lambda i: _plan(  # not `self`: no reference cycle
+            sorted(policy_wide[rules[i].effect.value] + rule_obligations[i]), outcomes))
         # Near misses: each rule's clauses with the index dimension that tests each (None for
         # when/unless), so that a near miss reads which value clauses failed from the index.
         dimension = {d.name: n for n, d in enumerate(compiled.dimensions)}
-        self._dimensions_of = tuple(_clause_dimensions(rule, dimension) for rule in compiled.rules)
+        self._dimensions_of: _PerRule[tuple[int | None, ...]] = _PerRule(
+            lambda i: _clause_dimensions(rules[i], dimension))
         # Failed clauses repeat across rules and requests: kept, keyed by their words and values.
         self._explained: dict[tuple[Any, ...], Any] = {}
         # `has` reads the request as given, which its owner may change after the decision:
@@ -493,6 +498,23 @@ class Decider:
             self._explained.clear()
         self._explained[key] = value
         return value
+
+
+class _PerRule(dict[int, T]):
+    """Rule index -> an answer about that rule, made by `make` when first asked for.
+
+    Made at once for every rule, these answers cost a large set's load (and each
+    reload) a pass over all its rules; most rules of such a set decide few requests.
+    Two threads asking at once may both make an answer: they make the same one.
+    """
+
+    def __init__(self, make: Callable[[int], T]):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, index: int) -> T:
+        found = self[index] = self._make(index)
+        return found
 
 
 def _clause_dimensions(rule: CompiledRule, dimension: dict[tuple[str, int], int]) -> tuple[int | None, ...]:
