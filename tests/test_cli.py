@@ -128,3 +128,33 @@ def test_serving_a_bundle_looks_for_no_policies_folder(local_copy, monkeypatch):
     args = _parser().parse_args(["serve"])
     policy_set.resolve(args)
     assert args.path is None
+
+
+# `engine serve` settings read from ENGINE_* variables when no flag is given; a flag still wins.
+SERVE_ENVIRONMENT = [
+    pytest.param({}, [], {"no_watch": False, "log_level": "info", "path": None}, id="defaults"),
+    pytest.param({"ENGINE_WATCH": "0"}, [], {"no_watch": True}, id="watch-off"),
+    pytest.param({"ENGINE_WATCH": "1"}, ["--no-watch"], {"no_watch": True}, id="flag-over-variable"),
+    pytest.param({"ENGINE_LOG_LEVEL": "WARNING"}, [], {"log_level": "warning"}, id="log-level"),
+    pytest.param({"ENGINE_LOG_LEVEL": "warning"}, ["--log-level", "debug"], {"log_level": "debug"}, id="log-flag"),
+    pytest.param({"ENGINE_POLICY_PATH": "/srv/policies"}, [], {"path": "/srv/policies"}, id="policy-path"),
+    pytest.param({"ENGINE_POLICY_PATH": "/srv/policies"}, ["here"], {"path": "here"}, id="path-argument-wins"),
+]
+
+
+@pytest.mark.parametrize(("environment", "argv", "expected"), SERVE_ENVIRONMENT)
+def test_serve_takes_its_settings_from_the_environment(monkeypatch, environment, argv, expected):
+    from engine.commands.main import _parser
+
+    for name in ("ENGINE_WATCH", "ENGINE_LOG_LEVEL", "ENGINE_POLICY_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    args = _parser().parse_args(["serve", *argv])
+    assert {key: getattr(args, key) for key in expected} == expected
+
+
+def test_serve_refuses_an_unknown_log_level_by_its_variable(monkeypatch, capsys):
+    monkeypatch.setenv("ENGINE_LOG_LEVEL", "loud")
+    assert main(["serve", "--no-watch"]) == 2
+    assert "ENGINE_LOG_LEVEL must be one of critical, error, warning, info, debug, not 'loud'" in capsys.readouterr().err

@@ -48,3 +48,6 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     """`engine serve`'s flags for connection timeouts and the connection cap."""
     for flag, variable, help, default in CONNECTION_FLAGS:
         parser.add_argument(flag, default=None, metavar="N", help=f"{help} (default {default}; {variable})")
+
+# `engine serve --log-level` (ENGINE_LOG_LEVEL).
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")

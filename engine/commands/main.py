@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from engine.commands import policy_set
-from engine.commands.flags import add_audit_flags, add_connection_flags
+from engine.commands.flags import LOG_LEVELS, add_audit_flags, add_connection_flags
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -114,15 +114,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
 
     p = add("serve", cmd_serve, "Serve decisions over HTTP.")
-    p.add_argument("path", nargs="?", default=None, help="policy directory (default: policies/ here, else the built-in example set)")
+    p.add_argument("path", nargs="?", default=os.environ.get("ENGINE_POLICY_PATH") or None,
+                   help="policy directory (default: ENGINE_POLICY_PATH, else policies/ here, else the built-in example set)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--audit-log", default=None, metavar="FILE|URL", help="decision trail: a file or postgresql:// URL")
     add_audit_flags(p)
-    p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
+    p.add_argument("--no-watch", action="store_true", default=os.environ.get("ENGINE_WATCH", "1").strip() == "0",
+                   help="do not reload when policy files change (ENGINE_WATCH=0)")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (off: decisions go to the audit log)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default=(os.environ.get("ENGINE_LOG_LEVEL") or "info").strip().lower(),
+                   choices=LOG_LEVELS, help="the service's log level (ENGINE_LOG_LEVEL)")
     add_connection_flags(p)
     p.add_argument("--bundle", default=None, metavar="URL|FILE", help="serve the policy bundle polled from here")
     p.add_argument("--bundle-key", default=None, metavar="PUB", help="Ed25519 public key (PEM): refuse bundles it did not sign")

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine.commands.flags import AUDIT_FLAGS, CONNECTION_FLAGS, PATH_FLAGS
+from engine.commands.flags import AUDIT_FLAGS, CONNECTION_FLAGS, LOG_LEVELS, PATH_FLAGS
 from engine.commands.policy_set import shown
 from engine.errors import PolicyError, PolicyLoadError
 from engine.policy import load
@@ -85,6 +85,8 @@ def _check_settings(args: argparse.Namespace) -> str | None:
     """A message for the first setting that cannot work, or None."""
     if args.workers < 1:
         return "--workers must be at least 1"
+    if args.log_level not in LOG_LEVELS:  # from ENGINE_LOG_LEVEL: argparse checks only what is typed
+        return f"ENGINE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {args.log_level!r}"
     problem = _check_fleet(args)
     if problem:
         return problem
