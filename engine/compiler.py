@@ -586,12 +586,18 @@ def _nested(bits: int, group: list[tuple[str, dict[Any, int]]]) -> Any:
 def _table(domain: Iterable[Any], accepts: dict[int, frozenset[Any]], everyone: int) -> dict[Any, int]:
     """value -> bitset of rules whose clause accepts it, plus every rule without the clause."""
     base = everyone ^ _bits(list(accepts))
-    by_value: dict[Any, list[int]] = {value: [] for value in domain}
+    # Rules accepting the same values (every category under one node, say) are many:
+    # each distinct set of values is made into bits once.
+    alike: dict[frozenset[Any], list[int]] = {}
     for index, accepted in accepts.items():
+        alike.setdefault(accepted, []).append(index)
+    table = dict.fromkeys(domain, base)
+    for accepted, indices in alike.items():
+        bits = _bits(indices)
         for value in accepted:
-            if value in by_value:
-                by_value[value].append(index)
-    return {value: base | _bits(indices) for value, indices in by_value.items()}
+            if value in table:
+                table[value] |= bits
+    return table
 
 
 def _bits(indices: list[int]) -> int:
