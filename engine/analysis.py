@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import ast, clock, reuse
+from engine.bitsets import mask_of
 from engine.errors import Diagnostic, warning
 from engine.governance.terms import (
     DIMENSION_KINDS,
@@ -417,16 +418,17 @@ class _KindIndex:
             self.kind_of.append(number)
         self.cover = _CoverIndex([k.region for k in self.kinds])
         everything = (1 << len(self.kinds)) - 1
-        self.permits = sum(1 << n for n, k in enumerate(self.kinds) if k.permit)
+        self.permits = mask_of(n for n, k in enumerate(self.kinds) if k.permit)
         self.denies = everything & ~self.permits
         self.everything = everything
-        self.by_conditions: dict[frozenset[Any], int] = {}
-        self.by_obligation: dict[Any, int] = {}
+        by_conditions: dict[frozenset[Any], list[int]] = {}
+        by_obligation: dict[Any, list[int]] = {}
         for number, kind in enumerate(self.kinds):
-            bit = 1 << number
-            self.by_conditions[kind.conditions] = self.by_conditions.get(kind.conditions, 0) | bit
+            by_conditions.setdefault(kind.conditions, []).append(number)
             for obligation in kind.obligations:
-                self.by_obligation[obligation] = self.by_obligation.get(obligation, 0) | bit
+                by_obligation.setdefault(obligation, []).append(number)
+        self.by_conditions = {conditions: mask_of(numbers) for conditions, numbers in by_conditions.items()}
+        self.by_obligation = {obligation: mask_of(numbers) for obligation, numbers in by_obligation.items()}
         self.unconditional = self.by_conditions.get(frozenset(), 0)
         self._around: list[int | None] = [None] * len(self.kinds)
         self._conditions_among: dict[frozenset[Any], int] = {}
@@ -478,15 +480,14 @@ class _CoverIndex:
     def __init__(self, regions: list[Region]):
         self.regions = regions
         self.masks: dict[str, dict[str, int]] = {d: {} for d in DIMENSIONS}
-        having: dict[str, dict[frozenset[str], int]] = {d: {} for d in DIMENSIONS}
+        having: dict[str, dict[frozenset[str], list[int]]] = {d: {} for d in DIMENSIONS}
         for position, region in enumerate(regions):
-            bit = 1 << position
             for path, values in region.sets.items():
-                sets = having[path]
-                sets[values] = sets.get(values, 0) | bit
+                having[path].setdefault(values, []).append(position)
         for path, sets in having.items():
             masks = self.masks[path]
-            for values, mask in sets.items():
+            for values, positions in sets.items():
+                mask = mask_of(positions)
                 for value in values:
                     masks[value] = masks.get(value, 0) | mask
         self.including: dict[str, dict[frozenset[str], int]] = {d: {} for d in DIMENSIONS}

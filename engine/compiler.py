@@ -22,6 +22,7 @@ from engine import _expressions as expressions
 from engine import ast, reuse
 from engine._codegen import define
 from engine._expressions import Env, Test, span_text
+from engine.bitsets import mask_of
 from engine.errors import PolicyError
 from engine.request import RAW, SUMMARY_PATHS, RequestSchema
 from engine.source import Span
@@ -149,14 +150,15 @@ class _UnderIndex:
     """
 
     def __init__(self, vocab: Vocabulary, accepts: dict[int, tuple[str, ...]], everyone: int):
-        self.base = everyone ^ _bits(list(accepts))  # rules without this `under` clause
+        self.base = everyone ^ mask_of(list(accepts))  # rules without this `under` clause
         names = sorted({name for names in accepts.values() for name in names})
         self.agreements = [vocab.agreements[name] for name in names]
         number = {name: i for i, name in enumerate(names)}
-        self.rules_under = [0] * len(names)  # agreement number -> rules naming it
+        naming: list[list[int]] = [[] for _ in names]
         for index, listed in accepts.items():
             for name in listed:
-                self.rules_under[number[name]] |= 1 << index
+                naming[number[name]].append(index)
+        self.rules_under = [mask_of(indices) for indices in naming]  # agreement number -> rules naming it
         self.receives: dict[str, int] = {}
         self.discloses: dict[str, int] = {}
         for i, agreement in enumerate(self.agreements):
@@ -262,7 +264,7 @@ class _Compiler:
                     policy_wide[outcome].append(compiled)
         everyone = (1 << len(rules)) - 1
         def mask(effect: ast.Effect) -> int:
-            return sum(1 << r.index for r in rules if r.effect is effect)
+            return mask_of(r.index for r in rules if r.effect is effect)
 
         dimensions = tuple(self._dimension(p, everyone) for p in self.positions.values())
         lookups = tuple(pair for d in dimensions for pair in d.lookups)
@@ -275,7 +277,7 @@ class _Compiler:
             everyone=everyone,
             permits=mask(ast.Effect.PERMIT),
             denies=mask(ast.Effect.DENY),
-            conditional=sum(1 << r.index for r in rules if r.conditions),
+            conditional=mask_of(r.index for r in rules if r.conditions),
             condition_sets=_condition_sets(rules),
             dimensions=dimensions,
             select=_selector(lookups, unders, everyone),
@@ -530,9 +532,8 @@ def _condition_sets(rules: list[CompiledRule]) -> tuple[tuple[Test, int], ...]:
         for test in rule.conditions:
             occurrence = seen.get(id(test), 0)
             seen[id(test)] = occurrence + 1
-            entry = sets.setdefault((id(test), occurrence), [test, 0])
-            entry[1] |= 1 << rule.index
-    return tuple((test, bits) for test, bits in sets.values())
+            sets.setdefault((id(test), occurrence), [test]).append(rule.index)
+    return tuple((test, mask_of(indices)) for test, *indices in sets.values())
 
 
 # The most value combinations one precomputed table of the index may hold (see _selector).
@@ -585,7 +586,7 @@ def _nested(bits: int, group: list[tuple[str, dict[Any, int]]]) -> Any:
 
 def _table(domain: Iterable[Any], accepts: dict[int, frozenset[Any]], everyone: int) -> dict[Any, int]:
     """value -> bitset of rules whose clause accepts it, plus every rule without the clause."""
-    base = everyone ^ _bits(list(accepts))
+    base = everyone ^ mask_of(list(accepts))
     # Rules accepting the same values (every category under one node, say) are many:
     # each distinct set of values is made into bits once.
     alike: dict[frozenset[Any], list[int]] = {}
@@ -593,21 +594,11 @@ def _table(domain: Iterable[Any], accepts: dict[int, frozenset[Any]], everyone: 
         alike.setdefault(accepted, []).append(index)
     table = dict.fromkeys(domain, base)
     for accepted, indices in alike.items():
-        bits = _bits(indices)
+        bits = mask_of(indices)
         for value in accepted:
             if value in table:
                 table[value] |= bits
     return table
-
-
-def _bits(indices: list[int]) -> int:
-    if not indices:
-        return 0
-    size = max(indices) // 8 + 1
-    buffer = bytearray(size)
-    for i in indices:
-        buffer[i >> 3] |= 1 << (i & 7)
-    return int.from_bytes(buffer, "little")
 
 
 __all__ = [
