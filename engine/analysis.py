@@ -90,6 +90,13 @@ class _Study:
     dead: tuple[Diagnostic, ...]  # its obligations that never apply (of a rule that might)
     conditions: frozenset[Any] = frozenset()  # its when/unless clauses, and its obligations: what
     obligations: frozenset[Any] = frozenset()  # a rule covering it must share (see covered)
+    kind: tuple[Any, ...] = ()  # what rules of one kind share (see _KindIndex)
+
+
+# Equal sets of conditions (or obligations) of different rules, made one object: look-ups then
+# match them by identity, not by comparing syntax trees. Kept from the last analysis, so that a
+# rule studied in a reload shares the objects of the rules whose studies it keeps.
+_interned: dict[frozenset[Any], frozenset[Any]] = {}
 
 
 class _Analysis:
@@ -105,7 +112,9 @@ class _Analysis:
         self.sets: dict[frozenset[str], frozenset[str]] = {}
         # Each rule alone depends on the vocabulary and the date only: studied once while they stay.
         basis = vocab.basis.on(today) if vocab.basis is not None else None
+        self.interned = dict(_interned)
         self.studies = reuse.each("analysis", basis, vocab.rules, self.study)
+        _keep_interned(self.studies)
         self.rules: list[RuleTerm] = []
         self.studied: dict[int, _Study] = {}
         for study in self.studies:
@@ -122,7 +131,10 @@ class _Analysis:
         region = self.regions[id(term)] = self.region(term)
         never = self.never_applies(term)
         dead = () if never is not None else tuple(self.dead_obligations(term))
-        return _Study(term, region, never, dead, _conditions(term), _obligations(term))
+        conditions = self.interned.setdefault(_conditions(term), _conditions(term))
+        obligations = self.interned.setdefault(_obligations(term), _obligations(term))
+        kind = (term.permit, tuple(region.sets.items()), region.unders, conditions, obligations)
+        return _Study(term, region, never, dead, conditions, obligations, kind)
 
     def run(self) -> list[Diagnostic]:
         found: list[Diagnostic] = []
@@ -401,20 +413,13 @@ class _KindIndex:
         self.kinds: list[_Kind] = []
         self.kind_of: list[int] = []
         numbers: dict[tuple[Any, ...], int] = {}
-        # Equal sets of conditions (or obligations) made one object: look-ups then match them by identity,
-        # not by comparing syntax trees.
-        same_conditions: dict[frozenset[Any], frozenset[Any]] = {}
-        same_obligations: dict[frozenset[Any], frozenset[Any]] = {}
         for position, (rule, study) in enumerate(zip(rules, studies, strict=True)):
-            # A rule's sets are made (and hashed) once, with its study, which a reload keeps.
-            region = study.region
-            assert region is not None  # only rules with terms are compared
-            conditions = same_conditions.setdefault(study.conditions, study.conditions)
-            obligations = same_obligations.setdefault(study.obligations, study.obligations)
-            key = (rule.permit, tuple(region.sets.items()), region.unders, conditions, obligations)
-            number = numbers.setdefault(key, len(self.kinds))
+            # A rule's kind is made with its study, which a reload keeps; its sets of conditions
+            # and obligations are shared objects (_interned), matched by identity.
+            number = numbers.setdefault(study.kind, len(self.kinds))
             if number == len(self.kinds):
-                self.kinds.append(_Kind(rule.permit, region, conditions, obligations, position))
+                assert study.region is not None  # only rules with terms are compared
+                self.kinds.append(_Kind(rule.permit, study.region, study.conditions, study.obligations, position))
             self.kind_of.append(number)
         self.cover = _CoverIndex([k.region for k in self.kinds])
         everything = (1 << len(self.kinds)) - 1
@@ -510,6 +515,12 @@ class _CoverIndex:
             if not mask:
                 return 0
         return mask
+
+
+def _keep_interned(studies: list[_Study]) -> None:
+    """Keep the sets of conditions and obligations of these studies for the next analysis (_interned)."""
+    global _interned
+    _interned = {sets: sets for study in studies for sets in (study.conditions, study.obligations)}
 
 
 def _bits(mask: int) -> Iterable[int]:
