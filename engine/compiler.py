@@ -588,17 +588,16 @@ def _table(domain: Iterable[Any], accepts: dict[int, frozenset[Any]], everyone: 
     """value -> bitset of rules whose clause accepts it, plus every rule without the clause."""
     base = everyone ^ mask_of(list(accepts))
     # Rules accepting the same values (every category under one node, say) are many:
-    # each distinct set of values is made into bits once.
+    # each distinct set of values is gone through once.
     alike: dict[frozenset[Any], list[int]] = {}
     for index, accepted in accepts.items():
         alike.setdefault(accepted, []).append(index)
-    table = dict.fromkeys(domain, base)
+    by_value: dict[Any, list[int]] = {value: [] for value in domain}
     for accepted, indices in alike.items():
-        bits = mask_of(indices)
         for value in accepted:
-            if value in table:
-                table[value] |= bits
-    return table
+            if value in by_value:
+                by_value[value] += indices
+    return {value: base | mask_of(indices) for value, indices in by_value.items()}
 
 
 __all__ = [
