@@ -68,6 +68,16 @@ def reload_once(base: str) -> tuple[float, int, str]:
     return seconds, len(body), status
 
 
+def _rss_mb(pid: int) -> float:
+    """Resident memory of the server process, MB (Linux /proc; 0 elsewhere)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    except OSError:
+        return 0.0
+    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rules", type=int, default=10_000)
@@ -98,7 +108,7 @@ def main() -> None:
                 times.append(seconds)
             print(f"reload to serving, s: {', '.join(f'{t:.2f}' for t in times)}")
             print(f"median {statistics.median(times):.2f} s, slowest {max(times):.2f} s; "
-                  f"response {size / 1024:.0f} KB")
+                  f"response {size / 1024:.0f} KB; server resident {_rss_mb(process.pid):.0f} MB")
         finally:
             process.terminate()
             process.wait(timeout=20)
