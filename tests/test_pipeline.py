@@ -1,6 +1,7 @@
 import gc
 import json
 import shutil
+import weakref
 from pathlib import Path
 
 import pytest
@@ -109,25 +110,34 @@ def test_settling_after_a_load(monkeypatch, settled, made, blocks, expected, aft
     assert pipeline._settled == after
 
 
-def test_a_reload_leaves_no_reference_cycles_behind(tmp_path):
-    """What a reload drops is freed by reference counting alone: frozen (pipeline._settle), a cycle
-    would wait for a full collection. Every kind of condition is compiled, negated ones too."""
+def test_a_reload_frees_the_set_it_replaces_without_the_cyclic_collector(tmp_path):
+    """What a reload drops is freed by reference counting alone: once frozen (pipeline._settle),
+    objects held in a reference cycle would wait for a full collection of the whole set.
+    With the collector off, the replaced set, its decider and the compiled conditions of the
+    edited file's rules (negated ones too, and obligations' conditions) must all be gone."""
     shutil.copytree(default_policy_dir(), tmp_path / "policies")
     changed = tmp_path / "policies" / "20_children.policy"
     text = changed.read_text(encoding="utf-8")
-    gc.unfreeze()
-    gc.collect()  # what earlier tests left
-    gc.set_debug(gc.DEBUG_SAVEALL)
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         policy = engine.load(tmp_path / "policies")
         for n in range(2):
+            tests = _compiled_tests(rule for rule in policy.compiled.rules if rule.rule.span.path == changed.name)
+            assert len(tests) > 5
+            watched = [weakref.ref(x) for x in (policy, policy._decider, *tests)]
+            del tests
             changed.write_text(text + f"\n# edited {n}\n", encoding="utf-8")
-            policy = engine.load(tmp_path / "policies")
-        del policy
-        gc.unfreeze()
-        gc.collect()
-        cyclic = [o for o in gc.garbage if (getattr(o, "__module__", None) or "").startswith("engine")]
+            policy = engine.load(tmp_path / "policies")  # the old set is held while the new one loads
+            kept = {id(test) for test in _compiled_tests(policy.compiled.rules)}  # shared by rules alike
+            assert [w() for w in watched if w() is not None and id(w()) not in kept] == []
     finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-    assert [(type(o).__name__, getattr(o, '__qualname__', '')) for o in cyclic] == []
+        if was_enabled:
+            gc.enable()
+
+
+def _compiled_tests(rules):
+    """The compiled when/unless tests of `rules`, and their obligations' conditions."""
+    rules = list(rules)
+    return [test for rule in rules for test in rule.conditions] + \
+        [o.condition for rule in rules for o in rule.obligations if o.condition is not None]

@@ -49,5 +49,6 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     for flag, variable, help, default in CONNECTION_FLAGS:
         parser.add_argument(flag, default=None, metavar="N", help=f"{help} (default {default}; {variable})")
 
+
 # `engine serve --log-level` (ENGINE_LOG_LEVEL).
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
