@@ -103,7 +103,8 @@ class _MadeRule:
     """A rule compiled apart from its place in the set, as a reload takes it again (engine/reuse.py).
 
     Obligations are numbered from the rule's start; `indexed` holds each indexed clause's
-    position name (kind, occurrence) and what it accepts; `reads` the attribute paths it reads.
+    position name (kind, occurrence) and what it accepts; `reads` the attribute paths it reads;
+    `conditions` the tests of its when/unless clauses.
     """
 
     clauses: tuple[CompiledClause, ...]
@@ -111,6 +112,7 @@ class _MadeRule:
     because: str | None
     indexed: tuple[tuple[tuple[str, int], Any], ...]
     reads: frozenset[str]
+    conditions: tuple[Test, ...]
 
 
 @dataclass(slots=True)
@@ -150,7 +152,7 @@ class _UnderIndex:
     """
 
     def __init__(self, vocab: Vocabulary, accepts: dict[int, tuple[str, ...]], everyone: int):
-        self.base = everyone ^ mask_of(list(accepts))  # rules without this `under` clause
+        self.base = everyone ^ mask_of(accepts)  # rules without this `under` clause
         names = sorted({name for names in accepts.values() for name in names})
         self.agreements = [vocab.agreements[name] for name in names]
         number = {name: i for i, name in enumerate(names)}
@@ -312,7 +314,8 @@ class _Compiler:
                         indexed.append(((compiled.kind, occurrence), self._what_accepts(compiled)))
         finally:
             reads, self.reads = self.reads, outer
-        return _MadeRule(tuple(clauses), tuple(obligations), because, tuple(indexed), frozenset(reads))
+        conditions = tuple(c.test for c in clauses if c.kind in ("when", "unless"))
+        return _MadeRule(tuple(clauses), tuple(obligations), because, tuple(indexed), frozenset(reads), conditions)
 
     def _made(self, rules: list[ast.Rule]) -> list[_MadeRule]:
         """Each rule compiled, taken from the last load where the rule and the vocabulary are the same.
@@ -348,8 +351,7 @@ class _Compiler:
             position.accepts[index] = accepts
         self.reads.update(made.reads)
         obligations = tuple(o.after(seq) for o in made.obligations) if seq else made.obligations
-        conditions = tuple(c.test for c in made.clauses if c.kind in ("when", "unless"))
-        return CompiledRule(index, rule, rule.effect, made.clauses, conditions, obligations, made.because)
+        return CompiledRule(index, rule, rule.effect, made.clauses, made.conditions, obligations, made.because)
 
     def compile_clause(self, clause: ast.Clause) -> CompiledClause:
         handler: Callable[[ast.Clause], CompiledClause] = getattr(self, f"compile_{type(clause).__name__}")
@@ -586,7 +588,7 @@ def _nested(bits: int, group: list[tuple[str, dict[Any, int]]]) -> Any:
 
 def _table(domain: Iterable[Any], accepts: dict[int, frozenset[Any]], everyone: int) -> dict[Any, int]:
     """value -> bitset of rules whose clause accepts it, plus every rule without the clause."""
-    base = everyone ^ mask_of(list(accepts))
+    base = everyone ^ mask_of(accepts)
     # Rules accepting the same values (every category under one node, say) are many:
     # each distinct set of values is gone through once.
     alike: dict[frozenset[Any], list[int]] = {}
