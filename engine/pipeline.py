@@ -125,6 +125,21 @@ def loading() -> Iterator[None]:
             gc.enable()
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while a tool makes a great many short-lived objects
+    that form no cycles (the access matrix's walk makes millions of tuples): the collector
+    would walk them, and everything loaded, again and again for nothing. Reference
+    counting still frees what dies; anything cyclic waits for the next collection."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 # Memory in use (sys.getallocatedblocks) when the last full collection ended; 0 before the first.
 _settled = 0
 

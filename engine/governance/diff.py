@@ -53,6 +53,7 @@ from engine.governance.table import (
     to_markdown,
 )
 from engine.governance.terms import DIMENSIONS
+from engine.pipeline import collector_paused
 from engine.policy import load
 
 
@@ -116,8 +117,9 @@ def build_diff(old: Version, new: Version, progress: ProgressHook = no_progress)
 
     started = time.perf_counter()
     walk = Walk([old, new], False, prune, leaf, "diff", progress)
-    rows = compress(walk.run())
-    found = Diff(old, new, sort_rows(rows, new.vocab, old.vocab), walk.cells, sum(cells_in(b) for b, _c in rows),
+    with collector_paused():
+        rows = sort_rows(compress(walk.run()), new.vocab, old.vocab)
+    found = Diff(old, new, rows, walk.cells, sum(cells_in(b) for b, _c in rows),
                  walk.representatives, time.perf_counter() - started, space=walk.space, unsettled=walk.unsettled)
     found.changes = rule_changes(old, new, found)
     return found

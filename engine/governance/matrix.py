@@ -56,6 +56,7 @@ from engine.governance.terms import (
     context_env,
     reduce,
 )
+from engine.pipeline import collector_paused
 from engine.policy import load
 from engine.symbols import NameLookupError, Vocabulary
 from engine.wording import count
@@ -67,7 +68,6 @@ WALK = ("action", "purpose", "resource.category", "requester.role", "resource.cl
 
 
 _WITNESS_TRIES = 4096  # combinations of group members tried for a request that has them
-_END = -1  # the row after the last level: none
 _GAVE_UP: Any = object()  # a request search that gave up (Walk.unsettled)
 
 
@@ -479,6 +479,9 @@ class Walk:
         self.alike = [all(len({d[p] for d in self.declared}) == 1 for p in self.paths[level:])
                       for level in range(levels + 1)]
         self.total = self.below[0]
+        self.bits = [1 << p for p in range(max(len(v) for v in self.values.values()))]
+        self.everything = [(1 << len(self.values[p])) - 1 for p in self.paths]
+        self.sets: dict[tuple[int, int], frozenset[str]] = {}
         self.subtrees: dict[tuple[Any, ...], tuple[list[Any], int]] = {}  # (rows, unsettled per combination)
         self.leaves: dict[tuple[Any, ...], Any] = {}
         self.members: dict[str, list[str]] = {}  # the members of the group each axis is at
@@ -489,32 +492,24 @@ class Walk:
         # Rows are built from the last level up, each level putting its values in front of
         # the rows below: a row is interned as (values, the rest of the row), so putting
         # values in front and merging rows alike but for them cost the same at every level.
-        self.suffixes: list[tuple[frozenset[str], int]] = []
-        self.suffix_ids: dict[tuple[frozenset[str], int], int] = {}
+        # A level's values are a bit mask of their positions until the rows are boxed; the
+        # rest after the last level is the outcome, as a number below zero (_tail).
+        self.row_ids: dict[tuple[int, int], int] = {}
         self.outcomes: list[Any] = []  # what a leaf keeps, interned too: rows compare it at every level
         self.outcome_ids: dict[Any, int] = {}
         with self.progress(self.total, self.label) as self.meter:
             found = self._walk(0, states, {}, 1)
         where = {path: level for level, path in enumerate(self.paths)}
         self.box_order = [where[p] for p in DIMENSIONS] + [where[a.path] for a in self.space.axes]
-        self.found = [(self._box(self._sets(row)), self.outcomes[kept]) for row, kept in found]
+        rows = list(self.row_ids)  # in the order of their numbers
+        self.found = []
+        for row in found:
+            masks = []
+            while row >= 0:
+                values, row = rows[row]
+                masks.append(values)
+            self.found.append((self._box(masks), self.outcomes[_tail(row)]))
         return self.found
-
-    def _row(self, values: frozenset[str], rest: int) -> int:
-        """The row made of `values` followed by the row `rest` (_END: none), as its number."""
-        key = (values, rest)
-        found = self.suffix_ids.get(key)
-        if found is None:
-            found = self.suffix_ids[key] = len(self.suffixes)
-            self.suffixes.append(key)
-        return found
-
-    def _sets(self, row: int) -> list[frozenset[str]]:
-        sets = []
-        while row != _END:
-            values, row = self.suffixes[row]
-            sets.append(values)
-        return sets
 
     def _outcome(self, kept: Any) -> int:
         found = self.outcome_ids.get(kept)
@@ -523,20 +518,20 @@ class Walk:
             self.outcomes.append(kept)
         return found
 
-    def _walk(self, level: int, states: tuple[Any, ...], cell: dict[str, Any], above: int) -> list[tuple[int, int]]:
-        """What the subtree keeps, as (row of value sets from this level on, outcome), both interned.
+    def _walk(self, level: int, states: tuple[Any, ...], cell: dict[str, Any], above: int) -> list[int]:
+        """What the subtree keeps, as rows of value sets from this level on ending in their outcome.
 
         `above` is how many combinations the path to here stands for. Equal
         states lead to equal outcomes, so a subtree met again is not walked
         again.
         """
-        skipped: list[frozenset[str]] = []
+        skipped: list[int] = []
         reads = frozenset().union(*(item.reads for state in states if state is not None
                                     for item in (*state.rules, *state.policy)))
         while level + 1 < len(self.paths) and self.skippable[level] and self.paths[level] not in reads:
             # Nothing left reads this axis and every version takes all its values: on to the next.
             path = self.paths[level]
-            skipped.append(frozenset(self.values[path]))
+            skipped.append(self.everything[level])
             cell[path] = self.values[path][0]
             self.members[path] = self.values[path]
             above *= len(self.values[path])
@@ -549,13 +544,13 @@ class Walk:
             groups.setdefault(key, []).append(position)
         # What each group keeps, by the row below this level and its outcome: groups
         # keeping the same row below merge into one row over their values together.
-        heads: dict[tuple[int, int], list[frozenset[str]]] = {}
+        heads: dict[int, int] = {}
         last = level + 1 == len(self.paths)
         for key, positions in groups.items():
             members = [self.values[path][p] for p in positions]
             cell[path] = members[0]
             self.members[path] = members
-            values = frozenset(members)
+            values = sum(map(self.bits.__getitem__, positions))
             after = tuple(_apply(plan, positions[0]) for plan in plans)
             combinations = above * len(members)
             if self.prune(after, self.alike[level + 1]):
@@ -573,8 +568,7 @@ class Walk:
                 else:
                     self._count(combinations * self.below[level + 1])
                     self.unsettled += subtree[1] * combinations
-                for entry in subtree[0]:
-                    heads.setdefault(entry, []).append(values)
+                heads = _merged(heads, subtree[0], values)
             else:
                 self._count(combinations)
                 witnessed = self._witness(cell)
@@ -591,12 +585,11 @@ class Walk:
                     outcome = self.leaf(chosen, after, context)
                     kept = self.leaves[after] = None if outcome is None else self._outcome(outcome)
                 if kept is not None:
-                    heads.setdefault((_END, kept), []).append(values)
-        row = self._row
-        found = [(row(values[0] if len(values) == 1 else frozenset().union(*values), rest), kept)
-                 for (rest, kept), values in heads.items()]
+                    heads[_tail(kept)] = heads.get(_tail(kept), 0) | values
+        ids = self.row_ids
+        found = [ids.setdefault((values, rest), len(ids)) for rest, values in heads.items()]
         for values in reversed(skipped):
-            found = [(self._row(values, rest), kept) for rest, kept in found]
+            found = [ids.setdefault((values, rest), len(ids)) for rest in found]
         return found
 
     def _witness(self, cell: dict[str, Any]) -> Any:
@@ -656,9 +649,38 @@ class Walk:
         self.cells += amount
         self.meter.advance(amount)
 
-    def _box(self, sets: Sequence[frozenset[str]]) -> Box:
-        """Value sets in walk order as a Box: the dimensions in DIMENSIONS order, then the context."""
-        return tuple(sets[i] for i in self.box_order)
+    def _box(self, masks: Sequence[int]) -> Box:
+        """Value masks in walk order as a Box of value sets: the dimensions in DIMENSIONS order,
+        then the context. Rows share most of their sets: each is made once."""
+        return tuple(self._set(i, masks[i]) for i in self.box_order)
+
+    def _set(self, level: int, mask: int) -> frozenset[str]:
+        key = (level, mask)
+        found = self.sets.get(key)
+        if found is None:
+            values = self.values[self.paths[level]]
+            found = self.sets[key] = frozenset(v for p, v in enumerate(values) if mask >> p & 1)
+        return found
+
+
+def _tail(number: int) -> int:
+    """An outcome's number as the end of a row, and back: numbers below zero, never a row's."""
+    return -2 - number
+
+
+def _merged(heads: dict[int, int], rows: list[int], values: int) -> dict[int, int]:
+    """`heads` with `values` added to the mask of each of `rows`, new rows after the rest.
+
+    Most rows are new to `heads`: they are added in bulk, and only the rows
+    already there have their masks joined one by one.
+    """
+    if not heads:
+        return dict.fromkeys(rows, values)
+    common = heads.keys() & rows
+    joined = {row: heads[row] | values for row in common}
+    heads.update(dict.fromkeys(rows, values))
+    heads.update(joined)
+    return heads
 
 
 def _classes(plan: _Plan | None, count: int) -> list[tuple[Any, ...] | None]:
@@ -722,10 +744,10 @@ def build_matrix(version: Version, progress: ProgressHook = no_progress) -> Matr
 
     started = time.perf_counter()
     walk = Walk([version], True, lambda states, _alike: not has_permit(states[0]), leaf, "matrix", progress)
-    found = walk.run()
-    rows = compress(found)
+    with collector_paused():
+        rows = sort_rows(compress(walk.run()), version.vocab)
     permitted = sum(cells_in(box) for box, _o in rows)
-    return Matrix(version, sort_rows(rows, version.vocab), walk.cells, permitted, walk.representatives,
+    return Matrix(version, rows, walk.cells, permitted, walk.representatives,
                   time.perf_counter() - started, walk.space, walk.unsettled)
 
 
