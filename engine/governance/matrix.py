@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
 from engine import clock
+from engine.ast import Combine
 from engine.errors import RequestError
 from engine.governance.context import OMIT, Space, Unsettled, fixed_env
 from engine.governance.table import (
@@ -48,6 +49,7 @@ from engine.governance.terms import (
     DIMENSION_KINDS,
     DIMENSIONS,
     FALSE,
+    TRUE,
     UNK,
     Compiler,
     Term,
@@ -309,7 +311,7 @@ class _Step:
         self.reads: list[frozenset[str]] = []
         self.memo: dict[tuple[Any, ...], int] = {}
         self.items: dict[tuple[Any, ...], Any] = {}
-        self.false, self.unknown = self.id(FALSE), self.id(UNK)
+        self.false, self.unknown, self.true = self.id(FALSE), self.id(UNK), self.id(TRUE)
 
     def id(self, term: Term) -> int:
         found = self.ids.get(term)
@@ -402,6 +404,22 @@ def _covers_side(agreement: tuple[Any, ...], agency: str | None, owner: str | No
 
 def has_permit(state: _State | None) -> bool:
     return state is not None and any(rule.permit for rule in state.rules)
+
+
+def refused_below(state: _State | None, combine: Combine, step: _Step) -> bool:
+    """Whether every combination below is refused: no permit rule is left, or a deny rule
+    applies whatever comes (its term true, or unknown: a deny rule that might apply
+    applies) and no permit rule can win over it by the combining algorithm."""
+    if state is None:
+        return True
+    settled = (step.true, step.unknown)
+    for rule in state.rules:
+        if rule.permit:
+            if combine != Combine.DENY_OVERRIDES:
+                return False  # it may win: permit-overrides, or first-applicable before the deny rule
+        elif rule.term in settled and combine != Combine.PERMIT_OVERRIDES:
+            return True
+    return not has_permit(state)
 
 
 # --- the walk -------------------------------------------------------------------------
@@ -546,19 +564,24 @@ class Walk:
         # keeping the same row below merge into one row over their values together.
         heads: dict[int, int] = {}
         last = level + 1 == len(self.paths)
+        named = self.values[path]
+        cases_read = self.witnessed_before[level]
         for key, positions in groups.items():
-            members = [self.values[path][p] for p in positions]
+            first = positions[0]
+            after = tuple([_apply(plan, first) for plan in plans])
+            combinations = above * len(positions)
+            if self.prune(after, self.alike[level + 1]):
+                self._count(combinations * self.below[level + 1])
+                continue
+            members = [named[p] for p in positions]
             cell[path] = members[0]
             self.members[path] = members
             values = sum(map(self.bits.__getitem__, positions))
-            after = tuple(_apply(plan, positions[0]) for plan in plans)
-            combinations = above * len(members)
-            if self.prune(after, self.alike[level + 1]):
-                self._count(combinations * self.below[level + 1])
-            elif not last:
+            if not last:
                 # Whether a request exists depends on the cases chosen for what conditions read,
                 # not only on the states, so those cases are part of the key.
-                memo = (level, after, tuple(tuple(self.members[p]) for p in self.witnessed_before[level]))
+                memo = (level, after, tuple(tuple(self.members[p]) for p in cases_read)) if cases_read else \
+                    (level, after)
                 subtree = self.subtrees.get(memo)
                 if subtree is None:
                     before = self.unsettled
@@ -743,7 +766,10 @@ def build_matrix(version: Version, progress: ProgressHook = no_progress) -> Matr
         return outcome if outcome.decision == "permit" else None
 
     started = time.perf_counter()
-    walk = Walk([version], True, lambda states, _alike: not has_permit(states[0]), leaf, "matrix", progress)
+    def prune(states: tuple[Any, ...], _alike: bool) -> bool:
+        return refused_below(states[0], version.combine, walk.step)
+
+    walk = Walk([version], True, prune, leaf, "matrix", progress)
     with collector_paused():
         rows = sort_rows(compress(walk.run()), version.vocab)
     permitted = sum(cells_in(box) for box, _o in rows)
