@@ -527,6 +527,10 @@ class Walk:
                 values, row = rows[row]
                 masks.append(values)
             self.found.append((self._box(masks), self.outcomes[_tail(row)]))
+        # What only the walk needs is let go now, while the collector is paused (build_matrix):
+        # once it runs again it would look through every object made since it last ran.
+        self.subtrees, self.leaves, self.columns, self.assignments, self.row_ids, self.sets = {}, {}, {}, {}, {}, {}
+        self.step = _Step(self.step.paths)
         return self.found
 
     def _outcome(self, kept: Any) -> int:
@@ -734,7 +738,9 @@ def _replace(items: tuple[Any, ...], positions: list[int], changed: list[Any]) -
     updated = list(items)
     for position, item in zip(positions, changed):
         updated[position] = item
-    return tuple(item for item in updated if item is not None)
+    if None in changed:
+        return tuple([item for item in updated if item is not None])
+    return tuple(updated)
 
 
 # --- the matrix ------------------------------------------------------------------------

@@ -196,11 +196,24 @@ def sort_rows(rows: list[tuple[Box, Any]], *vocabs: Vocabulary) -> list[tuple[Bo
         values = union_in_order(v.values_of(DIMENSION_KINDS[path]) for v in vocabs)
         value_order[path] = {v: i for i, v in enumerate(values)}
 
+    # Rows share their outcomes and most of their value sets: each is placed once.
+    by_rules: dict[int, tuple[int, ...]] = {}
+    firsts: dict[tuple[str, frozenset[str]], int] = {}
+
+    def first(path: str, values: frozenset[str]) -> int:
+        found = firsts.get((path, values))
+        if found is None:
+            order = value_order[path]
+            found = firsts[path, values] = min(order.get(v, 0) for v in values)
+        return found
+
     def key(row: tuple[Box, Any]) -> tuple[Any, ...]:
         box, outcome = row
-        rules = _outcome_rules(outcome)
-        first = tuple(sorted(rule_order.get(r, len(rule_order)) for r in rules))
-        return (first, tuple(min(value_order[p].get(v, 0) for v in s) for p, s in zip(DIMENSIONS, box)))
+        rules = by_rules.get(id(outcome))
+        if rules is None:
+            rules = by_rules[id(outcome)] = tuple(sorted(rule_order.get(r, len(rule_order))
+                                                         for r in _outcome_rules(outcome)))
+        return (rules, tuple(map(first, DIMENSIONS, box)))
 
     return sorted(rows, key=key)
 
