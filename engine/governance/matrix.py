@@ -291,6 +291,9 @@ class _Plan(NamedTuple):
     undeclared: frozenset[int]  # positions of values the version does not declare
 
 
+_FALSE, _UNKNOWN, _TRUE = 0, 1, 2  # the numbers of the constant terms in every walk (_Step)
+
+
 class _Step:
     """Reduces the items of a walk state by attribute values.
 
@@ -311,7 +314,8 @@ class _Step:
         self.reads: list[frozenset[str]] = []
         self.memo: dict[tuple[Any, ...], int] = {}
         self.items: dict[tuple[Any, ...], Any] = {}
-        self.false, self.unknown, self.true = self.id(FALSE), self.id(UNK), self.id(TRUE)
+        for constant in (FALSE, UNK, TRUE):  # the first terms, so numbered alike in every walk
+            self.id(constant)
 
     def id(self, term: Term) -> int:
         found = self.ids.get(term)
@@ -340,7 +344,7 @@ class _Step:
             return known
         rule_id, permit, term, obligations, _old = item
         reduced = self.term(term, env, token)
-        if reduced == self.false or (permit and reduced == self.unknown):
+        if reduced == _FALSE or (permit and reduced == _UNKNOWN):
             found = None
         else:
             kept = self._obligations(obligations, env, token)
@@ -354,7 +358,7 @@ class _Step:
         kept = []
         for name, condition, args in obligations:
             condition = self.term(condition, env, token)
-            if condition == self.false:
+            if condition == _FALSE:
                 continue  # an unknown condition is kept: the obligation is listed as undetermined
             kept.append(_Obligation(name, condition, tuple(self.term(a, env, token) for a in args)))
         return tuple(kept)
@@ -406,20 +410,28 @@ def has_permit(state: _State | None) -> bool:
     return state is not None and any(rule.permit for rule in state.rules)
 
 
-def refused_below(state: _State | None, combine: Combine, step: _Step) -> bool:
-    """Whether every combination below is refused: no permit rule is left, or a deny rule
-    applies whatever comes (its term true, or unknown: a deny rule that might apply
-    applies) and no permit rule can win over it by the combining algorithm."""
-    if state is None:
-        return True
-    settled = (step.true, step.unknown)
-    for rule in state.rules:
-        if rule.permit:
-            if combine != Combine.DENY_OVERRIDES:
-                return False  # it may win: permit-overrides, or first-applicable before the deny rule
-        elif rule.term in settled and combine != Combine.PERMIT_OVERRIDES:
+def refusal(combine: Combine) -> Callable[[_State | None], bool]:
+    """Whether every combination below a state is refused, by the combining algorithm: no
+    permit rule is left, or a deny rule applies whatever comes (its term true, or unknown:
+    a deny rule that might apply applies) and no permit rule can win over it."""
+    settled = (_TRUE, _UNKNOWN)
+    permit_first = combine != Combine.DENY_OVERRIDES  # a permit rule met before a deny rule may win
+    deny_settles = combine != Combine.PERMIT_OVERRIDES  # a deny rule that applies decides
+
+    def refused(state: _State | None) -> bool:
+        if state is None:
             return True
-    return not has_permit(state)
+        permits = False
+        for rule in state.rules:
+            if rule.permit:
+                if permit_first:
+                    return False
+                permits = True
+            elif deny_settles and rule.term in settled:
+                return True
+        return not permits
+
+    return refused
 
 
 # --- the walk -------------------------------------------------------------------------
@@ -773,8 +785,9 @@ def build_matrix(version: Version, progress: ProgressHook = no_progress) -> Matr
 
     started = time.perf_counter()
     def prune(states: tuple[Any, ...], _alike: bool) -> bool:
-        return refused_below(states[0], version.combine, walk.step)
+        return refused(states[0])
 
+    refused = refusal(version.combine)
     walk = Walk([version], True, prune, leaf, "matrix", progress)
     with collector_paused():
         rows = sort_rows(compress(walk.run()), version.vocab)
