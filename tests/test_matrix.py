@@ -24,7 +24,7 @@ from engine.governance.matrix import (
     render_matrix,
     version_of,
 )
-from engine.governance.table import Legend
+from engine.governance.table import SAME_AGENCY, Legend
 from engine.commands.progress import Progress
 from tests._context_requests import covering, random_request
 
@@ -316,6 +316,46 @@ def test_roles_held_at_agencies_leave_out_combinations_that_cannot_occur(tmp_pat
     held = {(cell[DIMENSIONS.index("requester.role")], cell[DIMENSIONS.index("requester.agency")]) for cell in found}
     assert held == {("gp", "surgery"), ("housing_officer", "housing")}
     assert len(found) == 2 * 2 * 2 * 3  # actions x held pairs x classifications x owners
+
+
+AGENCIES = "agencies { schools, hospital, council, police, probation }\n"
+SIDED_AGREEMENTS = ("agreement one_way { from hospital\n  to police, council\n  valid 2025-03-01 to 2026-06-30 }\n"
+                    "agreement local_isa { parties hospital, probation }\n")
+
+
+@pytest.mark.parametrize(("clauses", "pairs"), [
+    ("under one_way", {("police", "hospital"), ("council", "hospital")}),
+    ("under local_isa", {("hospital", "hospital"), ("hospital", "probation"), ("probation", "hospital"),
+                         ("probation", "probation")}),
+    ("agency schools\n  owner police, probation", {("schools", "police"), ("schools", "probation")}),
+    ("agency schools, probation\n  owner hospital\n  obligation tell requester.agency",
+     {("schools", "hospital"), ("probation", "hospital")}),
+    ("when resource.owner == requester.agency\n  unless requester.agency in {council}",
+     {(a, a) for a in ("schools", "hospital", "police", "probation")}),
+    ("when resource.owner != police\n  agency police, council\n  under one_way",
+     {("police", "hospital"), ("council", "hospital")}),
+], ids=["one-way", "parties", "named", "argument", "own agency", "not equal"])
+@pytest.mark.parametrize("explored", [False, True], ids=["date fixed", "every date"])
+def test_requester_and_owner_pairs_are_those_the_rule_names(tmp_path, clauses, pairs, explored):
+    """Agencies a rule does not name are walked as one group: the pairs permitted must be
+    exactly the ones its agreements, lists and comparisons allow."""
+    shutil.copytree(CLINIC, tmp_path / "set")
+    vocabulary = tmp_path / "set" / "00_vocabulary.policy"
+    vocabulary.write_text(vocabulary.read_text().replace("agencies { hospital, council, police }\n", AGENCIES)
+                          + SIDED_AGREEMENTS)
+    (tmp_path / "set" / "10_rules.policy").write_text(
+        f'permit r {{\n  action view\n  role nurse\n  purpose care\n  data health\n  {clauses}\n'
+        f'  because "x"\n}}\n')
+    matrix = build_matrix(version_of(engine.load(str(tmp_path / "set")), None if explored else DATE))
+    legend = Legend(matrix.version.vocab)
+    found = set()
+    for box, _outcome in matrix.rows:
+        agencies = legend.expand(box)[DIMENSIONS.index("requester.agency")]
+        if box[DIMENSIONS.index("resource.owner")] == SAME_AGENCY:
+            found.update((a, a) for a in agencies)
+        else:
+            found.update(itertools.product(agencies, legend.expand(box)[DIMENSIONS.index("resource.owner")]))
+    assert found == pairs
 
 
 def test_context_gives_a_set_as_members_separated_by_commas(tmp_path):

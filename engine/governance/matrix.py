@@ -71,6 +71,7 @@ WALK = ("action", "purpose", "resource.category", "requester.role", "resource.cl
 
 _WITNESS_TRIES = 4096  # combinations of group members tried for a request that has them
 _GAVE_UP: Any = object()  # a request search that gave up (Walk.unsettled)
+_UNSET: Any = object()
 
 
 class ContextError(ValueError):
@@ -314,6 +315,7 @@ class _Step:
         self.reads: list[frozenset[str]] = []
         self.memo: dict[tuple[Any, ...], int] = {}
         self.items: dict[tuple[Any, ...], Any] = {}
+        self.told: dict[tuple[int, str], frozenset[str] | None] = {}
         for constant in (FALSE, UNK, TRUE):  # the first terms, so numbered alike in every walk
             self.id(constant)
 
@@ -371,11 +373,77 @@ class _Step:
         _name, condition, args = kept[0]
         return _PolicyItem(outcome, name, condition, args, self.reads[condition].union(*(self.reads[a] for a in args)))
 
+    def told_apart(self, item: _RuleItem | _PolicyItem, path: str) -> frozenset[str] | None:
+        """The values of `path` an item's terms tell apart from the rest: every other value
+        reduces the item alike. None when any value may reduce it differently."""
+        if isinstance(item, _RuleItem):
+            terms = [item.term, *(t for o in item.obligations for t in (o.condition, *o.args))]
+        else:
+            terms = [item.condition, *item.args]
+        told: set[str] = set()
+        for term in terms:
+            key = (term, path)
+            if key not in self.told:
+                self.told[key] = _told_apart(self.terms[term], path)
+            found = self.told[key]
+            if found is None:
+                return None
+            told |= found
+        return frozenset(told)
+
     def state(self, state: _State, env: dict[str, Any], token: Any) -> _State:
         """Every item of a state reduced by `env`, dead ones dropped."""
         kept = (self.rule(r, env, token) for r in state.rules)
         obligations = (self.policy(p, env, token) for p in state.policy)
         return _State(tuple(r for r in kept if r is not None), tuple(p for p in obligations if p is not None))
+
+
+_SIDES = ("requester.agency", "resource.owner")
+
+
+def _told_apart(term: Term, path: str) -> frozenset[str] | None:
+    """The agencies a term tells apart, as requester (`path` requester.agency) or owner:
+    those its membership tests, comparisons with a constant, pairs and agreements name.
+    Any other agency makes each of them false (or `!=` true), so reduces the term as every
+    other does. None where the term reads `path` otherwise (as an obligation's argument,
+    or compared with another attribute), or `path` is no agency: any value may differ."""
+    if path not in _SIDES:
+        return None
+    told: set[str] = set()
+    attribute = ("a", path)
+
+    def visit(t: Term) -> bool:
+        op = t[0]
+        if op == "a":
+            return bool(t[1] != path)
+        if op in ("k", "has"):
+            return True
+        if op in ("and", "or"):
+            return all(visit(part) for part in t[1])
+        if op in ("not", "truthy"):
+            return visit(t[1])
+        if op in ("eq", "ne"):
+            left, right = t[1], t[2]
+            for one, other in ((left, right), (right, left)):
+                if one == attribute and other[0] == "k":
+                    told.add(other[2])
+                    return True
+            return visit(left) and visit(right)
+        if op == "in":
+            if t[1] == attribute:
+                told.update(value for _tag, value in t[2])
+                return True
+            return visit(t[1])
+        if op == "pair":
+            told.update(pair[_SIDES.index(path)] for pair in t[1])
+            return True
+        if op == "under":
+            for parties, sources, recipients, *_dates in t[1]:
+                told.update(parties or (), sources or (), recipients or ())
+            return True
+        return False  # an ordering, a shifted date, a set's members: not only by name
+
+    return frozenset(told) if visit(term) else None
 
 
 def _narrow(term: Term, env: Mapping[Any, Any]) -> Term:
@@ -673,13 +741,23 @@ class Walk:
         columns += [self._column(self.step.policy, policy[i], path) for i in policy_positions]
         return _Plan(state, rule_positions, policy_positions, columns, self.undeclared[index][path])
 
-    def _column(self, reduce_item: Callable[..., Any], item: tuple[Any, ...], path: str) -> tuple[list[Any], list[int]]:
+    def _column(self, reduce_item: Callable[..., Any], item: _RuleItem | _PolicyItem,
+                path: str) -> tuple[list[Any], list[int]]:
         """An item reduced by each value of `path` (None when dead), and a class number per
         value: values with one number leave the item alike. Items recur across branches."""
         key = (item, path)
         column = self.columns.get(key)
         if column is None:
-            reduced = [reduce_item(item, env, (path, v)) for v, env in zip(self.values[path], self.envs[path])]
+            told = self.step.told_apart(item, path)
+            reduced = []
+            other: Any = _UNSET  # the item reduced by a value it does not tell apart: alike for all such
+            for value, env in zip(self.values[path], self.envs[path]):
+                if told is None or value in told:
+                    reduced.append(reduce_item(item, env, (path, value)))
+                else:
+                    if other is _UNSET:
+                        other = reduce_item(item, env, (path, value))
+                    reduced.append(other)
             numbers: dict[Any, int] = {}
             column = self.columns[key] = (reduced, [numbers.setdefault(r, len(numbers)) for r in reduced])
         return column
