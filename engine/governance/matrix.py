@@ -402,13 +402,15 @@ _SIDES = ("requester.agency", "resource.owner")
 
 
 def _told_apart(term: Term, path: str) -> frozenset[str] | None:
-    """The agencies a term tells apart, as requester (`path` requester.agency) or owner:
-    those its membership tests, comparisons with a constant, pairs and agreements name.
-    Any other agency makes each of them false (or `!=` true), so reduces the term as every
-    other does. None where the term reads `path` otherwise (as an obligation's argument,
-    or compared with another attribute), or `path` is no agency: any value may differ."""
-    if path not in _SIDES:
+    """The values of a dimension a term tells apart: those its membership tests, comparisons
+    with a constant, and (for the requester's agency and the owner) its pairs and
+    agreements name. Any other value makes each of them false (or `!=` true), so reduces
+    the term as every other does. None where the term reads `path` otherwise (ordered, as
+    an obligation's argument, compared with another attribute), or `path` is not one of
+    the dimensions: any value may differ."""
+    if path not in DIMENSION_KINDS:
         return None
+    side = _SIDES.index(path) if path in _SIDES else None
     told: set[str] = set()
     attribute = ("a", path)
 
@@ -434,12 +436,14 @@ def _told_apart(term: Term, path: str) -> frozenset[str] | None:
                 told.update(value for _tag, value in t[2])
                 return True
             return visit(t[1])
-        if op == "pair":
-            told.update(pair[_SIDES.index(path)] for pair in t[1])
+        if op == "pair":  # reads the agencies only
+            if side is not None:
+                told.update(pair[side] for pair in t[1])
             return True
-        if op == "under":
-            for parties, sources, recipients, *_dates in t[1]:
-                told.update(parties or (), sources or (), recipients or ())
+        if op == "under":  # reads the agencies and the date only
+            if side is not None:
+                for parties, sources, recipients, *_dates in t[1]:
+                    told.update(parties or (), sources or (), recipients or ())
             return True
         return False  # an ordering, a shifted date, a set's members: not only by name
 
