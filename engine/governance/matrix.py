@@ -583,7 +583,7 @@ class Walk:
         self.total = self.below[0]
         self.bits = [1 << p for p in range(max(len(v) for v in self.values.values()))]
         self.everything = [(1 << len(self.values[p])) - 1 for p in self.paths]
-        self.sets: dict[tuple[int, int], frozenset[str]] = {}
+        self.sets: list[dict[int, frozenset[str]]] = [{} for _path in self.paths]  # per level, by mask
         self.subtrees: dict[tuple[Any, ...], tuple[list[Any], int]] = {}  # (rows, unsettled per combination)
         self.leaves: dict[tuple[Any, ...], Any] = {}
         self.members: dict[str, list[str]] = {}  # the members of the group each axis is at
@@ -613,7 +613,8 @@ class Walk:
             self.found.append((self._box(masks), self.outcomes[_tail(row)]))
         # What only the walk needs is let go now, while the collector is paused (build_matrix):
         # once it runs again it would look through every object made since it last ran.
-        self.subtrees, self.leaves, self.columns, self.assignments, self.row_ids, self.sets = {}, {}, {}, {}, {}, {}
+        self.subtrees, self.leaves, self.columns, self.assignments, self.row_ids = {}, {}, {}, {}, {}
+        self.sets = []
         self.step = _Step(self.step.paths)
         return self.found
 
@@ -772,15 +773,12 @@ class Walk:
 
     def _box(self, masks: Sequence[int]) -> Box:
         """Value masks in walk order as a Box of value sets: the dimensions in DIMENSIONS order,
-        then the context. Rows share most of their sets: each is made once."""
-        return tuple(self._set(i, masks[i]) for i in self.box_order)
+        then the context. Rows share most of their sets: each is made once (a mask is never 0)."""
+        return tuple([self.sets[i].get(masks[i]) or self._set(i, masks[i]) for i in self.box_order])
 
     def _set(self, level: int, mask: int) -> frozenset[str]:
-        key = (level, mask)
-        found = self.sets.get(key)
-        if found is None:
-            values = self.values[self.paths[level]]
-            found = self.sets[key] = frozenset(v for p, v in enumerate(values) if mask >> p & 1)
+        values = self.values[self.paths[level]]
+        found = self.sets[level][mask] = frozenset(v for p, v in enumerate(values) if mask >> p & 1)
         return found
 
 
