@@ -104,61 +104,71 @@ def _merge_alike(rows: list[Numbered], order: list[int], weights: list[int]) -> 
     """Rows of one outcome merged column by column, round the columns until none merges.
 
     A column is looked at again only after another column has merged rows:
-    nothing else can give it more to merge.
+    nothing else can give it more to merge. Each row's column hashes and
+    their weighted sum are kept as rows merge: a merged row's change in
+    one column.
     """
-    keys = _keys(rows, weights)
+    hashes = [[hash(values) for values in box] for _number, box in rows]
+    totals = [sum(map(operator.mul, weights, row)) for row in hashes]
     clean: set[int] = set()
     while len(clean) < len(order):
         for index in order:
             if index in clean:
                 continue
             clean.add(index)
-            column = keys[index]
+            column = _column_keys(rows, hashes, totals, weights[index], index)
             if len(set(column)) == len(column):
                 continue
-            merged = _merge_column(rows, index, column)
+            merged = _merge_column(rows, index, column, hashes, totals, weights[index])
             if merged is not None:
-                rows, keys, clean = merged, _keys(merged, weights), {index}
+                (rows, hashes, totals), clean = merged, {index}
     return rows
 
 
-def _keys(rows: list[Numbered], weights: list[int]) -> list[list[Any]]:
-    """Per column, each row's key without that column ("own agency" owners never share one)."""
-    hashes = [[hash(values) for values in box] for _number, box in rows]
-    totals = [sum(map(operator.mul, weights, row)) for row in hashes]
-    keys = [[total - weight * row[i] for total, row in zip(totals, hashes)] for i, weight in enumerate(weights)]
-    if _OWNER < len(keys):
-        owners = keys[_OWNER]
+def _column_keys(rows: list[Numbered], hashes: list[list[int]], totals: list[int], weight: int,
+                 index: int) -> list[Any]:
+    """Each row's key without column `index` ("own agency" owners never share one)."""
+    keys: list[Any] = [total - weight * row[index] for total, row in zip(totals, hashes)]
+    if index == _OWNER:
         for position, (number, box) in enumerate(rows):
             if box[_OWNER] == SAME_AGENCY:
-                owners[position] = (number,)
+                keys[position] = (number,)
     return keys
 
 
-def _merge_column(rows: list[Numbered], index: int, column: list[Any]) -> list[Numbered] | None:
+Merged = tuple[list[Numbered], list[list[int]], list[int]]  # rows, their column hashes, their weighted sums
+
+
+def _merge_column(rows: list[Numbered], index: int, column: list[Any], hashes: list[list[int]], totals: list[int],
+                  weight: int) -> Merged | None:
     """The rows with those alike but for column `index` merged, in order; None if none are."""
     groups: dict[Any, list[int]] = {}
     for position, key in enumerate(column):
         groups.setdefault(key, []).append(position)
-    placed: list[Numbered] = []
+    placed: list[tuple[Numbered, list[int], int]] = []
     for positions in groups.values():
         if len(positions) == 1:
-            placed.append(rows[positions[0]])
+            placed.extend((rows[p], hashes[p], totals[p]) for p in positions)
             continue
         exact: dict[tuple[Any, ...], list[int]] = {}  # sums can coincide: compare the rows themselves
         for position in positions:
             box = rows[position][1]
             exact.setdefault(box[:index] + box[index + 1:], []).append(position)
         for together in exact.values():
-            number, box = rows[together[0]]
-            if len(together) > 1:
-                values = frozenset().union(*(rows[p][1][index] for p in together))
-                box = box[:index] + (values,) + box[index + 1:]
-            placed.append((number, box))
+            first = together[0]
+            if len(together) == 1:
+                placed.append((rows[first], hashes[first], totals[first]))
+                continue
+            number, box = rows[first]
+            values = frozenset().union(*(rows[p][1][index] for p in together))
+            row_hashes = list(hashes[first])
+            row_hashes[index] = hash(values)
+            total = totals[first] + weight * (row_hashes[index] - hashes[first][index])
+            placed.append(((number, box[:index] + (values,) + box[index + 1:]), row_hashes, total))
     if len(placed) == len(rows):
         return None
-    placed.sort(key=lambda row: row[0])
-    return placed
+    placed.sort(key=lambda entry: entry[0][0])
+    return [row for row, _h, _t in placed], [h for _r, h, _t in placed], [t for _r, _h, t in placed]
 
 
 def _same_agency(found: list[tuple[Box, Any]]) -> list[tuple[Box, Any]]:
